@@ -1,0 +1,17 @@
+"""Models: loading by spec and the per-family component vocabulary the tracing engine uses."""
+
+from artifact.models.adapters import FAMILIES, KINDS, Kind, ModelAdapter, ModelFamily, UnsupportedModelError, get_module
+from artifact.models.loading import LoadedModel, ModelLoadError, load_model
+
+__all__ = [
+    "FAMILIES",
+    "KINDS",
+    "Kind",
+    "LoadedModel",
+    "ModelAdapter",
+    "ModelFamily",
+    "ModelLoadError",
+    "UnsupportedModelError",
+    "get_module",
+    "load_model",
+]

