@@ -1,0 +1,142 @@
+"""The speech front end of one fact: speak the prompt, check it by recognition, align its words, tokenize it into
+speech units and locate the subject's speech tokens. Every stage output is cached by content (`SpeechCache`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artifact.speech.alignment import Aligner, boundary_errors, create_aligner, subject_time_span
+from artifact.speech.cache import SpeechCache, content_key
+from artifact.speech.recognition import Recognizer, create_recognizer
+from artifact.speech.text import word_error_rate
+from artifact.speech.tts import TTS, EspeakTTS, create_tts
+from artifact.speech.base import SAMPLE_RATE, SpeechUnits, WordTime, check_text
+from artifact.speech.units import UnitTokenizer, create_unit_tokenizer
+
+NO_RECOGNIZER = "none"
+
+
+@dataclass
+class FrontEndConfig:
+    """Backends and options of the speech front end (defaults: the offline backends)."""
+
+    tts: str = "espeak-ng"  # 'espeak-ng' (offline) or 'melotts' (paper; needs $MELOTTS_PYTHON)
+    recognizer: str = "pocketsphinx"  # 'pocketsphinx' (offline), 'whisper-small' (paper) or 'none' (skip the WER)
+    aligner: str = "pocketsphinx"  # 'pocketsphinx' (offline) or 'mms-fa' (torchaudio CTC; downloads weights)
+    unit_tokenizer: str = "kmeans-logmel"  # 'kmeans-logmel' (offline stand-in) or 'spiritlm' (HuBERT; container)
+    tts_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the TTS backend
+    max_wer: float | None = None  # drop prompts whose WER exceeds this (off by default: the paper states no rule)
+    validate_alignment: bool = True  # with espeak-ng: score the aligner against espeak-ng's own word times
+    cache: bool = True  # reuse and store stage outputs under cache_root()/speech
+
+    def __post_init__(self) -> None:
+        for name in ("tts", "recognizer", "aligner", "unit_tokenizer"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"FrontEndConfig.{name} must be a backend name; got {getattr(self, name)!r}.")
+        if self.max_wer is not None:
+            if not 0.0 <= self.max_wer:
+                raise ValueError(f"max_wer must be >= 0 (a WER, e.g. 0.5); got {self.max_wer}.")
+            if self.recognizer == NO_RECOGNIZER:
+                raise ValueError("max_wer needs a recognizer; set recognizer to 'pocketsphinx' or 'whisper-small'.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FrontEndConfig":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown FrontEndConfig fields: {sorted(unknown)}.")
+        return cls(**data)
+
+
+@dataclass
+class SpokenFact:
+    """One prompt through the front end. Times in seconds; token ranges [b, e) over the deduplicated speech tokens."""
+
+    text: str
+    subject: str
+    audio: np.ndarray  # [samples] float32, 16 kHz
+    transcript: str | None
+    wer: float | None
+    words: list[WordTime]
+    subject_time: tuple[float, float]
+    units: SpeechUnits
+    subject_tokens: tuple[int, int]
+    alignment_errors: list[float] | None  # |aligned - espeak-ng| per word boundary (s), when validated
+    kept: bool  # False when dropped by max_wer
+    audio_key: str
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+    def summary(self) -> dict[str, Any]:
+        """One table row (no arrays)."""
+        b, e = self.subject_tokens
+        errors = self.alignment_errors
+        return {
+            "duration_s": round(self.duration, 3), "wer": None if self.wer is None else round(self.wer, 4),
+            "transcript": self.transcript, "subject_start_s": round(self.subject_time[0], 3),
+            "subject_end_s": round(self.subject_time[1], 3), "subject_token_start": b, "subject_token_end": e,
+            "subject_tokens": e - b, "speech_tokens": len(self.units.tokens), "frames": len(self.units.frames),
+            "align_err_median_ms": None if not errors else round(1000 * float(np.median(errors)), 1),
+            "kept": self.kept,
+        }
+
+
+class SpeechFrontEnd:
+    """The four backends plus the cache; `process(prompt, subject)` runs one fact."""
+
+    def __init__(self, config: FrontEndConfig | None = None, cache_dir: Path | None = None) -> None:
+        self.config = config = config or FrontEndConfig()
+        self.tts: TTS = create_tts(config.tts, **config.tts_options)
+        self.recognizer: Recognizer | None = (
+            None if config.recognizer == NO_RECOGNIZER else create_recognizer(config.recognizer))
+        self.aligner: Aligner = create_aligner(config.aligner)
+        self.unit_tokenizer: UnitTokenizer = create_unit_tokenizer(config.unit_tokenizer)
+        if config.cache and cache_dir is None:
+            from artifact.models.loading import cache_root
+
+            cache_dir = cache_root() / "speech"
+        self.cache = SpeechCache(cache_dir if config.cache else None)
+
+    def settings(self) -> dict[str, Any]:
+        """Every backend's settings (recorded beside results)."""
+        return {"config": self.config.to_dict(), "tts": self.tts.settings(),
+                "recognizer": self.recognizer.settings() if self.recognizer else None,
+                "aligner": self.aligner.settings(), "unit_tokenizer": self.unit_tokenizer.settings()}
+
+    def process(self, text: str, subject: str) -> SpokenFact:
+        """Speak `text`, score it, align it, tokenize it and locate `subject` in time and in speech tokens."""
+        text = check_text(text)
+        if not subject or not subject.strip() or subject not in text:
+            raise ValueError(f"Subject {subject!r} does not occur verbatim in prompt {text!r}.")
+        cache = self.cache
+        audio_key = content_key("audio", text=text, tts=self.tts.settings())
+        audio = cache.array("audio", audio_key, lambda: self.tts.synthesize(text)).astype(np.float32)
+        transcript = wer = None
+        if self.recognizer is not None:
+            key = content_key("transcript", audio=audio_key, recognizer=self.recognizer.settings())
+            transcript = cache.json("transcript", key, lambda: self.recognizer.transcribe(audio))
+            wer = word_error_rate(text, transcript)
+        key = content_key("alignment", audio=audio_key, text=text, aligner=self.aligner.settings())
+        words = [WordTime.from_dict(w) for w in
+                 cache.json("alignment", key, lambda: [w.to_dict() for w in self.aligner.align(audio, text)])]
+        key = content_key("units", audio=audio_key, tokenizer=self.unit_tokenizer.settings())
+        units = SpeechUnits.from_dict(cache.json("units", key, lambda: self.unit_tokenizer.encode(audio).to_dict()))
+        subject_time = subject_time_span(words, text, subject)
+        subject_tokens = units.tokens_overlapping(*subject_time)
+        errors = None
+        if self.config.validate_alignment and isinstance(self.tts, EspeakTTS):
+            key = content_key("espeak-words", audio=audio_key)
+            truth = [WordTime.from_dict(w) for w in
+                     cache.json("espeak-words", key, lambda: [w.to_dict() for w in self.tts.word_times(text)])]
+            errors = boundary_errors(truth, words)
+        kept = self.config.max_wer is None or (wer is not None and wer <= self.config.max_wer)
+        return SpokenFact(text, subject, audio, transcript, wer, words, subject_time, units, subject_tokens, errors,
+                          kept, audio_key)

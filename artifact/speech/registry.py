@@ -1,0 +1,59 @@
+"""Backends chosen by name: a registry of lazy import paths per stage, with typo suggestions."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownBackendError(LookupError):
+    """A backend name that no registry entry matches; the message lists the available ones."""
+
+
+class Registry(Generic[T]):
+    """Backends of one stage by name, each a lazy 'module:Class' path so heavy libraries load only when picked."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._paths: dict[str, str] = {}
+
+    def register(self, name: str, path: str) -> None:
+        """Add backend `name` implemented by `path` ('package.module:ClassName'); duplicate names are an error."""
+        if name in self._paths:
+            raise ValueError(f"{self.stage} backend {name!r} is already registered (as {self._paths[name]}).")
+        if ":" not in path:
+            raise ValueError(f"Backend path {path!r} must look like 'package.module:ClassName'.")
+        self._paths[name] = path
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._paths)
+
+    def resolve(self, name: str) -> type:
+        """The class of backend `name`, imported now."""
+        if name not in self._paths:
+            close = difflib.get_close_matches(name, self.names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownBackendError(
+                f"Unknown {self.stage} backend {name!r}.{hint} Available: {', '.join(self.names)}."
+            )
+        module_name, class_name = self._paths[name].split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+    def create(self, name: str, **options: Any) -> T:
+        """A new instance of backend `name` constructed with `options`."""
+        return self.resolve(name)(**options)
+
+
+def require_module(module: str, install: str, backend: str) -> Any:
+    """Import `module` for `backend`, or fail with the command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"The {backend!r} backend needs the Python module {module!r}, which is not importable here ({exc}). "
+            f"Install it with: {install}"
+        ) from exc

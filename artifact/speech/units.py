@@ -1,0 +1,196 @@
+"""Speech tokenizer: waveform -> speech units at 25 Hz from a 500-unit vocabulary, deduplicated into SpiritLM tokens
+with the frames each token covers kept (`SpeechUnits`).
+
+Backends: `spiritlm` (the package's `spiritlm_base()`: mHuBERT-25Hz layer 11 + its 500-unit quantizer; container)
+and `kmeans-logmel` (offline stand-in at the same rate and vocabulary: 40 log-mel bands per 640-sample hop, nearest
+of 500 k-means centroids fitted on espeak-ng speech of ROME's prompts; the centroids ship in `data/`, fingerprint
+checked at load; refit with `python -m artifact.speech.fit_units`).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artifact.speech.registry import Registry, require_module
+from artifact.speech.base import SAMPLE_RATE, UNIT_HOP, UNIT_RATE, VOCABULARY, SpeechUnits, check_audio
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+CENTROIDS_PATH = DATA_DIR / "kmeans500_logmel40.npy"
+CENTROIDS_META_PATH = DATA_DIR / "kmeans500_logmel40.json"
+# sha256 of CENTROIDS_PATH's bytes; `python -m artifact.speech.fit_units` prints the new value after a refit.
+CENTROIDS_SHA256 = "a8c4eda1c6b5397a44b40ac742e889913bdc00e6cf8dbacafc4aaf3a979c10ee"
+N_MELS = 40
+N_FFT = 1024
+SPIRITLM_INSTALL = ("pip install 'git+https://github.com/facebookresearch/spiritlm.git"
+                    "@52fb2f4d585811450f192732a1c81760208b9fd0' and set SPIRITLM_CHECKPOINTS_DIR to the checkpoints "
+                    "root holding speech_tokenizer/hubert_25hz/")
+
+
+class UnitTokenizer(abc.ABC):
+    """Speech to units at 25 Hz with a 500-unit vocabulary. `settings()` keys the cache."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Backend name, version and options (for k-means: the centroids' fingerprint)."""
+
+    @abc.abstractmethod
+    def _frames(self, audio: np.ndarray) -> list[int]:
+        """One unit per 640-sample frame of [samples] float32 16 kHz audio."""
+
+    frame_rate: float = UNIT_RATE
+
+    def encode(self, audio: np.ndarray) -> SpeechUnits:
+        """Units of `audio` ([samples] float32 16 kHz), deduplicated with the frame-to-token map kept."""
+        audio = check_audio(audio)
+        if len(audio) < UNIT_HOP:
+            raise ValueError(f"The audio is {len(audio)} samples long; at least {UNIT_HOP} (40 ms) are needed.")
+        frames = self._frames(audio)
+        if any(not 0 <= u < VOCABULARY for u in frames):
+            raise ValueError(f"{self.name} produced units outside [0, {VOCABULARY}).")
+        return SpeechUnits.from_frames(frames, self.frame_rate)
+
+
+def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """[n_mels, n_fft // 2 + 1] triangular filters on the HTK mel scale, 0 Hz to Nyquist."""
+    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+    hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    edges = hz(np.linspace(mel(0.0), mel(rate / 2), n_mels + 2))
+    bins = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None] - lower) / (centre - lower)
+    falling = (upper - bins[None]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def logmel_frames(audio: np.ndarray) -> np.ndarray:
+    """[frames, 40] log-mel features, one per 640-sample hop (frame i is centred on samples [i*640, (i+1)*640)),
+    from a 1024-sample Hann window; frames = len(audio) // 640."""
+    audio = np.asarray(audio, dtype=np.float64)
+    count = len(audio) // UNIT_HOP
+    pad = N_FFT // 2
+    padded = np.pad(audio, (pad, pad))
+    centres = np.arange(count) * UNIT_HOP + UNIT_HOP // 2 + pad
+    index = centres[:, None] + np.arange(-N_FFT // 2, N_FFT // 2)[None]
+    windows = padded[index] * np.hanning(N_FFT)[None]
+    power = np.abs(np.fft.rfft(windows, axis=1)) ** 2
+    return np.log(power @ _filterbank().T + 1e-6).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _filterbank() -> np.ndarray:
+    return mel_filterbank()
+
+
+def nearest_centroid(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """[frames] index of the nearest centroid (squared Euclidean) of each row of `features` [frames, dim]."""
+    distances = (features ** 2).sum(1)[:, None] - 2.0 * features @ centroids.T + (centroids ** 2).sum(1)[None]
+    return distances.argmin(axis=1)
+
+
+def load_centroids(path: Path = CENTROIDS_PATH, sha256: str | None = None) -> np.ndarray:
+    """The shipped [500, 40] centroids, after checking the file's sha256 against `CENTROIDS_SHA256`."""
+    from artifact.models.loading import sha256_file
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; refit it with: python -m artifact.speech.fit_units")
+    expected = sha256 or CENTROIDS_SHA256
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ValueError(f"{path} has sha256 {actual}, expected {expected}: the unit model changed. Restore it "
+                         "(git checkout) or, after a deliberate refit, update CENTROIDS_SHA256 in "
+                         "artifact/speech/units.py.")
+    centroids = np.load(path)
+    if centroids.shape != (VOCABULARY, N_MELS):
+        raise ValueError(f"{path} holds shape {centroids.shape}, expected ({VOCABULARY}, {N_MELS}).")
+    return centroids.astype(np.float32)
+
+
+class KMeansUnitTokenizer(UnitTokenizer):
+    """Offline stand-in for SpiritLM's HuBERT tokenizer: log-mel frames at 25 Hz -> nearest of 500 centroids."""
+
+    name = "kmeans-logmel"
+
+    def __init__(self, centroids: np.ndarray | None = None, fingerprint: str | None = None) -> None:
+        if centroids is None:
+            centroids = load_centroids()
+            fingerprint = CENTROIDS_SHA256
+        elif fingerprint is None:
+            import hashlib
+
+            fingerprint = hashlib.sha256(np.ascontiguousarray(centroids, dtype=np.float32).tobytes()).hexdigest()
+        if centroids.shape != (VOCABULARY, N_MELS):
+            raise ValueError(f"Centroids must have shape ({VOCABULARY}, {N_MELS}); got {centroids.shape}.")
+        self.centroids = np.asarray(centroids, dtype=np.float32)
+        self.fingerprint = fingerprint
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": self.name, "features": f"log-mel {N_MELS}, n_fft {N_FFT}, hop {UNIT_HOP}",
+                "units": VOCABULARY, "centroids_sha256": self.fingerprint}
+
+    def _frames(self, audio: np.ndarray) -> list[int]:
+        return nearest_centroid(logmel_frames(audio), self.centroids).tolist()
+
+
+class SpiritLMUnitTokenizer(UnitTokenizer):
+    """SpiritLM's own speech tokenizer, `spiritlm.speech_tokenizer.spiritlm_base()` (mHuBERT 25 Hz + 500-unit
+    quantizer). `encode_units(audio)["hubert"]` gives one unit per frame, before deduplication; the package reads
+    its checkpoints from $SPIRITLM_CHECKPOINTS_DIR. Container only."""
+
+    name = "spiritlm"
+
+    def __init__(self) -> None:
+        module = require_module("spiritlm.speech_tokenizer", SPIRITLM_INSTALL, self.name)
+        try:
+            self._tokenizer = module.spiritlm_base()
+        except Exception as exc:
+            raise RuntimeError(f"spiritlm_base() failed ({exc}); {SPIRITLM_INSTALL}.") from exc
+        hubert = getattr(self._tokenizer, "hubert_model", None)
+        hop = getattr(hubert, "code_hop_size", UNIT_HOP)
+        self.frame_rate = SAMPLE_RATE / hop
+        from artifact.speech.recognition import _dist_version
+
+        self._version = _dist_version("spiritlm")
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": self.name, "version": self._version, "model": "spiritlm_base (mhubert_base_25hz, "
+                "L11_quantizer_500)", "frame_rate": self.frame_rate}
+
+    def _frames(self, audio: np.ndarray) -> list[int]:
+        import torch
+
+        units = self._tokenizer.encode_units(torch.from_numpy(audio))
+        return [int(u) for u in units["hubert"].split()]
+
+
+UNIT_TOKENIZERS: Registry[UnitTokenizer] = Registry("speech tokenizer")
+UNIT_TOKENIZERS.register("kmeans-logmel", "artifact.speech.units:KMeansUnitTokenizer")
+UNIT_TOKENIZERS.register("spiritlm", "artifact.speech.units:SpiritLMUnitTokenizer")
+
+
+def create_unit_tokenizer(name: str = "kmeans-logmel", **options: Any) -> UnitTokenizer:
+    """A speech tokenizer by name ('kmeans-logmel', 'spiritlm')."""
+    return UNIT_TOKENIZERS.create(name, **options)
+
+
+def fit_centroids(features: np.ndarray, seed: int = 0, max_iter: int = 100) -> np.ndarray:
+    """[500, dim] k-means centroids of `features` [frames, dim] (scikit-learn, one seeded k-means++ init)."""
+    from sklearn.cluster import KMeans
+
+    if len(features) < VOCABULARY:
+        raise ValueError(f"{len(features)} frames cannot make {VOCABULARY} clusters; synthesise more prompts.")
+    model = KMeans(n_clusters=VOCABULARY, n_init=1, max_iter=max_iter, random_state=seed)
+    model.fit(np.asarray(features, dtype=np.float64))
+    return model.cluster_centers_.astype(np.float32)
+
+
+def centroids_meta(path: Path = CENTROIDS_META_PATH) -> dict[str, Any]:
+    """How the shipped centroids were made (settings, data fingerprint, refit command)."""
+    return json.loads(path.read_text())
