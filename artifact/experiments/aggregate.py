@@ -1,0 +1,334 @@
+"""Statistics of a run: average indirect effects (AIE) per kind, token group and layer, with bootstrap CIs over facts.
+
+Per fact, the indirect effect of a cell is IE = score - low_score (metric "prob") or logprob - low_logprob (metric
+"logprob", logit-linear). A fact's effect for a token group is the NaN-mean of its IE over the group's positions
+(`groups.token_groups`), so untraced positions (NaN cells) are skipped. AIE = mean over facts; facts whose group is
+empty (e.g. the middle of a one-token subject) are left out of that group, and `n_facts` says how many remain.
+
+Unlike ROME's notebook, which pools middle/further tokens of all facts into one average, each fact counts once in
+every group: the bootstrap resamples facts, so the statistic must be a mean of per-fact values.
+
+Confidence intervals: `scipy.stats.bootstrap` over facts, 95%, BCa (bias-corrected and accelerated), fixed seed.
+BCa because per-fact effects are skewed (most facts near 0, a few large) and bounded; BCa corrects the percentile
+interval for bias and skewness (second-order accurate) at the cost of one jackknife, which is cheap for a mean.
+Where BCa is undefined (all facts equal: the interval is that value; fewer than two facts: NaN) the row says so in
+`ci_method`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from artifact.experiments.groups import GROUPS, token_groups
+from artifact.experiments.runner import (
+    PLAN_FILE,
+    _write_atomic,
+    load_settings,
+    result_path,
+    write_json_atomic,
+    write_npz_atomic,
+)
+from artifact.experiments.severed import SEVERABLE
+from artifact.models.adapters import KINDS
+
+log = logging.getLogger(__name__)
+
+METRICS: tuple[str, ...] = ("prob", "logprob")
+CONFIDENCE = 0.95
+N_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+CI_METHOD = "BCa"
+CSV_COLUMNS = ("arm", "kind", "metric", "effect", "group", "layer", "n_facts", "aie", "ci_low", "ci_high",
+               "ci_method")
+SEVERED_COLUMNS = ("arm", "kind", "metric", "condition", "group", "layer", "n_facts", "aie", "ci_low", "ci_high",
+                   "ci_method")
+AGGREGATE_DIR = "aggregate"
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def _id_key(known_id: Any) -> tuple:
+    try:
+        return (0, int(known_id), "")
+    except (TypeError, ValueError):
+        return (1, 0, str(known_id))
+
+
+def load_job(run_dir: Path, job: str, known_ids: Iterable[Any] | None = None) -> list[dict[str, np.ndarray]]:
+    """Every finished result of `job` in a run folder, sorted by known_id (optionally only `known_ids`)."""
+    folder = Path(run_dir) / "traces" / job
+    paths = sorted(p for p in folder.glob("*.npz") if not p.name.startswith(".")) if folder.is_dir() else []
+    wanted = None if known_ids is None else {str(i) for i in known_ids}
+    results = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        if wanted is None or str(arrays["known_id"].item()) in wanted:
+            results.append(arrays)
+    results.sort(key=lambda a: _id_key(a["known_id"].item()))
+    return results
+
+
+def per_fact_ie(arrays: dict[str, np.ndarray], metric: str) -> np.ndarray:
+    """[pos, layer] indirect effects of one trace: score - low_score, or logprob - low_logprob."""
+    if metric == "prob":
+        return arrays["scores"] - arrays["low_score"]
+    if metric == "logprob":
+        return arrays["logprobs"] - arrays["low_logprob"]
+    raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+
+
+def group_effects(ie: np.ndarray, subject_range: Sequence[int], last_position: int | None = None) -> np.ndarray:
+    """[group, layer] one fact's effect per ROME token group: NaN-mean of `ie` [pos, layer] over the group's
+    positions; NaN for an empty (or wholly untraced) group."""
+    groups = token_groups(ie.shape[0], (int(subject_range[0]), int(subject_range[1])), last_position)
+    out = np.full((len(GROUPS), ie.shape[1]), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slice -> NaN, as wanted
+        for g, name in enumerate(GROUPS):
+            if groups[name]:
+                out[g] = np.nanmean(ie[groups[name]], axis=0)
+    return out
+
+
+@dataclass
+class FactEffects:
+    """Per-fact effects of one kind and metric, ready for statistics (and for paired comparisons across arms)."""
+
+    kind: str
+    metric: str
+    known_ids: list[Any]
+    effects: np.ndarray  # [fact, group, layer]
+    ate: np.ndarray  # [fact] high - low (total effect of the corruption)
+    high: np.ndarray  # [fact] clean score (or logprob)
+    low: np.ndarray  # [fact] corrupted score (or logprob)
+
+
+def fact_effects(run_dir: Path, kind: str, metric: str, known_ids: Iterable[Any] | None = None) -> FactEffects:
+    """Per-fact group effects of every finished `kind` trace in a run folder."""
+    results = load_job(run_dir, kind, known_ids)
+    key_hi, key_lo = ("high_score", "low_score") if metric == "prob" else ("high_logprob", "low_logprob")
+    L = results[0]["scores"].shape[1] if results else 0
+    effects = np.stack([group_effects(per_fact_ie(r, metric), r["subject_range"], int(r["last_position"]))
+                        for r in results]) if results else np.empty((0, len(GROUPS), L))
+    high = np.array([float(r[key_hi]) for r in results])
+    low = np.array([float(r[key_lo]) for r in results])
+    return FactEffects(kind, metric, [r["known_id"].item() for r in results], effects, high - low, high, low)
+
+
+# ------------------------------------------------------------------------------------------------- statistics
+
+
+def bootstrap_mean_ci(
+    data: np.ndarray,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    method: str = CI_METHOD,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Mean over facts and its bootstrap CI, per column. `data` is [fact] or [fact, column]; NaN facts of a column
+    are left out of that column. Returns (n [col], mean [col], low [col], high [col], ci_method per column)."""
+    from scipy import stats
+
+    data = np.asarray(data, dtype=np.float64)
+    squeeze = data.ndim == 1
+    if squeeze:
+        data = data[:, None]
+    cols = data.shape[1]
+    n = np.isfinite(data).sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(data, axis=0) if data.shape[0] else np.full(cols, np.nan)
+    low, high = np.full(cols, np.nan), np.full(cols, np.nan)
+    methods = ["none (n < 2)"] * cols
+    # Columns that share the same set of finite facts are bootstrapped together (identical resamples per column).
+    masks: dict[bytes, list[int]] = {}
+    for c in range(cols):
+        finite = np.isfinite(data[:, c])
+        if finite.sum() < 2:
+            continue
+        values = data[finite, c]
+        if np.all(values == values[0]):
+            low[c] = high[c] = values[0]
+            methods[c] = "degenerate (all facts equal)"
+            continue
+        masks.setdefault(finite.tobytes(), []).append(c)
+    for key, columns in masks.items():
+        finite = np.frombuffer(key, dtype=bool)
+        sample = data[finite][:, columns]  # [n, cols]
+        batch = max(1, int(2e7 // max(1, sample.size)))
+        for how in (method, "percentile"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = stats.bootstrap((sample,), np.mean, axis=0, vectorized=True, n_resamples=n_resamples,
+                                      confidence_level=confidence, method=how, rng=np.random.default_rng(seed),
+                                      batch=batch)
+            lo, hi = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
+            for j, c in enumerate(columns):
+                if np.isnan(low[c]) and np.isfinite(lo[j]) and np.isfinite(hi[j]):
+                    low[c], high[c], methods[c] = lo[j], hi[j], how
+            if all(np.isfinite(low[c]) for c in columns):
+                break
+    return n, mean, low, high, methods
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def effect_rows(arm: str, fe: FactEffects, **bootstrap) -> list[dict[str, Any]]:
+    """Tidy rows of one kind and metric: AIE per (group, layer) and the ATE."""
+    rows = []
+    G, L = len(GROUPS), fe.effects.shape[2] if fe.effects.ndim == 3 else 0
+    if len(fe.known_ids):
+        n, mean, low, high, methods = bootstrap_mean_ci(fe.effects.reshape(len(fe.known_ids), G * L), **bootstrap)
+        for g, group in enumerate(GROUPS):
+            for layer in range(L):
+                c = g * L + layer
+                rows.append({"arm": arm, "kind": fe.kind, "metric": fe.metric, "effect": "AIE", "group": group,
+                             "layer": layer, "n_facts": int(n[c]), "aie": _num(mean[c]), "ci_low": _num(low[c]),
+                             "ci_high": _num(high[c]), "ci_method": methods[c]})
+        n, mean, low, high, methods = bootstrap_mean_ci(fe.ate, **bootstrap)
+        rows.append({"arm": arm, "kind": fe.kind, "metric": fe.metric, "effect": "ATE", "group": "", "layer": "",
+                     "n_facts": int(n[0]), "aie": _num(mean[0]), "ci_low": _num(low[0]), "ci_high": _num(high[0]),
+                     "ci_method": methods[0]})
+    return rows
+
+
+def severed_rows(arm: str, run_dir: Path, metric: str, known_ids=None, **bootstrap) -> tuple[list[dict], dict]:
+    """AIE by layer of restoring the hidden state at the last subject token: plain, MLP severed, attention severed."""
+    results = load_job(run_dir, "severed", known_ids)
+    rows, arrays = [], {}
+    if not results:
+        return rows, arrays
+    prefix, low_key = ("scores", "low_score") if metric == "prob" else ("logprobs", "low_logprob")
+    for condition in ("plain", *SEVERABLE):
+        data = np.stack([r[f"{prefix}_{condition}"] - r[low_key] for r in results])  # [fact, layer]
+        arrays[f"severed_{condition}_{metric}"] = data
+        n, mean, low, high, methods = bootstrap_mean_ci(data, **bootstrap)
+        for layer in range(data.shape[1]):
+            rows.append({"arm": arm, "kind": "hidden", "metric": metric, "condition": condition,
+                         "group": "last_subject", "layer": layer, "n_facts": int(n[layer]), "aie": _num(mean[layer]),
+                         "ci_low": _num(low[layer]), "ci_high": _num(high[layer]), "ci_method": methods[layer]})
+    arrays["severed_known_ids"] = np.asarray([r["known_id"].item() for r in results])
+    return rows, arrays
+
+
+def peaks(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind and metric: the (group, layer) with the largest AIE, and the peak layer within each group."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        if row["effect"] != "AIE" or row["aie"] is None:
+            continue
+        entry = out.setdefault(f"{row['kind']}/{row['metric']}", {"overall": None, "by_group": {}})
+        if entry["overall"] is None or row["aie"] > entry["overall"]["aie"]:
+            entry["overall"] = {k: row[k] for k in ("group", "layer", "aie", "ci_low", "ci_high", "n_facts")}
+        best = entry["by_group"].get(row["group"])
+        if best is None or row["aie"] > best["aie"]:
+            entry["by_group"][row["group"]] = {k: row[k] for k in ("layer", "aie", "ci_low", "ci_high")}
+    return out
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else repr(row[k]) if isinstance(row[k], float) else row[k])
+                         for k in columns})
+    _write_atomic(path, lambda handle: handle.write(buffer.getvalue().encode()))
+
+
+def aggregate_run(
+    run_dir: Path,
+    out_dir: Path | None = None,
+    kinds: Sequence[str] = KINDS,
+    known_ids: Iterable[Any] | None = None,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """Aggregate a run folder into `out_dir` (default `<run_dir>/aggregate`): aie.csv (tidy), aie.json (rows, peaks,
+    settings, bootstrap method), severed.csv when the severed job ran, and group_effects.npz (per-fact arrays
+    [fact, group, layer] per kind and metric, for paired comparisons). Returns the JSON document."""
+    run_dir = Path(run_dir)
+    settings = load_settings(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / AGGREGATE_DIR
+    known_ids = list(known_ids) if known_ids is not None else None
+    boot = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    rows, sev_rows, arrays, n_facts = [], [], {}, {}
+    for kind in kinds:
+        for metric in METRICS:
+            fe = fact_effects(run_dir, kind, metric, known_ids)
+            n_facts[kind] = len(fe.known_ids)
+            rows += effect_rows(settings.arm, fe, **boot)
+            arrays[f"{kind}_{metric}"] = fe.effects
+            arrays[f"{kind}_known_ids"] = np.asarray(fe.known_ids)
+    for metric in METRICS:
+        extra_rows, extra_arrays = severed_rows(settings.arm, run_dir, metric, known_ids, **boot)
+        sev_rows += extra_rows
+        arrays.update(extra_arrays)
+    if not any(n_facts.values()):
+        raise FileNotFoundError(f"No finished traces in {run_dir / 'traces'}: run `python -m artifact run` first.")
+    missing = _missing(run_dir, n_facts, known_ids)
+    if missing:
+        log.warning("results incomplete: %s", ", ".join(f"{k}: {len(v)} missing" for k, v in missing.items()))
+    if len({tuple(arrays[f"{k}_known_ids"].tolist()) for k in kinds if n_facts[k]}) > 1:
+        log.warning("kinds were traced on different facts (%s); curves per kind average different fact sets",
+                    ", ".join(f"{k}: {n}" for k, n in n_facts.items()))
+    document = {
+        "run": run_dir.name,
+        "settings": settings.to_dict(),
+        "groups": list(GROUPS),
+        "group_rule": "groups.token_groups: first/middle/last subject token, first subsequent, further, last; "
+                      "per-fact NaN-mean over a group's positions; empty groups leave the fact out",
+        "bootstrap": {"unit": "fact", "method": CI_METHOD, "fallback": "percentile", **boot},
+        "n_facts": n_facts,
+        "missing": missing,
+        "peaks": peaks(rows),
+        "rows": rows,
+        "severed_rows": sev_rows,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(out_dir / "aie.csv", rows, CSV_COLUMNS)
+    if sev_rows:
+        _write_csv(out_dir / "severed.csv", sev_rows, SEVERED_COLUMNS)
+    write_json_atomic(out_dir / "aie.json", document)
+    write_npz_atomic(out_dir / "group_effects.npz", {**arrays, "groups": np.asarray(GROUPS)})
+    return document
+
+
+def _missing(run_dir: Path, n_facts: dict[str, int], known_ids) -> dict[str, list[Any]]:
+    """Planned (fact, job) results not yet present, per job (from plan.json)."""
+    plan_path = run_dir / PLAN_FILE
+    if not plan_path.is_file():
+        return {}
+    plan = json.loads(plan_path.read_text())
+    planned = plan["known_ids"] if known_ids is None else [i for i in plan["known_ids"] if i in set(known_ids)]
+    missing = {}
+    for job in plan["jobs"]:
+        absent = [i for i in planned if not result_path(run_dir, job, i).is_file()]
+        if absent:
+            missing[job] = absent
+    return missing
+
+
+def load_aggregate(run_dir: Path) -> dict[str, Any]:
+    """The stored aie.json of a run folder (error naming the command to run when absent)."""
+    path = Path(run_dir) / AGGREGATE_DIR / "aie.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `python -m artifact aggregate --results {run_dir}` first.")
+    return json.loads(path.read_text())

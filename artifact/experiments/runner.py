@@ -1,0 +1,310 @@
+"""The experiment runner: one result file per (fact, job), written atomically, skipped when present (resume).
+
+Generic over prompts: it takes (fact, TracePrompt) pairs and an arm name, so the T->T arm (`t2t.py`) and the S->T arm
+(prompts from the speech front end) share it unchanged. Layout of a run folder (`<root>/<arm>-<model>-<key>/`):
+
+    settings.json            RunSettings (the folder name hashes all of it but the resolved noise value)
+    plan.json                the facts and jobs of the latest invocation (aggregation reports what is missing)
+    known.json               the known-fact filter: rule, and per fact whether the model knows it (written by the arm)
+    traces/<job>/<id>.npz    one result per fact and job (job: hidden, mlp, attn, severed)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from artifact.experiments.groups import positions_for
+from artifact.experiments.settings import SETTINGS_FILE, RunSettings
+from artifact.experiments.severed import SEVERABLE, severed_cells, severed_trace
+from artifact.models.adapters import KINDS
+from artifact.tracing import TraceConfig, trace_fact
+
+log = logging.getLogger(__name__)
+
+JOBS: tuple[str, ...] = (*KINDS, "severed")
+PLAN_FILE = "plan.json"
+KNOWN_FILE = "known.json"
+LOCK_FILE = ".lock"
+TMP_PREFIX = ".tmp-"
+
+
+class ResultsFolderError(ValueError):
+    """A results folder does not match the settings it is used with, or is not a results folder at all."""
+
+
+# ----------------------------------------------------------------------------------------------------------- files
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path` (never a half-written file)."""
+    _write_atomic(path, lambda handle: handle.write((json.dumps(data, indent=2, sort_keys=False) + "\n").encode()))
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
+    """`numpy.savez` to a temporary file beside `path`, fsync, then `os.replace` (atomic on POSIX)."""
+    _write_atomic(path, lambda handle: np.savez(handle, **arrays))
+
+
+def _write_atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def fact_file_id(known_id: Any) -> str:
+    """A fact's id as a safe file stem."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(known_id)) or "_"
+
+
+def result_path(run_dir: Path, job: str, known_id: Any) -> Path:
+    """Where the result of `job` for fact `known_id` lives."""
+    return Path(run_dir) / "traces" / job / f"{fact_file_id(known_id)}.npz"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Exclusive lock on a run folder (released by the OS if the process dies); removes stale temporary files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsFolderError(
+                f"{run_dir} is in use by another run (its lock is held). Wait for it to finish or use another --out."
+            ) from None
+        for stale in run_dir.rglob(TMP_PREFIX + "*"):  # left by a killed run; safe to remove under the lock
+            stale.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------------------------- results folder
+
+
+def load_settings(run_dir: Path) -> RunSettings:
+    """The RunSettings stored in a run folder; a clear error when the folder is not one."""
+    path = Path(run_dir) / SETTINGS_FILE
+    if not path.is_file():
+        children = sorted(p.name for p in Path(run_dir).glob(f"*/{SETTINGS_FILE}")) if Path(run_dir).is_dir() else []
+        hint = (
+            f" It holds run folders: {', '.join(str(Path(c).parent) for c in children)}; pass one of them."
+            if children
+            else " Pass the folder `run` printed (e.g. results/t2t-embedded-<key>)."
+        )
+        raise ResultsFolderError(f"{run_dir} is not a results folder: no {SETTINGS_FILE}.{hint}")
+    return RunSettings.from_dict(json.loads(path.read_text()))
+
+
+def open_run_dir(root: Path, settings: RunSettings, noise_rtol: float = 1e-9) -> Path:
+    """The run folder of `settings` under `root`, created with its settings.json, or checked against it.
+
+    A stored settings file that differs (a different key, or a resolved noise value that moved because the model's
+    weights or the calibration changed) is an error: results computed with other settings are never mixed.
+    """
+    run_dir = Path(root) / settings.folder_name()
+    path = run_dir / SETTINGS_FILE
+    if path.is_file():
+        stored = RunSettings.from_dict(json.loads(path.read_text()))
+        if stored.key_dict() != settings.key_dict():
+            diff = {k: (v, settings.key_dict()[k]) for k, v in stored.key_dict().items() if settings.key_dict()[k] != v}
+            raise ResultsFolderError(f"{run_dir} holds results of other settings (stored vs now: {diff}).")
+        if not math.isclose(stored.noise, settings.noise, rel_tol=noise_rtol, abs_tol=0.0):
+            raise ResultsFolderError(
+                f"{run_dir} was computed with noise {stored.noise!r} but the same settings now give {settings.noise!r}"
+                " (did the model's weights change?). Use another --out, or move the old folder away."
+            )
+    else:
+        write_json_atomic(path, settings.to_dict())
+    return run_dir
+
+
+# ----------------------------------------------------------------------------------------------------------- jobs
+
+
+def trace_config(settings: RunSettings, kind: str, prompt) -> TraceConfig:
+    """The TraceConfig of one (fact, kind), positions resolved from the run's position policy."""
+    positions = positions_for(settings.positions, len(prompt.input_ids), prompt.subject_range, prompt.last_position)
+    return TraceConfig(kind=kind if kind in KINDS else "hidden", samples=settings.samples, noise=settings.noise,
+                       window=settings.window, seed=settings.seed, positions=positions,
+                       batch_size=settings.batch_size)
+
+
+def job_cells(job: str, prompt, settings: RunSettings, num_layers: int) -> int:
+    """Progress units of one job: traced (token, layer) cells, or patch groups for the severed job."""
+    if job == "severed":
+        return severed_cells(num_layers)
+    positions = trace_config(settings, job, prompt).positions
+    return (len(prompt.input_ids) if positions is None else len(positions)) * num_layers
+
+
+def fact_arrays(fact, prompt, tokenizer, arm: str, job: str) -> dict[str, np.ndarray]:
+    """The fact's identity and prompt stored beside its numbers, so a result file explains itself."""
+    ids = list(prompt.input_ids)
+    return {
+        "known_id": np.asarray(fact.known_id),
+        "subject": np.asarray(fact.subject),
+        "attribute": np.asarray(fact.attribute),
+        "prompt": np.asarray(fact.prompt),
+        "relation_id": np.asarray(getattr(fact, "relation_id", "") or ""),
+        "prompt_text": np.asarray(prompt.text),
+        "modality": np.asarray(prompt.modality),
+        "last_position": np.int64(prompt.last_position),
+        "token_labels": np.asarray([tokenizer.decode([i]) for i in ids] if tokenizer is not None else [str(i) for i in ids]),
+        "answer": np.asarray(tokenizer.decode([prompt.target_id]) if tokenizer is not None else str(prompt.target_id)),
+        "arm": np.asarray(arm),
+        "job": np.asarray(job),
+    }
+
+
+def compute_job(job: str, loaded, prompt, settings: RunSettings, progress=None) -> dict[str, np.ndarray]:
+    """Run one job on one prompt; the arrays of its result file (without the fact's identity)."""
+    input_ids = torch.tensor(prompt.input_ids, dtype=torch.long)
+    config = trace_config(settings, job, prompt)
+    if job == "severed":
+        result = severed_trace(loaded.model, input_ids, tuple(prompt.subject_range), prompt.target_id, config,
+                               loaded.adapter, progress=progress)
+        arrays = result.to_arrays()
+        arrays["input_ids"] = input_ids.numpy()
+        arrays["subject_range"] = np.asarray(prompt.subject_range, dtype=np.int64)
+        arrays["target_id"] = np.int64(prompt.target_id)
+    else:
+        result = trace_fact(loaded.model, input_ids, tuple(prompt.subject_range), prompt.target_id, config,
+                            loaded.adapter, progress)
+        arrays = result.to_arrays()
+        arrays["positions"] = np.asarray(
+            config.positions if config.positions is not None else range(len(prompt.input_ids)), dtype=np.int64)
+    arrays["config"] = np.asarray(json.dumps(config.to_dict(), sort_keys=True))
+    return arrays
+
+
+# --------------------------------------------------------------------------------------------------------- runner
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    computed: list[tuple[Any, str]] = field(default_factory=list)  # (known_id, job) computed now
+    skipped: list[tuple[Any, str]] = field(default_factory=list)  # (known_id, job) found finished
+    seconds: float = 0.0
+
+
+def parse_jobs(jobs: Sequence[str] | str) -> tuple[str, ...]:
+    """Validate job names ('hidden,mlp,attn' or a list); unknown names are an error naming the valid ones."""
+    names = [j.strip() for j in jobs.split(",")] if isinstance(jobs, str) else [str(j).strip() for j in jobs]
+    names = [n for n in names if n]
+    bad = [n for n in names if n not in JOBS]
+    if bad or not names:
+        raise ValueError(f"Unknown kind(s) {bad or names!r}; choose from {', '.join(JOBS)} (comma-separated).")
+    return tuple(dict.fromkeys(names))
+
+
+def run_items(
+    loaded,
+    items: Sequence[tuple[Any, Any]],
+    settings: RunSettings,
+    run_dir: Path,
+    jobs: Sequence[str] = KINDS,
+    progress: bool = True,
+) -> RunSummary:
+    """Trace every (fact, prompt) in `items` for every job into `run_dir` (from `open_run_dir`), skipping results
+    already present. `items` are (fact, TracePrompt) pairs: a fact has known_id, subject, attribute, prompt,
+    relation_id; the prompt has input_ids [pos], subject_range, target_id, text, modality, last_position.
+    """
+    from tqdm import tqdm
+
+    jobs = parse_jobs(jobs)
+    run_dir = Path(run_dir)
+    if load_settings(run_dir).key_dict() != settings.key_dict():
+        raise ResultsFolderError(f"{run_dir} was opened with other settings; use open_run_dir(root, settings).")
+    ids = [fact.known_id for fact, _ in items]
+    if len(set(map(fact_file_id, ids))) != len(ids):
+        raise ValueError("Facts' known_id values must be unique (they name the result files).")
+    summary = RunSummary(run_dir)
+    start = time.perf_counter()
+    num_layers = loaded.adapter.num_layers
+    with run_lock(run_dir):
+        write_json_atomic(run_dir / PLAN_FILE, {"arm": settings.arm, "jobs": list(jobs),
+                                                "known_ids": [_jsonable(i) for i in ids]})
+        pending = []
+        for job in jobs:
+            for fact, prompt in items:
+                if result_path(run_dir, job, fact.known_id).is_file():
+                    summary.skipped.append((fact.known_id, job))
+                else:
+                    pending.append((job, fact, prompt))
+        if summary.skipped:
+            log.info("resuming %s: %d results already present, %d to compute", run_dir, len(summary.skipped),
+                     len(pending))
+        total = sum(job_cells(job, prompt, settings, num_layers) for job, _, prompt in pending)
+        with tqdm(total=total, unit="cell", desc=f"{settings.arm} traces", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for n, (job, fact, prompt) in enumerate(pending, 1):
+                bar.set_postfix_str(f"{job} fact {fact.known_id} ({n}/{len(pending)})", refresh=False)
+                arrays = compute_job(job, loaded, prompt, settings, bar.update)
+                arrays.update(fact_arrays(fact, prompt, loaded.tokenizer, settings.arm, job))
+                write_npz_atomic(result_path(run_dir, job, fact.known_id), arrays)
+                summary.computed.append((fact.known_id, job))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def save_known(run_dir: Path, rule: str, modality: str, checks: Sequence[Any]) -> Path:
+    """Store the known-fact filter's outcome (rule and per-fact checks) in the run folder."""
+    rows = []
+    for check in checks:
+        if dataclasses.is_dataclass(check):
+            row = dataclasses.asdict(check)
+        elif hasattr(check, "_asdict"):
+            row = dict(check._asdict())
+        else:
+            row = dict(vars(check))
+        rows.append({k: _jsonable(v) for k, v in row.items()})
+    path = Path(run_dir) / KNOWN_FILE
+    write_json_atomic(path, {"rule": rule, "modality": modality, "n_facts": len(rows),
+                             "n_known": sum(bool(r.get("known")) for r in rows), "checks": rows})
+    return path
+
+
+def load_known_ids(run_dir: Path) -> list[Any] | None:
+    """Known facts' ids from a stored known.json, or None when the filter has not been saved yet."""
+    path = Path(run_dir) / KNOWN_FILE
+    if not path.is_file():
+        return None
+    return [row["known_id"] for row in json.loads(path.read_text())["checks"] if row.get("known")]
+
+
+__all__ = [
+    "JOBS", "SEVERABLE", "ResultsFolderError", "RunSummary", "compute_job", "job_cells", "load_known_ids",
+    "load_settings", "open_run_dir", "parse_jobs", "result_path", "run_items", "run_lock", "save_known",
+    "trace_config", "write_json_atomic", "write_npz_atomic",
+]
