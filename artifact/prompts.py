@@ -56,12 +56,17 @@ class TracePrompt:
         return data
 
 
+def text_prompt_string(prompt: str, spiritlm: bool) -> str:
+    """The T->T prompt string a model is given: `[Text]` + prompt for a SpiritLM model, the prompt itself otherwise."""
+    return build_spiritlm_prompt([("text", prompt)]) if spiritlm else prompt
+
+
 def text_prompt(tokenizer: Any, prompt: str, subject: str, attribute: str, spiritlm: bool) -> TracePrompt:
     """The T->T prompt of a fact: `[Text]` + prompt for a SpiritLM model, the prompt itself for a plain LM.
 
     The subject range is located on the final string, so BOS and the marker shift it as they should.
     """
-    text = build_spiritlm_prompt([("text", prompt)]) if spiritlm else prompt
+    text = text_prompt_string(prompt, spiritlm)
     # The answer continues the prompt's text; for SpiritLM the [Text] marker is already in place.
     return TracePrompt(
         text=text,

@@ -1,0 +1,91 @@
+"""`known`: the Known-t2t check of a fact set on a model; prints the count, writes the per-fact checks and the rule."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+EXAMPLE = (
+    "examples:\n"
+    "  python -m artifact known --model embedded --facts own --out outputs/known_own.json\n"
+    "  python -m artifact known --model embedded --facts ../shared/data/known_1000.json --limit 100 "
+    "--out outputs/known_1000.json"
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "known",
+        help="which facts a model knows from text (Known-t2t filter)",
+        description="Known-t2t check: a fact is known when the model's greedy next token after its T->T prompt "
+                    "equals the first token of the attribute as it continues the prompt. Prints the count and "
+                    "writes the per-fact checks with the rule.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", default="embedded", help="'embedded', 'spiritlm' or a model folder")
+    parser.add_argument("--facts", default="own",
+                        help="'known_1000' (ROME's file, cached after one download), 'own' (the project's set; "
+                             "default) or the path of a JSON file in the known_1000 schema")
+    parser.add_argument("--limit", type=int, help="check only the first N facts")
+    parser.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass (default 32)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/known.json"), help="output JSON file")
+    parser.set_defaults(func=run)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=1, ensure_ascii=False)
+            out.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    import transformers
+
+    from artifact.facts import facts_fingerprint, load_facts
+    from artifact.known import KNOWN_RULE, check_known
+    from artifact.models import load_model
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1; got {args.limit}.")
+    facts = load_facts(args.facts)
+    total = len(facts)
+    if args.limit is not None:
+        facts = facts[: args.limit]
+    loaded = load_model(args.model)
+    start = time.perf_counter()
+    checks = check_known(loaded, facts, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    known = [check.known_id for check in checks if check.known]
+    result = {
+        "rule": KNOWN_RULE,
+        "model": loaded.name,
+        "model_source": loaded.source,
+        "spiritlm_prompt": loaded.is_spiritlm,
+        "facts": str(args.facts),
+        "facts_fingerprint": facts_fingerprint(facts),
+        "facts_in_file": total,
+        "limit": args.limit,
+        "checked": len(checks),
+        "known": len(known),
+        "known_ids": known,
+        "transformers": transformers.__version__,
+        "seconds": round(seconds, 1),
+        "checks": [check.to_dict() for check in checks],
+    }
+    _write_json_atomic(args.out, result)
+    print(f"{loaded.name} knows {len(known)} of {len(checks)} facts ({len(known) / len(checks):.1%}) of "
+          f"{args.facts} -> {args.out}")
+    return 0

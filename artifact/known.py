@@ -1,0 +1,130 @@
+"""The Known-t2t filter: which facts a model answers correctly from a text prompt (BRIEF sections 1 and 3).
+
+ROME traces a fact only when the model's prediction is correct. The rule here (KNOWN_RULE): the model's greedy next
+token after its own T->T prompt equals the answer token, the first token of the attribute as it continues the prompt
+(`artifact.tracing.answer_token_id`). For a SpiritLM model the prompt is `[Text]` + prompt; otherwise the prompt
+itself (`artifact.prompts.text_prompt_string`, as `text_prompt` builds it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from artifact.facts import Fact
+from artifact.prompts import text_prompt_string
+from artifact.tracing.tokens import answer_token_id, encode
+
+KNOWN_RULE = (
+    "A fact is known when the model's greedy next token after its T->T prompt ('[Text]' + prompt for SpiritLM, the "
+    "prompt itself otherwise) equals the answer token: the first token of the attribute as it continues the prompt "
+    "(the first token of prompt + ' ' + attribute after the prompt's own tokens)."
+)
+
+
+@dataclass(frozen=True)
+class KnownCheck:
+    """One fact's Known check: the answer token, the model's greedy token, and the answer's probability."""
+
+    known_id: int
+    known: bool  # predicted_id == answer_id
+    answer_id: int  # first token of the attribute as it continues the prompt
+    predicted_id: int  # argmax of the next-token logits after the prompt
+    answer: str  # decoded answer token
+    predicted: str  # decoded predicted token
+    p_answer: float  # softmax probability of the answer token
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    input_ids: tuple[int, ...]  # [pos], the model's T->T prompt with its tokenizer's special tokens
+    answer_id: int
+
+
+def _encode_fact(tokenizer: Any, fact: Fact, spiritlm: bool) -> _Encoded:
+    # The same token ids and answer token as artifact.prompts.text_prompt, without its subject range: a fact whose
+    # subject cannot be located unambiguously in the tokens can still be checked (it just cannot be traced).
+    text = text_prompt_string(fact.prompt, spiritlm)
+    return _Encoded(tuple(encode(tokenizer, text)), answer_token_id(tokenizer, text, fact.attribute))
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0) -> Any:
+    """Next-token probabilities after each row's own last token, for rows of different lengths in one forward.
+
+    Rows are right-padded with an attention mask; with a causal model, padding after a row's last real token cannot
+    change that token's logits, so each row reads the logits at its own last real position.
+    rows: [batch][pos_i] token ids. Returns a float32 tensor [batch, vocab] on the CPU.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    lengths = torch.tensor([len(row) for row in rows])
+    if int(lengths.min()) < 1:
+        raise ValueError("An empty prompt has no next token; every prompt needs at least one token.")
+    width = int(lengths.max())
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [batch, pos]
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [batch, pos]
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, : len(row)] = 1
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+        last = logits[torch.arange(len(rows), device=logits.device), (lengths - 1).to(logits.device)]  # [batch, vocab]
+        return torch.softmax(last.float(), dim=-1).cpu()
+
+
+def check_known(
+    loaded: Any, facts: Sequence[Fact], modality: str = "text", batch_size: int = 32, progress: bool = True
+) -> list[KnownCheck]:
+    """The Known check (KNOWN_RULE) of every fact, in the order given; `loaded` is an artifact.models.LoadedModel.
+
+    Prompts are sorted by length and run `batch_size` at a time (right padding, attention mask); the result equals
+    one forward per fact up to float rounding.
+    """
+    from tqdm import tqdm
+
+    if modality != "text":
+        raise ValueError(f"Known check for modality {modality!r} is not available: only 'text' (T->T) is. The S->T "
+                         "check needs spoken prompts (the speech pipeline).")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+    tokenizer = loaded.tokenizer
+    encoded = [_encode_fact(tokenizer, fact, loaded.is_spiritlm) for fact in facts]
+    order = sorted(range(len(facts)), key=lambda i: (len(encoded[i].input_ids), i))
+    pad_id = _pad_id(tokenizer)
+    checks: list[KnownCheck | None] = [None] * len(facts)
+    with tqdm(total=len(facts), desc="known check", unit="fact", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            probs = next_token_probs(loaded.model, [encoded[i].input_ids for i in chunk], pad_id)  # [batch, vocab]
+            for row, i in enumerate(chunk):
+                answer_id = encoded[i].answer_id
+                predicted_id = int(probs[row].argmax())
+                checks[i] = KnownCheck(
+                    known_id=facts[i].known_id,
+                    known=predicted_id == answer_id,
+                    answer_id=answer_id,
+                    predicted_id=predicted_id,
+                    answer=tokenizer.decode([answer_id]),
+                    predicted=tokenizer.decode([predicted_id]),
+                    p_answer=float(probs[row, answer_id]),
+                )
+            bar.update(len(chunk))
+    return checks  # type: ignore[return-value]
+
+
+def known_facts(facts: Sequence[Fact], checks: Sequence[KnownCheck]) -> list[Fact]:
+    """The facts whose check says known, in order (checks as returned by check_known for these facts)."""
+    if [f.known_id for f in facts] != [c.known_id for c in checks]:
+        raise ValueError("The checks do not belong to these facts (known_ids differ); run check_known on them.")
+    return [fact for fact, check in zip(facts, checks) if check.known]

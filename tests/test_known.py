@@ -1,0 +1,117 @@
+"""The Known-t2t filter on the real embedded model, batching, SpiritLM's prompt path, and the `known` command."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from artifact.cli import main
+from artifact.facts import Fact, load_facts
+from artifact.known import KNOWN_RULE, check_known, known_facts, next_token_probs
+from artifact.prompts import text_prompt
+
+
+def fact(known_id: int, subject: str, template: str, attribute: str, relation_id: str = "P0") -> Fact:
+    return Fact(known_id, subject, attribute, template, "", template.format(subject), relation_id)
+
+
+EIFFEL = fact(0, "Eiffel Tower", "The {} is located in the city of", "Paris", "P131")
+FRANCE = fact(1, "France", "The capital of {} is", "Paris", "P36")
+AUSTRALIA = fact(2, "Australia", "The capital of {} is", "Canberra", "P36")  # SmolLM2 says Sydney
+MICROSOFT = fact(3, "Microsoft", "{} was founded by", "Bill Gates", "P112")  # SmolLM2 says " a"
+JORDAN = fact(4, "Michael Jordan", "{} is a professional", "basketball", "P641")
+# known_1000 record 824: ")'s" is one token, so the subject cannot be traced, but the fact can still be checked.
+CCF = fact(824, "Co-operative Commonwealth Federation (Ontario Section)", "{}'s headquarters are in", "Toronto", "P159")
+
+
+def test_rule_on_facts_the_embedded_model_knows_and_does_not(embedded):
+    facts = [EIFFEL, FRANCE, AUSTRALIA, MICROSOFT]
+    checks = check_known(embedded, facts, progress=False)
+    assert [c.known_id for c in checks] == [0, 1, 2, 3]
+    assert [c.known for c in checks] == [True, True, False, False]
+    assert checks[0].answer == " Paris" and checks[0].predicted == " Paris"
+    assert checks[0].p_answer == pytest.approx(0.70, abs=0.03)  # BRIEF section 4
+    assert checks[2].answer == " Canberra" and checks[2].predicted == " Sydney"
+    assert checks[3].answer == " Bill" and checks[3].predicted != " Bill"
+    for f, c in zip(facts, checks):
+        # Same prompt and answer token as the tracer uses, and the same greedy token as a plain forward.
+        prompt = text_prompt(embedded.tokenizer, f.prompt, f.subject, f.attribute, spiritlm=False)
+        assert c.answer_id == prompt.target_id
+        with torch.no_grad():
+            logits = embedded.model(torch.tensor([prompt.input_ids])).logits[0, -1]
+        assert c.predicted_id == int(logits.argmax())
+        assert c.p_answer == pytest.approx(float(torch.softmax(logits, -1)[c.answer_id]), abs=1e-5)
+    assert known_facts(facts, checks) == [EIFFEL, FRANCE]
+    assert "greedy next token" in KNOWN_RULE and "first token of the attribute" in KNOWN_RULE
+
+
+def test_batched_equals_one_by_one(embedded):
+    facts = [EIFFEL, FRANCE, AUSTRALIA, MICROSOFT, JORDAN, CCF, load_facts("own")[40]]
+    lengths = {len(embedded.tokenizer(f.prompt)["input_ids"]) for f in facts}
+    assert len(lengths) >= 4  # rows of different lengths, so padding is exercised
+    batched = check_known(embedded, facts, batch_size=4, progress=False)
+    single = check_known(embedded, facts, batch_size=1, progress=False)
+    for b, s in zip(batched, single):
+        assert (b.known_id, b.known, b.answer_id, b.predicted_id) == (s.known_id, s.known, s.answer_id, s.predicted_id)
+        assert b.p_answer == pytest.approx(s.p_answer, abs=1e-5)
+
+
+def test_padding_does_not_leak(llama_tiny):
+    rows = [[5, 6, 7, 8, 9, 10, 11], [5, 6], [12, 13, 14, 15]]
+    together = next_token_probs(llama_tiny, rows, pad_id=3)
+    for i, row in enumerate(rows):
+        alone = next_token_probs(llama_tiny, [row])
+        torch.testing.assert_close(together[i], alone[0], atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(together[0], together[1])
+
+
+def test_spiritlm_prompt_path_adds_the_marker(sentencepiece_tokenizer):
+    import transformers
+
+    tok = sentencepiece_tokenizer
+    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    seen: list[list[int]] = []
+    model.get_input_embeddings().register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0][0].tolist()))
+    vinson = fact(0, "Vinson Massif", "{} is located in the continent of", "Antarctica", "P30")
+    spirit = check_known(SimpleNamespace(model=model, tokenizer=tok, is_spiritlm=True), [vinson], progress=False)[0]
+    plain = check_known(SimpleNamespace(model=model, tokenizer=tok, is_spiritlm=False), [vinson], progress=False)[0]
+    marked = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, spiritlm=True)
+    unmarked = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, spiritlm=False)
+    text_id = tok.convert_tokens_to_ids("[Text]")
+    assert seen == [list(marked.input_ids), list(unmarked.input_ids)]  # what the model saw: the tracer's prompts
+    assert seen[0][0] == tok.bos_token_id and text_id in seen[0][1 : marked.subject_range[0]]  # BOS, then [Text]
+    assert text_id not in seen[1]
+    assert marked.subject_range[0] > unmarked.subject_range[0]  # the marker shifts the subject's positions
+    assert seen[0][marked.subject_range[1]:] == seen[1][unmarked.subject_range[1]:]  # same text after the subject
+    assert spirit.answer_id == plain.answer_id == marked.target_id
+    assert spirit.p_answer != plain.p_answer  # the marker reached the model
+
+
+def test_invalid_arguments(embedded):
+    with pytest.raises(ValueError, match="only 'text'"):
+        check_known(embedded, [EIFFEL], modality="speech")
+    with pytest.raises(ValueError, match="batch_size"):
+        check_known(embedded, [EIFFEL], batch_size=0)
+    with pytest.raises(ValueError, match="do not belong"):
+        known_facts([EIFFEL], check_known(embedded, [FRANCE], progress=False))
+
+
+def test_known_command(embedded, tmp_path, capsys, monkeypatch):
+    import artifact.models
+
+    monkeypatch.setattr(artifact.models, "load_model", lambda spec: embedded)  # reuse the session's model
+    facts_file = tmp_path / "facts.json"
+    facts_file.write_text(json.dumps([f.to_dict() for f in (EIFFEL, AUSTRALIA, FRANCE)]))
+    out = tmp_path / "known.json"
+    assert main(["known", "--model", "embedded", "--facts", str(facts_file), "--limit", "2", "--out", str(out)]) == 0
+    assert "knows 1 of 2 facts" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["rule"] == KNOWN_RULE
+    assert (result["checked"], result["known"], result["known_ids"], result["facts_in_file"]) == (2, 1, [0], 3)
+    assert [c["known"] for c in result["checks"]] == [True, False]
