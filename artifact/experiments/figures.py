@@ -3,10 +3,12 @@ bands, the severed-path comparison (ROME Fig. 3), and optional per-fact heatmaps
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from artifact.experiments.aggregate import AGGREGATE_DIR, METRICS, load_aggregate, load_job
 from artifact.experiments.groups import GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
@@ -58,7 +60,7 @@ def group_heatmap(doc: dict[str, Any], kind: str, metric: str = "prob") -> plt.F
                   fontsize=8)
     ax.set_title(f"Average indirect effect, {KIND_LABELS.get(kind, kind) if kind != 'hidden' else 'hidden state'}"
                  f"\n{_caption(doc, n)}", fontsize=8)
-    fig.colorbar(image, ax=ax).ax.set_title(METRIC_LABELS[metric].split(" ")[0], fontsize=7)
+    fig.colorbar(image, ax=ax).set_label(METRIC_LABELS[metric], fontsize=7)
     return fig
 
 
@@ -77,6 +79,7 @@ def layer_curves(doc: dict[str, Any], metric: str = "prob", kinds: Sequence[str]
             ax.fill_between(layers, lo, hi, color=KIND_COLORS[kind], alpha=0.2, linewidth=0)
         ax.axhline(0, color="grey", linewidth=0.6)
         ax.set_title(GROUP_LABELS[group], fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (mlp/attn: centre of the restored window)", fontsize=8)
     axes[0].set_ylabel(METRIC_LABELS[metric] + ", 95% CI", fontsize=8)
     axes[0].legend(fontsize=7)
@@ -101,6 +104,7 @@ def severed_figure(doc: dict[str, Any], metric: str = "prob") -> plt.Figure:
         ax.fill_between(layers, lo, hi, color=color, alpha=0.15, linewidth=0)
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.set_xlabel("layer of the restored hidden state (last subject token)", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(METRIC_LABELS[metric] + ", 95% CI", fontsize=8)
     ax.set_title(f"Severed paths at the last subject token\n{_caption(doc, n)}", fontsize=8)
     ax.legend(fontsize=7)
@@ -113,7 +117,7 @@ def fact_heatmaps(run_dir: Path, out_dir: Path, count: int, kinds: Sequence[str]
     written = []
     for kind in kinds:
         for arrays in load_job(run_dir, kind)[:count]:
-            config = __import__("json").loads(str(arrays["config"]))
+            config = json.loads(str(arrays["config"]))
             fig = trace_heatmap(arrays["scores"], [str(t) for t in arrays["token_labels"]],
                                 tuple(int(x) for x in arrays["subject_range"]), kind, float(arrays["low_score"]),
                                 str(arrays["answer"]), window=config.get("window"))
