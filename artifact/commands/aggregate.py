@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "aggregate",
         help="average indirect effects with bootstrap CIs",
         description="Average indirect effects per kind, token group and layer, probability and log-probability, "
-                    "with 95%% bootstrap (BCa) confidence intervals over facts.",
+                    "with 95% bootstrap (BCa) confidence intervals over facts.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
