@@ -31,11 +31,11 @@ def tiny_model_and_facts(tmp_path_factory):
     import transformers
     from transformers import AutoTokenizer
 
-    from artifact.models.loading import _dequantised_embedded_dir
+    from artifact.models.loading import embedded_model_dir
     from artifact.tracing import answer_token_id
 
     folder = tmp_path_factory.mktemp("tinylm") / "tiny-smollm-tokenizer"
-    tokenizer = AutoTokenizer.from_pretrained(_dequantised_embedded_dir())
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
     config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
                                       max_position_embeddings=128, initializer_range=0.3)

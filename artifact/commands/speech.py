@@ -69,9 +69,9 @@ def _text_tokenizer(spec: str):
     from transformers import AutoTokenizer
 
     if spec == "embedded":
-        from artifact.models.loading import _dequantised_embedded_dir
+        from artifact.models.loading import embedded_model_dir
 
-        return AutoTokenizer.from_pretrained(_dequantised_embedded_dir())
+        return AutoTokenizer.from_pretrained(embedded_model_dir())
     return AutoTokenizer.from_pretrained(spec)
 
 

