@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from artifact.models.adapters import KINDS, Kind, ModelAdapter, main_tensor
+from artifact.models.stepping import stepper_for
 from artifact.tracing.config import TraceConfig
+from artifact.tracing.fast import FastTracer
 
 Source = Literal["clean", "corrupt"]
 
@@ -251,6 +253,56 @@ def _validate(model: torch.nn.Module, input_ids: torch.Tensor, subject_range: tu
         raise ValueError(f"target_id {target_id} is outside the model's vocabulary [0, {vocab}).")
 
 
+def _traced_tokens(T: int, L: int, subject_start: int, positions, low: tuple[float, float], progress):
+    """[pos, layer] score arrays (NaN where untraced, the low score before the subject) and the tokens to run."""
+    scores = np.full((T, L), np.nan)
+    logprobs = np.full((T, L), np.nan)
+    tokens = []
+    for t in positions:
+        if t < subject_start:  # before the subject: corrupted and clean states are equal, restoring is a no-op
+            scores[t, :], logprobs[t, :] = low
+            if progress is not None:
+                progress(L)
+        else:
+            tokens.append(t)
+    return scores, logprobs, tokens
+
+
+def _trace_generic(model, adapter, input_ids, subject_range, target_id, config, positions, progress):
+    """Any adapter-supported model: hooks on full forwards, many cells (groups of `samples` rows) per forward."""
+    L = adapter.num_layers
+    ctx, high, low = prepare_context(model, adapter, input_ids, subject_range, target_id, config)
+    scores, logprobs, tokens = _traced_tokens(len(input_ids), L, subject_range[0], positions, low, progress)
+    cells = [(t, layer) for t in tokens for layer in range(L)]
+    groups = [
+        [Patch(config.kind, restored, t) for restored in config.restored_layers(layer, L)] for t, layer in cells
+    ]
+    probs, logps = run_groups(ctx, groups, config.batch_size, progress)
+    for (t, layer), p, lp in zip(cells, probs, logps):
+        scores[t, layer], logprobs[t, layer] = p, lp
+    return high, low, scores, logprobs
+
+
+def _trace_fast(stepper, adapter, input_ids, subject_range, target_id, config, positions, progress):
+    """Families with a layer stepper: each restored run recomputes only what it can change (see `fast.py`)."""
+    L = adapter.num_layers
+    b, e = subject_range
+    ids = input_ids.to(adapter.embed.weight.device)
+    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed)
+    tracer = FastTracer(stepper, ids, subject_range, target_id, delta)
+    high, low = tracer.cache.high, tracer.cache.low
+    scores, logprobs, tokens = _traced_tokens(len(input_ids), L, b, positions, low, progress)
+    per_chunk = max(1, config.batch_size // config.samples)
+    for t in tokens:
+        # layers in order of their first recomputed block (hidden: l + 1; mlp/attn: l - window // 2): monotone in l
+        for start in range(0, L, per_chunk):
+            layers = list(range(start, min(L, start + per_chunk)))
+            scores[t, layers], logprobs[t, layers] = tracer.run_token(config, t, layers)
+            if progress is not None:
+                progress(len(layers))
+    return high, low, scores, logprobs
+
+
 def trace_fact(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -272,24 +324,13 @@ def trace_fact(
     bad = [p for p in positions if not 0 <= p < T]
     if bad:
         raise ValueError(f"positions {bad} are outside the prompt's {T} tokens.")
-    ctx, (high_p, high_lp), (low_p, low_lp) = prepare_context(model, adapter, input_ids, subject_range, target_id, config)
-    scores = np.full((T, L), np.nan)
-    logprobs = np.full((T, L), np.nan)
-    b = subject_range[0]
-    cells: list[tuple[int, int]] = []
-    for t in positions:
-        if t < b:  # before the subject: corrupted and clean states are equal, restoring is a no-op
-            scores[t, :], logprobs[t, :] = low_p, low_lp
-            if progress is not None:
-                progress(L)
-        else:
-            cells += [(t, layer) for layer in range(L)]
-    groups = [
-        [Patch(config.kind, restored, t) for restored in config.restored_layers(layer, L)] for t, layer in cells
-    ]
-    probs, logps = run_groups(ctx, groups, config.batch_size, progress)
-    for (t, layer), p, lp in zip(cells, probs, logps):
-        scores[t, layer], logprobs[t, layer] = p, lp
+    stepper = stepper_for(model, adapter, T)
+    if stepper is None:
+        (high_p, high_lp), (low_p, low_lp), scores, logprobs = _trace_generic(
+            model, adapter, input_ids, subject_range, target_id, config, positions, progress)
+    else:
+        (high_p, high_lp), (low_p, low_lp), scores, logprobs = _trace_fast(
+            stepper, adapter, input_ids, subject_range, target_id, config, positions, progress)
     return TraceResult(
         scores=scores,
         logprobs=logprobs,

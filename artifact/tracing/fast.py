@@ -1,0 +1,143 @@
+"""The fast tracing path: each restored run recomputes only what the restoration can change.
+
+Same numbers as the plain method (`reference.py`), up to float rounding of batch shapes, because in a causal model:
+- a restored run equals the corrupted run below its first restored layer (hidden: layer l's output is restored, so
+  blocks 0..l are not recomputed; mlp/attn: blocks below `l - window // 2` are not), so it starts from the corrupted
+  run's cached block input at that layer;
+- a restoration at token t cannot change positions < t, so only positions t.. are computed, against the corrupted
+  run's cached keys and values of positions < t;
+- only the last position's logits are read.
+Every corrupted row sees the same noise (ROME draws it from `RandomState(seed)` afresh per forward), so one corrupted
+run per fact provides every cell's cache. Cells restoring the same token share a chunk: rows are cell-major
+(row = cell * samples + sample), cells sorted by their first recomputed layer, and at block k only the cells already
+started (a prefix of the chunk) are computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from artifact.models.adapters import Kind
+from artifact.models.stepping import LayerStepper, PrefixKV, causal_mask
+from artifact.tracing.config import TraceConfig
+
+
+@dataclass
+class FactCache:
+    """The clean and corrupted runs of one fact, cached for every restored run."""
+
+    clean: dict[Kind, torch.Tensor]  # kind -> [layer, pos, d_model] clean states (attn, mlp and block outputs)
+    corrupt_inputs: list[torch.Tensor]  # [layer + 1] x [samples, pos, d_model]: block inputs, then the last output
+    corrupt_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [layer] x (keys, values) [samples, kv_heads, pos, head_dim]
+    high: tuple[float, float]  # clean P(target), log P(target)
+    low: tuple[float, float]  # corrupted mean P(target), mean log P(target)
+
+
+def _metrics(logits: torch.Tensor, target_id: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of `samples` rows: mean P(target) and mean log P(target), float64 [groups]. logits: [rows, vocab].
+
+    log P = logit[target] - logsumexp(logits): one pass over the vocabulary, no [rows, vocab] softmax copies.
+    """
+    logps = (logits[:, target_id] - torch.logsumexp(logits, dim=-1)).double()
+    probs = logps.exp().view(-1, samples).mean(dim=1)
+    return probs.cpu().numpy(), logps.view(-1, samples).mean(dim=1).cpu().numpy()
+
+
+class FastTracer:
+    """Runs the clean and corrupted passes of one fact once, then restored cells at the least recomputation."""
+
+    def __init__(self, stepper: LayerStepper, input_ids: torch.Tensor, subject_range: tuple[int, int],
+                 target_id: int, noise_delta: torch.Tensor):
+        self.stepper = stepper
+        self.ids = input_ids  # [pos]
+        self.T = int(input_ids.shape[0])
+        self.L = stepper.num_layers
+        self.target_id = target_id
+        self.samples = int(noise_delta.shape[0])
+        b, e = subject_range
+        delta = noise_delta.to(input_ids.device)
+
+        def corrupt(x):  # [samples, pos, d_model]; float64 noise added in place, as ROME does
+            x[:, b:e] += delta
+
+        stepper.prepare(self.T)
+        with torch.no_grad():
+            self.cache = self._base_runs(corrupt)
+
+    def _base_runs(self, corrupt) -> FactCache:
+        st, T, L, S = self.stepper, self.T, self.L, self.samples
+        dtype = st.adapter.embed.weight.dtype
+        mask = causal_mask(0, T, dtype, self.ids.device)
+        clean: dict[Kind, list[torch.Tensor]] = {"attn": [], "mlp": [], "hidden": []}
+
+        def record(kind, _layer, output):
+            clean[kind].append(output[0].clone())
+
+        h = st.embed(self.ids, None, 1)
+        for layer in range(L):
+            h = st.block(layer, h, 0, PrefixKV(), mask, record)
+        high = _metrics(st.logits(h[:, -1]), self.target_id, 1)
+        h = st.embed(self.ids, corrupt, S)
+        inputs, kv = [h], PrefixKV(record=True)
+        for layer in range(L):
+            h = st.block(layer, h, 0, kv, mask, None)
+            inputs.append(h)
+        low = _metrics(st.logits(h[:, -1]), self.target_id, S)
+        return FactCache(
+            clean={kind: torch.stack(states) for kind, states in clean.items()},
+            corrupt_inputs=inputs,
+            corrupt_kv=kv.recorded,
+            high=(float(high[0][0]), float(high[1][0])),
+            low=(float(low[0][0]), float(low[1][0])),
+        )
+
+    def start_layer(self, config: TraceConfig, layer: int) -> int:
+        """First block a restored run must recompute: after the restored block (hidden), else the window's first."""
+        if config.kind == "hidden":
+            return layer + 1
+        return config.restored_layers(layer, self.L).start
+
+    def run_token(self, config: TraceConfig, token: int, layers: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Cells (token, l) for l in `layers`, in one chunk; mean P(target) and mean log P(target) per cell [cells]."""
+        st, cache, S, L, t = self.stepper, self.cache, self.samples, self.L, token
+        kind = config.kind
+        order = sorted(range(len(layers)), key=lambda i: self.start_layer(config, layers[i]))  # stable
+        starts = [self.start_layer(config, layers[i]) for i in order]
+        windows = [config.restored_layers(layers[i], L) for i in order]
+        C = len(order)
+        device = self.ids.device
+        mask = causal_mask(t, self.T, cache.corrupt_inputs[0].dtype, device)
+        prefix = [(k[:, :, :t], v[:, :, :t]) for k, v in cache.corrupt_kv]
+        hidden: torch.Tensor | None = None  # [active cells * samples, pos - t, d_model]
+        active = 0
+        with torch.no_grad():
+            for layer in range(starts[0], L + 1):
+                first = active
+                while active < C and starts[active] == layer:
+                    active += 1
+                if active > first:  # cells starting here: the corrupted run's state at this block's input
+                    new = cache.corrupt_inputs[layer][:, t:].repeat(active - first, 1, 1)
+                    if kind == "hidden":  # the restored block (layer - 1) output at token t is the clean one
+                        new[:, 0] = cache.clean["hidden"][layer - 1, t]
+                    hidden = new if hidden is None else torch.cat([hidden, new])
+                if layer == L:
+                    break
+                edit = None
+                if kind != "hidden":
+                    restoring = [c for c in range(active) if layer in windows[c]]
+                    if restoring:
+                        rows = torch.cat([torch.arange(c * S, (c + 1) * S) for c in restoring]).to(device)
+                        value = cache.clean[kind][layer, t]
+
+                        def edit(which, _layer, output, rows=rows, value=value):
+                            if which == kind:
+                                output[rows, 0] = value
+
+                hidden = st.block(layer, hidden, t, PrefixKV(prefix, repeats=active), mask, edit)
+            probs, logps = _metrics(st.logits(hidden[:, -1]), self.target_id, S)
+        result_p, result_lp = np.empty(C), np.empty(C)
+        result_p[order], result_lp[order] = probs, logps
+        return result_p, result_lp
