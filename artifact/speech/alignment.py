@@ -59,56 +59,102 @@ class Aligner(abc.ABC):
 class PocketsphinxAligner(Aligner):
     """pocketsphinx's forced alignment (`Decoder.set_align_text`) with its bundled US English model.
 
-    Words missing from its CMU dictionary (mostly names) get a pronunciation from espeak-ng's letter-to-sound rules
-    mapped to ARPAbet; the times themselves come only from pocketsphinx's acoustic model (100 frames per second).
+    Every alignment runs in a fresh decoder whose dictionary holds only the prompt's words, so a result depends on
+    the audio and text alone, never on what was aligned before (a reused decoder keeps words added for earlier
+    prompts and its running cepstral mean). Each word gets all of its CMU dictionary pronunciations plus espeak-ng's
+    letter-to-sound reading of the word as written (mapped to ARPAbet) as an alternative, so names, foreign words,
+    numbers and abbreviations ('U.S.', 'St.') have the pronunciation the audio most likely holds; the decoder picks
+    the best-matching one. The times themselves come only from pocketsphinx's acoustic model (100 frames per second).
+
+    The audio is decoded in streaming mode (`process_raw(full_utt=False)`): pocketsphinx 5.1's full-utterance mode
+    loses the word path on espeak-ng audio ("Final result does not match the grammar") for about 1 prompt in 10
+    that streaming mode aligns. If an alignment still fails, it is retried once with wider beams.
     """
 
     name = "pocketsphinx"
+    BEAMS = {"beam": 1e-100, "wbeam": 1e-80, "pbeam": 1e-100}
+    RETRY_BEAMS = {"beam": 1e-200, "wbeam": 1e-200, "pbeam": 1e-200}
 
     def __init__(self, voice: str = "en-us") -> None:
-        pocketsphinx = require_module("pocketsphinx", "pip install pocketsphinx", self.name)
+        self._pocketsphinx = pocketsphinx = require_module("pocketsphinx", "pip install pocketsphinx", self.name)
         self._version = _dist_version("pocketsphinx")
         self.voice = voice
-        # bestpath=False: the lattice best-path pass sometimes ends an alignment early in silence; the Viterbi
-        # path always covers every word. Wide beams: with the defaults, prompts with pauses (commas) fail to align.
-        self._decoder = pocketsphinx.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", bestpath=False,
-                                                  beam=1e-100, wbeam=1e-80, pbeam=1e-100)
-        self._frame_rate = float(self._decoder.config["frate"])
-        self._added: dict[str, str] = {}
+        config = pocketsphinx.Config()
+        self._model, dictionary = config["hmm"], config["dict"]
+        self._frame_rate = float(config["frate"])
+        self._dictionary = _read_dictionary(dictionary)
 
     def settings(self) -> dict[str, Any]:
-        return {"backend": self.name, "version": self._version, "model": "en-us (bundled)", "bestpath": False, "beams": "1e-100/1e-80/1e-100",
-                "oov_pronunciations": f"espeak-ng letter-to-sound ({self.voice}) -> ARPAbet"}
+        return {"backend": self.name, "version": self._version, "model": "en-us (bundled)", "bestpath": False,
+                "beams": "1e-100/1e-80/1e-100", "retry_beams": "1e-200/1e-200/1e-200", "mode": "streaming",
+                "decoder": "fresh per alignment, dictionary of the prompt's words",
+                "pronunciations": f"CMU dictionary (all) + espeak-ng letter-to-sound ({self.voice}) -> ARPAbet"}
 
-    def _pronounce(self, word: str) -> None:
-        if self._decoder.lookup_word(word) is not None:
-            return
+    def pronunciations(self, word: str, norm: str) -> list[str]:
+        """ARPAbet pronunciations of the text word `word` (normalised: `norm`): the CMU dictionary's, then
+        espeak-ng's reading of `word` as written, when it differs."""
         from artifact.speech.espeak import arpabet
 
-        phones = arpabet(word, self.voice)
-        if not phones:
+        found = list(self._dictionary.get(norm, ()))
+        spoken = arpabet(word, self.voice) or arpabet(norm, self.voice)
+        if spoken and spoken not in found:
+            found.append(spoken)
+        if not found:
             raise AlignmentError(f"No pronunciation for {word!r}: it is not in pocketsphinx's dictionary and "
                                  "espeak-ng's letter-to-sound rules gave no mappable phoneme.")
-        self._decoder.add_word(word, phones, True)
-        self._added[word] = phones
+        return found
+
+    def _decode(self, dictionary: str, norms: list[str], pcm: bytes, beams: dict[str, float]):
+        decoder = self._pocketsphinx.Decoder(hmm=self._model, dict=dictionary, lm=None, samprate=SAMPLE_RATE,
+                                             loglevel="FATAL", bestpath=False, **beams)
+        decoder.set_align_text(" ".join(norms))
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=False)
+        decoder.end_utt()
+        if decoder.hyp() is None:
+            return None
+        return [s for s in decoder.seg() if not (s.word.startswith("<") or s.word.startswith("["))]
 
     def _align(self, audio: np.ndarray, words: list[tuple[int, int, str, str]]) -> list[tuple[float, float]]:
-        for *_, norm in words:
-            self._pronounce(norm)
-        decoder = self._decoder
-        decoder.set_align_text(" ".join(norm for *_, norm in words))
-        decoder.start_utt()
-        decoder.process_raw(to_pcm16(audio), full_utt=True)
-        decoder.end_utt()
-        found = decoder.seg() if decoder.hyp() is not None else None
-        if found is None:
-            raise AlignmentError(f"pocketsphinx found no alignment of {len(words)} words; the audio may not "
-                                 "contain the text.")
-        segments = [s for s in found if not (s.word.startswith("<") or s.word.startswith("["))]
+        import tempfile
+        from pathlib import Path
+
+        norms = [norm for *_, norm in words]
+        lines: list[str] = []
+        seen: set[str] = set()
+        for _, _, word, norm in words:
+            if norm in seen:
+                continue
+            seen.add(norm)
+            for k, phones in enumerate(self.pronunciations(word, norm)):
+                lines.append(f"{norm if k == 0 else f'{norm}({k + 1})'} {phones}")
+        pcm = to_pcm16(audio)
+        with tempfile.TemporaryDirectory(prefix="pocketsphinx-align-") as folder:
+            dictionary = Path(folder) / "prompt.dict"
+            dictionary.write_text("\n".join(lines) + "\n")
+            segments = self._decode(str(dictionary), norms, pcm, self.BEAMS)
+            if segments is None or len(segments) != len(words):
+                segments = self._decode(str(dictionary), norms, pcm, self.RETRY_BEAMS)
+        if segments is None:
+            raise AlignmentError(f"pocketsphinx found no alignment of {len(words)} words (also with beams "
+                                 "1e-200); the audio may not contain the text.")
         if len(segments) != len(words):
             raise AlignmentError(f"pocketsphinx aligned {len(segments)} of {len(words)} words; the audio may not "
                                  "contain the text.")
         return [(s.start_frame / self._frame_rate, (s.end_frame + 1) / self._frame_rate) for s in segments]
+
+
+def _read_dictionary(path: str) -> dict[str, tuple[str, ...]]:
+    """A CMU-format pronunciation dictionary: word -> its pronunciations in file order ('word(2)' lines are the
+    second pronunciation of 'word')."""
+    out: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            word, _, phones = line.strip().partition(" ")
+            if not phones:
+                continue
+            out.setdefault(re.sub(r"\(\d+\)$", "", word), []).append(" ".join(phones.split()))
+    return {word: tuple(prons) for word, prons in out.items()}
 
 
 class MMSFAAligner(Aligner):
