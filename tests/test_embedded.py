@@ -75,3 +75,40 @@ def test_trace_command_reports_bad_subject_without_traceback(capsys):
     code = main(["trace", "--prompt", PROMPT, "--subject", "Louvre", "--samples", "2", "--noise", "0.1"])
     assert code == 2
     assert "does not occur" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["hidden", "mlp", "attn"])
+def test_fast_path_matches_reference_on_embedded(embedded, kind):
+    from artifact.models.stepping import stepper_for
+    from artifact.tracing.reference import reference_trace
+
+    tok = embedded.tokenizer
+    input_ids = torch.tensor(tok(PROMPT)["input_ids"])
+    subject = find_subject_range(tok, PROMPT, "Eiffel Tower")
+    target = answer_token_id(tok, PROMPT, "Paris")
+    assert stepper_for(embedded.model, embedded.adapter, len(input_ids)) is not None
+    config = TraceConfig(kind=kind, samples=2, noise=0.1, positions=(subject[1] - 1,), batch_size=16)
+    result = trace_fact(embedded.model, input_ids, subject, target, config)
+    expected = reference_trace(embedded.model, input_ids, subject, target, config)
+    np.testing.assert_allclose(result.scores, expected["scores"], atol=1e-5, rtol=0, equal_nan=True)
+    np.testing.assert_allclose(result.logprobs, expected["logprobs"], atol=1e-5, rtol=0, equal_nan=True)
+    assert result.low_score == pytest.approx(expected["low_score"], abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, window", [("hidden", 1), ("mlp", 10), ("attn", 10), ("mlp", 1), ("attn", 61)])
+def test_fast_path_matches_reference_on_embedded_full(embedded, kind, window):
+    """samples=10 as in the paper, every token position (minutes each)."""
+    from artifact.tracing.reference import reference_trace
+
+    tok = embedded.tokenizer
+    input_ids = torch.tensor(tok(PROMPT)["input_ids"])
+    subject = find_subject_range(tok, PROMPT, "Eiffel Tower")
+    target = answer_token_id(tok, PROMPT, "Paris")
+    config = TraceConfig(kind=kind, samples=10, noise=0.1, window=window, batch_size=70)
+    result = trace_fact(embedded.model, input_ids, subject, target, config)
+    expected = reference_trace(embedded.model, input_ids, subject, target, config)
+    np.testing.assert_allclose(result.scores, expected["scores"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(result.logprobs, expected["logprobs"], atol=1e-5, rtol=0)
+    other = trace_fact(embedded.model, input_ids, subject, target, TraceConfig(**{**config.to_dict(), "batch_size": 300}))
+    np.testing.assert_allclose(other.scores, result.scores, atol=1e-5, rtol=0)
