@@ -21,10 +21,9 @@ GIUSEPPE = "Giuseppe Angeli, who has a citizenship of"
 
 @pytest.fixture(scope="module")
 def spoken():
-    """Each prompt synthesised once: espeak-ng's output varies slightly from call to call within a process, so the
-    comparisons below reuse the same waveforms."""
+    """Each prompt synthesised once: its audio and espeak-ng's word times in that same audio."""
     tts = EspeakTTS()
-    return {text: (tts.synthesize(text), tts.word_times(text)) for text in (KIRKPATRICK, COMME, GIUSEPPE)}
+    return {text: tts.synthesize_with_words(text) for text in (KIRKPATRICK, COMME, GIUSEPPE)}
 
 
 def _times(words):

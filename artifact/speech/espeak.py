@@ -2,52 +2,36 @@
 speaking, and its letter-to-sound rules.
 
 Running the library (not the `espeak-ng` program) gives, for one full utterance, both the waveform and where each word
-is in it, which is the ground truth the offline aligner is validated against. The library keeps global state, so
-calls are serialised with a lock.
+is in it, which is the ground truth the offline aligner is validated against.
+
+libespeak-ng keeps state between syntheses in one process: the same text spoken again in the same process gives a
+slightly different waveform (lengths differ by a sample, word positions by up to ~10 samples). So no synthesis runs in
+this process: a small server (`espeak_worker.py`, standard library only) initialises the library once, never speaks,
+and forks a fresh child per request; the child's result depends only on the request, in any process, whatever was
+spoken before. Audio and events of one request come from the same synthesis. The server starts on first use (about
+0.1 s) and adds about 10 ms per synthesis; it exits when this process closes its pipe.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
+import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from artifact.speech.base import WordTime
+from artifact.speech.espeak_worker import INSTALL_HINT, load_library
 
-LIBRARY_NAMES = ("libespeak-ng.so.1", "libespeak-ng.so", "libespeak-ng.1.dylib")
-INSTALL_HINT = "Install espeak-ng (Debian/Ubuntu: 'sudo apt-get install espeak-ng'; scripts/bootstrap.sh does it as root)."
-
-# speak_lib.h constants.
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_PHONEME_EVENTS = 0x0001
-_INITIALIZE_DONT_EXIT = 0x8000
-_POS_CHARACTER = 1
-_CHARS_UTF8 = 1
-_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_END, _EVENT_PHONEME = 0, 1, 5, 7
-_PARAM_RATE, _PARAM_PITCH = 1, 3
-
-
-class _EventId(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-
-class _Event(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),  # 1-based character position of the word in the input text
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),  # milliseconds
-        ("sample", ctypes.c_int),  # samples at the library's rate (22050 Hz)
-        ("user_data", ctypes.c_void_p),
-        ("id", _EventId),
-    ]
-
-
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+WORKER = Path(__file__).resolve().parent / "espeak_worker.py"
+# Recorded in EspeakTTS.settings() (so it keys the cache): how a synthesis is run.
+ISOLATION = "fork-per-synthesis-v1"
+TIMEOUT = 120.0  # seconds per request, enforced by the server (it kills a child that hangs)
 
 
 @dataclass(frozen=True)
@@ -63,119 +47,132 @@ class Event:
 
 @dataclass
 class Utterance:
-    """espeak-ng's output for one text: int16-range float waveform at `sample_rate` and its events."""
+    """espeak-ng's output for one text: float32 waveform in [-1, 1) at `sample_rate` and its events, from one
+    synthesis."""
 
-    audio: np.ndarray  # [samples] float32 in [-1, 1]
+    audio: np.ndarray  # [samples] float32 in [-1, 1)
     sample_rate: int
     events: list[Event]
 
 
-class _Library:
-    """The loaded libespeak-ng, initialised once per process."""
+class EspeakServer:
+    """The synthesis server of this process (see the module docstring): one request at a time, thread-safe;
+    restarted when it died or when this process is a fork of the one that started it."""
 
-    def __init__(self) -> None:
-        path = None
-        for name in (*LIBRARY_NAMES, ctypes.util.find_library("espeak-ng")):
-            if not name:
-                continue
-            try:
-                self.lib = ctypes.CDLL(name)
-                path = name
-                break
-            except OSError:
-                continue
-        if path is None:
-            raise RuntimeError(f"The espeak-ng library (libespeak-ng) is not installed. {INSTALL_HINT}")
+    def __init__(self, timeout: float = TIMEOUT) -> None:
+        self.timeout = timeout
         self.lock = threading.Lock()
-        self.sample_rate = int(
-            self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
-                                       _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
-        )
-        if self.sample_rate <= 0:
-            raise RuntimeError(f"espeak_Initialize failed ({self.sample_rate}); is espeak-ng-data installed? "
-                               f"{INSTALL_HINT}")
-        self._chunks: list[np.ndarray] = []
-        self._events: list[Event] = []
-        self._callback = _CALLBACK(self._collect)  # keep a reference: ctypes would free it otherwise
-        self.lib.espeak_SetSynthCallback(self._callback)
-        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        self.lib.espeak_Info.restype = ctypes.c_char_p
+        self._process: subprocess.Popen | None = None
+        self._owner = -1
+        self.sample_rate = 0
+        self.version = ""
 
-    def _collect(self, wav, count, events) -> int:
-        if count > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
-        i = 0
-        while events[i].type != _EVENT_LIST_TERMINATED:
-            e = events[i]
-            if e.type == _EVENT_WORD:
-                self._events.append(Event("word", e.text_position - 1, e.length, e.sample))
-            elif e.type == _EVENT_PHONEME:
-                name = bytes(e.id.string).split(b"\0")[0].decode("ascii", "replace")
-                self._events.append(Event("phoneme", e.text_position - 1, 0, e.sample, name))
-            elif e.type == _EVENT_END:
-                self._events.append(Event("end", e.text_position - 1, 0, e.sample))
-            i += 1
-        return 0
+    def _start(self) -> subprocess.Popen:
+        args = [sys.executable, "-I", "-S", str(WORKER), str(self.timeout)]
+        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        hello = self._header(process)
+        if not hello.get("ok"):
+            process.stdin.close()
+            process.wait(timeout=30)
+            raise RuntimeError(f"espeak-ng could not start: {hello.get('error')}")
+        self.sample_rate, self.version = int(hello["sample_rate"]), str(hello["version"])
+        self._process, self._owner = process, os.getpid()
+        return process
 
-    def version(self) -> str:
-        return self.lib.espeak_Info(None).decode()
+    @staticmethod
+    def _header(process: subprocess.Popen) -> dict:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"The espeak-ng server ({sys.executable} {WORKER}) exited; run it by hand to see why.")
+        return json.loads(line)
 
-    def set_voice(self, voice: str, rate: int, pitch: int) -> None:
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise ValueError(f"espeak-ng has no voice {voice!r}; list them with 'espeak-ng --voices'.")
-        self.lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
-        self.lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+    def _running(self) -> subprocess.Popen:
+        process = self._process
+        if process is None or self._owner != os.getpid() or process.poll() is not None:
+            process = self._start()
+        return process
 
-    def synthesize(self, text: str, voice: str, rate: int, pitch: int) -> Utterance:
+    def start(self) -> "EspeakServer":
+        """Start the server now (raises RuntimeError with the install command when espeak-ng is missing)."""
         with self.lock:
-            self.set_voice(voice, rate, pitch)
-            self._chunks, self._events = [], []
-            data = text.encode("utf-8")
-            status = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-            self.lib.espeak_Synchronize()
-            if status != 0:
-                raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}.")
-            audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-            return Utterance((audio.astype(np.float32) / 32768.0), self.sample_rate, list(self._events))
+            self._running()
+        return self
 
-    def phonemes(self, text: str, voice: str) -> list[str]:
-        """eSpeak phoneme mnemonics of `text` (stress marks removed), in order."""
+    def request(self, request: dict) -> tuple[dict, bytes]:
+        """Send one request; its reply header and payload. RuntimeError/ValueError when it failed."""
         with self.lock:
-            self.set_voice(voice, 175, 50)
-            pointer = ctypes.c_char_p(text.encode("utf-8"))
-            out: list[str] = []
-            mode = ord(" ") << 8  # eSpeak mnemonics, separated by spaces
-            while pointer.value:
-                chunk = self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, mode)
-                if chunk is None:
-                    break
-                out += [p.strip("',") for p in chunk.decode("utf-8", "replace").split()]
-            return [p for p in out if p]
+            process = self._running()
+            try:
+                process.stdin.write(json.dumps(request).encode("utf-8") + b"\n")
+                process.stdin.flush()
+                header = self._header(process)
+                payload = process.stdout.read(int(header.get("audio_bytes", 0)))
+            except (BrokenPipeError, RuntimeError, ValueError):
+                self.close_locked()
+                raise
+        if not header.get("ok"):
+            error = str(header.get("error"))
+            raise (ValueError if error.startswith("ValueError") else RuntimeError)(f"espeak-ng: {error}")
+        return header, payload
+
+    def close_locked(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and self._owner == os.getpid() and process.poll() is None:
+            try:
+                process.stdin.close()
+                process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait()
+
+    def close(self) -> None:
+        with self.lock:
+            self.close_locked()
 
 
-_LIBRARY: _Library | None = None
+_SERVER = EspeakServer()
 
 
-def library() -> _Library:
-    """The process-wide espeak-ng library (loaded on first use)."""
-    global _LIBRARY
-    if _LIBRARY is None:
-        _LIBRARY = _Library()
-    return _LIBRARY
+def server() -> EspeakServer:
+    """The process-wide synthesis server (started on first use)."""
+    return _SERVER
 
 
 def available() -> bool:
     """True when libespeak-ng can be loaded."""
     try:
-        library()
+        load_library()
         return True
     except RuntimeError:
         return False
 
 
+def version() -> str:
+    """espeak-ng's version (starts the server; RuntimeError with the install command when absent)."""
+    return server().start().version
+
+
 def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50) -> Utterance:
-    """Speak `text` with espeak-ng: waveform at 22050 Hz plus word and phoneme events."""
-    return library().synthesize(text, voice, rate, pitch)
+    """Speak `text` with espeak-ng in a fresh child process: waveform at 22050 Hz plus word and phoneme events of
+    that same synthesis. Identical results for identical arguments, whatever was synthesised before."""
+    header, payload = server().request({"op": "synth", "text": text, "voice": voice, "rate": int(rate),
+                                        "pitch": int(pitch)})
+    audio = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+    events = [Event(kind, int(position), int(length), int(sample), str(name))
+              for kind, position, length, sample, name in header["events"]]
+    return Utterance(audio, int(header["sample_rate"]), events)
+
+
+@functools.lru_cache(maxsize=65536)
+def _phonemes(text: str, voice: str) -> tuple[str, ...]:
+    header, _ = server().request({"op": "phonemes", "text": text, "voice": voice})
+    return tuple(header["phonemes"])
+
+
+def phonemes(text: str, voice: str = "en-us") -> list[str]:
+    """eSpeak phoneme mnemonics of `text` (stress marks removed), in order; computed in a fresh child like a
+    synthesis, so a pure function of (text, voice) (and memoised)."""
+    return list(_phonemes(text, voice))
 
 
 def _is_pause(name: str) -> bool:
@@ -251,7 +248,7 @@ ESPEAK_TO_ARPABET: dict[str, str] = {
 def arpabet(word: str, voice: str = "en-us") -> str:
     """ARPAbet pronunciation of `word` from espeak-ng's letter-to-sound rules ('' if none maps)."""
     phones: list[str] = []
-    for name in library().phonemes(word, voice):
+    for name in phonemes(word, voice):
         name = name.replace(";", "")
         mapped = ESPEAK_TO_ARPABET.get(name) or ESPEAK_TO_ARPABET.get(name.rstrip("0123456789#-/"))
         if mapped:

@@ -118,7 +118,13 @@ class SpeechFrontEnd:
             raise ValueError(f"Subject {subject!r} does not occur verbatim in prompt {text!r}.")
         cache = self.cache
         audio_key = content_key("audio", text=text, tts=self.tts.settings())
-        audio = cache.array("audio", audio_key, lambda: self.tts.synthesize(text)).astype(np.float32)
+        spoken: dict[str, Any] = {}
+
+        def speak() -> np.ndarray:  # the audio, keeping the TTS's own word times of this same synthesis
+            audio, spoken["words"] = self.tts.synthesize_with_words(text)
+            return audio
+
+        audio = cache.array("audio", audio_key, speak).astype(np.float32)
         transcript = wer = None
         if self.recognizer is not None:
             key = content_key("transcript", audio=audio_key, recognizer=self.recognizer.settings())
@@ -134,9 +140,22 @@ class SpeechFrontEnd:
         errors = None
         if self.config.validate_alignment and isinstance(self.tts, EspeakTTS):
             key = content_key("espeak-words", audio=audio_key)
-            truth = [WordTime.from_dict(w) for w in
-                     cache.json("espeak-words", key, lambda: [w.to_dict() for w in self.tts.word_times(text)])]
+            truth = [WordTime.from_dict(w) for w in cache.json(
+                "espeak-words", key, lambda: [w.to_dict() for w in self._tts_words(text, audio, spoken)])]
             errors = boundary_errors(truth, words)
         kept = self.config.max_wer is None or (wer is not None and wer <= self.config.max_wer)
         return SpokenFact(text, subject, audio, transcript, wer, words, subject_time, units, subject_tokens, errors,
                           kept, audio_key)
+
+    def _tts_words(self, text: str, audio: np.ndarray, spoken: dict[str, Any]) -> list[WordTime]:
+        """The TTS's own word times in `audio`: those of the synthesis that made it, or, when the audio came from the
+        cache, of a new synthesis checked to give bitwise the same audio (espeak-ng synthesis is history-free)."""
+        if spoken.get("words") is not None:
+            return spoken["words"]
+        again, words = self.tts.synthesize_with_words(text)
+        if words is None:
+            raise RuntimeError(f"The {self.tts.name} backend gives no word times of its own.")
+        if not np.array_equal(np.asarray(again, dtype=np.float32), audio):
+            raise RuntimeError(f"A new synthesis of {text!r} differs from the cached audio, so its word times would "
+                               f"not belong to that audio; clear the speech cache ({self.cache.root}).")
+        return words

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from artifact.speech.registry import Registry
-from artifact.speech.base import SAMPLE_RATE, check_audio, check_text
+from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
 
 MELOTTS_PYTHON_ENV = "MELOTTS_PYTHON"
 MELOTTS_INSTALL = (
@@ -54,9 +54,15 @@ class TTS(abc.ABC):
         text = check_text(text)
         return check_audio(self._synthesize(text), f"speech synthesised for {text!r}")
 
+    def synthesize_with_words(self, text: str) -> tuple[np.ndarray, list[WordTime] | None]:
+        """`synthesize(text)` and the TTS's own word times in that same audio (None when it gives none)."""
+        return self.synthesize(text), None
+
 
 class EspeakTTS(TTS):
-    """espeak-ng through its library (offline). `word_times` gives espeak-ng's own word positions."""
+    """espeak-ng through its library (offline), every synthesis in a fresh child process (see `espeak`), so the
+    audio of a text never depends on what was spoken before. `synthesize_with_words` gives the audio and espeak-ng's
+    own word positions from one synthesis; `word_times` the same word times alone."""
 
     name = "espeak-ng"
 
@@ -65,25 +71,32 @@ class EspeakTTS(TTS):
 
         self.voice, self.rate, self.pitch = voice, int(rate), int(pitch)
         self._espeak = espeak
-        self._version = espeak.library().version()  # fails here, with the install command, when absent
-        espeak.library().set_voice(voice, self.rate, self.pitch)
+        self._version = espeak.version()  # fails here, with the install command, when absent
+        espeak.phonemes("a", voice)  # fails here on an unknown voice
 
     def settings(self) -> dict[str, Any]:
         return {"backend": self.name, "version": self._version, "voice": self.voice, "rate": self.rate,
-                "pitch": self.pitch, "sample_rate": SAMPLE_RATE}
+                "pitch": self.pitch, "sample_rate": SAMPLE_RATE, "synthesis": self._espeak.ISOLATION}
 
     def utterance(self, text: str):
-        """espeak-ng's raw output for `text` (22050 Hz audio and its word/phoneme events)."""
+        """espeak-ng's raw output for `text` (22050 Hz audio and its word/phoneme events, one synthesis)."""
         return self._espeak.synthesize(check_text(text), self.voice, self.rate, self.pitch)
 
     def _synthesize(self, text: str) -> np.ndarray:
         utterance = self.utterance(text)
         return resample(utterance.audio, utterance.sample_rate)
 
-    def word_times(self, text: str):
-        """espeak-ng's own word times (seconds) in the full utterance of `text`: the aligner's ground truth."""
+    def synthesize_with_words(self, text: str) -> tuple[np.ndarray, list[WordTime]]:
+        """The 16 kHz audio of `text` and espeak-ng's own word times (seconds) in it, from one synthesis."""
         text = check_text(text)
-        return self._espeak.word_times(text, self.utterance(text))
+        utterance = self.utterance(text)
+        audio = check_audio(resample(utterance.audio, utterance.sample_rate), f"speech synthesised for {text!r}")
+        return audio, self._espeak.word_times(text, utterance)
+
+    def word_times(self, text: str) -> list[WordTime]:
+        """espeak-ng's own word times (seconds) in the full utterance of `text` (the audio `synthesize(text)` gives):
+        the aligner's ground truth."""
+        return self.synthesize_with_words(text)[1]
 
 
 class MeloTTS(TTS):
