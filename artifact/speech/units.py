@@ -24,7 +24,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 CENTROIDS_PATH = DATA_DIR / "kmeans500_logmel40.npy"
 CENTROIDS_META_PATH = DATA_DIR / "kmeans500_logmel40.json"
 # sha256 of CENTROIDS_PATH's bytes; `python -m artifact.speech.fit_units` prints the new value after a refit.
-CENTROIDS_SHA256 = "a8c4eda1c6b5397a44b40ac742e889913bdc00e6cf8dbacafc4aaf3a979c10ee"
+CENTROIDS_SHA256 = "43a3efc86b4396c4126cb40bddd7bb5b9788fd9421644e393e2bf8698552cc61"
 N_MELS = 40
 N_FFT = 1024
 SPIRITLM_INSTALL = ("pip install 'git+https://github.com/facebookresearch/spiritlm.git"
