@@ -58,18 +58,16 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0) -> Any:
-    """Next-token probabilities after each row's own last token, for rows of different lengths in one forward.
+def last_token_logits(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0) -> Any:
+    """[batch, vocab] fp32 logits after each row's own last token, for rows of different lengths in one forward.
 
     Rows are right-padded with an attention mask; with a causal model, padding after a row's last real token cannot
-    change that token's logits, so each row reads the logits at its own last real position.
-    rows: [batch][pos_i] token ids. Returns a float32 tensor [batch, vocab] on the CPU.
+    change that token's logits. Only the last real positions go through the LM head. Gradients flow if enabled.
     """
     import torch
 
-    device = next(model.parameters()).device
     lengths = torch.tensor([len(row) for row in rows])
-    if int(lengths.min()) < 1:
+    if len(rows) == 0 or int(lengths.min()) < 1:
         raise ValueError("An empty prompt has no next token; every prompt needs at least one token.")
     width = int(lengths.max())
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [batch, pos]
@@ -77,10 +75,19 @@ def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0)
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         attention_mask[i, : len(row)] = 1
+    device = next(model.parameters()).device
+    hidden = model.base_model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                              use_cache=False).last_hidden_state  # [batch, pos, d_model]
+    last = hidden[torch.arange(len(rows), device=device), (lengths - 1).to(device)]  # [batch, d_model]
+    return model.get_output_embeddings()(last).float()
+
+
+def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0) -> Any:
+    """Next-token probabilities [batch, vocab] (float32, CPU) after each row's own last token (`last_token_logits`)."""
+    import torch
+
     with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-        last = logits[torch.arange(len(rows), device=logits.device), (lengths - 1).to(logits.device)]  # [batch, vocab]
-        return torch.softmax(last.float(), dim=-1).cpu()
+        return torch.softmax(last_token_logits(model, rows, pad_id), dim=-1).cpu()
 
 
 def check_known(

@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from artifact.known import last_token_logits
+
 log = logging.getLogger(__name__)
 
 
@@ -53,26 +55,6 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-def _pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids [batch, pos], attention mask [batch, pos], and each row's last real position [batch]."""
-    width = max(len(ids) for ids in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, seq in enumerate(batch):
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    return ids, mask, mask.sum(dim=1) - 1
-
-
-def last_logits(model: torch.nn.Module, batch: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """[batch, vocab] fp32 logits at each sequence's own last token (right padding, masked attention)."""
-    ids, mask, last = _pad(batch, pad_id)
-    device = model.get_input_embeddings().weight.device
-    hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-    final = hidden.last_hidden_state[torch.arange(len(batch)), last.to(device)]
-    return model.get_output_embeddings()(final).float()
-
-
 @torch.no_grad()
 def teacher_log_probs(model: torch.nn.Module, examples: Sequence[Example], text_vocab: int, pad_id: int,
                       batch_size: int = 16) -> torch.Tensor:
@@ -80,7 +62,7 @@ def teacher_log_probs(model: torch.nn.Module, examples: Sequence[Example], text_
     out = []
     for start in range(0, len(examples), batch_size):
         chunk = [e.teacher_ids for e in examples[start : start + batch_size]]
-        out.append(torch.log_softmax(last_logits(model, chunk, pad_id)[:, :text_vocab], dim=-1).cpu())
+        out.append(torch.log_softmax(last_token_logits(model, chunk, pad_id)[:, :text_vocab], dim=-1).cpu())
     return torch.cat(out)
 
 
@@ -92,7 +74,7 @@ def accuracy(model: torch.nn.Module, examples: Sequence[Example], pad_id: int, b
     hits = 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        predicted = last_logits(model, [e.student_ids for e in chunk], pad_id).argmax(dim=-1).cpu()
+        predicted = last_token_logits(model, [e.student_ids for e in chunk], pad_id).argmax(dim=-1).cpu()
         hits += int(sum(int(p) == e.answer_id for p, e in zip(predicted, chunk)))
     return hits / len(examples)
 
@@ -136,7 +118,7 @@ def distill(
         with tqdm(total=len(order), desc=f"epoch {epoch + 1}/{config.epochs}", unit="prompt", leave=False) as bar:
             for start in range(0, len(order), config.batch_size):
                 idx = order[start : start + config.batch_size]
-                logits = last_logits(model, [train[i].student_ids for i in idx], pad_id) / config.temperature
+                logits = last_token_logits(model, [train[i].student_ids for i in idx], pad_id) / config.temperature
                 student = torch.log_softmax(logits, dim=-1)[:, :text_vocab]
                 target = teacher[idx].to(student.device)
                 loss = (target.exp() * (target - student)).sum(dim=-1).mean()
