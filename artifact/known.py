@@ -20,6 +20,10 @@ KNOWN_RULE = (
     "prompt itself otherwise) equals the answer token: the first token of the attribute as it continues the prompt "
     "(the first token of prompt + ' ' + attribute after the prompt's own tokens)."
 )
+KNOWN_RULE_S2T = (
+    "A fact is known from speech when the model's greedy next token after its S->T prompt ('[Speech]' + the spoken "
+    "prompt's unit tokens + '[Text]') equals the answer token: the first token of ' ' + attribute after '[Text]'."
+)
 
 
 @dataclass(frozen=True)
@@ -90,32 +94,32 @@ def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0)
         return torch.softmax(last_token_logits(model, rows, pad_id), dim=-1).cpu()
 
 
-def check_known(
-    loaded: Any, facts: Sequence[Fact], modality: str = "text", batch_size: int = 32, progress: bool = True
+def check_known_prompts(
+    loaded: Any, facts: Sequence[Fact], prompts: Sequence[Any], batch_size: int = 32, progress: bool = True,
+    desc: str = "known check",
 ) -> list[KnownCheck]:
-    """The Known check (KNOWN_RULE) of every fact, in the order given; `loaded` is an artifact.models.LoadedModel.
+    """The Known check of already built prompts (anything with `input_ids` and `target_id`, e.g. a TracePrompt of
+    either modality), one per fact, in the order given: greedy next token == target token.
 
     Prompts are sorted by length and run `batch_size` at a time (right padding, attention mask); the result equals
     one forward per fact up to float rounding.
     """
     from tqdm import tqdm
 
-    if modality != "text":
-        raise ValueError(f"Known check for modality {modality!r} is not available: only 'text' (T->T) is. The S->T "
-                         "check needs spoken prompts (the speech pipeline).")
+    if len(facts) != len(prompts):
+        raise ValueError(f"{len(facts)} facts but {len(prompts)} prompts; give one prompt per fact.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
     tokenizer = loaded.tokenizer
-    encoded = [_encode_fact(tokenizer, fact, loaded.is_spiritlm) for fact in facts]
-    order = sorted(range(len(facts)), key=lambda i: (len(encoded[i].input_ids), i))
+    order = sorted(range(len(facts)), key=lambda i: (len(prompts[i].input_ids), i))
     pad_id = _pad_id(tokenizer)
     checks: list[KnownCheck | None] = [None] * len(facts)
-    with tqdm(total=len(facts), desc="known check", unit="fact", disable=not progress) as bar:
+    with tqdm(total=len(facts), desc=desc, unit="fact", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            probs = next_token_probs(loaded.model, [encoded[i].input_ids for i in chunk], pad_id)  # [batch, vocab]
+            probs = next_token_probs(loaded.model, [prompts[i].input_ids for i in chunk], pad_id)  # [batch, vocab]
             for row, i in enumerate(chunk):
-                answer_id = encoded[i].answer_id
+                answer_id = int(prompts[i].target_id)
                 predicted_id = int(probs[row].argmax())
                 checks[i] = KnownCheck(
                     known_id=facts[i].known_id,
@@ -128,6 +132,25 @@ def check_known(
                 )
             bar.update(len(chunk))
     return checks  # type: ignore[return-value]
+
+
+def check_known(
+    loaded: Any, facts: Sequence[Fact], modality: str = "text", batch_size: int = 32, progress: bool = True
+) -> list[KnownCheck]:
+    """The Known-t2t check (KNOWN_RULE) of every fact, in the order given; `loaded` is an artifact.models.LoadedModel.
+    For speech, build the S->T prompts (artifact.experiments.s2t) and use `check_known_prompts`."""
+    if modality != "text":
+        raise ValueError(f"check_known builds text prompts only; for modality {modality!r} build the spoken prompts "
+                         "(artifact.experiments.s2t.spoken_items) and call check_known_prompts.")
+    encoded = [_encode_fact(loaded.tokenizer, fact, loaded.is_spiritlm) for fact in facts]
+    prompts = [_Prompt(e.input_ids, e.answer_id) for e in encoded]
+    return check_known_prompts(loaded, facts, prompts, batch_size, progress)
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    input_ids: tuple[int, ...]
+    target_id: int
 
 
 def known_facts(facts: Sequence[Fact], checks: Sequence[KnownCheck]) -> list[Fact]:

@@ -94,7 +94,7 @@ def test_spiritlm_prompt_path_adds_the_marker(sentencepiece_tokenizer):
 
 
 def test_invalid_arguments(embedded):
-    with pytest.raises(ValueError, match="only 'text'"):
+    with pytest.raises(ValueError, match="text prompts only"):
         check_known(embedded, [EIFFEL], modality="speech")
     with pytest.raises(ValueError, match="batch_size"):
         check_known(embedded, [EIFFEL], batch_size=0)
