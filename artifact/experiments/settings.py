@@ -18,6 +18,7 @@ from artifact.experiments.groups import parse_position_policy
 
 ARMS: tuple[str, ...] = ("t2t", "s2t")
 SETTINGS_FILE = "settings.json"
+OPTIONAL_KEYS: dict[str, Any] = {"front_end": "", "candidates": 0}
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class RunSettings:
     seed: int = 1  # noise seed
     batch_size: int = 128  # rows per forward pass (results are bitwise repeatable per batch size)
     positions: str = "all"  # "all" or "representatives:K" (see groups.representative_positions)
+    front_end: str = ""  # S->T: fingerprint of the speech front end's settings (s2t.front_end_key); "" for T->T
+    candidates: int = 0  # S->T: only the first N facts of the file were spoken (0: all of them)
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:
@@ -49,11 +52,16 @@ class RunSettings:
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer; got {self.seed!r}")
         parse_position_policy(self.positions)
+        if not isinstance(self.candidates, int) or self.candidates < 0:
+            raise ValueError(f"candidates must be an integer >= 0 (0: every fact); got {self.candidates!r}")
 
     def key_dict(self) -> dict[str, Any]:
         """The settings that name the results folder (all but the resolved noise value)."""
         data = asdict(self)
         data.pop("noise")
+        for name, unset in OPTIONAL_KEYS.items():  # absent when unset, so T->T folder names predate these fields
+            if data[name] == unset:
+                data.pop(name)
         return data
 
     def key(self) -> str:
