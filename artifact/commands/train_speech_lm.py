@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 EXAMPLE = """example (the command that produced the shipped model; see its manifest.json):
-  python -m artifact train-speech-lm --facts known_1000=known_1000 --facts own=own --epochs 30"""
+  python -m artifact train-speech-lm --facts known_1000=known_1000 --facts own=own --epochs 12"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--out", type=Path, help="where to write new_rows.safetensors + manifest.json "
                         "(default: the shipped location, artifact/data/embedded_speech)")
+    parser.add_argument("--max-facts", type=int, help="keep only N Known-t2t facts (fixed hash order), for quick "
+                        "experiments; recorded in the manifest")
+    parser.add_argument("--marked-text", action="store_true", help="also train on '[Text]' + text prompts (twice "
+                        "the cost; the embedded T->T arm uses the plain prompt on the frozen model)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints for resuming (default: in the project cache)")
     parser.set_defaults(func=run)
 
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     work = args.work_dir or cache_root() / "train-speech-lm" / f"seed{config.seed}-e{config.epochs}-" \
         f"b{config.batch_size}-lr{config.learning_rate}"
     manifest = train_embedded_speech(sources, args.out or SHIPPED_DIR, work, config,
-                                     argv=["python", "-m", "artifact", *sys.argv[1:]])
+                                     max_facts=args.max_facts, marked_text=args.marked_text, argv=["python", "-m", "artifact", *sys.argv[1:]])
     print(f"train facts {len(manifest['train_facts'])}, held out {len(manifest['held_out_facts'])}")
     for name, value in manifest["accuracy"].items():
         print(f"  {name}: {value:.3f}")

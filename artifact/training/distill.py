@@ -38,7 +38,7 @@ class Example:
 class DistillConfig:
     """Settings of the distillation; stored in the shipped manifest."""
 
-    epochs: int = 30
+    epochs: int = 12
     batch_size: int = 16
     learning_rate: float = 5e-3
     seed: int = 0

@@ -83,10 +83,13 @@ def train_embedded_speech(
     config: DistillConfig,
     argv: Sequence[str] | None = None,
     max_facts: int | None = None,
+    marked_text: bool = False,
 ) -> dict[str, Any]:
     """Run every step and write `new_rows.safetensors` + `manifest.json` into `out_dir`; returns the manifest.
 
     `max_facts` keeps only the first N Known-t2t facts (in hash order) for quick experiments; recorded.
+    `marked_text` also trains on the T->T prompts with SpiritLM's leading `[Text]` marker (doubling the cost); off by
+    default: the T->T arm of the embedded models uses the plain prompt on the frozen model, which is bitwise the same.
     """
     from safetensors.torch import save_file
 
@@ -127,7 +130,7 @@ def train_embedded_speech(
     first_new = extend_model(loaded.model, tokenizer)
     s2t, t2t = build_examples(tokenizer, {key: facts[key] for key in keys}, spoken, teacher_tokenizer)
     pad_id = int(tokenizer.convert_tokens_to_ids("[Text]"))  # never read: right padding with an attention mask
-    train = [s2t[k] for k in train_keys] + [t2t[k] for k in train_keys]
+    train = [s2t[k] for k in train_keys] + ([t2t[k] for k in train_keys] if marked_text else [])
     evaluate = {
         "s2t_train": [s2t[k] for k in train_keys],
         "s2t_held_out": [s2t[k] for k in held_keys],
@@ -158,6 +161,7 @@ def train_embedded_speech(
         "facts_fingerprints": fingerprints,
         "known_t2t_facts": len(facts),
         "max_facts": max_facts,
+        "marked_text_examples": marked_text,
         "front_end_failures": front_end_failures,
         "train_facts": train_keys,
         "held_out_facts": held_keys,
