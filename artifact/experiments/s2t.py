@@ -125,6 +125,8 @@ def run_s2t(
     positions: str = "all",
     front_end: Any = None,
     candidates: int | None = None,
+    ids: Sequence[Any] | None = None,
+    known_only: bool = False,
     progress: bool = True,
     **run_options: Any,
 ) -> RunSummary:
@@ -133,7 +135,8 @@ def run_s2t(
 
     `model` must have SpiritLM's speech tokens ('embedded-speech', 'spiritlm' or such a folder). Results go to
     `<out>/s2t-<model>-<key>/` with `speech.json` (front-end settings, per-fact summaries, failures); a rerun resumes.
-    Extra keyword arguments go to `run_items` (e.g. a shard).
+    `ids` keeps only these known ids (e.g. the facts known in both arms); `known_only` stops after the Known-s2t
+    filter is stored (known.json), tracing nothing. Extra keyword arguments go to `run_items` (e.g. a shard).
     """
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE_S2T, check_known_prompts
@@ -182,6 +185,10 @@ def run_s2t(
         known_ids = [c.known_id for c in checks if c.known]
     known = set(map(str, known_ids))
     log.info("%s knows %d of %d spoken facts (S->T)", loaded.name, len(known), len(items))
+    if known_only:
+        return RunSummary(run_dir)
+    if ids is not None:
+        known &= set(map(str, ids))
     selected = [(fact, prompt) for fact, prompt in items if str(fact.known_id) in known]
     if limit is not None:
         selected = selected[:limit]

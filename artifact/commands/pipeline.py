@@ -1,0 +1,43 @@
+"""`pipeline`: the whole reproduction (what `run_all.sh` runs): known filters, both arms, comparison, verdict."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLE = """examples:
+  ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
+  ./run_all.sh --profile full                    # the paper's scale (hours on a CPU)
+  ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # SpiritLM on a GPU
+
+A rerun skips finished steps and resumes traces fact by fact. Results: results/<model>-<profile>/."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from artifact.experiments.pipeline import PROFILES
+
+    parser = subparsers.add_parser(
+        "pipeline",
+        help="the whole reproduction with a PASS/FAIL verdict (run_all.sh)",
+        description="Facts -> speech front end -> known filters -> T->T and S->T traces -> aggregates -> "
+                    "comparison -> figures -> manifest -> verify.py.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES),
+                        help="smoke (minutes on a CPU, default) or full (the paper's scale)")
+    parser.add_argument("--model", choices=["embedded", "spiritlm"],
+                        help="default: spiritlm when the checkpoints folder holds its layout, else embedded")
+    parser.add_argument("--checkpoints", help="SpiritLM checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)")
+    parser.add_argument("--out", type=Path, help="results folder (default results/<model>-<profile>)")
+    parser.add_argument("--expected", type=Path, help="expected profile (default expected/<model>-<profile>)")
+    parser.add_argument("--no-verify", action="store_true", help="stop before verify.py")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from artifact.experiments.pipeline import run_pipeline
+
+    return run_pipeline(args.profile, args.model, args.checkpoints, args.out, args.expected,
+                        progress=not args.no_progress, verify=not args.no_verify)

@@ -1,0 +1,62 @@
+"""The pipeline's model selection (one banner line, clear errors for an incomplete SpiritLM layout) and step log."""
+
+from pathlib import Path
+
+import pytest
+
+from artifact.commands.checkpoints import missing_checkpoint_files
+from artifact.experiments.pipeline import PROFILES, ModelSelectionError, StepLog, select_model
+
+
+def _layout(root: Path, skip: int | None = None) -> None:
+    for n, rel in enumerate(missing_checkpoint_files(root)):
+        if n != skip:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(b"x")
+
+
+def test_default_is_embedded_without_checkpoints(monkeypatch):
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
+    choice = select_model(None, None)
+    assert (choice.name, choice.t2t_model, choice.s2t_model) == ("embedded", "embedded", "embedded-speech")
+    assert "no SpiritLM checkpoints mounted" in choice.banner and "--checkpoints" in choice.banner
+    assert "\n" not in choice.banner
+
+
+def test_default_is_spiritlm_with_a_complete_layout(tmp_path, monkeypatch):
+    _layout(tmp_path)
+    monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
+    choice = select_model(None, None)
+    assert choice.name == "spiritlm" and choice.front_end["unit_tokenizer"] == "spiritlm"
+    assert str(tmp_path) in choice.banner
+
+
+def test_incomplete_layout_falls_back_by_default_and_fails_when_asked(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
+    _layout(tmp_path, skip=0)
+    missing = missing_checkpoint_files(tmp_path)
+    assert len(missing) == 1
+    choice = select_model(None, str(tmp_path))
+    assert choice.name == "embedded" and "lacks 1 SpiritLM file" in choice.banner
+    with pytest.raises(ModelSelectionError, match=missing[0].replace("/", ".")):
+        select_model("spiritlm", str(tmp_path))
+    with pytest.raises(ModelSelectionError, match="--checkpoints DIR or set SPIRITLM_CHECKPOINTS_DIR"):
+        select_model("spiritlm", None)
+    with pytest.raises(ModelSelectionError, match="'embedded' or 'spiritlm'"):
+        select_model("gpt2", None)
+
+
+def test_step_log_survives_a_restart(tmp_path):
+    log = StepLog.load(tmp_path / "steps.json")
+    assert not log.done("known")
+    log.record("known", 1.5)
+    again = StepLog.load(tmp_path / "steps.json")
+    assert again.done("known") and again.steps["known"]["seconds"] == 1.5
+    assert not again.done("t2t")
+
+
+def test_profiles_are_the_documented_scales():
+    smoke, full = PROFILES["smoke"], PROFILES["full"]
+    assert smoke.facts == "own" and smoke.limit >= 5 and smoke.paired_only
+    assert (full.facts, full.samples, full.t2t_positions, full.s2t_positions, full.limit) == (
+        "known_1000", 10, "all", "all", None)
