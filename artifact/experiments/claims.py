@@ -1,0 +1,206 @@
+"""The paper's claims (BRIEF section 1) judged from a comparison document by explicit rules; a generated summary.
+
+Each claim is a list of conditions, each on one statistic of `compare.compare_arrays` with its 95% bootstrap CI. A
+condition *holds* when the CI lies on the claimed side of its threshold, is *contradicted* when the CI lies wholly
+on the other side, and is *undecided* otherwise (or when the statistic is undefined). A claim is
+
+- "supported" when every condition holds,
+- "not supported" when at least one condition is contradicted,
+- "inconclusive" otherwise.
+
+Claims and their conditions (the fact set is a parameter; defaults below):
+
+C1 (set "own", arm T->T, kind mlp): "clearly high AIE in mid-layer MLPs at the subject tokens".
+  a. subject peak AIE (max over first/middle/last subject tokens and layers) > 0;
+  b. its layer is mid-network: the bootstrap CI of the peak layer lies within relative depths
+     `MID_BAND` = [0.1, 0.7] of the layers (contradicted when the CI lies wholly outside);
+  c. localised at the subject: subject peak - further-tokens peak > 0.
+C2 (set "both", every kind compared): "in S->T the AIE is much lower and more diffuse".
+  a. lower: ratio of overall peak AIEs S->T / T->T < 1 (contradicted when its CI lies at or above 1);
+  b. more diffuse: normalised entropy S->T - T->T > 0.
+C3 (set "own", arm S->T, kinds mlp and attn): "S->T keeps some localisation near the subject tokens, in MLP and
+  attention".
+  a. near-subject peak AIE (subject tokens and the first subsequent token) > 0;
+  b. near-subject peak - further-tokens peak > 0.
+
+`evaluate_claims(document)` returns the verdicts (used by `compare_runs` and usable by a verifier on a stored
+comparison.json); `summary_markdown(document)` writes them as prose.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+MID_BAND: tuple[float, float] = (0.1, 0.7)
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+CLAIMS: dict[str, str] = {
+    "C1": "T->T: clearly high AIE in mid-layer MLPs at the subject tokens (as in text-only models).",
+    "C2": "S->T: the AIE is lower and more diffuse than in T->T.",
+    "C3": "S->T: some localisation near the subject tokens remains, in MLP and attention.",
+}
+DEFAULT_SETS: dict[str, str] = {"C1": "own", "C2": "both", "C3": "own"}
+RULES: dict[str, str] = {
+    "C1": f"mlp, T->T arm: subject peak AIE CI > 0; peak layer CI within relative depth {MID_BAND[0]}-{MID_BAND[1]}; "
+          "subject peak minus further-tokens peak CI > 0",
+    "C2": "every kind: overall peak ratio S->T/T->T CI < 1 (lower) and entropy difference S->T - T->T CI > 0 "
+          "(more diffuse)",
+    "C3": "mlp and attn, S->T arm: near-subject peak AIE CI > 0 and near-subject peak minus further-tokens peak "
+          "CI > 0",
+}
+COMBINATION = ("supported when every condition's CI lies on the claimed side; not supported when any CI lies wholly "
+               "on the other side; inconclusive otherwise")
+
+
+def _side(stat: Mapping[str, Any] | None, threshold: float, greater: bool) -> bool | None:
+    """True when the CI lies above (greater) / below the threshold, False when wholly on the other side, else None."""
+    if not stat or stat.get("ci_low") is None or stat.get("ci_high") is None:
+        return None
+    lo, hi = stat["ci_low"], stat["ci_high"]
+    if greater:
+        return True if lo > threshold else False if hi <= threshold else None
+    return True if hi < threshold else False if lo >= threshold else None
+
+
+def _condition(kind: str, statistic: str, stat: Mapping[str, Any] | None, requirement: str,
+               holds: bool | None) -> dict[str, Any]:
+    stat = stat or {}
+    return {"kind": kind, "statistic": statistic, "value": stat.get("value"), "ci_low": stat.get("ci_low"),
+            "ci_high": stat.get("ci_high"), "requirement": requirement,
+            "holds": holds, "outcome": "holds" if holds else "contradicted" if holds is False else "undecided"}
+
+
+def _combine(conditions: Sequence[Mapping[str, Any]]) -> str:
+    if not conditions:
+        return INCONCLUSIVE
+    if any(c["holds"] is False for c in conditions):
+        return NOT_SUPPORTED
+    if all(c["holds"] is True for c in conditions):
+        return SUPPORTED
+    return INCONCLUSIVE
+
+
+def _mid_layer(peak: Mapping[str, Any] | None, num_layers: int) -> tuple[dict[str, Any], bool | None]:
+    """The peak layer's CI in relative depth and whether it lies within / wholly outside MID_BAND."""
+    peak = peak or {}
+    lo, hi = peak.get("layer_ci_low"), peak.get("layer_ci_high")
+    depth = lambda x: None if x is None else x / max(1, num_layers - 1)  # noqa: E731
+    stat = {"value": depth(peak.get("layer")), "ci_low": depth(lo), "ci_high": depth(hi)}
+    if stat["ci_low"] is None or stat["ci_high"] is None:
+        return stat, None
+    a, b = MID_BAND
+    if a <= stat["ci_low"] and stat["ci_high"] <= b:
+        return stat, True
+    if stat["ci_high"] < a or stat["ci_low"] > b:
+        return stat, False
+    return stat, None
+
+
+def claim_c1(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Conditions of C1 on one set's result for kind mlp (compare_arrays output)."""
+    if result is None:
+        return []
+    arm = result["arms"]["t2t"]
+    peak = arm["subject_peak"]
+    depth, mid = _mid_layer(peak, result["num_layers"])
+    return [
+        _condition("mlp", "T->T subject peak AIE", peak, "> 0", _side(peak, 0.0, True)),
+        _condition("mlp", f"T->T subject peak layer (relative depth; layer {peak.get('layer')} of "
+                          f"{result['num_layers']})", depth, f"within {MID_BAND[0]}-{MID_BAND[1]}", mid),
+        _condition("mlp", "T->T subject peak - further peak", arm["subject_minus_further"], "> 0",
+                   _side(arm["subject_minus_further"], 0.0, True)),
+    ]
+
+
+def claim_c2(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Conditions of C2 on one set's results ({kind: compare_arrays output})."""
+    out = []
+    for kind, r in results.items():
+        out.append(_condition(kind, "overall peak ratio S->T / T->T", r["overall_peak_ratio"], "< 1",
+                              _side(r["overall_peak_ratio"], 1.0, False)))
+        out.append(_condition(kind, "entropy S->T - T->T", r["entropy_difference"], "> 0",
+                              _side(r["entropy_difference"], 0.0, True)))
+    return out
+
+
+def claim_c3(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Conditions of C3 on one set's results for kinds mlp and attn."""
+    out = []
+    for kind in ("mlp", "attn"):
+        if kind not in results:
+            continue
+        arm = results[kind]["arms"]["s2t"]
+        out.append(_condition(kind, "S->T near-subject peak AIE", arm["near_subject_peak"], "> 0",
+                              _side(arm["near_subject_peak"], 0.0, True)))
+        out.append(_condition(kind, "S->T near-subject peak - further peak", arm["near_subject_minus_further"],
+                              "> 0", _side(arm["near_subject_minus_further"], 0.0, True)))
+    return out
+
+
+def verdicts_for_set(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """All claims judged on one set's results ({kind: compare_arrays output})."""
+    conditions = {"C1": claim_c1(results.get("mlp")), "C2": claim_c2(results), "C3": claim_c3(results)}
+    out = {}
+    for claim, conds in conditions.items():
+        missing = {"C1": "kind mlp not compared", "C2": "no kind compared", "C3": "kinds mlp/attn not compared"}
+        out[claim] = {"claim": CLAIMS[claim], "rule": RULES[claim], "verdict": _combine(conds), "conditions": conds,
+                      **({"note": missing[claim]} if not conds else {})}
+    return out
+
+
+def evaluate_claims(document: Mapping[str, Any], sets: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Per-claim verdicts from a comparison document (compare_runs output or a loaded comparison.json): the primary
+    verdict of each claim on its default set (`DEFAULT_SETS`, or `sets`), and every claim on every set."""
+    sets = {**DEFAULT_SETS, **(sets or {})}
+    per_set = {name: verdicts_for_set(results) for name, results in document["results"].items()}
+    verdicts = {}
+    for claim, name in sets.items():
+        if name in per_set:
+            verdicts[claim] = {"set": name, **per_set[name][claim]}
+        else:
+            verdicts[claim] = {"set": name, "claim": CLAIMS[claim], "rule": RULES[claim], "verdict": INCONCLUSIVE,
+                               "conditions": [], "note": f"set {name!r} not in the comparison"}
+    return {"combination": COMBINATION, "mid_band": list(MID_BAND), "verdicts": verdicts, "by_set": per_set}
+
+
+# -------------------------------------------------------------------------------------------------- prose
+
+
+def _num(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def _sentence(c: Mapping[str, Any]) -> str:
+    return (f"{c['statistic']} ({c['kind']}) = {_num(c['value'])}, 95% CI [{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
+            f", required {c['requirement']}: {c['outcome']}")
+
+
+def summary_markdown(document: Mapping[str, Any]) -> str:
+    """The written summary, generated from the comparison's numbers: one paragraph per claim with its verdict and
+    the statistics behind it, then the verdicts on every fact set."""
+    claims = document.get("claims") or evaluate_claims(document)
+    metric = document.get("metric", "prob")
+    lines = ["# Do the results support the paper's claims?", "",
+             f"Generated from `comparison.json` (metric {metric}; 95% bootstrap CIs over facts, "
+             f"{document['bootstrap']['n_resamples']} resamples). Rule for every claim: {claims['combination']}.", ""]
+    for claim, v in claims["verdicts"].items():
+        set_info = document.get("sets", {}).get(v["set"], {})
+        lines += [f"## {claim}: {v['claim']}", "",
+                  f"**Verdict: {v['verdict']}** (set `{v['set']}`"
+                  + (f": {set_info['description']}" if set_info.get("description") else "") + ").", "",
+                  f"Rule: {v['rule']}.", ""]
+        if v.get("note"):
+            lines += [f"Not evaluable: {v['note']}.", ""]
+        lines += [f"- {_sentence(c)}." for c in v["conditions"]]
+        lines.append("")
+    by_set = claims.get("by_set", {})
+    if by_set:
+        names = list(CLAIMS)
+        lines += ["## Verdicts on every fact set", "", "| set | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for name, verdicts in by_set.items():
+            lines.append(f"| {name} | " + " | ".join(verdicts[c]["verdict"] for c in names) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["CLAIMS", "DEFAULT_SETS", "MID_BAND", "RULES", "evaluate_claims", "summary_markdown", "verdicts_for_set"]

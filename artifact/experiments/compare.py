@@ -1,0 +1,597 @@
+"""The modality comparison: T->T against S->T on the same facts, per kind and token group, with bootstrap CIs.
+
+Fact sets (facts pair across the two run folders by `known_id`; both runs use the same fact file):
+
+- "both": facts traced (i.e. known) in both runs. Paired: every bootstrap resample draws the same facts for both arms.
+- "own": each arm on its own known set (T->T on Known-t2t, S->T on Known-s2t), as the paper analyses them. Unpaired:
+  the arms are resampled independently.
+- named subsets passed in (e.g. the embedded model's "train" and "held_out" facts, `split_from_manifest`), each
+  intersected with "both" and paired.
+
+Statistics per set, kind and token group (metric "prob" by default: IE = P(answer | restored) - P(answer | corrupted)):
+
+- AIE curve per arm over layers: mean over facts, 95% BCa CI (`aggregate.bootstrap_mean_ci`).
+- Difference S->T minus T->T per layer. Paired sets: mean of per-fact differences, BCa CI (facts resampled jointly,
+  since the statistic is the mean of per-fact differences). Unpaired set: difference of means, percentile CI from
+  independent resamples. Plus a simultaneous 95% band over layers: the max-statistic ("sup-t") band,
+  mean +- c * se where se is the bootstrap standard error per layer and c the 95% quantile of
+  max over layers of |resampled - observed| / se; it covers the whole curve at once with 95% probability.
+- Peak per arm: the layer of the largest AIE and that AIE. The layer's CI is the percentile interval of the argmax
+  over the resampled curves (`mode_share`: the share of resamples whose argmax is the observed peak layer); the peak
+  AIE's CI is the basic (reverse-percentile) interval of the max over the resampled curves. Basic, because a max of
+  noisy means is biased upward and resampling adds the same bias again: the percentile interval can miss the
+  estimate itself, the basic interval subtracts the bias the bootstrap estimates. The same holds for every grid
+  statistic below (ratios, peak differences, entropy), which all get basic intervals.
+- Ratio of peak AIEs S->T / T->T with its CI from the (paired or independent) resamples; undefined (None) when the
+  T->T peak is not positive.
+
+Over the (group, layer) grid of each arm, with the last-token group left out ("mechanism" groups
+`MECHANISM_GROUPS`: restoring the last token's hidden state at late layers restores the output whatever the
+mechanism, which would dominate every grid statistic):
+
+- overall peak (group, layer, AIE) and the ratio of overall peaks;
+- subject peak (max over first/middle/last subject tokens) and near-subject peak (also the first subsequent token),
+  each minus the peak at the further tokens: how much more the subject region carries than the rest of the prompt;
+- diffuseness: normalised entropy of the positive AIE mass over the grid, H = -sum p log p / log K with
+  p = max(AIE, 0) / sum max(AIE, 0) over the K cells; 0 = all mass in one cell, 1 = spread evenly. It measures "more
+  diffuse" directly (how evenly the effect is spread over tokens and layers), independent of its overall size, which
+  the peak ratio measures. The S->T minus T->T entropy difference gets its CI from the same resamples. Clipping at 0
+  turns noise in cells without an effect into positive mass, so the plug-in entropy is biased (more so with few
+  facts); `bootstrap_bias` reports the bootstrap's estimate of that bias and the basic interval corrects for it.
+
+All resampling is deterministic (numpy default_rng with fixed seeds). The claims of the paper are judged from this
+document by `artifact.experiments.claims`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from artifact.experiments.aggregate import (
+    BOOTSTRAP_SEED,
+    CI_METHOD,
+    CONFIDENCE,
+    N_RESAMPLES,
+    bootstrap_mean_ci,
+    fact_effects,
+)
+from artifact.experiments.groups import GROUPS, LAST_TOKEN_MEANING
+from artifact.experiments.runner import ResultsFolderError, _write_atomic, load_settings, write_json_atomic
+from artifact.models.adapters import KINDS
+
+log = logging.getLogger(__name__)
+
+ARM_NAMES = {"t2t": "T->T", "s2t": "S->T"}
+MECHANISM_GROUPS: tuple[str, ...] = tuple(g for g in GROUPS if g != "last")
+SUBJECT_GROUPS: tuple[str, ...] = ("first_subject", "middle_subject", "last_subject")
+NEAR_SUBJECT_GROUPS: tuple[str, ...] = (*SUBJECT_GROUPS, "first_subsequent")
+FURTHER_GROUP = "further"
+COMPARISON_DIR = "comparison"
+BAND_METHOD = "max-statistic (sup-t) simultaneous band over layers from the bootstrap resamples"
+_CHUNK = 500
+
+
+# ------------------------------------------------------------------------------------------------ resampling
+
+
+def resample_weights(n: int, n_resamples: int, seed: Any) -> np.ndarray:
+    """[resample, fact] bootstrap counts (each row sums to n): the nonparametric bootstrap as multinomial weights."""
+    rng = np.random.default_rng(seed)
+    if n == 0:
+        return np.zeros((n_resamples, 0))
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+
+
+def resampled_means(data: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[resample, ...] NaN-aware weighted means of `data` [fact, ...] under bootstrap `weights` [resample, fact]."""
+    data = np.asarray(data, dtype=np.float64)
+    flat = data.reshape(data.shape[0], -1)
+    finite = np.isfinite(flat)
+    values, counts = np.where(finite, flat, 0.0), finite.astype(np.float64)
+    out = np.empty((weights.shape[0], flat.shape[1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for start in range(0, weights.shape[0], _CHUNK):
+            w = weights[start:start + _CHUNK]
+            out[start:start + _CHUNK] = (w @ values) / (w @ counts)
+    return out.reshape((weights.shape[0], *data.shape[1:]))
+
+
+def _nanmean(data: np.ndarray, axis: int = 0) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(data, axis=axis)
+
+
+def percentile_ci(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0, ignoring NaN resamples (NaN when more than half are NaN)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    alpha = (1 - confidence) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low = np.nanquantile(samples, alpha, axis=0)
+        high = np.nanquantile(samples, 1 - alpha, axis=0)
+    bad = np.isnan(samples).mean(axis=0) > 0.5
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
+
+
+def basic_ci(value: Any, samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[Any, Any]:
+    """Basic (reverse-percentile) interval [2v - q_hi, 2v - q_lo]: corrects the plug-in bias of statistics such as
+    a maximum over noisy means or an entropy, which resampling adds to again (their percentile interval can miss
+    the estimate itself)."""
+    lo, hi = percentile_ci(samples, confidence)
+    return 2 * np.asarray(value) - hi, 2 * np.asarray(value) - lo
+
+
+def simultaneous_band(observed: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE
+                      ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Max-statistic band over the last axis: observed +- c * se, c the `confidence` quantile of
+    max_l |boot - observed| / se (layers with zero or undefined se are left out of the max and get a NaN band)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        se = np.nanstd(boot, axis=0)
+        usable = np.isfinite(observed) & np.isfinite(se) & (se > 0)
+        if not usable.any():
+            nan = np.full(observed.shape, np.nan)
+            return nan, nan, math.nan
+        z = np.abs(boot[:, usable] - observed[usable]) / se[usable]
+        zmax = np.nanmax(z, axis=1)
+        c = float(np.nanquantile(zmax, confidence))
+    low = np.where(usable, observed - c * se, np.nan)
+    high = np.where(usable, observed + c * se, np.nan)
+    return low, high, c
+
+
+def _num(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _list(a: np.ndarray) -> list[float | None]:
+    return [_num(x) for x in np.asarray(a, dtype=np.float64).ravel()]
+
+
+def _interval(value: Any, low: Any, high: Any, **extra) -> dict[str, Any]:
+    return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), **extra}
+
+
+# --------------------------------------------------------------------------------------------- statistics
+
+
+def paired_difference(t2t: np.ndarray, s2t: np.ndarray, confidence: float = CONFIDENCE,
+                      n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """S->T minus T->T per column (layer) of paired per-fact arrays [fact] or [fact, layer] (row i = the same fact
+    in both). Mean of per-fact differences with a BCa CI (facts resampled jointly) and a max-statistic simultaneous
+    band over the columns. Facts with NaN in either arm are left out of that column."""
+    t2t, s2t = np.asarray(t2t, dtype=np.float64), np.asarray(s2t, dtype=np.float64)
+    if t2t.shape != s2t.shape:
+        raise ValueError(f"paired arrays must have the same shape (one row per fact); got {t2t.shape}, {s2t.shape}")
+    diff = s2t - t2t
+    squeeze = diff.ndim == 1
+    diff2 = diff[:, None] if squeeze else diff.reshape(diff.shape[0], -1)
+    n, mean, low, high, methods = bootstrap_mean_ci(diff2, confidence, n_resamples, seed)
+    boot = resampled_means(diff2, resample_weights(diff2.shape[0], n_resamples, (seed, 1)))
+    band_low, band_high, c = simultaneous_band(mean, boot, confidence)
+    return {"n_facts": [int(x) for x in n], "mean": _list(mean), "ci_low": _list(low), "ci_high": _list(high),
+            "ci_method": methods, "band_low": _list(band_low), "band_high": _list(band_high),
+            "band_critical_value": _num(c), "band_method": BAND_METHOD, "paired": True}
+
+
+def normalised_entropy(grid: np.ndarray) -> np.ndarray:
+    """Normalised entropy of the positive mass of `grid` [..., cells] over its last axis; NaN cells count as 0 mass.
+    0 = all mass in one cell, 1 = evenly spread; NaN when there is no positive mass or a single cell."""
+    grid = np.asarray(grid, dtype=np.float64)
+    k = grid.shape[-1]
+    mass = np.clip(np.nan_to_num(grid, nan=0.0), 0.0, None)
+    total = mass.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = mass / total
+        h = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=-1)
+        out = h / math.log(k) if k > 1 else np.full(h.shape, np.nan)
+    return np.where(total[..., 0] > 0, out, np.nan)
+
+
+def _peak(curve: np.ndarray, boot: np.ndarray, confidence: float) -> dict[str, Any]:
+    """Peak layer and AIE of a curve [layer] with percentile CIs from resampled curves [resample, layer]."""
+    if not np.isfinite(curve).any():
+        return {"layer": None, "layer_ci_low": None, "layer_ci_high": None, "mode_share": None,
+                **_interval(math.nan, math.nan, math.nan)}
+    layer = int(np.nanargmax(curve))
+    ok = np.isfinite(boot).any(axis=1)
+    b = np.where(np.isfinite(boot[ok]), boot[ok], -np.inf)
+    argmax = b.argmax(axis=1).astype(np.float64)
+    maxima = b.max(axis=1)
+    alpha = (1 - confidence) / 2
+    lo_layer = float(np.quantile(argmax, alpha, method="inverted_cdf")) if len(argmax) else math.nan
+    hi_layer = float(np.quantile(argmax, 1 - alpha, method="inverted_cdf")) if len(argmax) else math.nan
+    lo, hi = basic_ci(curve[layer], maxima, confidence)
+    return {"layer": layer, "layer_ci_low": _num(lo_layer), "layer_ci_high": _num(hi_layer),
+            "mode_share": _num((argmax == layer).mean()) if len(argmax) else None,
+            **_interval(curve[layer], lo, hi)}
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, num_boot: np.ndarray, den_boot: np.ndarray,
+           confidence: float) -> dict[str, Any]:
+    """Ratio of peaks with a percentile CI; None when the denominator's peak is not positive."""
+    if not (np.isfinite(den) and den > 0 and np.isfinite(num)):
+        return _interval(math.nan, math.nan, math.nan, note="undefined: T->T peak not positive")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den_boot > 0, num_boot / den_boot, np.nan)
+    lo, hi = basic_ci(num / den, r, confidence)
+    return _interval(num / den, lo, hi)
+
+
+def _grid_peak(mean: np.ndarray, boot: np.ndarray, groups: Sequence[str], confidence: float) -> dict[str, Any]:
+    """Peak over the cells of `groups` (rows of mean [group, layer] in GROUPS order) with CIs: the group and layer of
+    the observed peak, percentile CIs of its layer (argmax layer over the resampled grids) and of the max."""
+    rows = [GROUPS.index(g) for g in groups]
+    sub, sub_boot = mean[rows], boot[:, rows]
+    if not np.isfinite(sub).any():
+        return {"group": None, "layer": None, "layer_ci_low": None, "layer_ci_high": None,
+                **_interval(math.nan, math.nan, math.nan)}
+    flat = int(np.nanargmax(sub))
+    g, layer = divmod(flat, sub.shape[1])
+    b = np.where(np.isfinite(sub_boot), sub_boot, -np.inf).reshape(sub_boot.shape[0], -1)
+    layers = (b.argmax(axis=1) % sub.shape[1]).astype(np.float64)
+    alpha = (1 - confidence) / 2
+    lo, hi = basic_ci(sub[g, layer], b.max(axis=1), confidence)
+    return {"group": groups[g], "layer": int(layer),
+            "layer_ci_low": float(np.quantile(layers, alpha, method="inverted_cdf")),
+            "layer_ci_high": float(np.quantile(layers, 1 - alpha, method="inverted_cdf")),
+            **_interval(sub[g, layer], lo, hi)}
+
+
+def _grid_max(mean: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """Max over the cells of `groups` of grids [..., group, layer] (NaN when all cells are NaN)."""
+    rows = [GROUPS.index(g) for g in groups]
+    sub = mean[..., rows, :].reshape(*mean.shape[:-2], -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(sub, axis=-1)
+
+
+def _difference_of_peaks(mean: np.ndarray, boot: np.ndarray, groups: Sequence[str], confidence: float
+                         ) -> dict[str, Any]:
+    """Peak over `groups` minus peak at the further tokens, with a percentile CI."""
+    value = _grid_max(mean, groups) - _grid_max(mean, (FURTHER_GROUP,))
+    samples = _grid_max(boot, groups) - _grid_max(boot, (FURTHER_GROUP,))
+    lo, hi = basic_ci(value, samples, confidence)
+    return _interval(value, lo, hi, groups=list(groups), minus=FURTHER_GROUP)
+
+
+def arm_statistics(effects: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE,
+                   n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """One arm on one set: curves with BCa CIs per group, peaks per group, and the grid statistics.
+    `effects` [fact, group, layer]; `boot` [resample, group, layer] resampled means."""
+    n_f, G, L = effects.shape
+    n, mean, low, high, methods = bootstrap_mean_ci(effects.reshape(n_f, G * L), confidence, n_resamples, seed)
+    mean, low, high = mean.reshape(G, L), low.reshape(G, L), high.reshape(G, L)
+    n = n.reshape(G, L)
+    curves = {}
+    for g, group in enumerate(GROUPS):
+        curves[group] = {"n_facts": int(n[g].max()) if L else 0, "aie": _list(mean[g]), "ci_low": _list(low[g]),
+                         "ci_high": _list(high[g]), "ci_method": sorted(set(methods[g * L:(g + 1) * L])),
+                         "peak": _peak(mean[g], boot[:, g], confidence)}
+    mech = [GROUPS.index(g) for g in MECHANISM_GROUPS]
+    entropy = normalised_entropy(mean[mech].reshape(-1))
+    entropy_boot = normalised_entropy(boot[:, mech].reshape(boot.shape[0], -1))
+    e_lo, e_hi = basic_ci(entropy, entropy_boot, confidence)
+    e_lo, e_hi = np.clip(e_lo, 0.0, 1.0), np.clip(e_hi, 0.0, 1.0)  # the parameter's range
+    return {
+        "n_facts": int(n_f),
+        "groups": curves,
+        "overall_peak": _grid_peak(mean, boot, MECHANISM_GROUPS, confidence),
+        "subject_peak": _grid_peak(mean, boot, SUBJECT_GROUPS, confidence),
+        "near_subject_peak": _grid_peak(mean, boot, NEAR_SUBJECT_GROUPS, confidence),
+        "further_peak": _grid_peak(mean, boot, (FURTHER_GROUP,), confidence),
+        "subject_minus_further": _difference_of_peaks(mean, boot, SUBJECT_GROUPS, confidence),
+        "near_subject_minus_further": _difference_of_peaks(mean, boot, NEAR_SUBJECT_GROUPS, confidence),
+        "entropy": _interval(entropy, e_lo, e_hi, bootstrap_bias=_num(np.nanmean(entropy_boot) - entropy)),
+        "_mean": mean, "_entropy_boot": entropy_boot,  # internal, removed before writing
+    }
+
+
+def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: float = CONFIDENCE,
+                   n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """The comparison of one set and kind from per-fact effects [fact, group, layer] of each arm (rows aligned by
+    fact when `paired`). Deterministic for a fixed seed."""
+    t2t, s2t = np.asarray(t2t, dtype=np.float64), np.asarray(s2t, dtype=np.float64)
+    if t2t.ndim != 3 or s2t.ndim != 3 or t2t.shape[1:] != s2t.shape[1:] or t2t.shape[1] != len(GROUPS):
+        raise ValueError(f"effects must be [fact, {len(GROUPS)} groups, layer] with the same layers in both arms; "
+                         f"got {t2t.shape} and {s2t.shape}")
+    if paired and t2t.shape != s2t.shape:
+        raise ValueError(f"paired arms need the same facts; got {t2t.shape[0]} and {s2t.shape[0]} facts")
+    if min(t2t.shape[0], s2t.shape[0]) == 0:
+        raise ValueError("a comparison needs at least one fact in each arm")
+    if paired:
+        w = resample_weights(t2t.shape[0], n_resamples, (seed, 0))
+        w_t = w_s = w
+    else:
+        w_t = resample_weights(t2t.shape[0], n_resamples, (seed, 0))
+        w_s = resample_weights(s2t.shape[0], n_resamples, (seed, 2))
+    boot_t, boot_s = resampled_means(t2t, w_t), resampled_means(s2t, w_s)
+    arms = {"t2t": arm_statistics(t2t, boot_t, confidence, n_resamples, seed),
+            "s2t": arm_statistics(s2t, boot_s, confidence, n_resamples, seed)}
+    mean_t, mean_s = arms["t2t"].pop("_mean"), arms["s2t"].pop("_mean")
+    groups: dict[str, Any] = {}
+    if paired:
+        for g, group in enumerate(GROUPS):  # the band is over the layers of one group
+            groups[group] = {"difference": paired_difference(t2t[:, g], s2t[:, g], confidence, n_resamples, seed)}
+    else:
+        for g, group in enumerate(GROUPS):
+            d_mean = mean_s[g] - mean_t[g]
+            d_boot = boot_s[:, g] - boot_t[:, g]
+            lo, hi = percentile_ci(d_boot, confidence)
+            b_lo, b_hi, c = simultaneous_band(d_mean, d_boot, confidence)
+            groups[group] = {"difference": {
+                "mean": _list(d_mean), "ci_low": _list(lo), "ci_high": _list(hi),
+                "ci_method": "percentile (independent resamples of each arm)", "band_low": _list(b_lo),
+                "band_high": _list(b_hi), "band_critical_value": _num(c), "band_method": BAND_METHOD,
+                "paired": False}}
+    for g, group in enumerate(GROUPS):
+        groups[group]["peak_ratio"] = _ratio(
+            np.nanmax(mean_s[g]) if np.isfinite(mean_s[g]).any() else np.nan,
+            np.nanmax(mean_t[g]) if np.isfinite(mean_t[g]).any() else np.nan,
+            _grid_max(boot_s, (group,)), _grid_max(boot_t, (group,)), confidence)
+    ent_t, ent_s = arms["t2t"].pop("_entropy_boot"), arms["s2t"].pop("_entropy_boot")
+    e_diff = (arms["s2t"]["entropy"]["value"] or math.nan) - (arms["t2t"]["entropy"]["value"] or math.nan)
+    e_lo, e_hi = basic_ci(e_diff, ent_s - ent_t, confidence)
+    return {
+        "paired": paired,
+        "n_facts": {"t2t": int(t2t.shape[0]), "s2t": int(s2t.shape[0])},
+        "num_layers": int(t2t.shape[2]),
+        "arms": arms,
+        "groups": groups,
+        "overall_peak_ratio": _ratio(_grid_max(mean_s, MECHANISM_GROUPS), _grid_max(mean_t, MECHANISM_GROUPS),
+                                     _grid_max(boot_s, MECHANISM_GROUPS), _grid_max(boot_t, MECHANISM_GROUPS),
+                                     confidence),
+        "entropy_difference": _interval(e_diff, e_lo, e_hi,
+                                        bootstrap_bias=_num(np.nanmean(ent_s - ent_t) - e_diff)),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ fact sets
+
+
+def split_from_manifest(manifest_path: Path, facts_fingerprint: str) -> dict[str, list[str]]:
+    """The embedded speech-text model's training and held-out facts of the fact file `facts_fingerprint`, as known_id
+    strings: {"train": [...], "held_out": [...]}. Empty when the manifest names no source with this fingerprint (its
+    speech knowledge of training facts was learned by distillation, so the two are compared separately)."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    sources = [name for name, fp in manifest.get("facts_fingerprints", {}).items() if fp == facts_fingerprint]
+    if not sources:
+        log.info("%s: no source with facts fingerprint %s...; no train/held-out split", manifest_path,
+                 facts_fingerprint[:12])
+        return {}
+    out: dict[str, list[str]] = {}
+    for name, field in (("train", "train_facts"), ("held_out", "held_out_facts")):
+        ids = []
+        for key in manifest.get(field, []):
+            source, _, known_id = str(key).partition(":")
+            if source in sources:
+                ids.append(known_id)
+        out[name] = ids
+    if not any(out.values()):
+        log.info("%s lists no facts of source %s; no train/held-out split", manifest_path, ", ".join(sources))
+        return {}
+    return out
+
+
+def _load_pair(t2t_dir: Path, s2t_dir: Path):
+    """Both runs' settings, checked: run folders, the right arms, the same fact file."""
+    t_set, s_set = load_settings(t2t_dir), load_settings(s2t_dir)
+    for given, settings, want in ((t2t_dir, t_set, "t2t"), (s2t_dir, s_set, "s2t")):
+        if settings.arm != want:
+            raise ResultsFolderError(f"--{want} {given} is a {ARM_NAMES[settings.arm]} run (arm {settings.arm!r}); "
+                                     f"pass a {ARM_NAMES[want]} run folder.")
+    if t_set.facts_fingerprint != s_set.facts_fingerprint:
+        raise ResultsFolderError(
+            f"The runs use different fact files (fingerprints {t_set.facts_fingerprint[:12]}... and "
+            f"{s_set.facts_fingerprint[:12]}...): facts cannot be paired. Run both arms on the same --facts.")
+    return t_set, s_set
+
+
+def _select(effects: np.ndarray, ids: Sequence[Any], wanted: Sequence[str]) -> np.ndarray:
+    index = {str(i): k for k, i in enumerate(ids)}
+    return effects[[index[w] for w in wanted]] if wanted else effects[:0]
+
+
+def default_out_dir(t2t_dir: Path, s2t_dir: Path) -> Path:
+    """`<parent of the T->T run>/comparison/<t2t folder>_vs_<s2t folder>`."""
+    return Path(t2t_dir).parent / COMPARISON_DIR / f"{Path(t2t_dir).name}_vs_{Path(s2t_dir).name}"
+
+
+def compare_runs(
+    t2t_dir: Path,
+    s2t_dir: Path,
+    out_dir: Path | None = None,
+    kinds: Sequence[str] = KINDS,
+    metric: str = "prob",
+    subsets: Mapping[str, Iterable[Any]] | None = None,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    figures: bool = True,
+    normalised_bins: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Compare a T->T and an S->T run folder; write comparison.json, comparison.md, summary.md and figures to
+    `out_dir` (default `default_out_dir`). Returns the JSON document."""
+    from artifact.experiments import claims, normalised
+
+    t2t_dir, s2t_dir = Path(t2t_dir), Path(s2t_dir)
+    t_set, s_set = _load_pair(t2t_dir, s2t_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(t2t_dir, s2t_dir)
+    boot = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    subsets = {name: [str(i) for i in ids] for name, ids in (subsets or {}).items()}
+    for reserved in ("both", "own"):
+        if reserved in subsets:
+            raise ValueError(f"subset name {reserved!r} is reserved; choose another")
+    results: dict[str, dict[str, Any]] = {}
+    fact_sets: dict[str, dict[str, Any]] = {}
+    effects: dict[str, tuple] = {}
+    for kind in kinds:
+        fe_t, fe_s = fact_effects(t2t_dir, kind, metric), fact_effects(s2t_dir, kind, metric)
+        if not len(fe_t.known_ids) or not len(fe_s.known_ids):
+            log.warning("kind %s: no finished traces in %s; skipped", kind,
+                        " and ".join(str(d) for d, fe in ((t2t_dir, fe_t), (s2t_dir, fe_s)) if not len(fe.known_ids)))
+            continue
+        if fe_t.effects.shape[2] != fe_s.effects.shape[2]:
+            raise ResultsFolderError(f"kind {kind}: the runs have different numbers of layers "
+                                     f"({fe_t.effects.shape[2]} and {fe_s.effects.shape[2]}); same model needed.")
+        ids_t, ids_s = [str(i) for i in fe_t.known_ids], [str(i) for i in fe_s.known_ids]
+        both = [i for i in ids_t if i in set(ids_s)]
+        effects[kind] = (fe_t, fe_s, ids_t, ids_s)
+        sets = {"both": (both, both, True), "own": (ids_t, ids_s, False)}
+        for name, ids in subsets.items():
+            chosen = [i for i in both if i in set(ids)]
+            sets[name] = (chosen, chosen, True)
+        for name, (a, b, paired) in sets.items():
+            fact_sets.setdefault(name, {})[kind] = {"t2t": a, "s2t": b, "paired": paired}
+            if not a or not b:
+                log.info("set %s, kind %s: no facts; skipped", name, kind)
+                continue
+            results.setdefault(name, {})[kind] = compare_arrays(
+                _select(fe_t.effects, ids_t, a), _select(fe_s.effects, ids_s, b), paired, **boot)
+    if not effects:
+        raise ResultsFolderError(f"No kind of {', '.join(kinds)} has finished traces in both runs.")
+    if "both" not in results:
+        raise ResultsFolderError(f"The runs share no traced facts (T->T traced {len(effects[next(iter(effects))][2])}"
+                                 f", S->T {len(effects[next(iter(effects))][3])}): nothing to pair.")
+    document: dict[str, Any] = {
+        "t2t_run": str(t2t_dir), "s2t_run": str(s2t_dir),
+        "settings": {"t2t": t_set.to_dict(), "s2t": s_set.to_dict()},
+        "last_token_meaning": dict(LAST_TOKEN_MEANING),
+        "metric": metric, "kinds": list(effects), "groups": list(GROUPS),
+        "mechanism_groups": list(MECHANISM_GROUPS),
+        "bootstrap": {"unit": "fact", "curves": f"{CI_METHOD} (aggregate.bootstrap_mean_ci)",
+                      "difference": "paired sets: mean of per-fact differences, BCa; 'own': percentile of "
+                                    "independent resamples", "band": BAND_METHOD,
+                      "peak_layers": "percentile interval of the argmax layer over the resamples",
+                      "peaks_ratios_entropy": "basic (reverse-percentile) intervals over the same resamples "
+                                              "(bias-corrected for max and entropy statistics)", **boot},
+        "diffuseness": "normalised entropy of the positive AIE mass over the (group, layer) grid of the mechanism "
+                       "groups (all but the last token): 0 = one cell, 1 = uniform",
+        "sets": {name: {"paired": name != "own",
+                        "description": _SET_DESCRIPTIONS.get(name, f"subset {name!r} of the facts known in both"),
+                        "n_facts": {k: {"t2t": len(v["t2t"]), "s2t": len(v["s2t"])} for k, v in per.items()},
+                        "known_ids": {k: v["t2t"] if name != "own" else {"t2t": v["t2t"], "s2t": v["s2t"]}
+                                      for k, v in per.items()}}
+                 for name, per in fact_sets.items()},
+        "results": results,
+    }
+    bins = normalised_bins or (normalised.SUBJECT_BINS, normalised.REST_BINS)
+    document["normalised"] = normalised.compare_normalised(
+        t2t_dir, s2t_dir, t_set, s_set, list(effects), metric,
+        {name: fact_sets[name] for name in ("both", "own") if name in fact_sets}, bins, **boot)
+    document["claims"] = claims.evaluate_claims(document)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "comparison.json", document)
+    _write_text(out_dir / "comparison.md", comparison_markdown(document))
+    _write_text(out_dir / "summary.md", claims.summary_markdown(document))
+    if figures:
+        from artifact.experiments import compare_figures
+
+        document["figures"] = [str(p.relative_to(out_dir)) for p in compare_figures.plot_comparison(document, out_dir)]
+        write_json_atomic(out_dir / "comparison.json", document)
+    return document
+
+
+_SET_DESCRIPTIONS = {
+    "both": "facts known (traced) in both arms; paired",
+    "own": "each arm on its own known set (T->T on Known-t2t, S->T on Known-s2t); unpaired",
+    "train": "facts the embedded speech-text model was trained (distilled) on, known in both; paired",
+    "held_out": "facts held out from the embedded speech-text model's training, known in both; paired",
+}
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+# ------------------------------------------------------------------------------------------------- markdown
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _ci(d: Mapping[str, Any], digits: int = 4) -> str:
+    return f"{_fmt(d.get('value'), digits)} [{_fmt(d.get('ci_low'), digits)}, {_fmt(d.get('ci_high'), digits)}]"
+
+
+def _peak_text(p: Mapping[str, Any]) -> str:
+    if p.get("layer") is None:
+        return "n/a"
+    lo, hi = p.get("layer_ci_low"), p.get("layer_ci_high")
+    layers = f"L{p['layer']} [{'?' if lo is None else int(lo)}-{'?' if hi is None else int(hi)}]"
+    where = f"{p['group']} " if p.get("group") else ""
+    return f"{where}{layers}: {_ci(p)}"
+
+
+def _band_layers(diff: Mapping[str, Any], sign: int) -> str:
+    lo, hi = diff["band_low"], diff["band_high"]
+    chosen = [str(i) for i, (a, b) in enumerate(zip(lo, hi))
+              if a is not None and b is not None and ((sign < 0 and b < 0) or (sign > 0 and a > 0))]
+    return ",".join(chosen) or "none"
+
+
+def comparison_markdown(doc: Mapping[str, Any]) -> str:
+    """The reviewer's table: per set and kind, peaks per arm, their ratio, diffuseness and where S->T differs."""
+    metric = doc["metric"]
+    lines = [f"# T->T vs S->T: causal tracing comparison ({metric})", "",
+             f"- T->T run: `{doc['t2t_run']}` ({LAST_TOKEN_MEANING['t2t']})",
+             f"- S->T run: `{doc['s2t_run']}` ({LAST_TOKEN_MEANING['s2t']})",
+             f"- CIs: 95%, bootstrap over facts ({doc['bootstrap']['n_resamples']} resamples, seed "
+             f"{doc['bootstrap']['seed']}); curves {doc['bootstrap']['curves']}; peaks, ratios and entropy: "
+             "percentile; difference bands: " + doc["bootstrap"]["band"] + ".",
+             f"- Diffuseness: {doc['diffuseness']}.",
+             "- Peak cells: `L<layer> [layer CI]: AIE [CI]`; grid statistics exclude the last token.", ""]
+    for name, per_kind in doc["results"].items():
+        lines += [f"## Set `{name}`: {doc['sets'][name]['description']}", "",
+                  "| kind | n T->T / S->T | T->T peak at last subject | S->T peak at last subject | ratio S/T "
+                  "(last subject) | T->T overall peak | S->T overall peak | ratio S/T (overall) | entropy T->T | "
+                  "entropy S->T | entropy S-T | layers S<T (band, last subject) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for kind, r in per_kind.items():
+            t, s = r["arms"]["t2t"], r["arms"]["s2t"]
+            ls = r["groups"]["last_subject"]
+            lines.append(
+                f"| {kind} | {r['n_facts']['t2t']} / {r['n_facts']['s2t']} | "
+                f"{_peak_text(t['groups']['last_subject']['peak'])} | {_peak_text(s['groups']['last_subject']['peak'])}"
+                f" | {_ci(ls['peak_ratio'], 3)} | {_peak_text(t['overall_peak'])} | {_peak_text(s['overall_peak'])} | "
+                f"{_ci(r['overall_peak_ratio'], 3)} | {_ci(t['entropy'], 3)} | {_ci(s['entropy'], 3)} | "
+                f"{_ci(r['entropy_difference'], 3)} | {_band_layers(ls['difference'], -1)} |")
+        lines += ["", "| kind | arm | subject peak | near-subject peak | further peak | subject - further | "
+                      "near-subject - further |", "|---|---|---|---|---|---|---|"]
+        for kind, r in per_kind.items():
+            for arm in ("t2t", "s2t"):
+                a = r["arms"][arm]
+                lines.append(f"| {kind} | {ARM_NAMES[arm]} | {_peak_text(a['subject_peak'])} | "
+                             f"{_peak_text(a['near_subject_peak'])} | {_peak_text(a['further_peak'])} | "
+                             f"{_ci(a['subject_minus_further'])} | {_ci(a['near_subject_minus_further'])} |")
+        lines.append("")
+    norm = doc.get("normalised", {})
+    if norm.get("skipped"):
+        lines += ["## Length-normalised view", "", f"Not computed: {norm['skipped']}", ""]
+    verdicts = doc.get("claims", {}).get("verdicts", {})
+    if verdicts:
+        lines += ["## Claims (rules in summary.md)", "", "| claim | verdict |", "|---|---|"]
+        lines += [f"| {c} | {v['verdict']} |" for c, v in verdicts.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BAND_METHOD", "MECHANISM_GROUPS", "arm_statistics", "compare_arrays", "compare_runs", "comparison_markdown",
+    "default_out_dir", "normalised_entropy", "paired_difference", "percentile_ci", "resample_weights",
+    "resampled_means", "simultaneous_band", "split_from_manifest",
+]
