@@ -200,11 +200,13 @@ def test_compare_runs_end_to_end(two_runs, tmp_path):
     t, s = two_runs
     out = tmp_path / "cmp"
     doc = compare.compare_runs(t, s, out, kinds=("mlp", "attn"), subsets={"train": [14, 15, 16], "held_out": [20]},
-                               n_resamples=B)
+                               n_resamples=B, figure_sets=("both",))
     for name in ("comparison.json", "comparison.md", "summary.md"):
         assert (out / name).stat().st_size > 200
-    for stem in ("curves_both_mlp", "heatmaps_own_attn", "normalised_both_mlp", "curves_train_attn"):
+    for stem in ("curves_both_mlp", "heatmaps_both_attn", "normalised_both_mlp", "normalised_both_attn"):
         assert (out / "figures" / f"{stem}.png").is_file() and (out / "figures" / f"{stem}.pdf").is_file()
+    assert not (out / "figures" / "curves_own_mlp.png").exists()
+    assert len(doc["figures"]) == 2 * 3 * 2  # (curves, heatmaps, normalised) x kinds, PNG + PDF
     stored = json.loads((out / "comparison.json").read_text())
     assert stored["claims"]["verdicts"] == doc["claims"]["verdicts"]
     both = [str(i) for i in range(14, 22)]

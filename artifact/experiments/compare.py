@@ -421,10 +421,12 @@ def compare_runs(
     n_resamples: int = N_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     figures: bool = True,
+    figure_sets: Sequence[str] | None = None,
     normalised_bins: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Compare a T->T and an S->T run folder; write comparison.json, comparison.md, summary.md and figures to
-    `out_dir` (default `default_out_dir`). Returns the JSON document."""
+    `out_dir` (default `default_out_dir`); figures for every fact set, or only `figure_sets`. Returns the JSON
+    document."""
     from artifact.experiments import claims, normalised
 
     t2t_dir, s2t_dir = Path(t2t_dir), Path(s2t_dir)
@@ -500,7 +502,8 @@ def compare_runs(
     if figures:
         from artifact.experiments import compare_figures
 
-        document["figures"] = [str(p.relative_to(out_dir)) for p in compare_figures.plot_comparison(document, out_dir)]
+        document["figures"] = [str(p.relative_to(out_dir)) for p in compare_figures.plot_comparison(document, out_dir,
+                                                                                                    figure_sets)]
         write_json_atomic(out_dir / "comparison.json", document)
     return document
 
@@ -551,8 +554,9 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
              f"- T->T run: `{doc['t2t_run']}` ({LAST_TOKEN_MEANING['t2t']})",
              f"- S->T run: `{doc['s2t_run']}` ({LAST_TOKEN_MEANING['s2t']})",
              f"- CIs: 95%, bootstrap over facts ({doc['bootstrap']['n_resamples']} resamples, seed "
-             f"{doc['bootstrap']['seed']}); curves {doc['bootstrap']['curves']}; peaks, ratios and entropy: "
-             "percentile; difference bands: " + doc["bootstrap"]["band"] + ".",
+             f"{doc['bootstrap']['seed']}); curves and paired differences BCa; peak layers: "
+             f"{doc['bootstrap']['peak_layers']}; peak AIEs, ratios, entropy: {doc['bootstrap']['peaks_ratios_entropy']}; "
+             "difference bands: " + doc["bootstrap"]["band"] + ".",
              f"- Diffuseness: {doc['diffuseness']}.",
              "- Peak cells: `L<layer> [layer CI]: AIE [CI]`; grid statistics exclude the last token.", ""]
     for name, per_kind in doc["results"].items():

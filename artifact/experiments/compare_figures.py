@@ -4,7 +4,7 @@ heatmap pairs (token group x layer), per fact set and kind; plus the length-norm
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator
@@ -94,22 +94,27 @@ def heatmap_pair(doc: Mapping[str, Any], set_name: str, kind: str) -> plt.Figure
     axes[0].set_yticks(np.arange(len(GROUPS)) + 0.5)
     axes[0].set_yticklabels([GROUP_LABELS[g] for g in GROUPS], fontsize=7)
     fig.colorbar(image, ax=list(axes)).set_label(f"AIE ({doc['metric']})", fontsize=7)
-    fig.suptitle(f"Average indirect effect, {_kind_label(kind)}, set '{set_name}'", fontsize=9)
+    fig.suptitle(f"Average indirect effect ({doc['metric']}), {_kind_label(kind)}, set '{set_name}'", fontsize=9,
+                 y=1.04)
     return fig
 
 
-def plot_comparison(doc: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Every comparison figure into `out_dir/figures`; returns the written files."""
+def plot_comparison(doc: Mapping[str, Any], out_dir: Path, sets: Sequence[str] | None = None) -> list[Path]:
+    """Every comparison figure (of every fact set, or of `sets`) into `out_dir/figures`; returns the written files."""
     from artifact.experiments.normalised import normalised_figure
 
     folder = Path(out_dir) / "figures"
     written: list[Path] = []
     for set_name, per_kind in doc["results"].items():
+        if sets is not None and set_name not in sets:
+            continue
         for kind in per_kind:
             written += save_figure(curves_figure(doc, set_name, kind), folder / f"curves_{set_name}_{kind}")
             written += save_figure(heatmap_pair(doc, set_name, kind), folder / f"heatmaps_{set_name}_{kind}")
     norm = doc.get("normalised") or {}
     for set_name, per_kind in norm.get("sets", {}).items():
+        if sets is not None and set_name not in sets:
+            continue
         for kind, entry in per_kind.items():
             fig = normalised_figure(entry, kind, set_name, norm["subject_bins"], doc["metric"])
             written += save_figure(fig, folder / f"normalised_{set_name}_{kind}")

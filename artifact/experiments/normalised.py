@@ -153,13 +153,18 @@ def normalised_figure(entry: Mapping[str, Any], kind: str, set_name: str, subjec
         ax.set_title(f"{'T->T' if arm == 't2t' else 'S->T'}, n = {entry[arm]['n_facts']} facts\n"
                      f"({LAST_TOKEN_MEANING[arm]})", fontsize=8)
         ax.set_xlabel("layer" if kind == "hidden" else "centre of the restored window", fontsize=8)
+        layers = grid.shape[1]
+        step = max(1, layers // 8)
+        ax.set_xticks(np.arange(0, layers, step) + 0.5)
+        ax.set_xticklabels(range(0, layers, step))
         ax.tick_params(labelsize=7)
     rows = grids["t2t"].shape[0]
     axes[0].invert_yaxis()
     axes[0].set_yticks([subject_bins / 2, subject_bins + (rows - subject_bins) / 2])
     axes[0].set_yticklabels(["subject\n(start->end)", "after subject\n(->answer pos.)"], fontsize=7)
     label = "hidden state" if kind == "hidden" else KIND_LABELS.get(kind, kind)
-    fig.suptitle(f"Length-normalised AIE ({metric}), {label}, set {set_name!r}", fontsize=9)
+    fig.suptitle(f"Length-normalised AIE ({metric}), {label}, set {set_name!r}: subject in {subject_bins} bins, "
+                 f"the tokens after it in {rows - subject_bins}", fontsize=9, y=1.06)
     fig.colorbar(image, ax=list(axes)).set_label(f"AIE ({metric})", fontsize=7)
     return fig
 
