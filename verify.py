@@ -1,8 +1,146 @@
 #!/usr/bin/env python3
-"""Compare regenerated results with expected ones and print PASS/FAIL. Not implemented yet: exits 2, no verdict."""
+"""Compare regenerated results with a stored expected profile: exit 0 PASS, 1 FAIL, 2 usage error.
 
+    ./verify.py                                         results/smoke against expected/smoke
+    ./verify.py --results results/full --expected expected/full --report /tmp/verify
+    ./verify.py --record expected/smoke --results results/smoke --calibrate-from results/smoke-s2 results/smoke-s3
+    ./verify.py --record expected/spiritlm-full --results results/spiritlm-full --claims-only
+
+Writes report.md and report.json (every check: what, observed, expected, tolerance, verdict) into
+<results>/verify/ (or --report). The checks and the calibration are described in expected/README.md and in
+artifact/verification.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+def _ensure_environment() -> None:
+    """Import `artifact` from this folder; re-run under the project venv when started by another interpreter."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        import numpy  # noqa: F401
+        import scipy  # noqa: F401
+    except ImportError:
+        if VENV_PYTHON.is_file() and not os.environ.get("ARTIFACT_VERIFY_REEXEC"):
+            os.environ["ARTIFACT_VERIFY_REEXEC"] = "1"
+            os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
+        print(f"verify.py needs numpy and scipy: run it with the project venv ({VENV_PYTHON}; create it with "
+              "scripts/bootstrap.sh).", file=sys.stderr)
+        sys.exit(2)
+
+
+def _default_expected(results: Path) -> Path:
+    """expected/<profile>: the profile named in the results' manifest.json, else the results folder's name."""
+    profile = results.name
+    manifest = results / "manifest.json"
+    if manifest.is_file():
+        try:
+            profile = json.loads(manifest.read_text()).get("profile") or profile
+        except ValueError:
+            pass
+    return ROOT / "expected" / str(profile)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="verify.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=ROOT / "results" / "smoke",
+                        help="regenerated results folder (default: results/smoke)")
+    parser.add_argument("--expected", type=Path, default=None,
+                        help="expected profile folder (default: expected/<profile of the results' manifest>)")
+    parser.add_argument("--report", type=Path, default=None, help="report folder (default: <results>/verify)")
+    parser.add_argument("--record", type=Path, metavar="PROFILE_DIR", default=None,
+                        help="store --results as a new expected profile instead of verifying")
+    parser.add_argument("--calibrate-from", type=Path, nargs="+", metavar="RESULTS_DIR", default=None,
+                        help="with --record: replicate results folders (other noise seeds / batch sizes) to "
+                             "calibrate the tolerances from")
+    parser.add_argument("--tolerances", type=Path, metavar="FILE", default=None,
+                        help="with --record: an existing tolerances.json to store instead of calibrating")
+    parser.add_argument("--claims-only", action="store_true",
+                        help="with --record: store only the run's claims (no replicates to calibrate curves from)")
+    parser.add_argument("--n-resamples", type=int, default=None, metavar="N",
+                        help="with --calibrate-from: bootstrap resamples per interval, stored in tolerances.json "
+                             "and used by every later verify (default 9999)")
+    parser.add_argument("--force", action="store_true", help="with --record: overwrite an existing profile")
+    args = parser.parse_args(argv)
+    recording_only = [name for name, value in (("--calibrate-from", args.calibrate_from),
+                                               ("--tolerances", args.tolerances),
+                                               ("--claims-only", args.claims_only), ("--force", args.force),
+                                               ("--n-resamples", args.n_resamples))
+                      if value]
+    if args.record is None and recording_only:
+        parser.error(f"{', '.join(recording_only)} only go with --record PROFILE_DIR")
+    if args.record is not None and args.calibrate_from and args.tolerances:
+        parser.error("give either --calibrate-from or --tolerances, not both")
+    return args
+
+
+def record(args: argparse.Namespace) -> int:
+    from artifact import verification as v
+
+    if not args.results.is_dir():
+        print(f"verify.py --record: no results folder {args.results}", file=sys.stderr)
+        return 2
+    tolerances = None
+    try:
+        if args.calibrate_from:
+            print(f"calibrating tolerances: {len(args.calibrate_from)} replicate(s) against {args.results} ...")
+            extra = {} if args.n_resamples is None else {"n_resamples": args.n_resamples}
+            tolerances = v.calibrate_tolerances(args.calibrate_from, args.results, **extra)
+            for name, power in tolerances["power"].items():
+                print(f"  power {name:22} {'detected' if power['detected'] else 'NOT detected'}"
+                      f" ({power['replicates_detected']}/{power['replicates']} replicates)")
+            print(f"  calibration verdict: {tolerances['verdict']}")
+        elif args.tolerances:
+            tolerances = json.loads(args.tolerances.read_text())
+        elif not args.claims_only:
+            print("verify.py --record: the tolerances must be calibrated from replicate runs. Rerun the same profile "
+                  "with other noise seeds (and batch sizes) into other results folders, then pass them:\n"
+                  f"  ./verify.py --record {args.record} --results {args.results} --calibrate-from RESULTS_DIR ...\n"
+                  "or pass --tolerances FILE, or --claims-only to store only the claims.", file=sys.stderr)
+            return 2
+        notes = v.record_profile(args.results, args.record, tolerances, claims_only=args.claims_only,
+                                 force=args.force)
+    except (v.VerifyError, OSError, ValueError) as error:
+        print(f"verify.py --record: {error}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"  {note}")
+    print(f"recorded expected profile {args.record}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _ensure_environment()
+    if args.record is not None:
+        return record(args)
+    from artifact import verification as v
+
+    expected = args.expected if args.expected is not None else _default_expected(args.results)
+    report = v.verify(args.results, expected)
+    print(v.render_table(report))
+    if args.report is None and not args.results.is_dir():
+        print(f"no report written: {args.results} does not exist (pass --report DIR to write one elsewhere)")
+        return 1
+    folder = args.report if args.report is not None else args.results / "verify"
+    try:
+        json_path, md_path = v.write_report(report, folder)
+        print(f"report: {md_path} and {json_path.name}")
+    except OSError as error:
+        print(f"verify.py: could not write the report to {folder}: {error}", file=sys.stderr)
+    return 0 if report.verdict == v.PASS else 1
+
 
 if __name__ == "__main__":
-    print("verify.py: the statistical comparison with expected/ is not implemented yet; no verdict.", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(main())
