@@ -97,10 +97,10 @@ def document(t2t: np.ndarray, s2t: np.ndarray) -> dict:
 def test_claim_verdicts_flip_when_the_arms_are_swapped():
     rng = np.random.default_rng(4)
     text, speech = localised(40, rng), diffuse(40, rng)
-    forward = claims.evaluate_claims(document(text, speech))["verdicts"]
+    forward = claims.evaluate_claims(document(text, speech))
     assert {c: v["verdict"] for c, v in forward.items()} == {"C1": "supported", "C2": "supported",
                                                               "C3": "supported"}
-    swapped = claims.evaluate_claims(document(speech, text))["verdicts"]
+    swapped = claims.evaluate_claims(document(speech, text))
     # T->T now peaks late and diffusely (C1), S->T is higher and more concentrated (C2); both stay localised (C3).
     assert swapped["C1"]["verdict"] == "not supported"
     assert swapped["C2"]["verdict"] == "not supported"
@@ -113,11 +113,10 @@ def test_claim_verdicts_flip_when_the_arms_are_swapped():
 def test_claims_are_inconclusive_without_signal():
     rng = np.random.default_rng(5)
     noise_t, noise_s = rng.normal(0, 0.05, (30, G, L)), rng.normal(0, 0.05, (30, G, L))
-    verdicts = claims.evaluate_claims(document(noise_t, noise_s))["verdicts"]
+    verdicts = claims.evaluate_claims(document(noise_t, noise_s))
     assert verdicts["C1"]["verdict"] in ("inconclusive", "not supported")
     assert verdicts["C3"]["verdict"] in ("inconclusive", "not supported")
-    text = claims.summary_markdown({**document(noise_t, noise_s), "claims": {"combination": "x",
-                                                                            "verdicts": verdicts}})
+    text = claims.summary_markdown({**document(noise_t, noise_s), "claims": verdicts})
     assert "C1" in text and "95% CI" in text
 
 
@@ -208,7 +207,12 @@ def test_compare_runs_end_to_end(two_runs, tmp_path):
     assert not (out / "figures" / "curves_own_mlp.png").exists()
     assert len(doc["figures"]) == 2 * 3 * 2  # (curves, heatmaps, normalised) x kinds, PNG + PDF
     stored = json.loads((out / "comparison.json").read_text())
-    assert stored["claims"]["verdicts"] == doc["claims"]["verdicts"]
+    assert stored["claims"] == doc["claims"]
+    assert set(stored["claims_by_set"]) == {"both", "own", "train", "held_out"}
+    # the claims section is {claim id: {"verdict": ...}}: what a verifier reads
+    assert {c: v["verdict"] in ("supported", "not supported", "inconclusive") for c, v in stored["claims"].items()} \
+        == {"C1": True, "C2": True, "C3": True}
+    assert claims.evaluate_claims(stored) == stored["claims"]  # re-judged from the stored file alone
     both = [str(i) for i in range(14, 22)]
     assert stored["sets"]["both"]["known_ids"]["mlp"] == both
     assert stored["sets"]["train"]["n_facts"]["mlp"] == {"t2t": 3, "s2t": 3}
@@ -256,6 +260,11 @@ def test_compare_bad_inputs(two_runs, tmp_path):
     disjoint = fake_run(tmp_path / "dj", "s2t", range(100, 104), 1, 0.05)
     with pytest.raises(ResultsFolderError, match="share no traced facts"):
         compare.compare_runs(t, disjoint, tmp_path / "o", kinds=("mlp",), n_resamples=200, figures=False)
+
+
+def test_default_out_dir():
+    assert compare.default_out_dir(Path("r/smoke/runs/t2t-a"), Path("r/smoke/runs/s2t-b")) == Path("r/smoke/comparison")
+    assert compare.default_out_dir(Path("res/t2t-a"), Path("res/s2t-b")) == Path("res/comparison/t2t-a_vs_s2t-b")
 
 
 def test_split_from_manifest(tmp_path):

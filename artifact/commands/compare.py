@@ -9,7 +9,8 @@ EXAMPLE = """example:
   python -m artifact compare --t2t results/t2t-embedded-3f2a9c0b71de --s2t results/s2t-embedded-9c1d2e3f4a5b \\
       --split-manifest artifact/data/embedded_speech/manifest.json
 
-Writes to --out (default <parent of the T->T run>/comparison/<t2t folder>_vs_<s2t folder>/):
+Writes to --out (default <profile>/comparison/ when both runs are in <profile>/runs/, else
+<parent of the T->T run>/comparison/<t2t folder>_vs_<s2t folder>/):
   comparison.json  per fact set (both / own / train / held_out) and kind: AIE curves per arm and token group with
                    95% CIs, S->T minus T->T per layer (paired bootstrap CI and simultaneous band), peak layer and
                    peak AIE per arm, ratio of peaks, diffuseness (normalised entropy), the length-normalised view
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v['t2t']}/{v['s2t']}" for k, v in info["n_facts"].items()))
     if doc["normalised"].get("skipped"):
         print(f"length-normalised view skipped: {doc['normalised']['skipped']}")
-    for claim, verdict in doc["claims"]["verdicts"].items():
+    for claim, verdict in doc["claims"].items():
         print(f"{claim} ({verdict['set']}): {verdict['verdict']}")
     print(f"-> {out}/comparison.json, comparison.md, summary.md" + ("" if args.no_figures else ", figures/"))
     return 0

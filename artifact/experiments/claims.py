@@ -23,8 +23,9 @@ C3 (set "own", arm S->T, kinds mlp and attn): "S->T keeps some localisation near
   a. near-subject peak AIE (subject tokens and the first subsequent token) > 0;
   b. near-subject peak - further-tokens peak > 0.
 
-`evaluate_claims(document)` returns the verdicts (used by `compare_runs` and usable by a verifier on a stored
-comparison.json); `summary_markdown(document)` writes them as prose.
+`evaluate_claims(document)` returns {claim id: {"verdict", ...}} (stored as the "claims" section of comparison.json,
+and usable by a verifier on a stored comparison.json); `claims_by_set` judges every claim on every fact set;
+`summary_markdown(document)` writes them as prose.
 """
 
 from __future__ import annotations
@@ -148,18 +149,30 @@ def verdicts_for_set(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def evaluate_claims(document: Mapping[str, Any], sets: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Per-claim verdicts from a comparison document (compare_runs output or a loaded comparison.json): the primary
-    verdict of each claim on its default set (`DEFAULT_SETS`, or `sets`), and every claim on every set."""
+    """Per-claim verdicts from a comparison document (compare_runs output or a loaded comparison.json), each claim
+    judged on its default fact set (`DEFAULT_SETS`, overridden by `sets`):
+    {"C1": {"verdict", "set", "claim", "rule", "conditions": [...]}, "C2": ..., "C3": ...}."""
     sets = {**DEFAULT_SETS, **(sets or {})}
-    per_set = {name: verdicts_for_set(results) for name, results in document["results"].items()}
     verdicts = {}
     for claim, name in sets.items():
-        if name in per_set:
-            verdicts[claim] = {"set": name, **per_set[name][claim]}
+        if name in document["results"]:
+            verdicts[claim] = {"set": name, **verdicts_for_set(document["results"][name])[claim]}
         else:
             verdicts[claim] = {"set": name, "claim": CLAIMS[claim], "rule": RULES[claim], "verdict": INCONCLUSIVE,
                                "conditions": [], "note": f"set {name!r} not in the comparison"}
-    return {"combination": COMBINATION, "mid_band": list(MID_BAND), "verdicts": verdicts, "by_set": per_set}
+    return verdicts
+
+
+def claims_by_set(document: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Every claim's verdict on every fact set of the comparison: {set: {claim: verdict}}."""
+    return {name: {c: v["verdict"] for c, v in verdicts_for_set(results).items()}
+            for name, results in document["results"].items()}
+
+
+def rules_section() -> dict[str, Any]:
+    """The decision rules as data (stored beside the verdicts in comparison.json)."""
+    return {"combination": COMBINATION, "mid_band": list(MID_BAND), "rules": dict(RULES),
+            "default_sets": dict(DEFAULT_SETS)}
 
 
 # -------------------------------------------------------------------------------------------------- prose
@@ -177,12 +190,12 @@ def _sentence(c: Mapping[str, Any]) -> str:
 def summary_markdown(document: Mapping[str, Any]) -> str:
     """The written summary, generated from the comparison's numbers: one paragraph per claim with its verdict and
     the statistics behind it, then the verdicts on every fact set."""
-    claims = document.get("claims") or evaluate_claims(document)
+    verdicts = document.get("claims") or evaluate_claims(document)
     metric = document.get("metric", "prob")
     lines = ["# Do the results support the paper's claims?", "",
              f"Generated from `comparison.json` (metric {metric}; 95% bootstrap CIs over facts, "
-             f"{document['bootstrap']['n_resamples']} resamples). Rule for every claim: {claims['combination']}.", ""]
-    for claim, v in claims["verdicts"].items():
+             f"{document['bootstrap']['n_resamples']} resamples). Rule for every claim: {COMBINATION}.", ""]
+    for claim, v in verdicts.items():
         set_info = document.get("sets", {}).get(v["set"], {})
         lines += [f"## {claim}: {v['claim']}", "",
                   f"**Verdict: {v['verdict']}** (set `{v['set']}`"
@@ -192,15 +205,16 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
             lines += [f"Not evaluable: {v['note']}.", ""]
         lines += [f"- {_sentence(c)}." for c in v["conditions"]]
         lines.append("")
-    by_set = claims.get("by_set", {})
+    by_set = document.get("claims_by_set") or claims_by_set(document)
     if by_set:
         names = list(CLAIMS)
         lines += ["## Verdicts on every fact set", "", "| set | " + " | ".join(names) + " |",
                   "|---|" + "---|" * len(names)]
-        for name, verdicts in by_set.items():
-            lines.append(f"| {name} | " + " | ".join(verdicts[c]["verdict"] for c in names) + " |")
+        for name, per_claim in by_set.items():
+            lines.append(f"| {name} | " + " | ".join(per_claim[c] for c in names) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-__all__ = ["CLAIMS", "DEFAULT_SETS", "MID_BAND", "RULES", "evaluate_claims", "summary_markdown", "verdicts_for_set"]
+__all__ = ["CLAIMS", "DEFAULT_SETS", "MID_BAND", "RULES", "claims_by_set", "evaluate_claims", "rules_section",
+           "summary_markdown", "verdicts_for_set"]

@@ -406,8 +406,12 @@ def _select(effects: np.ndarray, ids: Sequence[Any], wanted: Sequence[str]) -> n
 
 
 def default_out_dir(t2t_dir: Path, s2t_dir: Path) -> Path:
-    """`<parent of the T->T run>/comparison/<t2t folder>_vs_<s2t folder>`."""
-    return Path(t2t_dir).parent / COMPARISON_DIR / f"{Path(t2t_dir).name}_vs_{Path(s2t_dir).name}"
+    """`<profile>/comparison` when the runs live in `<profile>/runs/` (the pipeline's layout, where verify.py looks),
+    else `<parent of the T->T run>/comparison/<t2t folder>_vs_<s2t folder>`."""
+    t2t_dir, s2t_dir = Path(t2t_dir), Path(s2t_dir)
+    if t2t_dir.parent.name == "runs" and t2t_dir.parent == s2t_dir.parent:
+        return t2t_dir.parent.parent / COMPARISON_DIR
+    return t2t_dir.parent / COMPARISON_DIR / f"{t2t_dir.name}_vs_{s2t_dir.name}"
 
 
 def compare_runs(
@@ -495,6 +499,8 @@ def compare_runs(
         t2t_dir, s2t_dir, t_set, s_set, list(effects), metric,
         {name: fact_sets[name] for name in ("both", "own") if name in fact_sets}, bins, **boot)
     document["claims"] = claims.evaluate_claims(document)
+    document["claims_by_set"] = claims.claims_by_set(document)
+    document["claims_rules"] = claims.rules_section()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "comparison.json", document)
     _write_text(out_dir / "comparison.md", comparison_markdown(document))
@@ -586,7 +592,7 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
     norm = doc.get("normalised", {})
     if norm.get("skipped"):
         lines += ["## Length-normalised view", "", f"Not computed: {norm['skipped']}", ""]
-    verdicts = doc.get("claims", {}).get("verdicts", {})
+    verdicts = doc.get("claims", {})
     if verdicts:
         lines += ["## Claims (rules in summary.md)", "", "| claim | verdict |", "|---|---|"]
         lines += [f"| {c} | {v['verdict']} |" for c, v in verdicts.items()]
