@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Compare regenerated results with a stored expected profile: exit 0 PASS, 1 FAIL, 2 usage error.
 
-    ./verify.py                                         results/smoke against expected/smoke
+    ./verify.py                                         results/embedded-smoke against expected/embedded-smoke
     ./verify.py --results results/full --expected expected/full --report /tmp/verify
-    ./verify.py --record expected/smoke --results results/smoke --calibrate-from results/smoke-s2 results/smoke-s3
+    ./verify.py --record expected/embedded-smoke --results results/embedded-smoke \\
+        --calibrate-from results/embedded-smoke-seed2 results/embedded-smoke-seed3 results/embedded-smoke-seed4
     ./verify.py --record expected/spiritlm-full --results results/spiritlm-full --claims-only
 
 Writes report.md and report.json (every check: what, observed, expected, tolerance, verdict) into
@@ -40,24 +41,27 @@ def _ensure_environment() -> None:
 
 
 def _default_expected(results: Path) -> Path:
-    """expected/<profile>: the profile named in the results' manifest.json, else the results folder's name."""
-    profile = results.name
+    """expected/<model>-<profile> as named by the results' manifest.json (model_choice, profile), else
+    expected/<name of the results folder> (the pipeline names both folders by the same label)."""
+    label = results.resolve().name
     manifest = results / "manifest.json"
     if manifest.is_file():
         try:
-            profile = json.loads(manifest.read_text()).get("profile") or profile
-        except ValueError:
+            doc = json.loads(manifest.read_text())
+            label = f"{doc['model_choice']['name']}-{doc['profile']['name']}"
+        except (ValueError, KeyError, TypeError):
             pass
-    return ROOT / "expected" / str(profile)
+    return ROOT / "expected" / label
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="verify.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=ROOT / "results" / "smoke",
-                        help="regenerated results folder (default: results/smoke)")
+    parser.add_argument("--results", type=Path, default=ROOT / "results" / "embedded-smoke",
+                        help="regenerated results folder (default: results/embedded-smoke, run_all.sh's)")
     parser.add_argument("--expected", type=Path, default=None,
-                        help="expected profile folder (default: expected/<profile of the results' manifest>)")
+                        help="expected profile folder (default: expected/<model>-<profile> from the results' "
+                             "manifest.json, else expected/<results folder name>)")
     parser.add_argument("--report", type=Path, default=None, help="report folder (default: <results>/verify)")
     parser.add_argument("--record", type=Path, metavar="PROFILE_DIR", default=None,
                         help="store --results as a new expected profile instead of verifying")

@@ -61,6 +61,7 @@ CLAIMS_FILE = "claims.json"
 TOLERANCES_FILE = "tolerances.json"
 MANIFEST_FILE = "manifest.json"
 COMPARISON_FILE = Path("comparison") / "comparison.json"
+SELECTION_FILE = "selection.json"  # written by the pipeline: {"t2t_run": folder name, "s2t_run": ...}
 
 # Settings that must agree for the comparison to mean anything; the rest (seed, batch_size, device) may differ.
 MATCHED_SETTINGS: tuple[str, ...] = ("arm", "model", "dtype", "facts_fingerprint", "noise_spec", "samples", "window",
@@ -173,9 +174,21 @@ def _read_effects(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str
 
 
 def find_run_dir(results: Path, arm: str, settings_hint: dict[str, Any] | None = None) -> Path:
-    """The run folder of `arm` under `results/runs/` (or `results/` itself); with several, the one whose settings
-    match `settings_hint` on MATCHED_SETTINGS; a VerifyError naming the candidates otherwise."""
+    """The run folder of `arm` in a results folder: the one selection.json names, else the only `runs/<arm>-*` (or
+    `<arm>-*`) folder, else the one whose settings match `settings_hint` on MATCHED_SETTINGS; a VerifyError naming
+    the candidates otherwise."""
     results = Path(results)
+    selection = results / SELECTION_FILE
+    if selection.is_file():  # the pipeline names the run folder it used for each arm
+        try:
+            name = json.loads(selection.read_text()).get(f"{arm}_run")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        if name:
+            for root in (results / "runs", results):
+                if (root / name).is_dir():
+                    return root / name
+            raise VerifyError(f"missing run folder: {results / 'runs' / name} (named by {selection})")
     roots = [results / "runs", results]
     candidates = sorted({p for root in roots if root.is_dir() for p in root.glob(f"{arm}-*") if p.is_dir()})
     if not candidates:

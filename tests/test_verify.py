@@ -57,14 +57,15 @@ def truth_maps(arm: str, kind: str) -> tuple[list[int], np.ndarray]:
 
 
 def claims_of(effects: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
-    """Toy claims computed from the data, as compare.py would: T->T MLP peak at the last subject token is higher
-    than S->T's, and S->T keeps some localisation (its MLP peak at the subject is above zero)."""
+    """Toy claims in comparison.json's format (claims.evaluate_claims: id -> {"claim", "verdict", ...}), computed
+    from the data: T->T MLP peak at the last subject token above S->T's; S->T's peak positive."""
     peak = {arm: float(np.nanmax(np.nanmean(effects[arm]["mlp_prob"][:, GROUPS.index("last_subject")], axis=0)))
             for arm in effects}
-    return {"t2t_mlp_subject_peak_higher": {"statement": "T->T MLP AIE at the last subject token peaks above S->T's",
-                                            "verdict": peak["t2t"] > peak["s2t"]},
-            "s2t_partial_localisation": {"statement": "S->T MLP AIE at the last subject token is positive",
-                                         "verdict": peak["s2t"] > 0.0}}
+    yes = lambda ok: "supported" if ok else "not supported"  # noqa: E731
+    return {"C2": {"set": "both", "claim": "S->T: the AIE is lower than in T->T.", "rule": "toy",
+                   "verdict": yes(peak["t2t"] > peak["s2t"]), "conditions": []},
+            "C3": {"set": "own", "claim": "S->T: some localisation near the subject tokens remains.", "rule": "toy",
+                   "verdict": yes(peak["s2t"] > 0.0), "conditions": []}}
 
 
 def make_results(root: Path, seed: int, batch_size: int, noise: float = 0.25) -> Path:
@@ -93,7 +94,7 @@ def make_results(root: Path, seed: int, batch_size: int, noise: float = 0.25) ->
         all_effects[arm] = arrays
     (root / "comparison").mkdir()
     (root / "comparison" / "comparison.json").write_text(json.dumps({"claims": claims_of(all_effects)}))
-    (root / "manifest.json").write_text(json.dumps({"profile": "synthetic"}))
+    (root / "manifest.json").write_text(json.dumps({"profile": {"name": "smoke"}, "model_choice": {"name": "synth"}}))
     return root
 
 
@@ -119,7 +120,11 @@ def corrupted(world, name: str) -> Path:
 
 def edit_effects(results: Path, arm: str, fn) -> None:
     """Rewrite every per-fact array of one arm's group_effects.npz through fn(array [fact, group, layer])."""
-    path = next((results / "runs").glob(f"{arm}-*")) / "aggregate" / "group_effects.npz"
+    edit_effects_in(next((results / "runs").glob(f"{arm}-*")), fn)
+
+
+def edit_effects_in(run: Path, fn) -> None:
+    path = run / "aggregate" / "group_effects.npz"
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
     for k in list(arrays):
@@ -154,8 +159,9 @@ def test_calibration_records_how_and_has_power(world):
     assert [r["arms"]["t2t"]["seed"] for r in tol["runs"]] == [2, 3, 4]
     saved = json.loads((world["profile"] / "tolerances.json").read_text())
     assert saved["entries"].keys() == tol["entries"].keys()
-    assert set(json.loads((world["profile"] / "claims.json").read_text())["claims"]) == {
-        "t2t_mlp_subject_peak_higher", "s2t_partial_localisation"}
+    claims = json.loads((world["profile"] / "claims.json").read_text())["claims"]
+    assert claims["C3"] == {"verdict": "supported",
+                            "statement": "S->T: some localisation near the subject tokens remains."}
     manifest = json.loads((world["profile"] / "manifest.json").read_text())
     assert "t2t/group_effects.npz" in manifest["files"]
 
@@ -178,10 +184,10 @@ def test_fresh_replicate_passes_cli(world):
 
 
 def test_default_expected_from_manifest(world, tmp_path):
-    """Without --expected, the profile named in the results' manifest is used (expected/<profile> at the repo)."""
+    """Without --expected: expected/<model>-<profile> from the results' manifest (as the pipeline names folders)."""
     proc = run_cli("--results", str(world["fresh"]), "--report", str(tmp_path))
-    assert proc.returncode == 1  # expected/synthetic does not exist at the repo
-    assert "missing expected profile folder" in proc.stdout and str(REPO / "expected" / "synthetic") in proc.stdout
+    assert proc.returncode == 1  # expected/synth-smoke does not exist at the repo
+    assert f"missing expected profile folder: {REPO / 'expected' / 'synth-smoke'}" in proc.stdout
 
 
 @pytest.mark.parametrize("case", ["peak_moved", "scaled", "facts_shuffled", "arms_swapped"])
@@ -281,15 +287,37 @@ def test_claims(world):
     results = corrupted(world, "claims")
     path = results / "comparison" / "comparison.json"
     doc = json.loads(path.read_text())
-    doc["claims"]["s2t_partial_localisation"]["verdict"] = False
+    doc["claims"]["C3"]["verdict"] = "inconclusive"
     path.write_text(json.dumps(doc))
     report = v.verify(results, world["profile"])
-    claim = next(c for c in report.checks if c.group == "s2t_partial_localisation")
-    assert report.verdict == v.FAIL and claim.verdict == v.FAIL
-    # the verdict function is a parameter (compare.py's claims)
-    report = v.verify(world["fresh"], world["profile"], claims_fn=lambda _: {"t2t_mlp_subject_peak_higher": True})
-    assert {c.group for c in report.checks if c.check == "claim" and c.verdict == v.FAIL} == {
-        "s2t_partial_localisation"}
+    claim = next(c for c in report.checks if c.group == "C3")
+    assert report.verdict == v.FAIL and claim.verdict == v.FAIL and claim.observed == "inconclusive"
+    # the verdict function is a parameter
+    report = v.verify(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported"})
+    assert {c.group for c in report.checks if c.check == "claim" and c.verdict == v.FAIL} == {"C3"}
+
+
+def test_unstable_claims_are_reported_not_judged(world):
+    tolerances = {**world["tolerances"], "claims": {"unstable": ["C3"]}}
+    report = v.verify(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported", "C3": "inconclusive"},
+                      tolerances=tolerances)
+    assert report.verdict == v.PASS
+    assert next(c for c in report.checks if c.group == "C3").verdict == v.INFO
+
+
+def test_selection_picks_the_run_folder(world):
+    """Several run folders per arm: the one the pipeline's selection.json names is compared."""
+    results = corrupted(world, "selection")
+    t2t = next((results / "runs").glob("t2t-*"))
+    stale = results / "runs" / "t2t-synthetic-old"
+    shutil.copytree(t2t, stale)
+    edit_effects_in(stale, lambda a: 0.5 * a)
+    assert "several t2t run folders" in " ".join(c.detail for c in v.verify(results, world["profile"]).checks)
+    s2t = next((results / "runs").glob("s2t-*"))
+    (results / "selection.json").write_text(json.dumps({"t2t_run": t2t.name, "s2t_run": s2t.name}))
+    assert v.verify(results, world["profile"]).verdict == v.PASS
+    (results / "selection.json").write_text(json.dumps({"t2t_run": stale.name, "s2t_run": s2t.name}))
+    assert "paired_equivalence" in failed(v.verify(results, world["profile"]))
 
 
 def test_claims_only_profile_says_what_was_possible(world, tmp_path):
