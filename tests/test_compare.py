@@ -110,6 +110,16 @@ def test_claim_verdicts_flip_when_the_arms_are_swapped():
     assert c2["entropy S->T - T->T"]["ci_low"] > 0
 
 
+def test_localisation_claim_flips_with_the_arms():
+    rng = np.random.default_rng(7)
+    text = localised(40, rng)
+    elsewhere = rng.normal(0, 0.01, (40, G, L))
+    elsewhere[:, GROUPS.index("further"), 6:9] += 0.05  # S->T effect away from the subject
+    forward = claims.evaluate_claims(document(text, elsewhere))
+    assert forward["C3"]["verdict"] == "not supported"
+    assert claims.evaluate_claims(document(elsewhere, text))["C3"]["verdict"] == "supported"
+
+
 def test_claims_are_inconclusive_without_signal():
     rng = np.random.default_rng(5)
     noise_t, noise_s = rng.normal(0, 0.05, (30, G, L)), rng.normal(0, 0.05, (30, G, L))
@@ -231,6 +241,12 @@ def test_compare_runs_end_to_end(two_runs, tmp_path):
     view = np.array(stored["normalised"]["sets"]["both"]["mlp"]["t2t"]["aie"], dtype=float)
     assert view.shape == (normalised.SUBJECT_BINS + normalised.REST_BINS, L)
     assert view[normalised.SUBJECT_BINS - 1, 4] > 0.1 and abs(view[-1, 4]) < 0.05
+    direct = []
+    for known_id in range(14, 22):
+        with np.load(result_path(t, "mlp", known_id)) as d:
+            direct.append(normalised.normalise_fact(d["scores"] - d["low_score"], d["subject_range"],
+                                                    int(d["last_position"])))
+    np.testing.assert_allclose(view, np.mean(direct, axis=0), atol=1e-12)
     md = (out / "comparison.md").read_text()
     assert "| mlp |" in md and "Set `both`" in md
     again = compare.compare_runs(t, s, tmp_path / "again", kinds=("mlp", "attn"), n_resamples=B, figures=False)

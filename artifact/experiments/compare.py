@@ -561,7 +561,8 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
              f"- S->T run: `{doc['s2t_run']}` ({LAST_TOKEN_MEANING['s2t']})",
              f"- CIs: 95%, bootstrap over facts ({doc['bootstrap']['n_resamples']} resamples, seed "
              f"{doc['bootstrap']['seed']}); curves and paired differences BCa; peak layers: "
-             f"{doc['bootstrap']['peak_layers']}; peak AIEs, ratios, entropy: {doc['bootstrap']['peaks_ratios_entropy']}; "
+             f"{doc['bootstrap']['peak_layers']}; peak AIEs, ratios, entropy: "
+             f"{doc['bootstrap']['peaks_ratios_entropy']}; "
              "difference bands: " + doc["bootstrap"]["band"] + ".",
              f"- Diffuseness: {doc['diffuseness']}.",
              "- Peak cells: `L<layer> [layer CI]: AIE [CI]`; grid statistics exclude the last token.", ""]

@@ -137,7 +137,7 @@ def compare_normalised(t2t_dir: Path, s2t_dir: Path, t_set: RunSettings, s_set: 
 
 
 def normalised_figure(entry: Mapping[str, Any], kind: str, set_name: str, subject_bins: int, metric: str = "prob"):
-    """Heatmap pair (T->T, S->T) of the length-normalised view of one kind: bins x layer, a line at the subject's end."""
+    """Heatmap pair (T->T, S->T) of the length-normalised view of one kind: bins x layer, a line after the subject."""
     from artifact.experiments.groups import LAST_TOKEN_MEANING
     from artifact.plots import KIND_COLORMAPS, KIND_LABELS, plt
 
