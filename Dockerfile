@@ -32,8 +32,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     UV_NO_CACHE=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# System packages: Python 3.11 (deadsnakes; Ubuntu 22.04 ships 3.10), espeak-ng (offline TTS), git (pip installs
-# from git), libsndfile (soundfile), a compiler for the few source distributions.
+# System packages: Python 3.11 (deadsnakes; Ubuntu 22.04 ships 3.10), espeak-ng (offline TTS), git (installs from
+# git), libsndfile (soundfile), and a C compiler with Python's headers (triton compiles its launcher at run time; the
+# source distributions in the locks are pure Python and build without one).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends software-properties-common gpg-agent ca-certificates \
     && add-apt-repository -y ppa:deadsnakes/ppa \
