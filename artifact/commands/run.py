@@ -13,7 +13,13 @@ EXAMPLE = """examples:
 
 Results go to <out>/<arm>-<model>-<key>/ (key: hash of model, facts, noise, samples, window, seed, batch size,
 positions, arm), one npz per (fact, kind) under traces/<kind>/. Rerunning the same command resumes: finished
-results are skipped. Changed settings go to another folder. Then: `aggregate --results DIR`, `plot --results DIR`."""
+results are skipped. Changed settings go to another folder. Then: `aggregate --results DIR`, `plot --results DIR`.
+
+scale-out (disjoint shards of the facts, same numbers as one process with the same --batch-size):
+  torchrun --nproc-per-node 4 -m artifact run --facts known_1000 --out results/   # one process per GPU
+  sbatch --array=0-7 scripts/slurm_array.sbatch                                    # one array task per shard
+  python -m artifact run ... --shard 2/8                                           # shard 2 of 8 by hand
+Shards share one --out folder, or run in separate folders joined by `python -m artifact merge`."""
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +55,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "first subsequent, up to K further, last")
     parser.add_argument("--out", type=Path, default=Path("results"), help="results root (default results/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
+                        help="trace only shard I of N (0 <= I < N) of the facts; default: from torchrun (RANK/"
+                             "WORLD_SIZE) or a SLURM job array (SLURM_ARRAY_TASK_*), else all; 0/1 forces all")
+
+
+def shard_spec(text: str):
+    """argparse type of --shard: 'I/N' -> Shard."""
+    from artifact.experiments.sharding import Shard, ShardError
+
+    try:
+        return Shard.parse(text)
+    except ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     parse_position_policy(args.positions)
     if args.severed:
         jobs.append("severed")
+    from artifact.experiments.sharding import device_from_env, resolve_shard
+
+    shard, device = resolve_shard(args.shard), device_from_env()  # --shard, else torchrun / SLURM array, else all
+    if shard is not None:
+        log.info("shard %s of the facts%s", shard, f" on {device}" if device else "")
     if args.arm != "t2t":
         raise ValueError("--arm s2t needs the speech arm's prompts, which this command does not build yet; "
                          "use --arm t2t.")
@@ -83,9 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
     summary = run_t2t(model=args.model, facts=args.facts, out=args.out, limit=args.limit, kinds=jobs,
                       samples=args.samples, window=args.window, noise=args.noise, seed=args.seed,
-                      batch_size=args.batch_size, positions=args.positions, progress=not args.no_progress)
-    print(f"{len(summary.computed)} results computed, {len(summary.skipped)} already present, "
+                      batch_size=args.batch_size, positions=args.positions, progress=not args.no_progress,
+                      shard=shard, device=device)
+    where = "" if summary.shard is None else f" (shard {summary.shard})"
+    print(f"{len(summary.computed)} results computed, {len(summary.skipped)} already present{where}, "
           f"{summary.seconds:.0f} s -> {summary.run_dir}")
-    print(f"next: python -m artifact aggregate --results {summary.run_dir} && "
+    after = "" if summary.shard is None else f" (once all {summary.shard.count} shards have finished)"
+    print(f"next{after}: python -m artifact aggregate --results {summary.run_dir} && "
           f"python -m artifact plot --results {summary.run_dir}")
     return 0

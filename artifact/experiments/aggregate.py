@@ -30,9 +30,9 @@ import numpy as np
 
 from artifact.experiments.groups import GROUPS, token_groups
 from artifact.experiments.runner import (
-    PLAN_FILE,
     _write_atomic,
     load_settings,
+    plan_files,
     result_path,
     write_json_atomic,
     write_npz_atomic,
@@ -312,15 +312,27 @@ def aggregate_run(
 
 
 def _missing(run_dir: Path, n_facts: dict[str, int], known_ids) -> dict[str, list[Any]]:
-    """Planned (fact, job) results not yet present, per job (from plan.json)."""
-    plan_path = run_dir / PLAN_FILE
-    if not plan_path.is_file():
-        return {}
-    plan = json.loads(plan_path.read_text())
-    planned = plan["known_ids"] if known_ids is None else [i for i in plan["known_ids"] if i in set(known_ids)]
+    """Planned (fact, job) results not yet present, per job, from every plan file (plan.json of unsharded runs,
+    plans/shard-I-of-N.json of shards, whose whole-run fact list also covers shards that never started)."""
+    planned: dict[str, dict[str, Any]] = {}  # job -> {str(id): id}, in plan order
+    universes: dict[int, set[str]] = {}  # shard count -> fingerprints of the whole-run fact lists of its shards
+    for path in plan_files(run_dir):
+        plan = json.loads(path.read_text())
+        ids = plan.get("all_known_ids", plan["known_ids"])
+        if "shard" in plan:
+            universes.setdefault(int(str(plan["shard"]).split("/")[1]), set()).add(plan.get("all_ids_sha256"))
+        for job in plan["jobs"]:
+            for i in ids:
+                planned.setdefault(job, {}).setdefault(str(i), i)
+    for count, prints in universes.items():
+        if len(prints) > 1:
+            log.warning("the %d shards of this run planned different fact lists (different --limit or facts?); "
+                        "results may not cover one run", count)
+    wanted = None if known_ids is None else {str(i) for i in known_ids}
     missing = {}
-    for job in plan["jobs"]:
-        absent = [i for i in planned if not result_path(run_dir, job, i).is_file()]
+    for job, ids in planned.items():
+        absent = [i for key, i in ids.items()
+                  if (wanted is None or key in wanted) and not result_path(run_dir, job, i).is_file()]
         if absent:
             missing[job] = absent
     return missing

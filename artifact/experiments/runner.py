@@ -5,8 +5,13 @@ Generic over prompts: it takes (fact, TracePrompt) pairs and an arm name, so the
 
     settings.json            RunSettings (the folder name hashes all of it but the resolved noise value)
     plan.json                the facts and jobs of the latest invocation (aggregation reports what is missing)
+    plans/shard-I-of-N.json  the same per shard of a sharded run (`sharding.py`), plus the whole run's fact ids
     known.json               the known-fact filter: rule, and per fact whether the model knows it (written by the arm)
     traces/<job>/<id>.npz    one result per fact and job (job: hidden, mlp, attn, severed)
+
+Locks (`run_lock`): an unsharded run holds `.lock` exclusively; shard I/N holds `.lock` shared and
+`.lock-shard-I-of-N` exclusively, so the shards of one run share a folder (also on a shared filesystem) while a
+second copy of the same shard, an unsharded run, or a run split into another number of shards is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 from artifact.experiments.groups import positions_for
 from artifact.experiments.settings import SETTINGS_FILE, RunSettings
 from artifact.experiments.severed import SEVERABLE, severed_cells, severed_trace
+from artifact.experiments.sharding import Shard, ids_fingerprint
 from artifact.models.adapters import KINDS
 from artifact.tracing import TraceConfig, trace_fact
 
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 
 JOBS: tuple[str, ...] = (*KINDS, "severed")
 PLAN_FILE = "plan.json"
+PLANS_DIR = "plans"
 KNOWN_FILE = "known.json"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
@@ -58,6 +65,33 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
     """`numpy.savez` to a temporary file beside `path`, fsync, then `os.replace` (atomic on POSIX)."""
     _write_atomic(path, lambda handle: np.savez(handle, **arrays))
+
+
+def create_json_once(path: Path, data: Any) -> bool:
+    """Create `path` with JSON unless it exists (atomic and race-free between processes: temp file + hard link,
+    which fails when another process created it first). True when this call created it."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this filesystem: best effort, still atomic
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -86,22 +120,49 @@ def result_path(run_dir: Path, job: str, known_id: Any) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Exclusive lock on a run folder (released by the OS if the process dies); removes stale temporary files."""
+def run_lock(run_dir: Path, shard: Shard | None = None, own_files: Sequence[Path] = ()) -> Iterator[None]:
+    """Lock a run folder for one run or one shard (locks are released by the OS if the process dies) and remove
+    stale temporary files: all of them for an unsharded run, only those of `own_files` for a shard (another shard may
+    be writing its own temporary files right now)."""
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK_FILE, "w") as handle:
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(open(run_dir / LOCK_FILE, "a"))
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder, (fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
+            held = "another run" if shard is None else "an unsharded run"
             raise ResultsFolderError(
-                f"{run_dir} is in use by another run (its lock is held). Wait for it to finish or use another --out."
+                f"{run_dir} is in use by {held} (its lock is held). Wait for it to finish or use another --out."
             ) from None
-        for stale in run_dir.rglob(TMP_PREFIX + "*"):  # left by a killed run; safe to remove under the lock
-            stale.unlink(missing_ok=True)
-        try:
+        stack.callback(fcntl.flock, folder, fcntl.LOCK_UN)
+        if shard is None:
+            for stale in run_dir.rglob(TMP_PREFIX + "*"):  # left by a killed run; safe to remove under the lock
+                stale.unlink(missing_ok=True)
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        mine = stack.enter_context(open(run_dir / f"{LOCK_FILE}-{shard.name}", "a"))
+        try:
+            fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsFolderError(f"shard {shard} is already running in {run_dir}; start each shard once.") \
+                from None
+        stack.callback(fcntl.flock, mine, fcntl.LOCK_UN)
+        for other in sorted(run_dir.glob(f"{LOCK_FILE}-shard-*-of-*")):
+            if other.name.endswith(f"-of-{shard.count}"):
+                continue
+            with open(other, "a") as handle:  # held by a live run split another way: its facts overlap ours
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    raise ResultsFolderError(
+                        f"{run_dir} is in use by a run split into another number of shards ({other.name[6:]}); "
+                        f"run all shards with the same N (now {shard.count}) or wait for it to finish.") from None
+        for path in own_files:  # left by a killed run of this shard; nobody else writes these files
+            for stale in Path(path).parent.glob(TMP_PREFIX + Path(path).name + ".*"):
+                stale.unlink(missing_ok=True)
+        yield
 
 
 # ------------------------------------------------------------------------------------------------- results folder
@@ -129,7 +190,7 @@ def open_run_dir(root: Path, settings: RunSettings, noise_rtol: float = 1e-9) ->
     """
     run_dir = Path(root) / settings.folder_name()
     path = run_dir / SETTINGS_FILE
-    if path.is_file():
+    if not create_json_once(path, settings.to_dict()):  # exists (perhaps written by another shard just now)
         stored = RunSettings.from_dict(json.loads(path.read_text()))
         if stored.key_dict() != settings.key_dict():
             diff = {k: (v, settings.key_dict()[k]) for k, v in stored.key_dict().items() if settings.key_dict()[k] != v}
@@ -139,8 +200,6 @@ def open_run_dir(root: Path, settings: RunSettings, noise_rtol: float = 1e-9) ->
                 f"{run_dir} was computed with noise {stored.noise!r} but the same settings now give {settings.noise!r}"
                 " (did the model's weights change?). Use another --out, or move the old folder away."
             )
-    else:
-        write_json_atomic(path, settings.to_dict())
     return run_dir
 
 
@@ -212,6 +271,7 @@ class RunSummary:
     computed: list[tuple[Any, str]] = field(default_factory=list)  # (known_id, job) computed now
     skipped: list[tuple[Any, str]] = field(default_factory=list)  # (known_id, job) found finished
     seconds: float = 0.0
+    shard: Shard | None = None  # the shard this process ran (None: the whole run)
 
 
 def parse_jobs(jobs: Sequence[str] | str) -> tuple[str, ...]:
@@ -231,10 +291,12 @@ def run_items(
     run_dir: Path,
     jobs: Sequence[str] = KINDS,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> RunSummary:
     """Trace every (fact, prompt) in `items` for every job into `run_dir` (from `open_run_dir`), skipping results
     already present. `items` are (fact, TracePrompt) pairs: a fact has known_id, subject, attribute, prompt,
     relation_id; the prompt has input_ids [pos], subject_range, target_id, text, modality, last_position.
+    With `shard`, only that shard's items (`Shard.select` by known_id) are traced; pass every shard the same items.
     """
     from tqdm import tqdm
 
@@ -245,12 +307,22 @@ def run_items(
     ids = [fact.known_id for fact, _ in items]
     if len(set(map(fact_file_id, ids))) != len(ids):
         raise ValueError("Facts' known_id values must be unique (they name the result files).")
-    summary = RunSummary(run_dir)
+    shard = None if shard is None or shard.whole else shard
+    all_ids = ids
+    if shard is not None:
+        items = shard.select(items, key=lambda item: item[0].known_id)
+        ids = [fact.known_id for fact, _ in items]
+        log.info("shard %s: %d of %d facts", shard, len(ids), len(all_ids))
+    summary = RunSummary(run_dir, shard=shard)
     start = time.perf_counter()
     num_layers = loaded.adapter.num_layers
-    with run_lock(run_dir):
-        write_json_atomic(run_dir / PLAN_FILE, {"arm": settings.arm, "jobs": list(jobs),
-                                                "known_ids": [_jsonable(i) for i in ids]})
+    own = [result_path(run_dir, job, i) for job in jobs for i in ids]
+    with run_lock(run_dir, shard, own + ([] if shard is None else [plan_path(run_dir, shard)])):
+        plan = {"arm": settings.arm, "jobs": list(jobs), "known_ids": [_jsonable(i) for i in ids]}
+        if shard is not None:
+            plan.update(shard=str(shard), all_known_ids=[_jsonable(i) for i in all_ids],
+                        all_ids_sha256=ids_fingerprint(all_ids))
+        write_json_atomic(plan_path(run_dir, shard), plan)
         pending = []
         for job in jobs:
             for fact, prompt in items:
@@ -262,7 +334,8 @@ def run_items(
             log.info("resuming %s: %d results already present, %d to compute", run_dir, len(summary.skipped),
                      len(pending))
         total = sum(job_cells(job, prompt, settings, num_layers) for job, _, prompt in pending)
-        with tqdm(total=total, unit="cell", desc=f"{settings.arm} traces", disable=not progress,
+        desc = f"{settings.arm} traces" + ("" if shard is None else f" (shard {shard})")
+        with tqdm(total=total, unit="cell", desc=desc, disable=not progress,
                   dynamic_ncols=True) as bar:
             for n, (job, fact, prompt) in enumerate(pending, 1):
                 bar.set_postfix_str(f"{job} fact {fact.known_id} ({n}/{len(pending)})", refresh=False)
@@ -274,12 +347,30 @@ def run_items(
     return summary
 
 
+def plan_path(run_dir: Path, shard: Shard | None = None) -> Path:
+    """The plan file of the whole run (plan.json) or of one shard (plans/shard-I-of-N.json)."""
+    if shard is None or shard.whole:
+        return Path(run_dir) / PLAN_FILE
+    return Path(run_dir) / PLANS_DIR / f"{shard.name}.json"
+
+
+def plan_files(run_dir: Path) -> list[Path]:
+    """Every plan file of a run folder: plan.json (unsharded runs) and plans/*.json (shards)."""
+    run_dir = Path(run_dir)
+    found = [run_dir / PLAN_FILE] if (run_dir / PLAN_FILE).is_file() else []
+    if (run_dir / PLANS_DIR).is_dir():
+        found += sorted(p for p in (run_dir / PLANS_DIR).glob("*.json") if not p.name.startswith("."))
+    return found
+
+
 def _jsonable(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
 def save_known(run_dir: Path, rule: str, modality: str, checks: Sequence[Any]) -> Path:
-    """Store the known-fact filter's outcome (rule and per-fact checks) in the run folder."""
+    """Store the known-fact filter's outcome (rule and per-fact checks) in the run folder, once: when it exists
+    (another shard wrote it first), it must agree on which facts are known, or the shards would not split one fact
+    list (probabilities may differ in the last bits between GPUs; the first file written stays)."""
     rows = []
     for check in checks:
         if dataclasses.is_dataclass(check):
@@ -290,8 +381,17 @@ def save_known(run_dir: Path, rule: str, modality: str, checks: Sequence[Any]) -
             row = dict(vars(check))
         rows.append({k: _jsonable(v) for k, v in row.items()})
     path = Path(run_dir) / KNOWN_FILE
-    write_json_atomic(path, {"rule": rule, "modality": modality, "n_facts": len(rows),
-                             "n_known": sum(bool(r.get("known")) for r in rows), "checks": rows})
+    document = {"rule": rule, "modality": modality, "n_facts": len(rows),
+                "n_known": sum(bool(r.get("known")) for r in rows), "checks": rows}
+    if not create_json_once(path, document):
+        def decisions(doc: dict[str, Any]) -> tuple:
+            return doc["rule"], doc["modality"], [(str(r["known_id"]), bool(r.get("known"))) for r in doc["checks"]]
+
+        if decisions(json.loads(path.read_text())) != decisions(document):
+            raise ResultsFolderError(
+                f"{path} (written by another shard or an earlier run) disagrees with this process on which facts "
+                "the model knows, so the shards would not split one fact list. Check that every shard runs the same "
+                "model, fact file and device type; move known.json away to redo the filter.")
     return path
 
 
@@ -304,7 +404,8 @@ def load_known_ids(run_dir: Path) -> list[Any] | None:
 
 
 __all__ = [
-    "JOBS", "SEVERABLE", "ResultsFolderError", "RunSummary", "compute_job", "job_cells", "load_known_ids",
-    "load_settings", "open_run_dir", "parse_jobs", "result_path", "run_items", "run_lock", "save_known",
+    "JOBS", "SEVERABLE", "ResultsFolderError", "RunSummary", "compute_job", "create_json_once", "job_cells",
+    "load_known_ids", "load_settings", "open_run_dir", "parse_jobs", "plan_files", "plan_path", "result_path",
+    "run_items", "run_lock", "save_known",
     "trace_config", "write_json_atomic", "write_npz_atomic",
 ]

@@ -15,6 +15,7 @@ from artifact.experiments.runner import (
     save_known,
 )
 from artifact.experiments.settings import RunSettings
+from artifact.experiments.sharding import Shard
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,15 @@ def run_t2t(
     batch_size: int = 128,
     positions: str = "all",
     progress: bool = True,
+    shard: Shard | None = None,
+    device: str | None = None,
 ) -> RunSummary:
     """The T->T experiment: trace the first `limit` known facts of a fact file for every kind (and 'severed').
 
-    `model` is a spec for `load_model` or an already loaded model. Noise is calibrated on every record of the fact
-    file. Results go to `<out>/t2t-<model>-<key>/` (see runner.py); a rerun resumes.
+    `model` is a spec for `load_model` (on `device`, default: CUDA if present) or an already loaded model. Noise is
+    calibrated on every record of the fact file. Results go to `<out>/t2t-<model>-<key>/` (see runner.py); a rerun
+    resumes. With `shard`, only that shard of the traceable facts is traced (see sharding.py); every shard computes
+    the same fact list first, so `--limit` means the same facts with and without sharding.
     """
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE, check_known
@@ -81,7 +86,7 @@ def run_t2t(
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1; got {limit}")
     records = load_facts(str(facts) if isinstance(facts, Path) else facts)
-    loaded = load_model(model) if isinstance(model, str) else model
+    loaded = load_model(model, device=device) if isinstance(model, str) else model
     noise_value = resolve_noise(noise, loaded, [fact.subject for fact in records])
     settings = RunSettings(
         arm="t2t", model=loaded.name, dtype=str(loaded.dtype), device=loaded.device.type,
@@ -107,4 +112,4 @@ def run_t2t(
             log.warning("--limit %d asked, but only %d known facts are traceable", limit, len(items))
     if not items:
         raise ValueError(f"No known, traceable facts to trace ({len(records)} facts, {len(known)} known).")
-    return run_items(loaded, items, settings, run_dir, jobs, progress=progress)
+    return run_items(loaded, items, settings, run_dir, jobs, progress=progress, shard=shard)
