@@ -304,3 +304,16 @@ def test_cli_compare(two_runs, tmp_path, capsys):
     assert "C1 (own)" in printed and (out / "summary.md").is_file()
     assert main(["compare", "--t2t", str(s), "--s2t", str(t), "--out", str(out)]) == 2
     assert "S->T run" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+def test_entropy_uses_the_same_cells_in_both_arms():
+    rng = np.random.default_rng(8)
+    t2t, s2t = rng.normal(0.01, 0.005, (20, G, L)), rng.normal(0.01, 0.005, (20, G, L))
+    t2t[:, GROUPS.index("middle_subject")] = np.nan  # no text subject has a middle token
+    cells = compare.mechanism_cells(np.nanmean(t2t, axis=0), np.nanmean(s2t, axis=0))
+    assert not cells[GROUPS.index("middle_subject")].any() and not cells[GROUPS.index("last")].any()
+    assert cells[GROUPS.index("further")].all()
+    r = compare.compare_arrays(t2t, s2t, paired=True, n_resamples=200)
+    expected = compare.normalised_entropy(np.nanmean(s2t, axis=0)[cells])
+    assert r["arms"]["s2t"]["entropy"]["value"] == pytest.approx(float(expected))

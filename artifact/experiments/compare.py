@@ -33,11 +33,13 @@ mechanism, which would dominate every grid statistic):
 - subject peak (max over first/middle/last subject tokens) and near-subject peak (also the first subsequent token),
   each minus the peak at the further tokens: how much more the subject region carries than the rest of the prompt;
 - diffuseness: normalised entropy of the positive AIE mass over the grid, H = -sum p log p / log K with
-  p = max(AIE, 0) / sum max(AIE, 0) over the K cells; 0 = all mass in one cell, 1 = spread evenly. It measures "more
-  diffuse" directly (how evenly the effect is spread over tokens and layers), independent of its overall size, which
-  the peak ratio measures. The S->T minus T->T entropy difference gets its CI from the same resamples. Clipping at 0
-  turns noise in cells without an effect into positive mass, so the plug-in entropy is biased (more so with few
-  facts); `bootstrap_bias` reports the bootstrap's estimate of that bias and the basic interval corrects for it.
+  p = max(AIE, 0) / sum max(AIE, 0) over the K cells (the same cells in both arms: those with a finite mean in
+  both); 0 = all mass in one cell, 1 = spread evenly. It measures "more diffuse" directly (how evenly the effect is
+  spread over tokens and layers), independent of its overall size, which the peak ratio measures. The S->T minus
+  T->T entropy difference gets its CI from the same resamples. Clipping at 0 turns noise in cells without an effect
+  into positive mass, so the plug-in entropy is biased upward, the more so the weaker the effect and the fewer the
+  facts (a weaker arm with the same shape looks more diffuse); `bootstrap_bias` reports the bootstrap's estimate of
+  that bias and the basic interval corrects for it.
 
 All resampling is deterministic (numpy default_rng with fixed seeds). The claims of the paper are judged from this
 document by `artifact.experiments.claims`.
@@ -268,10 +270,23 @@ def _difference_of_peaks(mean: np.ndarray, boot: np.ndarray, groups: Sequence[st
     return _interval(value, lo, hi, groups=list(groups), minus=FURTHER_GROUP)
 
 
+def mechanism_cells(*means: np.ndarray) -> np.ndarray:
+    """[group, layer] mask: the cells of the mechanism groups whose mean is finite in every given grid. Both arms'
+    entropies are taken over the same cells, so a group empty in one arm (e.g. middle subject tokens when every
+    text subject has at most two tokens) does not make that arm look concentrated merely by having fewer cells."""
+    mask = np.zeros(means[0].shape, dtype=bool)
+    mask[[GROUPS.index(g) for g in MECHANISM_GROUPS]] = True
+    for mean in means:
+        mask &= np.isfinite(mean)
+    return mask
+
+
 def arm_statistics(effects: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE,
-                   n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+                   n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                   entropy_cells: np.ndarray | None = None) -> dict[str, Any]:
     """One arm on one set: curves with BCa CIs per group, peaks per group, and the grid statistics.
-    `effects` [fact, group, layer]; `boot` [resample, group, layer] resampled means."""
+    `effects` [fact, group, layer]; `boot` [resample, group, layer] resampled means; `entropy_cells` [group, layer]
+    the cells the entropy is taken over (default: the mechanism groups' cells with a finite mean)."""
     n_f, G, L = effects.shape
     n, mean, low, high, methods = bootstrap_mean_ci(effects.reshape(n_f, G * L), confidence, n_resamples, seed)
     mean, low, high = mean.reshape(G, L), low.reshape(G, L), high.reshape(G, L)
@@ -281,9 +296,9 @@ def arm_statistics(effects: np.ndarray, boot: np.ndarray, confidence: float = CO
         curves[group] = {"n_facts": int(n[g].max()) if L else 0, "aie": _list(mean[g]), "ci_low": _list(low[g]),
                          "ci_high": _list(high[g]), "ci_method": sorted(set(methods[g * L:(g + 1) * L])),
                          "peak": _peak(mean[g], boot[:, g], confidence)}
-    mech = [GROUPS.index(g) for g in MECHANISM_GROUPS]
-    entropy = normalised_entropy(mean[mech].reshape(-1))
-    entropy_boot = normalised_entropy(boot[:, mech].reshape(boot.shape[0], -1))
+    cells = mechanism_cells(mean) if entropy_cells is None else np.asarray(entropy_cells, dtype=bool)
+    entropy = normalised_entropy(mean[cells])
+    entropy_boot = normalised_entropy(boot[:, cells])
     e_lo, e_hi = basic_ci(entropy, entropy_boot, confidence)
     e_lo, e_hi = np.clip(e_lo, 0.0, 1.0), np.clip(e_hi, 0.0, 1.0)  # the parameter's range
     return {
@@ -319,8 +334,9 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
         w_t = resample_weights(t2t.shape[0], n_resamples, (seed, 0))
         w_s = resample_weights(s2t.shape[0], n_resamples, (seed, 2))
     boot_t, boot_s = resampled_means(t2t, w_t), resampled_means(s2t, w_s)
-    arms = {"t2t": arm_statistics(t2t, boot_t, confidence, n_resamples, seed),
-            "s2t": arm_statistics(s2t, boot_s, confidence, n_resamples, seed)}
+    cells = mechanism_cells(_nanmean(t2t), _nanmean(s2t))
+    arms = {"t2t": arm_statistics(t2t, boot_t, confidence, n_resamples, seed, cells),
+            "s2t": arm_statistics(s2t, boot_s, confidence, n_resamples, seed, cells)}
     mean_t, mean_s = arms["t2t"].pop("_mean"), arms["s2t"].pop("_mean")
     groups: dict[str, Any] = {}
     if paired:
@@ -602,7 +618,7 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "BAND_METHOD", "MECHANISM_GROUPS", "arm_statistics", "compare_arrays", "compare_runs", "comparison_markdown",
+    "BAND_METHOD", "MECHANISM_GROUPS", "arm_statistics", "mechanism_cells", "compare_arrays", "compare_runs", "comparison_markdown",
     "default_out_dir", "normalised_entropy", "paired_difference", "percentile_ci", "resample_weights",
     "resampled_means", "simultaneous_band", "split_from_manifest",
 ]
