@@ -619,6 +619,6 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
 
 __all__ = [
     "BAND_METHOD", "MECHANISM_GROUPS", "arm_statistics", "basic_ci", "compare_arrays", "compare_runs",
-    "comparison_markdown", "default_out_dir", "mechanism_cells", "normalised_entropy", "paired_difference", "percentile_ci", "resample_weights",
-    "resampled_means", "simultaneous_band", "split_from_manifest",
+    "comparison_markdown", "default_out_dir", "mechanism_cells", "normalised_entropy", "paired_difference",
+    "percentile_ci", "resample_weights", "resampled_means", "simultaneous_band", "split_from_manifest",
 ]
