@@ -408,7 +408,7 @@ def _load_pair(t2t_dir: Path, s2t_dir: Path):
     for given, settings, want in ((t2t_dir, t_set, "t2t"), (s2t_dir, s_set, "s2t")):
         if settings.arm != want:
             raise ResultsFolderError(f"--{want} {given} is a {ARM_NAMES[settings.arm]} run (arm {settings.arm!r}); "
-                                     f"pass a {ARM_NAMES[want]} run folder.")
+                                     f"pass {'an' if want == 's2t' else 'a'} {ARM_NAMES[want]} run folder.")
     if t_set.facts_fingerprint != s_set.facts_fingerprint:
         raise ResultsFolderError(
             f"The runs use different fact files (fingerprints {t_set.facts_fingerprint[:12]}... and "
