@@ -55,6 +55,12 @@ def test_step_log_survives_a_restart(tmp_path):
     assert not again.done("t2t")
 
 
+def test_command_lists_every_profile():
+    from artifact.commands.pipeline import PROFILE_NAMES
+
+    assert PROFILE_NAMES == sorted(PROFILES)
+
+
 def test_profiles_are_the_documented_scales():
     smoke, full = PROFILES["smoke"], PROFILES["full"]
     assert smoke.facts == "own" and smoke.limit >= 5 and smoke.paired_only

@@ -10,7 +10,7 @@ EXAMPLE = """example (the command that produced the shipped model; see its manif
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from artifact.training.distill import DistillConfig
+    from artifact.training.config import DistillConfig
 
     defaults = DistillConfig()
     parser = subparsers.add_parser(
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from artifact.models.loading import cache_root
     from artifact.models.speech_lm import SHIPPED_DIR
-    from artifact.training.distill import DistillConfig
+    from artifact.training.config import DistillConfig
     from artifact.training.embedded_speech import train_embedded_speech
 
     sources = {}

@@ -264,11 +264,24 @@ def run_pipeline(
             print(f"{len(written)} figures -> {written[0].parent if written else run_dir}")
 
     def manifest() -> None:
-        from artifact.manifest import write_pipeline_manifest
+        from artifact.experiments.runner import load_settings
+        from artifact.manifest import collect_manifest, model_fingerprints, unit_tokenizer_fingerprint, write_manifest
 
         t2t_dir, s2t_dir = run_dirs()
-        write_pipeline_manifest(out / "manifest.json", profile=asdict(prof), model_choice=asdict(choice),
-                                run_dirs=[t2t_dir, s2t_dir], steps=steps.steps)
+        t2t_settings, s2t_settings = load_settings(t2t_dir), load_settings(s2t_dir)
+        models = {"t2t": model_fingerprints(choice.t2t_model), "s2t": model_fingerprints(choice.s2t_model)}
+        data = collect_manifest(
+            settings={"profile": asdict(prof), "model_choice": asdict(choice),
+                      "t2t": t2t_settings.to_dict(), "s2t": s2t_settings.to_dict(),
+                      "selection": json.loads(selection_path.read_text())},
+            model_fingerprints=models, facts_fingerprint=t2t_settings.facts_fingerprint,
+            steps={name: entry["seconds"] for name, entry in steps.steps.items()},
+            dtype=t2t_settings.dtype, batch_size=t2t_settings.batch_size, device=t2t_settings.device,
+            unit_tokenizer=unit_tokenizer_fingerprint(choice.front_end["unit_tokenizer"]),
+        )
+        data["profile"] = prof.name
+        data["model_name"] = choice.name
+        write_manifest(out, data)
 
     step("known", "1/7 known filters: T->T and S->T (speech front end)", known)
     step("t2t", "2/7 T->T traces", lambda: run_arm("t2t"))

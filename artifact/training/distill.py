@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from artifact.known import last_token_logits
+from artifact.training.config import DistillConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +33,6 @@ class Example:
     teacher_ids: tuple[int, ...]
     answer_id: int
     kind: str  # "s2t" (speech prompt) or "t2t" (text prompt with the [Text] marker)
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """Settings of the distillation; stored in the shipped manifest."""
-
-    epochs: int = 12
-    batch_size: int = 16
-    learning_rate: float = 5e-3
-    seed: int = 0
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0 or self.temperature <= 0:
-            raise ValueError(f"Invalid DistillConfig {self}: epochs, batch_size >= 1; learning_rate, temperature > 0")
 
 
 @dataclass
