@@ -114,7 +114,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
-        return round(value, 10) if math.isfinite(value) else None
+        return value if math.isfinite(value) else None
     return value
 
 
@@ -386,9 +386,13 @@ def _tol(tolerances: dict[str, Any], arm: str, kind: str, metric: str, name: str
     """A tolerance value from tolerances.json; VerifyError naming the missing entry."""
     key = f"{arm}/{kind}/{metric}" + (f"/{group}" if group else "")
     try:
-        return tolerances["entries"][key][name]["value"]
-    except KeyError:
+        value = tolerances["entries"][key][name]["value"]
+    except (KeyError, TypeError):
         raise VerifyError(f"tolerances.json has no {name} for {key}: recalibrate the profile") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise VerifyError(f"tolerances.json: {name} for {key} is {value!r}, not a number (the calibration could not "
+                          "measure it; see its how_chosen): recalibrate with more facts or replicates")
+    return value
 
 
 def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, tolerances: dict[str, Any],
@@ -638,6 +642,19 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
     else:
         skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so paired equivalence, "
                              "per-fact correlation, curve shape and Known-set checks were not possible")
+        recorded = {}
+        if (expected / MANIFEST_FILE).is_file():
+            recorded = (_guard(checks, "files", lambda: _read_json(expected / MANIFEST_FILE)) or {}).get("settings")
+        if recorded:  # at least check that the claims come from the same model, facts and noise rule
+            regenerated = _run_settings(results, recorded)
+            for arm, exp_settings in recorded.items():
+                if arm not in regenerated:
+                    checks.append(Check("files", FAIL, arm=arm, detail=f"missing run folder: no {arm} run in "
+                                                                       f"{results}"))
+                    continue
+                checks.append(check_settings(ArmData(arm, results, regenerated[arm], None),
+                                             ArmData(arm, expected, exp_settings, None)))
+            possible.append("run settings (model, facts, noise rule) against the recorded ones")
     claims_path = expected / CLAIMS_FILE
     if claims_path.is_file():
         doc = _guard(checks, "files", lambda: _read_json(claims_path))
@@ -970,6 +987,17 @@ def _claims_document(results: Path, claims_fn: ClaimsFn) -> dict[str, Any]:
                                             for c, v in verdicts.items()}}
 
 
+def _run_settings(results: Path, hints: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """{arm: settings.json} of the run folders a results folder holds (arms without one left out)."""
+    out = {}
+    for arm in ARMS:
+        try:
+            out[arm] = _read_json(find_run_dir(results, arm, (hints or {}).get(arm)) / SETTINGS_FILE)
+        except VerifyError:
+            continue
+    return out
+
+
 def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | None,
                    claims_fn: ClaimsFn = claims_from_comparison, claims_only: bool = False,
                    force: bool = False) -> list[str]:
@@ -1007,13 +1035,16 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
         notes.append("recorded claims")
     except VerifyError as error:
         notes.append(f"no claims recorded: {error}")
+    settings = _run_settings(results)
+    if not settings:
+        notes.append("no run settings found: a claims-only verify cannot check the model")
     run_manifest = json.loads((results / MANIFEST_FILE).read_text()) if (results / MANIFEST_FILE).is_file() else None
     files = {str(p.relative_to(profile)): _sha256(p) for p in sorted(profile.rglob("*"))
              if p.is_file() and p.name not in (MANIFEST_FILE, "README.md")}
     manifest = {"format": FORMAT_VERSION, "profile": profile.name, "source": str(results),
                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "contents": "claims only" if claims_only else "curves, Known sets, claims, tolerances",
-                "arms": arms_info, "files": files, "run_manifest": run_manifest}
+                "arms": arms_info, "settings": settings, "files": files, "run_manifest": run_manifest}
     (profile / MANIFEST_FILE).write_text(json.dumps(_jsonable(manifest), indent=2) + "\n")
     return notes
 

@@ -332,6 +332,13 @@ def test_claims_only_profile_says_what_was_possible(world, tmp_path):
     assert "claims (2 from claims.json)" in md and "holds no recorded curves" in md
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert set(report["skipped"]) == {"curves"}
+    assert [c["verdict"] for c in report["checks"] if c["check"] == "settings"] == ["PASS", "PASS"]
+    # the claims of another model's run are not taken for SpiritLM's
+    results = corrupted(world, "claims-only-other-model")
+    for path in (results / "runs").glob("*/settings.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model": "embedded"}))
+    report = v.verify(results, tmp_path / "spiritlm")
+    assert report.verdict == v.FAIL and "another model" in next(c for c in report.checks if c.check == "settings").detail
 
 
 def test_record_refuses_without_tolerances(world, tmp_path):
