@@ -242,6 +242,18 @@ def test_locks_let_shards_share_a_folder_but_not_a_shard(loaded_items, tmp_path)
         pass
 
 
+def test_a_filesystem_without_locks_gives_an_error_naming_the_way_out(tmp_path, monkeypatch):
+    import errno
+
+    def no_locks(handle, mode):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ResultsFolderError, match="does not support file locks.*merge"):
+        with run_lock(tmp_path, Shard(0, 2)):
+            pass
+
+
 def test_a_shard_removes_only_its_own_stale_temporary_files(loaded_items, tmp_path):
     loaded, items = loaded_items
     run_dir = open_run_dir(tmp_path, settings())

@@ -127,42 +127,45 @@ def run_lock(run_dir: Path, shard: Shard | None = None, own_files: Sequence[Path
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        folder = stack.enter_context(open(run_dir / LOCK_FILE, "a"))
-        try:
-            fcntl.flock(folder, (fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held = "another run" if shard is None else "an unsharded run"
-            raise ResultsFolderError(
-                f"{run_dir} is in use by {held} (its lock is held). Wait for it to finish or use another --out."
-            ) from None
+        folder = stack.enter_context(open(run_dir / LOCK_FILE, "a+"))  # read+write: NFS maps flock to fcntl locks
+        held = "another run" if shard is None else "an unsharded run"
+        _flock(folder, fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH,
+               f"{run_dir} is in use by {held} (its lock is held). Wait for it to finish or use another --out.")
         stack.callback(fcntl.flock, folder, fcntl.LOCK_UN)
         if shard is None:
             for stale in run_dir.rglob(TMP_PREFIX + "*"):  # left by a killed run; safe to remove under the lock
                 stale.unlink(missing_ok=True)
             yield
             return
-        mine = stack.enter_context(open(run_dir / f"{LOCK_FILE}-{shard.name}", "a"))
-        try:
-            fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ResultsFolderError(f"shard {shard} is already running in {run_dir}; start each shard once.") \
-                from None
+        mine = stack.enter_context(open(run_dir / f"{LOCK_FILE}-{shard.name}", "a+"))
+        _flock(mine, fcntl.LOCK_EX, f"shard {shard} is already running in {run_dir}; start each shard once.")
         stack.callback(fcntl.flock, mine, fcntl.LOCK_UN)
         for other in sorted(run_dir.glob(f"{LOCK_FILE}-shard-*-of-*")):
             if other.name.endswith(f"-of-{shard.count}"):
                 continue
-            with open(other, "a") as handle:  # held by a live run split another way: its facts overlap ours
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-                except BlockingIOError:
-                    raise ResultsFolderError(
-                        f"{run_dir} is in use by a run split into another number of shards ({other.name[6:]}); "
-                        f"run all shards with the same N (now {shard.count}) or wait for it to finish.") from None
+            with open(other, "a+") as handle:  # held by a live run split another way: its facts overlap ours
+                _flock(handle, fcntl.LOCK_SH,
+                       f"{run_dir} is in use by a run split into another number of shards ({other.name[6:]}); run "
+                       f"all shards with the same N (now {shard.count}) or wait for it to finish.")
+                fcntl.flock(handle, fcntl.LOCK_UN)
         for path in own_files:  # left by a killed run of this shard; nobody else writes these files
             for stale in Path(path).parent.glob(TMP_PREFIX + Path(path).name + ".*"):
                 stale.unlink(missing_ok=True)
         yield
+
+
+def _flock(handle, mode: int, busy: str) -> None:
+    """Take a non-blocking flock; `busy` is the error when another process holds it. Filesystems without locks
+    (e.g. Lustre mounted without -o flock) get an error naming the way out."""
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ResultsFolderError(busy) from None
+    except OSError as exc:
+        raise ResultsFolderError(
+            f"cannot lock {handle.name} ({exc.strerror}): this filesystem does not support file locks. Mount it with "
+            "locking (Lustre: -o flock), or give each shard its own --out on a local disk and join the folders with "
+            "`python -m artifact merge`.") from None
 
 
 # ------------------------------------------------------------------------------------------------- results folder

@@ -10,7 +10,7 @@ Every shard must see the same fact list, which holds because the list is a deter
 
 Processes only write disjoint result files into one folder (or into separate folders joined by `merge`): no
 torch.distributed process group is created and none is needed. A result is computed exactly as in a single-process
-run with the same batch size, so the aggregate is bitwise the same.
+run with the same batch size (on the same kind of device), so the aggregate is bitwise the same.
 
 Where the shard comes from, first match wins:
   1. `--shard I/N` on the command line (`--shard 0/1` runs everything, ignoring the environment);
