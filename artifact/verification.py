@@ -7,6 +7,7 @@ layer-count mismatch becomes a FAIL record naming it.
 Layouts (see expected/README.md):
 
     results/<profile>/runs/<arm>-<model>-<key>/{settings.json, known.json, aggregate/group_effects.npz}
+    results/<profile>/selection.json                       which run folder of each arm (when several)
     results/<profile>/comparison/comparison.json          claims section (regenerated claim verdicts)
     expected/<profile>/<arm>/{group_effects.npz, known_ids.json, settings.json}
     expected/<profile>/{claims.json, tolerances.json, manifest.json}
@@ -24,7 +25,11 @@ Checks, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric (default prob):
   argmax layers within +/- k. Catches moved peaks and changed shapes.
 - known_set (per arm): Jaccard index of the regenerated and expected Known sets >= bound; differences listed.
 - claims: each regenerated claim verdict equals the expected one (claims unstable across calibration seeds: INFO).
-- settings / files / nan / layers: the comparison is meaningful (same model, facts, noise rule, samples...).
+- settings / files / nan / empty_groups / layers: the comparison is meaningful (same model, facts, noise rule,
+  samples...; every file present; no NaN where a value belongs; the same token groups empty; same layer count).
+
+A profile holding only claims.json (SpiritLM, whose curves need the gated weights and a GPU) gets the claims and the
+run settings checked; the report lists every check that was not possible and why.
 
 Tolerances come from `calibrate_tolerances` (replicate runs with other noise seeds and batch sizes against the
 reference run), each stored with how it was chosen.
@@ -614,6 +619,9 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
     if arms:
         if tolerances is None:
             tolerances = _guard(checks, "tolerances", lambda: load_tolerances(expected))
+        if tolerances is None:
+            skipped["curve statistics"] = (f"no usable {expected / TOLERANCES_FILE}: only settings and Known sets "
+                                           "(exact) were compared; record the profile with --calibrate-from")
         metrics = tuple((tolerances or {}).get("metrics", DEFAULT_METRICS))
         groups = tuple((tolerances or {}).get("groups", CHECK_GROUPS))
         possible.append(f"curves ({', '.join(arms)}: paired equivalence, per-fact map correlation, curve shape, "

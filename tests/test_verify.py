@@ -338,7 +338,8 @@ def test_claims_only_profile_says_what_was_possible(world, tmp_path):
     for path in (results / "runs").glob("*/settings.json"):
         path.write_text(json.dumps({**json.loads(path.read_text()), "model": "embedded"}))
     report = v.verify(results, tmp_path / "spiritlm")
-    assert report.verdict == v.FAIL and "another model" in next(c for c in report.checks if c.check == "settings").detail
+    settings = next(c for c in report.checks if c.check == "settings")
+    assert report.verdict == v.FAIL and "another model" in settings.detail
 
 
 def test_record_refuses_without_tolerances(world, tmp_path):
