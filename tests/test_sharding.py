@@ -28,7 +28,14 @@ from artifact.experiments.runner import (
     save_known,
 )
 from artifact.experiments.settings import RunSettings
-from artifact.experiments.sharding import Shard, ShardError, ids_fingerprint, resolve_shard, shard_from_env
+from artifact.experiments.sharding import (
+    Shard,
+    ShardError,
+    device_from_env,
+    ids_fingerprint,
+    resolve_shard,
+    shard_from_env,
+)
 from artifact.models import ModelAdapter
 from artifact.prompts import TracePrompt
 
@@ -96,6 +103,9 @@ def test_env_detection_torchrun_slurm_and_both():
     assert shard_from_env(both) == Shard(6, 8)  # torchrun inside each array task
     assert resolve_shard("1/3", both) == Shard(1, 3)  # the flag wins
     assert resolve_shard(None, both) == Shard(6, 8)
+    if not torch.cuda.is_available():
+        assert device_from_env({"LOCAL_RANK": "1"}) is None  # CPU: the default device
+    assert device_from_env({}) is None
 
 
 @pytest.mark.parametrize("env, message", [
@@ -217,6 +227,16 @@ def test_missing_results_come_from_every_shard_plan(loaded_items, tmp_path):
     assert set(missing) == {"hidden"} and sorted(missing["hidden"]) == sorted(
         f.known_id for f, _ in items if f.known_id not in mine)  # shard 1 never ran: its facts are missing
     assert agg._missing(run_dir, {}, [mine[0]]) == {}
+
+
+def test_aggregate_warns_when_shards_planned_different_fact_lists(loaded_items, tmp_path, caplog):
+    loaded, items = loaded_items
+    run_dir = open_run_dir(tmp_path, settings())
+    run_items(loaded, items, settings(), run_dir, ("hidden",), progress=False, shard=Shard(0, 2))
+    run_items(loaded, items[:3], settings(), run_dir, ("hidden",), progress=False, shard=Shard(1, 2))  # other --limit
+    with caplog.at_level("WARNING"):
+        agg._missing(run_dir, {}, None)
+    assert "planned different fact lists" in caplog.text
 
 
 def test_locks_let_shards_share_a_folder_but_not_a_shard(loaded_items, tmp_path):
