@@ -16,7 +16,7 @@ positions, arm), one npz per (fact, kind) under traces/<kind>/. Rerunning the sa
 results are skipped. Changed settings go to another folder. Then: `aggregate --results DIR`, `plot --results DIR`.
 
 scale-out (disjoint shards of the facts, same numbers as one process with the same --batch-size):
-  torchrun --nproc-per-node 4 -m artifact run --facts known_1000 --out results/   # one process per GPU
+  torchrun --standalone --nproc-per-node 4 -m artifact run --facts known_1000 --out results/   # 1 per GPU
   sbatch --array=0-7 scripts/slurm_array.sbatch                                    # one array task per shard
   python -m artifact run ... --shard 2/8                                           # shard 2 of 8 by hand
 Shards share one --out folder, or run in separate folders joined by `python -m artifact merge`."""
