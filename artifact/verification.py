@@ -756,6 +756,50 @@ def simulated_reruns(rep: np.ndarray, ref: np.ndarray, n: int | None = None, see
     return corrs, shifts
 
 
+def _group_tolerances(per_run: list[tuple[list[str], np.ndarray, np.ndarray]], group: str, runs_text: str,
+                      safety: float, alpha: float, n_resamples: int, seed: int) -> dict[str, Any]:
+    """delta, curve_correlation and peak_shift of one group from the paired (ids, replicate, reference) arrays of
+    every replicate (see calibrate_tolerances)."""
+    g = GROUPS.index(group)
+    stats_, corrs, shifts, sim_corrs, sim_shifts = [], [], [], [], []
+    for n_run, (_, rr, ee) in enumerate(per_run):
+        _, lo, hi = bonferroni_band(rr[:, g, :] - ee[:, g, :], alpha, n_resamples, seed)
+        stats_.append(band_statistic(lo, hi))
+        rc, ec = aie_curve(rr, group), aie_curve(ee, group)
+        corrs.append(pearson(rc, ec))
+        pr, pe = peak_layer(rc), peak_layer(ec)
+        shifts.append(abs(pr - pe) if pr is not None and pe is not None else math.nan)
+        c_sim, s_sim = simulated_reruns(rr[:, g, :], ee[:, g, :], seed=seed + n_run)
+        sim_corrs.append(c_sim)
+        sim_shifts.append(s_sim)
+    L = per_run[0][2].shape[2]
+    finite_stats = [x for x in stats_ if math.isfinite(x)]
+    delta = max(safety * max(finite_stats), 1e-12) if finite_stats else math.nan
+    sim_c, sim_s = np.concatenate(sim_corrs), np.concatenate(sim_shifts)
+    sim_c = sim_c[np.isfinite(sim_c)]
+    q_corr = float(np.quantile(sim_c, 0.01)) if sim_c.size else math.nan
+    candidates = [c for c in corrs if math.isfinite(c)] + ([q_corr] if sim_c.size else [])
+    r_min = min(candidates) if candidates else math.nan
+    c_bound = float(np.clip(1 - safety * (1 - r_min), -1, 1)) if candidates else math.nan
+    q_shift = int(np.quantile(sim_s, 0.99)) if sim_s.size else 0
+    m_obs = int(max((x for x in shifts if math.isfinite(x)), default=0))
+    return {
+        "delta": {"value": delta, "observed": stats_,
+                  "how_chosen": f"{safety} x the max over replicates of (max over layers of |end of the "
+                                f"{1 - alpha / L:.4f} Bonferroni percentile bootstrap CI| of the mean over facts of "
+                                f"replicate - reference); {runs_text}"},
+        "curve_correlation": {"value": c_bound, "observed": corrs, "simulated_q01": q_corr,
+                              "how_chosen": f"1 - {safety} x (1 - r_min), clipped to [-1, 1]; r_min = the smaller of "
+                                            f"the min Pearson r of the AIE curves over replicates and the 1st "
+                                            f"percentile over {SIMULATED_RERUNS} simulated reruns per replicate "
+                                            f"(simulated_reruns); {runs_text}"},
+        "peak_shift": {"value": max(m_obs, q_shift) + 1, "observed": shifts, "simulated_q99": q_shift,
+                       "how_chosen": f"1 + max(max observed |peak shift| over replicates = {m_obs}, 99th percentile "
+                                     f"over {SIMULATED_RERUNS} simulated reruns per replicate = {q_shift}); "
+                                     f"{runs_text}"},
+    }
+
+
 def calibrate_tolerances(
     result_dirs: Sequence[Path],
     reference: Path,
@@ -804,7 +848,7 @@ def calibrate_tolerances(
         if missing:
             raise VerifyError(f"replicate {d} lacks arm(s) {sorted(missing)} that the reference {reference} has")
     labels = [_run_labels(a) for a in runs]
-    which = (f"{n_runs} replicate(s) vs the reference: "
+    which = (f"runs: {n_runs} replicate(s) against the reference {Path(reference).name}: "
              + "; ".join(f"{Path(d).name} " + ", ".join(f"{arm} seed {v['seed']} batch {v['batch_size']}"
                                                     for arm, v in lab.items())
                          for d, lab in zip(result_dirs, labels)))
@@ -815,8 +859,8 @@ def calibrate_tolerances(
         bound = max(0.0, min(js) - max(0.02, safety * (1 - min(js))))
         entries[f"{arm}/known_set"] = {"jaccard": {
             "value": round(bound, 6), "observed": js,
-            "how_chosen": f"min Jaccard of the Known sets over {which} is {min(js):.4f}; bound = that minus "
-                          f"max(0.02, {safety} x (1 - it))"}}
+            "how_chosen": f"min Jaccard of the Known sets over replicates ({min(js):.4f}) minus "
+                          f"max(0.02, {safety} x (1 - it)); {which}"}}
         for kind in ref_arm.kinds():
             for metric in metrics:
                 per_run = []
@@ -825,46 +869,8 @@ def calibrate_tolerances(
                         raise VerifyError(f"replicate {r[arm].source} has no {kind} effects")
                     per_run.append(pair(r[arm], ref_arm, kind, metric))
                 for group in groups:
-                    g = GROUPS.index(group)
-                    stats_, corrs, shifts = [], [], []
-                    sim_corrs, sim_shifts = [], []
-                    for n_run, (ids, rr, ee) in enumerate(per_run):
-                        _, lo, hi = bonferroni_band(rr[:, g, :] - ee[:, g, :], alpha, n_resamples, seed)
-                        stats_.append(band_statistic(lo, hi))
-                        rc, ec = aie_curve(rr, group), aie_curve(ee, group)
-                        corrs.append(pearson(rc, ec))
-                        pr, pe = peak_layer(rc), peak_layer(ec)
-                        shifts.append(abs(pr - pe) if pr is not None and pe is not None else math.nan)
-                        c_sim, s_sim = simulated_reruns(rr[:, g, :], ee[:, g, :], seed=seed + n_run)
-                        sim_corrs.append(c_sim)
-                        sim_shifts.append(s_sim)
-                    finite_stats = [s for s in stats_ if math.isfinite(s)]
-                    delta = max(safety * max(finite_stats), 1e-12) if finite_stats else math.nan
-                    c_all = np.concatenate([np.asarray(corrs)] + sim_corrs)
-                    c_all = c_all[np.isfinite(c_all)]
-                    q_corr = float(np.quantile(np.concatenate(sim_corrs), 0.01)) if sum(map(len, sim_corrs)) else 1.0
-                    cmin = min([c for c in corrs if math.isfinite(c)] + [q_corr]) if c_all.size else math.nan
-                    cbound = float(np.clip(1 - safety * (1 - cmin), -1, 1)) if c_all.size else -1.0
-                    q_shift = int(np.quantile(np.concatenate(sim_shifts), 0.99)) if sum(map(len, sim_shifts)) else 0
-                    m_obs = int(max((s for s in shifts if math.isfinite(s)), default=0))
-                    m = max(m_obs, q_shift)
-                    k = m + 1
-                    entries[f"{arm}/{kind}/{metric}/{group}"] = {
-                        "delta": {"value": delta, "observed": stats_,
-                                  "how_chosen": f"{safety} x the max over {which} of the max over layers of |end of "
-                                                f"the {1 - alpha / ee.shape[2]:.4f} (Bonferroni) percentile bootstrap "
-                                                f"CI| of mean(replicate - reference)"},
-                        "curve_correlation": {"value": cbound, "observed": corrs, "simulated_q01": q_corr,
-                                              "how_chosen": f"1 - {safety} x (1 - r_min), clipped to [-1, 1]; "
-                                                            f"r_min = min of the Pearson r of the AIE curves over "
-                                                            f"{which} and the 1st percentile of r over "
-                                                            f"{SIMULATED_RERUNS} simulated reruns per replicate "
-                                                            f"(see simulated_reruns)"},
-                        "peak_shift": {"value": k, "observed": shifts, "simulated_q99": q_shift,
-                                       "how_chosen": f"1 + max(max observed |peak shift| over {which} = {m_obs}, "
-                                                     f"99th percentile of |peak shift| over {SIMULATED_RERUNS} "
-                                                     f"simulated reruns per replicate = {q_shift})"},
-                    }
+                    entries[f"{arm}/{kind}/{metric}/{group}"] = _group_tolerances(per_run, group, which, safety,
+                                                                                  alpha, n_resamples, seed)
                 same = [fact_map_correlations(rr, ee) for _, rr, ee in per_run]
                 null = []
                 for n_run, (_, rr, ee) in enumerate(per_run):
@@ -872,9 +878,9 @@ def calibrate_tolerances(
                     for perm in _derangements(rr.shape[0], NULL_PERMUTATIONS, seed + n_run):
                         null.append(fact_correlations(cr[perm], ce))
                 r0, q, s, nq, gap = _fact_threshold(same, null)
-                how = (f"from {which}: r0 maximises (min over replicates of the fraction of facts with r >= r0 = "
+                how = (f"r0 maximises (min over replicates of the fraction of facts with r >= r0 = "
                        f"{s:.3f}) - (95th percentile over {len(null)} derangements of facts of that fraction = "
-                       f"{nq:.3f}); q halfway between")
+                       f"{nq:.3f}); q halfway between; {which}")
                 entries[f"{arm}/{kind}/{metric}"] = {
                     "fact_correlation": {"value": r0, "observed_median": [float(np.nanmedian(x)) for x in same],
                                          "how_chosen": how},
@@ -891,7 +897,7 @@ def calibrate_tolerances(
                 other = claims_fn(Path(d))
                 unstable |= {c for c in ref_claims if other.get(c) != ref_claims[c]}
             claims = {"unstable": sorted(unstable),
-                      "how_chosen": f"claims whose verdict differs between the reference and any of {which}"}
+                      "how_chosen": f"claims whose verdict differs between the reference and a replicate; {which}"}
         except VerifyError as error:
             claims["how_chosen"] = f"not calibrated: {error}"
     doc = {
