@@ -420,11 +420,12 @@ def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, 
     only_e = sorted(set(expected.fact_ids[kind]) - set(ids))
     pairing = f"{len(ids)} paired facts" + (f"; {len(only_r)} only regenerated" if only_r else "") + \
               (f"; {len(only_e)} only expected" if only_e else "")
+    out.append(check_traced(regen, expected, kind, tolerances, base))
     bad = bad_cells(r) if ids else bad_cells(regen.effects[name])
     if bad:
         f, g, layer = bad[0]
         fact = ids[f] if ids else regen.fact_ids[kind][f]
-        return [Check("nan", FAIL, **base, observed=len(bad), expected=0,
+        return out + [Check("nan", FAIL, **base, observed=len(bad), expected=0,
                       detail=f"NaN in regenerated {name} of {regen.source}: {len(bad)} cell(s), first at fact "
                              f"{fact}, group {GROUPS[g]}, layer {layer}")]
     out.append(Check("nan", PASS, **base, observed=0, expected=0, detail=f"no NaN where values belong; {pairing}"))
@@ -477,18 +478,34 @@ def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, 
     return out
 
 
+def known_bound(tolerances: dict[str, Any] | None, arm: str) -> float | None:
+    """The calibrated Jaccard bound of an arm's Known set, or None when not calibrated."""
+    try:
+        value = (tolerances or {})["entries"][f"{arm}/known_set"]["jaccard"]["value"]
+    except (KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def check_traced(regen: ArmData, expected: ArmData, kind: str, tolerances: dict[str, Any] | None,
+                 labels: dict[str, Any]) -> Check:
+    """The traced facts of a kind agree as the Known sets must (an incomplete or truncated run fails here)."""
+    r, e = set(regen.fact_ids[kind]), set(expected.fact_ids[kind])
+    j = jaccard(r, e)
+    bound = known_bound(tolerances, regen.arm)
+    bound = 1.0 if bound is None else bound
+    return Check("traced_set", PASS if j >= bound else FAIL, **labels, observed=j, expected=1.0, tolerance=bound,
+                 detail=f"Jaccard of the traced facts: {len(r)} regenerated, {len(e)} expected, {len(r & e)} both; "
+                        f"missing {sorted(e - r)[:10]}, extra {sorted(r - e)[:10]} (bound: the Known-set one)")
+
+
 def check_known(regen: ArmData, expected: ArmData, tolerances: dict[str, Any] | None) -> Check:
     """The Known sets agree within the Jaccard bound; every difference is listed (not a crash)."""
     if regen.known is None or expected.known is None:
         return Check("known_set", SKIP, arm=regen.arm, detail="Known set not recorded on one side")
     j = jaccard(regen.known, expected.known)
     extra, lost = sorted(set(regen.known) - set(expected.known)), sorted(set(expected.known) - set(regen.known))
-    bound = None
-    if tolerances is not None:
-        try:
-            bound = tolerances["entries"][f"{regen.arm}/known_set"]["jaccard"]["value"]
-        except KeyError:
-            bound = None
+    bound = known_bound(tolerances, regen.arm)
     detail = (f"{len(regen.known)} regenerated vs {len(expected.known)} expected known facts; "
               f"{len(extra)} only regenerated {extra[:10]}, {len(lost)} only expected {lost[:10]}")
     if bound is None:

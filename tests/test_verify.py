@@ -274,6 +274,19 @@ def test_known_set_mismatch_is_reported(world):
     assert known.verdict == v.FAIL and "only expected" in known.detail
 
 
+def test_incomplete_run_fails(world):
+    """A run with a third of its traces missing: the traced-set check fails, the rest still compares."""
+    results = corrupted(world, "incomplete")
+    path = next((results / "runs").glob("t2t-*")) / "aggregate" / "group_effects.npz"
+    with np.load(path) as data:
+        arrays = {k: (data[k][:20] if data[k].ndim and data[k].shape[0] == 30 else data[k]) for k in data.files}
+    np.savez(path, **arrays)
+    report = v.verify(results, world["profile"])
+    traced = [c for c in report.checks if c.check == "traced_set" and c.arm == "t2t"]
+    assert report.verdict == v.FAIL and traced and all(c.verdict == v.FAIL for c in traced)
+    assert "missing" in traced[0].detail and "20 paired facts" in " ".join(c.detail for c in report.checks)
+
+
 def test_other_model_settings_fail(world):
     results = corrupted(world, "model")
     path = next((results / "runs").glob("t2t-*")) / "settings.json"
