@@ -285,7 +285,8 @@ def bonferroni_band(diff: np.ndarray, alpha: float = ALPHA, n_resamples: int = N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = stats.bootstrap((sample,), np.mean, axis=0, vectorized=True, n_resamples=n_resamples,
-                                  confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+                                  confidence_level=level, method="percentile", rng=np.random.default_rng(seed),
+                                  batch=max(1, int(2e7 // max(1, sample.size))))  # ~160 MB per batch
         low[cols] = np.atleast_1d(res.confidence_interval.low)
         high[cols] = np.atleast_1d(res.confidence_interval.high)
     return mean, low, high
