@@ -166,6 +166,15 @@ def test_calibration_records_how_and_has_power(world):
     assert "t2t/group_effects.npz" in manifest["files"]
 
 
+def test_calibration_says_when_the_profile_is_too_small(tmp_path):
+    """Seed noise 8x larger: a 0.5 scaling hides in it, and the calibration says to grow the profile."""
+    ref = make_results(tmp_path / "ref", seed=1, batch_size=128, noise=2.0)
+    reps = [make_results(tmp_path / f"rep{s}", seed=s, batch_size=64, noise=2.0) for s in (2, 3)]
+    tol = v.calibrate_tolerances(reps, ref, n_resamples=1000)
+    assert not tol["power"]["scale_0.5"]["detected"]
+    assert tol["verdict"] == "profile too small: grow it (scale_0.5 not detected)"
+
+
 def test_fresh_replicate_passes_cli(world):
     """Another noise seed and batch size: exit 0, report files with every check."""
     proc = run_cli("--results", str(world["fresh"]), "--expected", str(world["profile"]))
