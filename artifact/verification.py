@@ -1044,6 +1044,11 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                           "folders (other noise seeds / batch sizes), or --tolerances FILE, or --claims-only")
     notes: list[str] = []
     arms_info: dict[str, Any] = {}
+    if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
+        for arm in ARMS:
+            shutil.rmtree(profile / arm, ignore_errors=True)
+        for name in (CLAIMS_FILE, TOLERANCES_FILE, MANIFEST_FILE):
+            (profile / name).unlink(missing_ok=True)
     profile.mkdir(parents=True, exist_ok=True)
     if not claims_only:
         arms = _load_run_arms(results)

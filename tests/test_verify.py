@@ -347,6 +347,8 @@ def test_claims_only_profile_says_what_was_possible(world, tmp_path):
     proc = run_cli("--record", str(tmp_path / "spiritlm"), "--results", str(world["ref"]), "--claims-only")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "spiritlm").iterdir()) == ["claims.json", "manifest.json"]
+    assert run_cli("--record", str(tmp_path / "spiritlm"), "--results", str(world["ref"]),
+                   "--claims-only").returncode == 2  # exists: --force needed
     proc = run_cli("--results", str(world["fresh"]), "--expected", str(tmp_path / "spiritlm"),
                    "--report", str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stdout
@@ -378,6 +380,10 @@ def test_record_with_calibration_cli(world, tmp_path):
     assert "calibration verdict" in proc.stdout
     tol = json.loads((tmp_path / "p" / "tolerances.json").read_text())
     assert len(tol["runs"]) == 2 and tol["bootstrap"]["n_resamples"] == 1000
+    # --force replaces the profile: claims-only now, no stale curves left behind
+    v.record_profile(world["ref"], tmp_path / "p", None, claims_only=True, force=True)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["claims.json", "manifest.json"]
+    v.record_profile(world["ref"], tmp_path / "p", tol, force=True)
     proc = run_cli("--results", str(world["fresh"]), "--expected", str(tmp_path / "p"), "--report", str(tmp_path))
     assert proc.returncode == 0, proc.stdout
 
