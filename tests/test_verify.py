@@ -3,8 +3,9 @@
 A generative model stands in for real runs: per arm and kind a true AIE curve over layers per token group (T->T
 strong and peaked, S->T weaker and broader), per-fact amplitudes and fact-specific shapes (so facts are
 distinguishable), and per-run noise drawn from the run's noise seed (its size too varies by +/-20% with the
-seed; the batch size is only a label, as real batch sizes change results in the last bits only). Tolerances are calibrated from three seed
-replicates; a fresh replicate (another seed, another batch size) must PASS, and each corruption must FAIL.
+seed; the batch size is only a label, as real batch sizes change results in the last bits only). Tolerances are
+calibrated from three seed replicates; a fresh replicate (another seed, another batch size) must PASS, and each
+corruption must FAIL.
 """
 
 from __future__ import annotations
