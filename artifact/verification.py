@@ -627,11 +627,11 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
     checks: list[Check] = []
     possible: list[str] = []
     skipped: dict[str, str] = {}
+    if not results.is_dir():
+        checks.append(Check("files", FAIL, detail=f"missing results folder: {results} (run ./run_all.sh first)"))
     if not expected.is_dir():
         checks.append(Check("files", FAIL, detail=f"missing expected profile folder: {expected}"))
-        return _finish(Report(str(results), str(expected), checks, possible, skipped))
-    if not results.is_dir():
-        checks.append(Check("files", FAIL, detail=f"missing results folder: {results}"))
+    if checks:
         return _finish(Report(str(results), str(expected), checks, possible, skipped))
     arms = expected_arms(expected)
     if arms:
