@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoints", help="SpiritLM checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)")
     parser.add_argument("--out", type=Path, help="results folder (default results/<model>-<profile>)")
     parser.add_argument("--expected", type=Path, help="expected profile (default expected/<model>-<profile>)")
+    parser.add_argument("--seed", type=int, help="noise seed (default: the profile's, 1); for replicate runs")
+    parser.add_argument("--batch-size", type=int, help="rows per forward pass (default: the profile's, 128)")
     parser.add_argument("--no-verify", action="store_true", help="stop before verify.py")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -41,4 +43,5 @@ def run(args: argparse.Namespace) -> int:
     from artifact.experiments.pipeline import run_pipeline
 
     return run_pipeline(args.profile, args.model, args.checkpoints, args.out, args.expected,
-                        progress=not args.no_progress, verify=not args.no_verify)
+                        progress=not args.no_progress, verify=not args.no_verify, seed=args.seed,
+                        batch_size=args.batch_size)

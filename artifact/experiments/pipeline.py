@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -147,12 +147,18 @@ def run_pipeline(
     expected: Path | None = None,
     progress: bool = True,
     verify: bool = True,
+    seed: int | None = None,
+    batch_size: int | None = None,
 ) -> int:
     """Run every step of `profile` into `<out>` (default results/<model>-<profile>); returns verify.py's exit code
-    (0 PASS, 1 FAIL) or 0 when `verify` is off."""
+    (0 PASS, 1 FAIL) or 0 when `verify` is off. `seed` and `batch_size` override the profile's (replicate runs for
+    calibrating verify.py's tolerances)."""
     if profile not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")
     prof = PROFILES[profile]
+    overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size}.items() if v is not None}
+    if overrides:
+        prof = replace(prof, **overrides)
     choice = select_model(model, checkpoints)
     label = f"{choice.name}-{prof.name}"
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
