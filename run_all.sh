@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Main job. Today: bootstraps the pinned environment and traces the Eiffel Tower prompt on the embedded model for
-# each kind (hidden, mlp, attn), writing npz + heatmaps to outputs/trace/.
-# The paper's pipeline (facts -> speech -> known filters -> T->T and S->T traces -> aggregates -> figures -> verdict)
-# is not implemented yet, so this script gives NO verdict.
+# The reproduction, end to end: facts -> speech front end -> known filters -> T->T and S->T traces (hidden, mlp,
+# attn) -> aggregates -> comparison -> figures -> run manifest -> verify.py (PASS/FAIL).
+#
+#   ./run_all.sh                          embedded models, smoke profile (offline, CPU, minutes), ends with PASS/FAIL
+#   ./run_all.sh --profile full           the paper's scale on the embedded models (hours on a CPU)
+#   ./run_all.sh --model spiritlm --checkpoints DIR --profile full     SpiritLM base 7B (GPU; see REPRODUCE.md)
+#
+# Without --model, SpiritLM is used when $SPIRITLM_CHECKPOINTS_DIR (or --checkpoints) holds its layout. A rerun skips
+# finished steps and resumes traces fact by fact. Exit code: 0 PASS, 1 FAIL, 2 error. All options: --help.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-"$root/scripts/bootstrap.sh"
+if [[ "${ARTIFACT_SKIP_BOOTSTRAP:-0}" != 1 ]]; then
+  "$root/scripts/bootstrap.sh"
+fi
 cd "$root"
-.venv/bin/python -m artifact trace --model embedded \
-  --prompt "The Eiffel Tower is located in the city of" --subject "Eiffel Tower" \
-  --kind hidden --kind mlp --kind attn --out outputs/trace "$@"
-echo "run_all.sh: single-prompt demo done (outputs/trace/). The full paper pipeline and its verdict are not built yet."
+python="${ARTIFACT_PYTHON:-$root/.venv/bin/python}"
+exec "$python" -m artifact pipeline "$@"

@@ -35,7 +35,8 @@ def positive_int(text: str) -> int:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The trace settings shared by every arm (they key the results folder)."""
-    parser.add_argument("--model", default="embedded", help="'embedded' (default), 'spiritlm' or a model folder")
+    parser.add_argument("--model", help="'embedded' (T->T default), 'embedded-speech' (S->T default), 'spiritlm' or "
+                        "a model folder")
     parser.add_argument("--facts", default="own",
                         help="'own' (the project's set, default), 'known_1000' (ROME's, cached) or a JSON path")
     parser.add_argument("--limit", type=positive_int, help="trace only the first N known facts (file order)")
@@ -47,7 +48,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=positive_int, default=10, help="mlp/attn restoration window (default 10)")
     parser.add_argument("--noise", default="3sigma",
                         help="noise scale: a number, or '3sigma' (default) = 3 x std of the subject embeddings of "
-                             "every record of the fact file")
+                             "every record of the fact file (S->T: of the spoken prompts' subject speech tokens); "
+                             "S->T also takes 'text' = the T->T level")
     parser.add_argument("--seed", type=int, default=1, help="noise seed (default 1, as ROME)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="rows per forward pass (default 128)")
     parser.add_argument("--positions", default="all",
@@ -82,6 +84,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--arm", default="t2t", choices=["t2t", "s2t"],
                         help="t2t: text prompt, text answer (default); s2t: spoken prompt (speech pipeline)")
     add_run_options(parser)
+    speech = parser.add_argument_group("S->T arm (--arm s2t)")
+    speech.add_argument("--candidates", type=positive_int,
+                        help="speak only the first N facts of the file (default: all); recorded in the settings")
+    speech.add_argument("--tts", default="espeak-ng", help="espeak-ng (offline, default) or melotts (the paper's)")
+    speech.add_argument("--recognizer", default="none",
+                        help="none (default), pocketsphinx or whisper-small (the paper's WER check)")
+    speech.add_argument("--aligner", default="pocketsphinx", help="pocketsphinx (offline, default) or mms-fa")
+    speech.add_argument("--unit-tokenizer", default="kmeans-logmel",
+                        help="kmeans-logmel (offline stand-in, default) or spiritlm (HuBERT 25 Hz, 500 units)")
+    speech.add_argument("--max-wer", type=float, help="drop spoken prompts above this WER (needs a recognizer)")
     parser.set_defaults(func=run)
 
 
@@ -100,15 +112,22 @@ def run(args: argparse.Namespace) -> int:
     shard, device = resolve_shard(args.shard), device_from_env()  # --shard, else torchrun / SLURM array, else all
     if shard is not None:
         log.info("shard %s of the facts%s", shard, f" on {device}" if device else "")
-    if args.arm != "t2t":
-        raise ValueError("--arm s2t needs the speech arm's prompts, which this command does not build yet; "
-                         "use --arm t2t.")
-    from artifact.experiments.t2t import run_t2t
+    options = dict(facts=args.facts, out=args.out, limit=args.limit, kinds=jobs, samples=args.samples,
+                   window=args.window, noise=args.noise, seed=args.seed, batch_size=args.batch_size,
+                   positions=args.positions, progress=not args.no_progress, shard=shard, device=device)
+    if args.arm == "s2t":
+        from artifact.experiments.s2t import run_s2t
+        from artifact.speech.pipeline import FrontEndConfig
 
-    summary = run_t2t(model=args.model, facts=args.facts, out=args.out, limit=args.limit, kinds=jobs,
-                      samples=args.samples, window=args.window, noise=args.noise, seed=args.seed,
-                      batch_size=args.batch_size, positions=args.positions, progress=not args.no_progress,
-                      shard=shard, device=device)
+        front_end = FrontEndConfig(tts=args.tts, recognizer=args.recognizer, aligner=args.aligner,
+                                   unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer,
+                                   validate_alignment=False)
+        summary = run_s2t(model=args.model or "embedded-speech", front_end=front_end, candidates=args.candidates,
+                          **options)
+    else:
+        from artifact.experiments.t2t import run_t2t
+
+        summary = run_t2t(model=args.model or "embedded", **options)
     where = "" if summary.shard is None else f" (shard {summary.shard})"
     print(f"{len(summary.computed)} results computed, {len(summary.skipped)} already present{where}, "
           f"{summary.seconds:.0f} s -> {summary.run_dir}")

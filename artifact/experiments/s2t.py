@@ -128,6 +128,7 @@ def run_s2t(
     ids: Sequence[Any] | None = None,
     known_only: bool = False,
     progress: bool = True,
+    device: str | None = None,
     **run_options: Any,
 ) -> RunSummary:
     """The S->T experiment: speak every fact (or the first `candidates` of the file), keep those the model answers
@@ -149,7 +150,7 @@ def run_s2t(
     if candidates is not None and candidates < 1:
         raise ValueError(f"--candidates must be >= 1; got {candidates}")
     records = load_facts(str(facts) if isinstance(facts, Path) else facts)
-    loaded = load_model(model) if isinstance(model, str) else model
+    loaded = load_model(model, device=device) if isinstance(model, str) else model
     if not loaded.is_spiritlm:
         raise ValueError(f"Model {loaded.name!r} has no speech tokens; the S->T arm needs 'embedded-speech', "
                          "'spiritlm' or a SpiritLM checkpoint folder.")

@@ -70,13 +70,16 @@ def run_t2t(
     progress: bool = True,
     shard: Shard | None = None,
     device: str | None = None,
+    ids: Sequence[Any] | None = None,
+    known_only: bool = False,
 ) -> RunSummary:
     """The T->T experiment: trace the first `limit` known facts of a fact file for every kind (and 'severed').
 
     `model` is a spec for `load_model` (on `device`, default: CUDA if present) or an already loaded model. Noise is
     calibrated on every record of the fact file. Results go to `<out>/t2t-<model>-<key>/` (see runner.py); a rerun
     resumes. With `shard`, only that shard of the traceable facts is traced (see sharding.py); every shard computes
-    the same fact list first, so `--limit` means the same facts with and without sharding.
+    the same fact list first, so `--limit` means the same facts with and without sharding. `ids` keeps only these
+    known ids (e.g. the facts known in both arms); `known_only` stops once the Known-t2t filter is stored.
     """
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE, check_known
@@ -102,6 +105,10 @@ def run_t2t(
         known_ids = [c.known_id for c in checks if c.known]
     known = set(map(str, known_ids))
     log.info("%s knows %d of %d facts (T->T)", loaded.name, len(known), len(records))
+    if known_only:
+        return RunSummary(run_dir)
+    if ids is not None:
+        known &= set(map(str, ids))
     selected = [fact for fact in records if str(fact.known_id) in known]
     items, skipped = text_items(loaded, selected)
     for known_id, reason in skipped:
