@@ -1030,6 +1030,24 @@ def _run_settings(results: Path, hints: dict[str, Any] | None = None) -> dict[st
     return out
 
 
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def _portable(value: Any) -> Any:
+    """`value` with this machine's paths made portable (repo root -> '.', home -> '~'): a recorded profile is
+    committed to the repository and must not carry the recording machine's paths."""
+    if isinstance(value, str):
+        value = value.replace(_REPO_ROOT, ".")
+        home = str(Path.home())
+        return value.replace(home, "~") if home not in ("/", "") else value
+    if isinstance(value, dict):
+        return {_portable(k): _portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v) for v in value]
+    return value
+
+
 def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | None,
                    claims_fn: ClaimsFn = claims_from_comparison, claims_only: bool = False,
                    force: bool = False) -> list[str]:
@@ -1056,7 +1074,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             folder = profile / arm
             folder.mkdir(exist_ok=True)
             shutil.copyfile(data.source / "aggregate" / EFFECTS_FILE, folder / EFFECTS_FILE)
-            (folder / SETTINGS_FILE).write_text(json.dumps(data.settings, indent=2) + "\n")
+            (folder / SETTINGS_FILE).write_text(json.dumps(_portable(data.settings), indent=2) + "\n")
             known_doc = json.loads((data.source / "known.json").read_text())
             (folder / KNOWN_IDS_FILE).write_text(json.dumps(
                 {"run": data.source.name, "rule": known_doc.get("rule", ""), "n_facts": known_doc.get("n_facts"),
@@ -1064,11 +1082,11 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             arms_info[arm] = {"run": data.source.name, "layers": data.num_layers(),
                               "facts": {k: len(v) for k, v in data.fact_ids.items()}}
             notes.append(f"recorded {arm} curves from {data.source}")
-        (profile / TOLERANCES_FILE).write_text(json.dumps(_jsonable(tolerances), indent=2) + "\n")
+        (profile / TOLERANCES_FILE).write_text(json.dumps(_portable(_jsonable(tolerances)), indent=2) + "\n")
         notes.append(f"tolerances: {tolerances.get('verdict', 'given')}")
     try:
-        (profile / CLAIMS_FILE).write_text(json.dumps(_jsonable(_claims_document(results, claims_fn)), indent=2)
-                                           + "\n")
+        claims_document = _portable(_jsonable(_claims_document(results, claims_fn)))
+        (profile / CLAIMS_FILE).write_text(json.dumps(claims_document, indent=2) + "\n")
         notes.append("recorded claims")
     except VerifyError as error:
         notes.append(f"no claims recorded: {error}")
@@ -1082,7 +1100,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "contents": "claims only" if claims_only else "curves, Known sets, claims, tolerances",
                 "arms": arms_info, "settings": settings, "files": files, "run_manifest": run_manifest}
-    (profile / MANIFEST_FILE).write_text(json.dumps(_jsonable(manifest), indent=2) + "\n")
+    (profile / MANIFEST_FILE).write_text(json.dumps(_portable(_jsonable(manifest)), indent=2) + "\n")
     return notes
 
 

@@ -430,3 +430,11 @@ def test_statistics_units():
     assert (high - low)[0] > (high95 - low95)[0]  # Bonferroni widens
     const = np.zeros((5, 3))
     assert v.band_statistic(*v.bonferroni_band(const)[1:]) == 0.0
+
+
+def test_recorded_profile_carries_no_machine_paths(world, tmp_path, monkeypatch):
+    """A profile is committed: paths under the repository or the home folder are written portably."""
+    monkeypatch.setattr(v, "_REPO_ROOT", str(world["base"]))  # the synthetic runs live here, as results/ would
+    v.record_profile(world["ref"], tmp_path / "p", world["tolerances"], force=True)
+    text = "".join(p.read_text() for p in (tmp_path / "p").rglob("*.json"))
+    assert str(world["base"]) not in text and "./ref" in text
