@@ -139,8 +139,11 @@ def _banner(text: str) -> None:
     print(f"\n=== {text} " + "=" * max(3, 100 - len(text)), flush=True)
 
 
+DEFAULT_PROFILE = {"embedded": "smoke", "spiritlm": "full"}  # SpiritLM: the claims are only checkable at full scale
+
+
 def run_pipeline(
-    profile: str = "smoke",
+    profile: str | None = None,
     model: str | None = None,
     checkpoints: str | None = None,
     out: Path | None = None,
@@ -150,16 +153,17 @@ def run_pipeline(
     seed: int | None = None,
     batch_size: int | None = None,
 ) -> int:
-    """Run every step of `profile` into `<out>` (default results/<model>-<profile>); returns verify.py's exit code
+    """Run every step of `profile` (default: smoke for the embedded models, full for SpiritLM) into `<out>` (default results/<model>-<profile>); returns verify.py's exit code
     (0 PASS, 1 FAIL) or 0 when `verify` is off. `seed` and `batch_size` override the profile's (replicate runs for
     calibrating verify.py's tolerances)."""
+    choice = select_model(model, checkpoints)
+    profile = profile or DEFAULT_PROFILE[choice.name]
     if profile not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")
     prof = PROFILES[profile]
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size}.items() if v is not None}
     if overrides:
         prof = replace(prof, **overrides)
-    choice = select_model(model, checkpoints)
     label = f"{choice.name}-{prof.name}"
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
