@@ -19,14 +19,18 @@ EXAMPLE = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "known",
-        help="which facts a model knows from text (Known-t2t filter)",
+        help="which facts a model knows from text or speech (Known-t2t / Known-s2t filter)",
         description="Known-t2t check: a fact is known when the model's greedy next token after its T->T prompt "
                     "equals the first token of the attribute as it continues the prompt. Prints the count and "
-                    "writes the per-fact checks with the rule.",
+                    "writes the per-fact checks with the rule. With --modality speech (Known-s2t), the prompt is the "
+                    "spoken fact's [Speech][Hu..]...[Text] from the offline speech front end.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default="embedded", help="'embedded', 'spiritlm' or a model folder")
+    parser.add_argument("--model", help="'embedded' (text default), 'embedded-speech' (speech default), 'spiritlm' "
+                        "or a model folder")
+    parser.add_argument("--modality", choices=["text", "speech"], default="text",
+                        help="text: Known-t2t (default); speech: Known-s2t from spoken prompts")
     parser.add_argument("--facts", default="own",
                         help="'known_1000' (ROME's file, cached after one download), 'own' (the project's set; "
                              "default) or the path of a JSON file in the known_1000 schema")
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import transformers
 
     from artifact.facts import facts_fingerprint, load_facts
-    from artifact.known import KNOWN_RULE, check_known
+    from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts
     from artifact.models import load_model
 
     if args.limit is not None and args.limit < 1:
@@ -64,13 +68,27 @@ def run(args: argparse.Namespace) -> int:
     total = len(facts)
     if args.limit is not None:
         facts = facts[: args.limit]
-    loaded = load_model(args.model)
+    speech = args.modality == "speech"
+    loaded = load_model(args.model or ("embedded-speech" if speech else "embedded"))
     start = time.perf_counter()
-    checks = check_known(loaded, facts, batch_size=args.batch_size)
+    unspoken: dict = {}
+    if speech:
+        from artifact.experiments.s2t import default_front_end, spoken_items
+        from artifact.speech.pipeline import SpeechFrontEnd
+
+        if not loaded.is_spiritlm:
+            raise ValueError(f"Model {loaded.name!r} has no speech tokens; --modality speech needs "
+                             "'embedded-speech', 'spiritlm' or a SpiritLM folder.")
+        items, unspoken, _ = spoken_items(loaded, facts, SpeechFrontEnd(default_front_end()))
+        checks = check_known_prompts(loaded, [f for f, _ in items], [p for _, p in items],
+                                     batch_size=args.batch_size)
+    else:
+        checks = check_known(loaded, facts, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
     known = [check.known_id for check in checks if check.known]
     result = {
-        "rule": KNOWN_RULE,
+        "rule": KNOWN_RULE_S2T if speech else KNOWN_RULE,
+        "modality": args.modality,
         "model": loaded.name,
         "model_source": loaded.source,
         "spiritlm_prompt": loaded.is_spiritlm,
@@ -79,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         "facts_in_file": total,
         "limit": args.limit,
         "checked": len(checks),
+        "not_spoken": {str(k): v for k, v in unspoken.items()},
         "known": len(known),
         "known_ids": known,
         "transformers": transformers.__version__,
