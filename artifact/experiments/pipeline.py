@@ -49,10 +49,10 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", facts="own", samples=5, t2t_positions="all", s2t_positions="representatives:1", limit=12,
+        name="smoke", facts="own", samples=10, t2t_positions="all", s2t_positions="representatives:1", limit=12,
         candidates=120, paired_only=True,
         description="our own fact set: the first 120 facts spoken, the first 12 known in both arms traced, all "
-                    "kinds, 5 noise samples, speech traced at one representative per middle/further group",
+                    "kinds, 10 noise samples, speech traced at one representative per middle/further group",
     ),
     "full": Profile(
         name="full", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", limit=None,
