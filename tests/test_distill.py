@@ -53,6 +53,22 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert torch.equal(resumed.get_input_embeddings().weight, whole.get_input_embeddings().weight)
 
 
+def test_stopping_early_equals_the_same_epoch_of_a_longer_run(tmp_path):
+    """No schedule: a 2-epoch run is epoch 2 of a 3-epoch run, and raising --epochs resumes it to the same end."""
+    config = DistillConfig(epochs=3, batch_size=2, learning_rate=0.05)
+    whole = tiny_llama()
+    state_whole = distill(whole, FIRST_NEW, _examples(), {}, config, 0, tmp_path / "whole")
+    short = tiny_llama()
+    state_short = distill(short, FIRST_NEW, _examples(), {}, replace(config, epochs=2), 0, tmp_path / "short")
+    assert state_short.history == state_whole.history[:2]
+    extended = tiny_llama()
+    state = distill(extended, FIRST_NEW, _examples(), {}, config, 0, tmp_path / "short")
+    assert state.history == state_whole.history
+    assert torch.equal(extended.get_input_embeddings().weight, whole.get_input_embeddings().weight)
+    with pytest.raises(ValueError, match="already at epoch 3"):
+        distill(tiny_llama(), FIRST_NEW, _examples(), {}, replace(config, epochs=2), 0, tmp_path / "short")
+
+
 def test_resume_with_other_settings_is_an_error(tmp_path):
     distill(tiny_llama(), FIRST_NEW, _examples(), {}, DistillConfig(epochs=1, batch_size=2), 0, tmp_path)
     with pytest.raises(ValueError, match="other settings"):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 EXAMPLE = """example (the command that produced the shipped model; see its manifest.json):
-  python -m artifact train-speech-lm --facts known_1000=known_1000 --facts own=own --epochs 12"""
+  python -m artifact train-speech-lm --facts known_1000=known_1000 --facts own=own --epochs 9"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         sources[name] = source
     config = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            seed=args.seed)
-    work = args.work_dir or cache_root() / "train-speech-lm" / f"seed{config.seed}-e{config.epochs}-" \
-        f"b{config.batch_size}-lr{config.learning_rate}"
+    # No epoch count in the folder name: raising --epochs resumes and extends a finished run.
+    work = args.work_dir or cache_root() / "train-speech-lm" / f"seed{config.seed}-b{config.batch_size}-" \
+        f"lr{config.learning_rate}"
     manifest = train_embedded_speech(sources, args.out or SHIPPED_DIR, work, config,
                                      max_facts=args.max_facts, marked_text=args.marked_text, argv=["python", "-m", "artifact", *sys.argv[1:]])
     print(f"train facts {len(manifest['train_facts'])}, held out {len(manifest['held_out_facts'])}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class DistillConfig:
     """Settings of the distillation; stored in the shipped manifest."""
 
-    epochs: int = 12
+    epochs: int = 9
     batch_size: int = 16
     learning_rate: float = 5e-3
     seed: int = 0

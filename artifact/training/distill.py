@@ -90,8 +90,14 @@ def distill(
     checkpoint = checkpoint_dir / "checkpoint.pt"
     if checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=False)
-        if saved["config"] != asdict(config):
+        # The epoch count may differ: an epoch's update depends only on the seed, the epoch index and the rows so far
+        # (no schedule), so a run stopped at epoch k equals epoch k of a longer run, and raising --epochs extends it.
+        others = {k: v for k, v in saved["config"].items() if k != "epochs"}
+        if others != {k: v for k, v in asdict(config).items() if k != "epochs"}:
             raise ValueError(f"{checkpoint} was written with other settings {saved['config']}; use another folder.")
+        if saved["epoch"] > config.epochs:
+            raise ValueError(f"{checkpoint} is already at epoch {saved['epoch']}, past the {config.epochs} asked; use "
+                             "another folder, or ask for at least that many epochs.")
         with torch.no_grad():
             weight[first_new:] = saved["rows"]
         optimizer.load_state_dict(saved["optimizer"])
