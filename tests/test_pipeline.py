@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from artifact.commands.checkpoints import missing_checkpoint_files
-from artifact.experiments.pipeline import PROFILES, ModelSelectionError, StepLog, select_model
+from artifact.experiments.pipeline import PROFILES, ModelSelectionError, StepLog, check_results_folder, select_model
 
 
 def _layout(root: Path, skip: int | None = None) -> None:
@@ -66,3 +66,15 @@ def test_profiles_are_the_documented_scales():
     assert smoke.facts == "own" and smoke.limit >= 5 and smoke.paired_only
     assert (full.facts, full.samples, full.t2t_positions, full.s2t_positions, full.limit) == (
         "known_1000", 10, "all", "all", None)
+
+
+def test_a_results_folder_refuses_other_settings(tmp_path):
+    """Finished steps are skipped on a rerun, so a folder must never be reused for other settings."""
+    from dataclasses import asdict, replace
+
+    smoke = asdict(PROFILES["smoke"])
+    check_results_folder(tmp_path, {"profile": smoke, "model": "embedded"})
+    check_results_folder(tmp_path, {"profile": smoke, "model": "embedded"})  # the same run resumes
+    other = asdict(replace(PROFILES["smoke"], seed=2))
+    with pytest.raises(ValueError, match="profile differ.*another --out"):
+        check_results_folder(tmp_path, {"profile": other, "model": "embedded"})

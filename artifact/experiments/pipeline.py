@@ -135,6 +135,23 @@ class StepLog:
         write_json_atomic(self.path, self.steps)
 
 
+PIPELINE_FILE = "pipeline.json"
+
+
+def check_results_folder(out: Path, identity: dict[str, Any]) -> None:
+    """Record what a results folder holds (profile, model, front end) or check a rerun asks for the same: finished
+    steps are skipped on a rerun, so results of other settings must never be taken for these."""
+    path = out / PIPELINE_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != json.loads(json.dumps(identity)):
+            changed = sorted(k for k in identity if stored.get(k) != json.loads(json.dumps(identity[k])))
+            raise ValueError(f"{out} holds a pipeline run with other settings ({', '.join(changed)} differ); "
+                             "pass another --out (or remove the folder to start over).")
+    else:
+        write_json_atomic(path, identity)
+
+
 def _banner(text: str) -> None:
     print(f"\n=== {text} " + "=" * max(3, 100 - len(text)), flush=True)
 
@@ -153,9 +170,9 @@ def run_pipeline(
     seed: int | None = None,
     batch_size: int | None = None,
 ) -> int:
-    """Run every step of `profile` (default: smoke for the embedded models, full for SpiritLM) into `<out>` (default results/<model>-<profile>); returns verify.py's exit code
-    (0 PASS, 1 FAIL) or 0 when `verify` is off. `seed` and `batch_size` override the profile's (replicate runs for
-    calibrating verify.py's tolerances)."""
+    """Run every step of `profile` (default: smoke for the embedded models, full for SpiritLM) into `<out>` (default
+    results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL) or 0 when `verify` is off. `seed` and
+    `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances)."""
     choice = select_model(model, checkpoints)
     profile = profile or DEFAULT_PROFILE[choice.name]
     if profile not in PROFILES:
@@ -168,11 +185,11 @@ def run_pipeline(
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
     out.mkdir(parents=True, exist_ok=True)
+    check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
     started = time.time()
     print(choice.banner, flush=True)
     print(f"profile: {prof.name} ({prof.description}); results: {out}", flush=True)
     steps = StepLog.load(out / STEPS_FILE)
-    state: dict[str, Any] = {}
     selection_path = out / SELECTION_FILE
 
     def step(name: str, title: str, action: Callable[[], Any], always: bool = False) -> Any:
@@ -236,7 +253,6 @@ def run_pipeline(
         runner = arm_t2t if arm == "t2t" else arm_s2t
         limit = None if prof.paired_only else prof.limit
         summary = runner(ids=traced_ids(), limit=limit)
-        state[f"{arm}_dir"] = summary.run_dir
         print(f"{len(summary.computed)} results computed, {len(summary.skipped)} already present -> "
               f"{summary.run_dir}")
 
