@@ -26,9 +26,10 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from artifact.fileio import sha256_file, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -43,15 +44,6 @@ UNKNOWN = "unknown"
 
 
 # ------------------------------------------------------------------------------------------------------- hashing
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def quick_sha256(path: Path, chunk: int = QUICK_CHUNK) -> str:
@@ -320,23 +312,6 @@ def collect_manifest(
     }
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """JSON to a temporary file beside `path`, fsync, `os.replace` (kept here, not imported from the runner, so
-    recording a step does not import torch)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """An exclusive lock on `folder/.manifest.lock` for read-modify-write updates between processes."""
@@ -367,7 +342,7 @@ def write_manifest(results: Path, manifest: Mapping[str, Any], keep_steps: bool 
         data["total_seconds"] = float(sum(data.get("steps", {}).values()))
         data["updated_at"] = _now()
         path = results / MANIFEST_FILE
-        _write_json_atomic(path, data)
+        write_json_atomic(path, data)
     return path
 
 
@@ -384,5 +359,5 @@ def record_step(results: Path, step: str, seconds: float) -> Path:
         data["total_seconds"] = float(sum(data["steps"].values()))
         data["updated_at"] = _now()
         path = results / MANIFEST_FILE
-        _write_json_atomic(path, data)
+        write_json_atomic(path, data)
     return path

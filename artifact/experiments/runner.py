@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 from artifact.experiments.groups import positions_for
+from artifact.fileio import TMP_PREFIX, write_json_atomic
+from artifact.fileio import write_atomic as _write_atomic
 from artifact.experiments.settings import SETTINGS_FILE, RunSettings
 from artifact.experiments.severed import SEVERABLE, severed_cells, severed_trace
 from artifact.experiments.sharding import Shard, ids_fingerprint
@@ -47,7 +49,6 @@ PLAN_FILE = "plan.json"
 PLANS_DIR = "plans"
 KNOWN_FILE = "known.json"
 LOCK_FILE = ".lock"
-TMP_PREFIX = ".tmp-"
 
 
 class ResultsFolderError(ValueError):
@@ -55,11 +56,6 @@ class ResultsFolderError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------------------- files
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path` (never a half-written file)."""
-    _write_atomic(path, lambda handle: handle.write((json.dumps(data, indent=2, sort_keys=False) + "\n").encode()))
 
 
 def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
@@ -92,21 +88,6 @@ def create_json_once(path: Path, data: Any) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-
-
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def fact_file_id(known_id: Any) -> str:

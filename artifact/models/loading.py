@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from artifact.fileio import sha256_file  # noqa: F401  (re-exported: callers import it from here)
 from artifact.models.adapters import ModelAdapter
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,6 @@ def cache_root() -> Path:
         return Path(os.environ["ARTIFACT_CACHE_DIR"])
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "spiritlm-recall"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def embedded_gguf_path() -> Path:
