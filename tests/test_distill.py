@@ -69,6 +69,22 @@ def test_stopping_early_equals_the_same_epoch_of_a_longer_run(tmp_path):
         distill(tiny_llama(), FIRST_NEW, _examples(), {}, replace(config, epochs=2), 0, tmp_path / "short")
 
 
+def test_trains_with_the_configured_threads_and_restores_the_callers(tmp_path):
+    """The thread count is a setting (it changes float reductions), not whatever the machine has."""
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        distill(tiny_llama(), FIRST_NEW, _examples(), {}, DistillConfig(epochs=1, batch_size=2, threads=1), 0,
+                tmp_path, progress=lambda _line: seen.append(torch.get_num_threads()))
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads"):
+        DistillConfig(threads=0)
+
+
 def test_resume_with_other_settings_is_an_error(tmp_path):
     distill(tiny_llama(), FIRST_NEW, _examples(), {}, DistillConfig(epochs=1, batch_size=2), 0, tmp_path)
     with pytest.raises(ValueError, match="other settings"):

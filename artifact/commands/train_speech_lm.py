@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="CPU threads for training (default %(default)s); part of the settings, since the rows "
+                        "are reproduced bitwise only with the same count")
     parser.add_argument("--out", type=Path, help="where to write new_rows.safetensors + manifest.json "
                         "(default: the shipped location, artifact/data/embedded_speech)")
     parser.add_argument("--max-facts", type=int, help="keep only N Known-t2t facts (fixed hash order), for quick "
@@ -53,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--facts takes NAME=SOURCE (e.g. own=own); got {item!r}")
         sources[name] = source
     config = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                           seed=args.seed)
+                           seed=args.seed, threads=args.threads)
     # No epoch count in the folder name: raising --epochs resumes and extends a finished run.
     work = args.work_dir or cache_root() / "train-speech-lm" / f"seed{config.seed}-b{config.batch_size}-" \
-        f"lr{config.learning_rate}"
+        f"lr{config.learning_rate}-t{config.threads}"
     manifest = train_embedded_speech(sources, args.out or SHIPPED_DIR, work, config,
                                      max_facts=args.max_facts, marked_text=args.marked_text, argv=["python", "-m", "artifact", *sys.argv[1:]])
     print(f"train facts {len(manifest['train_facts'])}, held out {len(manifest['held_out_facts'])}")

@@ -75,7 +75,28 @@ def distill(
     checkpoint_dir: Path,
     progress: Callable[[str], None] | None = None,
 ) -> TrainState:
-    """Train the new embedding rows (index >= first_new) on `train`; resumes from `checkpoint_dir` if present."""
+    """Train the new embedding rows (index >= first_new) on `train`; resumes from `checkpoint_dir` if present.
+
+    Runs with `config.threads` CPU threads (restored afterwards), so the result does not depend on the machine's cores.
+    """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _distill(model, first_new, train, evaluate, config, pad_id, checkpoint_dir, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _distill(
+    model: torch.nn.Module,
+    first_new: int,
+    train: Sequence[Example],
+    evaluate: dict[str, Sequence[Example]],
+    config: DistillConfig,
+    pad_id: int,
+    checkpoint_dir: Path,
+    progress: Callable[[str], None] | None,
+) -> TrainState:
     from tqdm import tqdm
 
     weight = model.get_input_embeddings().weight
