@@ -158,6 +158,10 @@ def test_calibration_records_how_and_has_power(world):
     for name in ("delta", "curve_correlation", "peak_shift"):
         assert entry[name]["how_chosen"] and len(entry[name]["observed"]) == 3
     assert "seed 3 batch 64" in entry["delta"]["how_chosen"]
+    # delta also spans the 3 replicate-vs-replicate distances (3 replicates: 3 + 3 pairs of runs)
+    between = entry["delta"]["observed_between_replicates"]
+    assert len(between) == 3 and all(x > 0 for x in between)
+    assert entry["delta"]["value"] == pytest.approx(1.5 * max(entry["delta"]["observed"] + between))
     assert tol["bootstrap"]["n_resamples"] == N_RESAMPLES
     assert [r["arms"]["t2t"]["seed"] for r in tol["runs"]] == [2, 3, 4]
     saved = json.loads((world["profile"] / "tolerances.json").read_text())
