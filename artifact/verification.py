@@ -48,6 +48,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from artifact.fileio import sha256_file
+
 # ROME's six token groups in the order of groups.GROUPS (the order of the [fact, group, layer] arrays). Repeated here
 # so that verify.py imports neither torch nor the experiment package (tests check the two agree).
 GROUPS: tuple[str, ...] = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")
@@ -1003,12 +1005,6 @@ def detection_power(ref: dict[str, ArmData], runs: list[dict[str, ArmData]], tol
 # ------------------------------------------------------------------------------------------------- recording
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _claims_document(results: Path, claims_fn: ClaimsFn) -> dict[str, Any]:
     """claims.json content from a run: claim id -> {"verdict", "statement"} (statements from comparison.json)."""
     verdicts = claims_fn(results)
@@ -1104,7 +1100,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
     if not settings:
         notes.append("no run settings found: a claims-only verify cannot check the model")
     run_manifest = json.loads((results / MANIFEST_FILE).read_text()) if (results / MANIFEST_FILE).is_file() else None
-    files = {str(p.relative_to(profile)): _sha256(p) for p in sorted(profile.rglob("*"))
+    files = {str(p.relative_to(profile)): sha256_file(p) for p in sorted(profile.rglob("*"))
              if p.is_file() and p.name not in (MANIFEST_FILE, "README.md")}
     manifest = {"format": FORMAT_VERSION, "profile": profile.name, "source": str(results),
                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -89,3 +89,30 @@ def test_known_command_checks_speech(tmp_path, capsys, monkeypatch, speech_model
     assert result["modality"] == "speech" and "[Text]" in result["rule"]
     assert result["checked"] + len(result["not_spoken"]) == position + 1
     assert known_id in map(str, result["known_ids"])
+
+
+def test_training_command_writes_a_loadable_model_and_extends_a_run(tmp_path, embedded):
+    """The training path end to end on 10 own facts, 1 then 2 epochs: files, manifest, fingerprint, resume."""
+    from safetensors.torch import load_file
+
+    from artifact.facts import save_facts
+    from artifact.training.config import DistillConfig
+    from artifact.training.embedded_speech import train_embedded_speech
+
+    facts = tmp_path / "facts.json"
+    save_facts(load_facts("own")[:10], facts)
+    out, work = tmp_path / "out", tmp_path / "work"
+    config = DistillConfig(epochs=1, batch_size=4)
+    first = train_embedded_speech({"own10": str(facts)}, out, work, config, argv=["train"])
+    assert sha256_file(out / ROWS_FILE) == first["rows_sha256"] == json.loads((out / MANIFEST_FILE).read_text())[
+        "rows_sha256"]
+    rows = load_file(out / ROWS_FILE)["new_rows"]
+    assert rows.shape == (len(NEW_TOKENS), embedded.model.config.hidden_size)
+    assert first["distill_config"]["threads"] == 1 and len(first["history"]) == 1
+    train, held = set(first["train_facts"]), set(first["held_out_facts"])
+    assert train and not train & held and len(train | held) == first["known_t2t_facts"] <= 10
+    assert not list(out.glob(".tmp-*")) and not list(work.glob("*.tmp"))
+    second = train_embedded_speech({"own10": str(facts)}, out, work, DistillConfig(epochs=2, batch_size=4),
+                                   argv=["train"])
+    assert second["history"][0] == first["history"][0] and len(second["history"]) == 2  # resumed, not retrained
+    assert second["rows_sha256"] != first["rows_sha256"]

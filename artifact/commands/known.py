@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 EXAMPLE = (
@@ -40,24 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, ensure_ascii=False)
-            out.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def run(args: argparse.Namespace) -> int:
     import time
 
     import transformers
 
+    from artifact.fileio import write_json_atomic
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts
     from artifact.models import load_model
@@ -104,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 1),
         "checks": [check.to_dict() for check in checks],
     }
-    _write_json_atomic(args.out, result)
+    write_json_atomic(args.out, result)
     print(f"{loaded.name} knows {len(known)} of {len(checks)} facts ({len(known) / len(checks):.1%}) of "
           f"{args.facts} -> {args.out}")
     return 0

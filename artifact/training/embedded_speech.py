@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shlex
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
+from artifact.fileio import write_atomic, write_json_atomic
 from artifact.training.distill import DistillConfig, Example, accuracy, distill, seed_everything
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ def _known_ids(loaded: Any, records: Sequence[Any], cache_file: Path) -> set[int
     if cache_file.is_file():
         return set(json.loads(cache_file.read_text()))
     ids = sorted(c.known_id for c in check_known(loaded, records) if c.known)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ids))
-    os.replace(tmp, cache_file)
+    write_json_atomic(cache_file, ids)
     return set(ids)
 
 
@@ -91,7 +88,7 @@ def train_embedded_speech(
     `marked_text` also trains on the T->T prompts with SpiritLM's leading `[Text]` marker (doubling the cost); off by
     default: the T->T arm of the embedded models uses the plain prompt on the frozen model, which is bitwise the same.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save as safetensors_bytes
 
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.models.loading import load_embedded, sha256_file
@@ -143,11 +140,9 @@ def train_embedded_speech(
         "t2t_marked_train": [t2t[k] for k in train_keys],
         "t2t_marked_held_out": [t2t[k] for k in held_keys],
     }.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows_path = out_dir / ROWS_FILE
-    tmp = rows_path.with_suffix(".tmp")
-    save_file({"new_rows": loaded.model.get_input_embeddings().weight[first_new:].detach().contiguous()}, str(tmp))
-    os.replace(tmp, rows_path)
+    rows = {"new_rows": loaded.model.get_input_embeddings().weight[first_new:].detach().contiguous()}
+    write_atomic(rows_path, lambda handle: handle.write(safetensors_bytes(rows)))
     manifest = {
         "description": "SmolLM2-135M-Instruct (embedded) + SpiritLM's tokens; only the new embedding rows trained",
         "rows_file": ROWS_FILE,
@@ -171,5 +166,5 @@ def train_embedded_speech(
         "torch": torch.__version__,
         "train_seconds": round(time.time() - started, 1),
     }
-    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
     return manifest
