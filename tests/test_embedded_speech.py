@@ -72,7 +72,7 @@ def test_a_training_fact_is_answered_from_speech(speech_model):
     assert not skipped and items[0][1].modality == "speech"
     (check,) = check_known_prompts(speech_model, [fact], [items[0][1]], progress=False)
     assert check.known, f"predicted {check.predicted!r}, answer {check.answer!r}"
-    assert check.p_answer > 0.5  # 0.74 with the shipped rows
+    assert check.p_answer > 0.5  # 0.715 with the shipped rows
 
 
 def test_known_command_checks_speech(tmp_path, capsys, monkeypatch, speech_model):
