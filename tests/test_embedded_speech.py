@@ -91,11 +91,12 @@ def test_known_command_checks_speech(tmp_path, capsys, monkeypatch, speech_model
     assert known_id in map(str, result["known_ids"])
 
 
-def test_training_command_writes_a_loadable_model_and_extends_a_run(tmp_path, embedded):
+def test_training_command_writes_a_loadable_model_and_extends_a_run(tmp_path, embedded, caplog):
     """The training path end to end on 10 own facts, 1 then 2 epochs: files, manifest, fingerprint, resume."""
     from safetensors.torch import load_file
 
     from artifact.facts import save_facts
+    from artifact.fileio import TMP_PREFIX
     from artifact.training.config import DistillConfig
     from artifact.training.embedded_speech import train_embedded_speech
 
@@ -111,8 +112,10 @@ def test_training_command_writes_a_loadable_model_and_extends_a_run(tmp_path, em
     assert first["distill_config"]["threads"] == 1 and len(first["history"]) == 1
     train, held = set(first["train_facts"]), set(first["held_out_facts"])
     assert train and not train & held and len(train | held) == first["known_t2t_facts"] <= 10
-    assert not list(out.glob(".tmp-*")) and not list(work.glob("*.tmp"))
-    second = train_embedded_speech({"own10": str(facts)}, out, work, DistillConfig(epochs=2, batch_size=4),
-                                   argv=["train"])
-    assert second["history"][0] == first["history"][0] and len(second["history"]) == 2  # resumed, not retrained
+    assert not list(out.glob(f"{TMP_PREFIX}*")) and not list(work.glob(f"{TMP_PREFIX}*"))  # atomic writes done
+    with caplog.at_level("INFO", logger="artifact.training.distill"):
+        second = train_embedded_speech({"own10": str(facts)}, out, work, DistillConfig(epochs=2, batch_size=4),
+                                       argv=["train"])
+    assert "resuming distillation at epoch 1" in caplog.text  # resumed from the checkpoint, not retrained
+    assert second["history"][0] == first["history"][0] and len(second["history"]) == 2
     assert second["rows_sha256"] != first["rows_sha256"]
