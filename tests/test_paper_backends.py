@@ -187,25 +187,34 @@ def test_registry_probe_and_offline_backends():
 
 def _stub_melo(folder: Path) -> Path:
     """A stand-in `melo` package with MeloTTS's interface (`melo.api.TTS(language, device, use_hf, config_path,
-    ckpt_path)`, `hps.data.spk2id`, `tts_to_file(text, speaker_id, output_path, sdp_ratio, noise_scale,
-    noise_scale_w, speed, quiet=...)`) whose audio, like MeloTTS's, contains noise drawn from global generators
-    (numpy's and Python's here: importing torch would double the test's time); it prints to stdout as MeloTTS does."""
+    ckpt_path)`, `.language`, `hps.data.spk2id`, `tts_to_file(text, speaker_id, output_path, sdp_ratio,
+    noise_scale, noise_scale_w, speed, quiet=...)`, audio returned when `output_path` is None) whose audio, like
+    MeloTTS's, contains noise drawn from global generators (numpy's and Python's here: importing torch would double
+    the test's time), and whose first synthesis, like MeloTTS's lazy BERT load, draws from the generator before it
+    synthesises; it prints to stdout as MeloTTS does. Its loudness shows whether it ran with the hub offline."""
     stub = folder / "melo"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("")
     (stub / "api.py").write_text(textwrap.dedent("""
-        import random, types, numpy as np
+        import os, random, types, numpy as np
         from scipy.io import wavfile
         class TTS:
             def __init__(self, language, device="auto", use_hf=True, config_path=None, ckpt_path=None):
                 self.hps = types.SimpleNamespace(data=types.SimpleNamespace(spk2id={"EN-US": 0, "EN-BR": 1}))
+                self.language = language
+                self.bert = None
             def tts_to_file(self, text, speaker_id, output_path=None, sdp_ratio=0.2, noise_scale=0.6,
                             noise_scale_w=0.8, speed=1.0, pbar=None, format=None, position=None, quiet=False):
                 print("progress chatter on stdout")
+                if self.bert is None:
+                    self.bert = np.random.randn(16)
                 n = int(44100 * 0.05 * len(text.split()) / speed)
                 t = np.arange(n) / 44100
                 noise = noise_scale * (random.random() + np.random.randn(n)) / 20
-                audio = 0.5 * np.sin(2 * np.pi * (200 + 20 * speaker_id) * t) + noise
+                amplitude = 0.5 if os.environ.get("HF_HUB_OFFLINE") == "1" else 0.2  # shows the hub mode
+                audio = amplitude * np.sin(2 * np.pi * (200 + 20 * speaker_id) * t) + noise
+                if output_path is None:
+                    return audio
                 wavfile.write(output_path, 44100, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
     """))
     return folder
@@ -272,6 +281,11 @@ def test_melotts_probe_reports_each_missing_download(tmp_path, monkeypatch):
         _hub_file(hub, repo, "vocab.txt")
     _hub_file(hub, "bert-base-uncased", "config.json")
     assert "bert-base-uncased/pytorch_model.bin" in TTS_BACKENDS.unavailable("melotts")
+    online = MeloTTS()  # files missing: MeloTTS may download them, the hub stays online
+    try:
+        assert np.abs(online.synthesize(EIFFEL)).max() < 0.4
+    finally:
+        online.close()
     _hub_file(hub, "bert-base-uncased", "pytorch_model.bin")
     for resource in melotts_worker.NLTK_RESOURCES:
         (tmp_path / "nltk" / resource).parent.mkdir(parents=True, exist_ok=True)
@@ -280,8 +294,12 @@ def test_melotts_probe_reports_each_missing_download(tmp_path, monkeypatch):
         pytest.skip("unidic is installed next to the artifact; the probe would check its dictionary")
     assert TTS_BACKENDS.unavailable("melotts") is None
     assert "ckpt_path" in TTS_BACKENDS.unavailable("melotts", ckpt_path=str(tmp_path / "missing.pth"))
-    settings = MeloTTS().settings()
-    assert settings["checkpoint"] == "myshell-ai/MeloTTS-English@" + "1" * 40 and settings["seed"] == 0
+    offline = MeloTTS()  # everything cached: the worker runs with the hub offline (the snapshot settings() name)
+    try:
+        assert offline.settings()["checkpoint"] == "myshell-ai/MeloTTS-English@" + "1" * 40
+        assert np.abs(offline.synthesize(EIFFEL)).max() > 0.4
+    finally:
+        offline.close()
 
 
 # --- MeloTTS for real (its venv, its synthesizer, random weights) -------------------------------------------------
@@ -346,3 +364,30 @@ def test_melotts_probe_of_the_real_venv(melotts_env, monkeypatch, tmp_path):
                                       check=True).stdout)
     assert probe == {"installed": True, "version": "0.1.2", "source": "MeloTTS-2374f46.tar.gz", "missing": [],
                      "checkpoint": "myshell-ai/MeloTTS-English@" + "0" * 40}
+
+
+# --- scripts/install_melotts.sh -----------------------------------------------------------------------------------
+
+
+def test_install_melotts_checks_the_archive_before_installing(tmp_path):
+    """Usage, the archive's embedded commit id and its SHA256SUMS entry are checked before any venv is made."""
+    import io
+    import tarfile
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "install_melotts.sh"
+    run = lambda *args: subprocess.run([str(script), *map(str, args)], capture_output=True, text=True)  # noqa: E731
+    assert run().returncode == 2 and "usage" in run().stderr
+    archive = tmp_path / "vendor" / "MeloTTS-other.tar.gz"
+    archive.parent.mkdir()
+    # A git archive names its commit in a pax global header's comment (what `git get-tar-commit-id` reads).
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": "1" * 40}) as tar:
+        member = tarfile.TarInfo("MeloTTS-1111111/setup.py")
+        member.size = 1
+        tar.addfile(member, io.BytesIO(b"\n"))
+    done = run(tmp_path / "venv", archive)
+    assert done.returncode == 1 and f"commit '{'1' * 40}', not MELOTTS_COMMIT" in done.stderr
+    (archive.parent / "SHA256SUMS").write_text(f"{'0' * 64}  {archive.name}\n")
+    done = run(tmp_path / "venv", archive)
+    assert done.returncode == 1 and f"SHA256SUMS says {'0' * 64}" in done.stderr
+    assert run(tmp_path / "venv", tmp_path / "absent.tar.gz").returncode == 1
+    assert not (tmp_path / "venv").exists()

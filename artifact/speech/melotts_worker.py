@@ -5,7 +5,9 @@
   "sdp_ratio", "noise_scale", "noise_scale_w"}; reply {"ok": true} or {"ok": false, "error": "..."}. Before every
   synthesis, Python's, numpy's and torch's generators are seeded with the request's seed: MeloTTS draws noise at
   inference (the stochastic duration predictor, `z_p = m_p + randn_like(m_p) * exp(logs_p) * noise_scale`), so
-  without this a prompt's audio would depend on the prompts synthesised before it in the same process.
+  without this a prompt's audio would depend on the prompts synthesised before it in the same process. A warm-up
+  synthesis before the first request loads what MeloTTS loads lazily (its BERT model, whose construction draws
+  from torch's generator).
 - `--probe`: prints one JSON object {"installed", "version", "source", "missing": [...], "checkpoint"} saying which of the files
   MeloTTS would download are absent from its caches (the Hugging Face hub cache, nltk's data path, UniDic), without
   importing `melo` (whose import alone downloads tokenizers) or loading a model.
@@ -35,6 +37,8 @@ IMPORT_TOKENIZERS = ("bert-base-uncased", "dbmdz/bert-base-french-europeana-case
 BERT_MODELS = {"EN": "bert-base-uncased", "FR": "dbmdz/bert-base-french-europeana-cased",
                "ES": "dccuchile/bert-base-spanish-wwm-uncased", "ZH": "bert-base-multilingual-uncased",
                "JP": "tohoku-nlp/bert-base-japanese-v3", "KR": "kykim/bert-kor-base"}
+WARMUP = {"EN": "Hello.", "FR": "Bonjour.", "ES": "Hola.", "ZH_MIX_EN": "你好。", "JP": "こんにちは。",
+          "KR": "안녕하세요."}  # a short text per MeloTTS text language (TTS.language)
 NLTK_RESOURCES = ("taggers/averaged_perceptron_tagger.zip", "corpora/cmudict.zip")  # g2p_en checks these two
 
 
@@ -147,6 +151,10 @@ def serve(args: argparse.Namespace, replies) -> int:
 
     model = TTS(language=args.language, device=args.device, config_path=args.config_path, ckpt_path=args.ckpt_path)
     speakers = model.hps.data.spk2id
+    # Warm-up: MeloTTS loads the language's BERT model on its first synthesis, and building it draws from torch's
+    # generator (transformers initialises weights before loading them), so the first seeded request would get other
+    # noise than the same request later. One synthesis now keeps every request's draws to its own seed.
+    model.tts_to_file(WARMUP.get(model.language, "Hello."), next(iter(speakers.values())), None, quiet=True)
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -124,6 +124,8 @@ class MeloTTS(TTS):
     torch's generators right before that synthesis: a text's audio depends only on the text and the settings, never
     on what was synthesised before it (order, sharding). `config_path`/`ckpt_path` (default: the hub's voice for
     `language`) select other weights; `sdp_ratio`, `noise_scale`, `noise_scale_w` are MeloTTS's own defaults.
+    When everything MeloTTS downloads is already cached (the worker's `--probe` at construction), the worker runs
+    with the hub offline, so it uses the cached snapshot that `settings()` records, not a newer revision.
     """
 
     name = "melotts"
@@ -145,6 +147,7 @@ class MeloTTS(TTS):
         self._process: subprocess.Popen | None = None
         self._version = probe["version"]
         self._source = probe["source"]
+        self._offline = not probe["missing"]
         if ckpt_path is not None and Path(ckpt_path).is_file():
             from artifact.fileio import sha256_file
 
@@ -201,7 +204,10 @@ class MeloTTS(TTS):
                 args += ["--config-path", str(self.config_path)]
             if self.ckpt_path is not None:
                 args += ["--ckpt-path", str(self.ckpt_path)]
-            self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            env = dict(os.environ)
+            if self._offline:  # all cached: use exactly the snapshot settings() names, never a newer hub revision
+                env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+            self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         return self._process
 
     def _synthesize(self, text: str) -> np.ndarray:
