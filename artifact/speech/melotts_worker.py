@@ -8,9 +8,9 @@
   without this a prompt's audio would depend on the prompts synthesised before it in the same process. A warm-up
   synthesis before the first request loads what MeloTTS loads lazily (its BERT model, whose construction draws
   from torch's generator).
-- `--probe`: prints one JSON object {"installed", "version", "source", "missing": [...], "checkpoint"} saying which of the files
-  MeloTTS would download are absent from its caches (the Hugging Face hub cache, nltk's data path, UniDic), without
-  importing `melo` (whose import alone downloads tokenizers) or loading a model.
+- `--probe`: prints one JSON object {"installed", "version", "source", "missing": [...], "checkpoint"} saying which
+  of the files MeloTTS would download are absent from its caches (the Hugging Face hub cache, nltk's data path,
+  UniDic), without importing `melo` (whose import alone downloads tokenizers) or loading a model.
 - `--fetch`: downloads all of them with MeloTTS's own code (needs network): `python -m unidic download` when UniDic
   is absent, then `TTS(language)` and one synthesis (BERT weights load on first use).
 
@@ -74,8 +74,8 @@ def _hub_file(repo: str, filename: str):
 
 def probe(language: str, config_path, ckpt_path) -> dict:
     """What MeloTTS would download for `language` and is not cached: {"missing": [...], ...}. Loads no model."""
-    import importlib.metadata as metadata
     import importlib.util
+    from importlib import metadata
 
     missing = []
     if importlib.util.find_spec("melo") is None or importlib.util.find_spec("melo.api") is None:

@@ -136,8 +136,8 @@ class WhisperRecognizer(Recognizer):
         if (Path(root) / filename).is_file():
             return None
         return (f"Whisper {model!r} weights not in {root} ({filename}). Fetch them with `python "
-                f"scripts/fetch_weights.py --root DIR` (the container build does) and set {WHISPER_DIR_ENV}=DIR/whisper, "
-                "or run once with network access (they download there).")
+                f"scripts/fetch_weights.py --root DIR` (the container build does) and set "
+                f"{WHISPER_DIR_ENV}=DIR/whisper, or run once with network access (they download there).")
 
     def settings(self) -> dict[str, Any]:
         return {"backend": self.name, "version": self._version, "model": self.model_name, "weights": self._weights,

@@ -80,4 +80,5 @@ def module_missing(module: str, install: str, backend: str) -> str | None:
         found = False
     if found:
         return None
-    return f"The {backend!r} backend needs the Python module {module!r}, which is not installed. Install it with: {install}"
+    return (f"The {backend!r} backend needs the Python module {module!r}, which is not installed. "
+            f"Install it with: {install}")

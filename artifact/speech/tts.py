@@ -270,7 +270,7 @@ def _melotts_probe(python: str, language: str, config_path: str | None, ckpt_pat
     if ckpt_path is not None:
         args += ["--ckpt-path", str(ckpt_path)]
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeError(f"Could not run MeloTTS's probe with {python} ({exc}). {MELOTTS_INSTALL}") from exc
     lines = done.stdout.strip().splitlines()
