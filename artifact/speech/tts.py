@@ -21,7 +21,8 @@ from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
 MELOTTS_PYTHON_ENV = "MELOTTS_PYTHON"
 MELOTTS_INSTALL = (
     "Install it with scripts/install_melotts.sh /opt/melotts (MeloTTS at MELOTTS_COMMIT in its own venv), "
-    f"then export {MELOTTS_PYTHON_ENV}=/opt/melotts/bin/python"
+    f"then export {MELOTTS_PYTHON_ENV}=/opt/melotts/bin/python; or run without it: `run_all.sh --front-end offline` "
+    "(espeak-ng speech; `--front-end auto`, the default, falls back by itself and says so)"
 )
 WORKER = Path(__file__).resolve().parent / "melotts_worker.py"
 PROBE_TIMEOUT = 120.0  # seconds for the worker's --probe (imports huggingface_hub in MeloTTS's venv: about 1 s)
