@@ -120,7 +120,9 @@ def test_spiritlm_from_git_at_the_pinned_commit_without_deps() -> None:
     assert arg_defaults()["SPIRITLM_COMMIT"] == commit
     install = next(r for r in args_of("RUN") if "facebookresearch/spiritlm" in r)
     assert "--no-deps" in install and "spiritlm.git@${SPIRITLM_COMMIT}" in install
-    assert commit in (REPO / "artifact" / "speech" / "units.py").read_text()  # the install hint agrees
+    # the install hint names the script, and the script installs the pinned commit
+    assert "scripts/install_spiritlm.sh" in (REPO / "artifact" / "speech" / "units.py").read_text()
+    assert "SPIRITLM_COMMIT" in (REPO / "scripts" / "install_spiritlm.sh").read_text()
     if BRIEF.is_file():
         assert commit in BRIEF.read_text()
 
