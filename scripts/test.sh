@@ -13,4 +13,7 @@ vendored="$(ls "$root"/../shared/vendor/spiritlm-*.tar.gz 2>/dev/null | head -n 
 if [ -n "$vendored" ]; then
   "$root/scripts/install_spiritlm.sh" "$vendored"
 fi
+# Passive OpenMP waiting: spinning threads slow torch down many times on a machine whose cores are shared (no number
+# changes); see artifact/__main__.py.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec .venv/bin/python -m pytest "$@"
