@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from artifact.facts import Fact
-from artifact.prompts import text_prompt_string
-from artifact.tracing.tokens import answer_token_id, encode
+from artifact.prompts.build import text_prompt_string
+from artifact.prompts.tokens import answer_token_id, encode
 
 TEXT_MODE = (
     " Greedy in text mode, as SpiritLM's text output: the argmax over every token but [Text], [Speech] and the speech "

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from artifact.fileio import sha256_file, write_json_atomic
+from artifact.core.fileio import sha256_file, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1

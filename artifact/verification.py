@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from artifact.fileio import sha256_file
+from artifact.core.fileio import sha256_file
 
 # ROME's six token groups in the order of groups.GROUPS (the order of the [fact, group, layer] arrays). Repeated here
 # so that verify.py imports neither torch nor the experiment package (tests check the two agree).

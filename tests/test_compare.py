@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artifact.experiments import claims, compare, normalised
-from artifact.experiments.groups import GROUPS
-from artifact.experiments.runner import ResultsFolderError, open_run_dir, result_path, write_npz_atomic
-from artifact.experiments.settings import RunSettings
+from artifact.analysis import claims, compare, normalised
+from artifact.core.names import GROUPS
+from artifact.core.layout import ResultsFolderError, result_path
+from artifact.experiments.runner import open_run_dir
+from artifact.core.fileio import write_npz_atomic
+from artifact.core.settings import RunSettings
 
 B = 1000  # bootstrap resamples in tests
 G, L = len(GROUPS), 12

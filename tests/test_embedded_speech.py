@@ -64,7 +64,7 @@ def test_text_model_is_untouched(speech_model, embedded):
 def test_a_training_fact_is_answered_from_speech(speech_model):
     from artifact.experiments.s2t import default_front_end, spoken_items
     from artifact.known import check_known_prompts
-    from artifact.speech.pipeline import SpeechFrontEnd
+    from artifact.speech.front_end import SpeechFrontEnd
 
     source, known_id = TRAINING_FACT.split(":")
     fact = next(f for f in load_facts(source) if str(f.known_id) == known_id)
@@ -96,7 +96,7 @@ def test_training_command_writes_a_loadable_model_and_extends_a_run(tmp_path, em
     from safetensors.torch import load_file
 
     from artifact.facts import save_facts
-    from artifact.fileio import TMP_PREFIX
+    from artifact.core.fileio import TMP_PREFIX
     from artifact.training.config import DistillConfig
     from artifact.training.embedded_speech import train_embedded_speech
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from artifact.tracing import Patch, TraceConfig, trace_fact
-from artifact.tracing.engine import prepare_context, run_groups
+from artifact.tracing.hooks import prepare_context, run_groups
 from artifact.tracing.reference import reference_trace
 from tests.conftest import tiny_llama
 
@@ -201,12 +201,12 @@ def test_fast_path_matches_reference(name, attn, kind, window):
 @pytest.mark.parametrize("family", ["llama_tiny", "gpt2_tiny"])
 def test_generic_path_matches_reference(request, family):
     from artifact.models import ModelAdapter
-    from artifact.tracing.engine import _trace_generic
+    from artifact.tracing.hooks import trace_generic
 
     model = request.getfixturevalue(family)
     TARGET = argmax_target(model)
     config = TraceConfig(kind="mlp", samples=3, noise=0.5, window=3, batch_size=9)
-    high, low, scores, logprobs = _trace_generic(model, ModelAdapter(model), INPUT_IDS, SUBJECT, TARGET, config,
+    high, low, scores, logprobs = trace_generic(model, ModelAdapter(model), INPUT_IDS, SUBJECT, TARGET, config,
                                                  range(len(INPUT_IDS)), None)
     expected = reference_trace(model, INPUT_IDS, SUBJECT, TARGET, config)
     np.testing.assert_allclose(scores, expected["scores"], atol=1e-5, rtol=0)

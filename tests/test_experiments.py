@@ -10,21 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from artifact.experiments import aggregate as agg
-from artifact.experiments.groups import GROUPS, positions_for, representative_positions, token_groups
-from artifact.experiments.runner import (
-    ResultsFolderError,
-    load_settings,
-    open_run_dir,
-    parse_jobs,
-    result_path,
-    run_items,
-)
-from artifact.experiments.settings import RunSettings
-from artifact.experiments.severed import severed_trace
+from artifact.analysis import aggregate as agg
+from artifact.core.names import GROUPS
+from artifact.core.groups import positions_for, representative_positions, token_groups
+from artifact.core.layout import ResultsFolderError, result_path
+from artifact.core.settings import load_settings
+from artifact.experiments.runner import open_run_dir, parse_jobs, run_items
+from artifact.core.settings import RunSettings
+from artifact.tracing.severed import severed_trace
 from artifact.models import ModelAdapter
 from artifact.models.adapters import main_tensor
-from artifact.prompts import TracePrompt
+from artifact.prompts.build import TracePrompt
 from artifact.tracing import TraceConfig, trace_fact
 
 # ------------------------------------------------------------------------------------------------ token groups

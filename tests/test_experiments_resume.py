@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from artifact.experiments.aggregate import aggregate_run
+from artifact.analysis.aggregate import aggregate_run
 
 REPO = Path(__file__).resolve().parents[1]
 SUBJECTS = ["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Lisbon", "Dublin", "Prague", "Warsaw", "Athens",
@@ -32,7 +32,7 @@ def tiny_model_and_facts(tmp_path_factory):
     from transformers import AutoTokenizer
 
     from artifact.models.loading import embedded_model_dir
-    from artifact.tracing import answer_token_id
+    from artifact.prompts import answer_token_id
 
     folder = tmp_path_factory.mktemp("tinylm") / "tiny-smollm-tokenizer"
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())

@@ -35,7 +35,7 @@ def test_default_is_spiritlm_with_a_complete_layout(tmp_path, monkeypatch):
 def test_front_end_choice_per_model_and_stage():
     """auto: the paper's stages that can run here, offline for the others, said in one line; paper: no fallback;
     the embedded speech model takes the offline front end only (it was trained on its units)."""
-    from artifact.speech.presets import FrontEndChoiceError, choose_front_end
+    from artifact.speech.front_end import FrontEndChoiceError, choose_front_end
 
     def only_whisper_missing(stage, name):
         return "no small.pt in /weights/whisper" if name == "whisper-small" else None

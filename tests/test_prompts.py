@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from artifact.prompts import build_spiritlm_prompt, text_prompt
+from artifact.prompts.build import build_spiritlm_prompt, text_prompt
 
 
 def test_spiritlm_prompt_strings():

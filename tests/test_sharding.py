@@ -17,17 +17,10 @@ import pytest
 import torch
 
 from artifact.commands.merge import MergeError, merge_runs
-from artifact.experiments import aggregate as agg
-from artifact.experiments.runner import (
-    ResultsFolderError,
-    open_run_dir,
-    plan_path,
-    result_path,
-    run_items,
-    run_lock,
-    save_known,
-)
-from artifact.experiments.settings import RunSettings
+from artifact.analysis import aggregate as agg
+from artifact.core.layout import ResultsFolderError, plan_path, result_path
+from artifact.experiments.runner import open_run_dir, run_items, run_lock, save_known
+from artifact.core.settings import RunSettings
 from artifact.experiments.sharding import (
     Shard,
     ShardError,
@@ -37,7 +30,7 @@ from artifact.experiments.sharding import (
     shard_from_env,
 )
 from artifact.models import ModelAdapter
-from artifact.prompts import TracePrompt
+from artifact.prompts.build import TracePrompt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -208,7 +201,7 @@ def test_shards_in_one_folder_aggregate_to_the_single_run(loaded_items, tmp_path
         computed += summary.computed
     assert sorted(computed, key=str) == sorted(((f.known_id, j) for j in JOBS for f, _ in items), key=str)
     assert not (sharded / "plan.json").exists()
-    plans = [json.loads(plan_path(sharded, Shard(i, 3)).read_text()) for i in range(3)]
+    plans = [json.loads(plan_path(sharded, Shard(i, 3).name).read_text()) for i in range(3)]
     # ids 30 27 24 21 18 sorted 18 21 24 27 30: shard 0 {18, 27}, 1 {21, 30}, 2 {24}, each in its given order
     assert [p["known_ids"] for p in plans] == [[27, 18], [21, 30], [24]]
     assert [p["shard"] for p in plans] == ["0/3", "1/3", "2/3"] and all(len(p["all_known_ids"]) == 5 for p in plans)
@@ -222,7 +215,7 @@ def test_missing_results_come_from_every_shard_plan(loaded_items, tmp_path):
     loaded, items = loaded_items
     run_dir = open_run_dir(tmp_path, settings())
     run_items(loaded, items, settings(), run_dir, ("hidden",), progress=False, shard=Shard(0, 2))
-    mine = json.loads(plan_path(run_dir, Shard(0, 2)).read_text())["known_ids"]
+    mine = json.loads(plan_path(run_dir, Shard(0, 2).name).read_text())["known_ids"]
     missing = agg._missing(run_dir, {}, None)
     assert set(missing) == {"hidden"} and sorted(missing["hidden"]) == sorted(
         f.known_id for f, _ in items if f.known_id not in mine)  # shard 1 never ran: its facts are missing
@@ -346,7 +339,7 @@ def model_folder_and_facts(tmp_path_factory) -> tuple[Path, Path, int]:
     from transformers import AutoTokenizer
 
     from artifact.models.loading import embedded_model_dir
-    from artifact.tracing import answer_token_id
+    from artifact.prompts import answer_token_id
 
     folder = tmp_path_factory.mktemp("shardlm") / "tiny"
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())

@@ -69,7 +69,7 @@ def test_pocketsphinx_recognition_and_wer(tts):
 
 
 def test_front_end_is_cached_and_keyed_by_settings(tmp_path):
-    config = FrontEndConfig(recognizer="none")
+    config = FrontEndConfig(validate_alignment=True)
     front = SpeechFrontEnd(config, cache_dir=tmp_path)
     fact = front.process(EIFFEL, "Eiffel Tower")
     assert 0.05 < fact.subject_time[0] < fact.subject_time[1] < 1.0
@@ -83,7 +83,7 @@ def test_front_end_is_cached_and_keyed_by_settings(tmp_path):
     assert again.cache.hits == 4 and again.cache.misses == 0
     assert second.units == fact.units and second.subject_tokens == fact.subject_tokens
     np.testing.assert_array_equal(second.audio, fact.audio)
-    slower = SpeechFrontEnd(FrontEndConfig(recognizer="none", tts_options={"rate": 140}), cache_dir=tmp_path)
+    slower = SpeechFrontEnd(FrontEndConfig(validate_alignment=True, tts_options={"rate": 140}), cache_dir=tmp_path)
     third = slower.process(EIFFEL, "Eiffel Tower")
     assert slower.cache.hits == 0 and third.duration > fact.duration
     with pytest.raises(ValueError, match="does not occur"):
@@ -91,7 +91,7 @@ def test_front_end_is_cached_and_keyed_by_settings(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         front.process("", "x")
     with pytest.raises(ValueError, match="max_wer needs a recognizer"):
-        FrontEndConfig(recognizer="none", max_wer=0.3)
+        FrontEndConfig(max_wer=0.3)  # the default front end has no recognizer
 
 
 def test_speech_command_writes_table_and_figure(tmp_path, monkeypatch):

@@ -99,15 +99,15 @@ def test_server_restarts_after_it_died():
 
 
 def test_front_end_validates_against_word_times_of_the_same_audio(tmp_path):
-    quiet = SpeechFrontEnd(FrontEndConfig(recognizer="none", validate_alignment=False), cache_dir=tmp_path)
+    quiet = SpeechFrontEnd(FrontEndConfig(), cache_dir=tmp_path)  # the default: no validation
     fact = quiet.process(A, "Knud")
     assert fact.alignment_errors is None
     # audio from the cache, word times from a new synthesis checked to give the same audio
-    front = SpeechFrontEnd(FrontEndConfig(recognizer="none"), cache_dir=tmp_path)
+    front = SpeechFrontEnd(FrontEndConfig(validate_alignment=True), cache_dir=tmp_path)
     checked = front.process(A, "Knud")
     assert front.cache.hits == 3 and front.cache.misses == 1 and checked.alignment_errors
     np.testing.assert_array_equal(checked.audio, fact.audio)
-    fresh = SpeechFrontEnd(FrontEndConfig(recognizer="none"), cache_dir=tmp_path / "fresh")
+    fresh = SpeechFrontEnd(FrontEndConfig(validate_alignment=True), cache_dir=tmp_path / "fresh")
     assert fresh.process(A, "Knud").alignment_errors == checked.alignment_errors
     with pytest.raises(RuntimeError, match="differs from the cached audio"):
         front._tts_words(A, fact.audio * 0.5, {})

@@ -158,11 +158,11 @@ def test_an_all_blank_chunk_keeps_unit_500(root, eiffel_audio, tmp_path):
 
 
 def test_fingerprint_is_in_settings_and_hashed_once(root, monkeypatch):
-    import artifact.fileio
+    import artifact.core.fileio
 
     calls = []
-    real = artifact.fileio.sha256_file
-    monkeypatch.setattr(artifact.fileio, "sha256_file", lambda path, *a: calls.append(path) or real(path, *a))
+    real = artifact.core.fileio.sha256_file
+    monkeypatch.setattr(artifact.core.fileio, "sha256_file", lambda path, *a: calls.append(path) or real(path, *a))
     tokenizer = SpiritLMUnitTokenizer(checkpoints_dir=root)
     settings = tokenizer.settings()
     assert settings["checkpoint_sha256"] == {name: real(root / HUBERT_DIR / name) for name in
@@ -177,7 +177,7 @@ def test_speech_cache_is_keyed_by_the_quantizer(root, tmp_path, monkeypatch):
     other = tmp_path / "other"  # same HuBERT, another quantizer
     _root(other, seed=1)
     shutil.copy(root / HUBERT_DIR / HUBERT_FILE, other / HUBERT_DIR / HUBERT_FILE)
-    config = FrontEndConfig(unit_tokenizer="spiritlm", recognizer="none", validate_alignment=False)
+    config = FrontEndConfig.offline("spiritlm")
     cache = tmp_path / "cache"
     spoken = {}
     for name, folder in (("first", root), ("second", other)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from artifact.tracing import SubjectLocationError, answer_token_id, find_subject_range
+from artifact.prompts import SubjectLocationError, answer_token_id, find_subject_range
 
 CASES = [
     ("The Eiffel Tower is located in the city of", "Eiffel Tower"),

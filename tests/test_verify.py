@@ -415,7 +415,7 @@ def test_missing_results_and_tolerances(world, tmp_path):
 
 
 def test_groups_match_the_experiments_and_no_torch():
-    from artifact.experiments.groups import GROUPS as EXPERIMENT_GROUPS
+    from artifact.core.names import GROUPS as EXPERIMENT_GROUPS
 
     assert v.GROUPS == EXPERIMENT_GROUPS
     code = "import sys, verify; import artifact.verification; print('torch' in sys.modules)"

@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.experiments.compare import compare_runs, default_out_dir, split_from_manifest
-    from artifact.experiments.runner import load_settings
-    from artifact.models.adapters import KINDS
+    from artifact.analysis.compare import compare_runs, default_out_dir, split_from_manifest
+    from artifact.core.settings import load_settings
+    from artifact.core.names import KINDS
 
     for flag, folder in (("--t2t", args.t2t), ("--s2t", args.s2t)):
         if not folder.is_dir():

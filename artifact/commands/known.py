@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     import transformers
 
-    from artifact.fileio import write_json_atomic
+    from artifact.core.fileio import write_json_atomic
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts
     from artifact.models import load_model
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     unspoken: dict = {}
     if speech:
         from artifact.experiments.s2t import default_front_end, spoken_items
-        from artifact.speech.pipeline import SpeechFrontEnd
+        from artifact.speech.front_end import SpeechFrontEnd
 
         if not loaded.is_spiritlm:
             raise ValueError(f"Model {loaded.name!r} has no speech tokens; --modality speech needs "

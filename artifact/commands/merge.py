@@ -42,8 +42,8 @@ class MergeReport:
 
 def run_folder(path: Path) -> Path:
     """`path` if it holds settings.json, else its only child run folder (a shard's --out root)."""
-    from artifact.experiments.runner import load_settings
-    from artifact.experiments.settings import SETTINGS_FILE
+    from artifact.core.settings import load_settings
+    from artifact.core.layout import SETTINGS_FILE
 
     path = Path(path)
     if not (path / SETTINGS_FILE).is_file() and path.is_dir():
@@ -70,7 +70,8 @@ def _known_decisions(path: Path) -> tuple:
 
 def _mergeable_files(folder: Path) -> list[Path]:
     """Relative paths of the files a merge carries over: results, plan files and known.json."""
-    from artifact.experiments.runner import KNOWN_FILE, PLAN_FILE, PLANS_DIR, TMP_PREFIX
+    from artifact.core.layout import KNOWN_FILE, PLAN_FILE, PLANS_DIR
+    from artifact.core.fileio import TMP_PREFIX
 
     found = [p for p in (folder / "traces").glob("*/*.npz")] + [p for p in (folder / PLANS_DIR).glob("*.json")]
     found += [folder / name for name in (PLAN_FILE, KNOWN_FILE) if (folder / name).is_file()]
@@ -85,8 +86,10 @@ def _category(relative: Path) -> str:
 def merge_runs(into: Path, sources: list[Path]) -> MergeReport:
     """Copy the results, plan files and known.json of `sources` (run folders of one run's shards) into the run
     folder `into` (created if absent); nothing is copied when settings differ or duplicates conflict."""
-    from artifact.experiments.runner import KNOWN_FILE, _write_atomic, run_lock
-    from artifact.experiments.settings import SETTINGS_FILE
+    from artifact.core.layout import KNOWN_FILE
+    from artifact.core.fileio import write_atomic
+    from artifact.experiments.runner import run_lock
+    from artifact.core.layout import SETTINGS_FILE
 
     if not sources:
         raise MergeError("merge needs at least one source folder: merge --into DIR SRC [SRC ...]")
@@ -138,7 +141,7 @@ def merge_runs(into: Path, sources: list[Path]) -> MergeReport:
                 with open(source, "rb") as reader:
                     shutil.copyfileobj(reader, handle)
 
-            _write_atomic(into / relative, copy)
+            write_atomic(into / relative, copy)
             if relative.name != SETTINGS_FILE:
                 report.copied[_category(relative)] += 1
     return report

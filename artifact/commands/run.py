@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from artifact.experiments.runner import parse_jobs
-    from artifact.experiments.groups import parse_position_policy
+    from artifact.core.groups import parse_position_policy
 
     jobs = list(parse_jobs(args.kinds))
     if "severed" in jobs:
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                    positions=args.positions, progress=not args.no_progress, shard=shard, device=device)
     if args.arm == "s2t":
         from artifact.experiments.s2t import run_s2t
-        from artifact.speech.pipeline import FrontEndConfig
+        from artifact.speech.front_end import FrontEndConfig
 
         front_end = FrontEndConfig(tts=args.tts, recognizer=args.recognizer, aligner=args.aligner,
                                    unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer,

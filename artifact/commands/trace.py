@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     from artifact.models import load_model
     from artifact.plots import save_figure, trace_heatmap
-    from artifact.tracing import TraceConfig, answer_token_id, find_subject_range, trace_fact
+    from artifact.tracing import TraceConfig, trace_fact
+    from artifact.prompts import answer_token_id, find_subject_range
 
     loaded = load_model(args.model)
     tokenizer = loaded.tokenizer

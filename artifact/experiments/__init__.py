@@ -15,9 +15,13 @@
 - `pipeline.py`  the whole reproduction behind run_all.sh: profiles, model selection, resumable steps
 """
 
-from artifact.experiments.groups import GROUPS, positions_for, representative_positions, token_groups
-from artifact.experiments.runner import JOBS, ResultsFolderError, RunSummary, load_settings, open_run_dir, run_items
-from artifact.experiments.settings import RunSettings
+from artifact.core.names import GROUPS
+from artifact.core.groups import positions_for, representative_positions, token_groups
+from artifact.core.names import JOBS
+from artifact.core.layout import ResultsFolderError
+from artifact.experiments.runner import RunSummary, open_run_dir, run_items
+from artifact.core.settings import load_settings
+from artifact.core.settings import RunSettings
 from artifact.experiments.sharding import Shard
 
 __all__ = [

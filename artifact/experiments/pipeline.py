@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from artifact.experiments.runner import load_known_ids, write_json_atomic
-from artifact.models.adapters import KINDS
+from artifact.experiments.runner import load_known_ids
+from artifact.core.fileio import write_json_atomic
+from artifact.core.names import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
     $SPIRITLM_CHECKPOINTS_DIR) holds BRIEF section 2's layout, else the embedded models; and the speech front end
     (`--front-end auto|paper|offline`, see artifact.speech.presets)."""
     from artifact.commands.checkpoints import missing_checkpoint_files
-    from artifact.speech.presets import choose_front_end
+    from artifact.speech.front_end import choose_front_end
 
     root = checkpoints or os.environ.get("SPIRITLM_CHECKPOINTS_DIR")
     if requested not in (None, "embedded", "spiritlm"):
@@ -221,7 +222,7 @@ the speech front end ('auto': the paper's where its backends can run here, else 
         return loaded[spec]
 
     def front_end() -> Any:
-        from artifact.speech.pipeline import FrontEndConfig
+        from artifact.speech.front_end import FrontEndConfig
 
         return FrontEndConfig(**choice.front_end)
 
@@ -265,19 +266,19 @@ the speech front end ('auto': the paper's where its backends can run here, else 
         return runs / sel["t2t_run"], runs / sel["s2t_run"]
 
     def aggregate() -> None:
-        from artifact.experiments.aggregate import aggregate_run
+        from artifact.analysis.aggregate import aggregate_run
 
         for run_dir in run_dirs():
             doc = aggregate_run(run_dir, kinds=prof.kinds)
             print(f"{run_dir.name}: facts per kind {doc['n_facts']}")
 
     def compare() -> None:
-        from artifact.experiments.compare import compare_runs, split_from_manifest
+        from artifact.analysis.compare import compare_runs, split_from_manifest
 
         t2t_dir, s2t_dir = run_dirs()
         subsets = None
         if choice.name == "embedded":
-            from artifact.experiments.runner import load_settings
+            from artifact.core.settings import load_settings
             from artifact.models.speech_lm import MANIFEST_FILE, SHIPPED_DIR
 
             subsets = split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, load_settings(s2t_dir).facts_fingerprint)
@@ -294,7 +295,7 @@ the speech front end ('auto': the paper's where its backends can run here, else 
             print(f"{len(written)} figures -> {written[0].parent if written else run_dir}")
 
     def manifest() -> None:
-        from artifact.experiments.runner import load_settings
+        from artifact.core.settings import load_settings
         from artifact.manifest import collect_manifest, model_fingerprints, unit_tokenizer_fingerprint, write_manifest
 
         t2t_dir, s2t_dir = run_dirs()

@@ -15,16 +15,9 @@ from typing import Any, Sequence
 
 import torch
 
-from artifact.experiments.runner import (
-    RunSummary,
-    load_known_ids,
-    open_run_dir,
-    parse_jobs,
-    run_items,
-    save_known,
-    write_json_atomic,
-)
-from artifact.experiments.settings import RunSettings
+from artifact.experiments.runner import RunSummary, load_known_ids, open_run_dir, parse_jobs, run_items, save_known
+from artifact.core.fileio import write_json_atomic
+from artifact.core.settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +34,7 @@ def default_front_end() -> Any:
     """The front end of the S->T arm: offline backends, no recognition pass (the offline recogniser's WER on the
     espeak-ng voice is not informative, see REPRODUCE.md), the same settings the embedded speech model was trained
     with, so its cached prompts are reused."""
-    from artifact.speech.pipeline import FrontEndConfig
+    from artifact.speech.front_end import FrontEndConfig
 
     return FrontEndConfig(recognizer="none", validate_alignment=False)
 
@@ -53,7 +46,7 @@ def spoken_items(
     reason; plus each spoken fact's front-end summary row (duration, subject span, token counts)."""
     from tqdm import tqdm
 
-    from artifact.speech.prompt import speech_prompt
+    from artifact.prompts.build import speech_prompt
 
     items, skipped, summaries = [], {}, {}
     for fact in tqdm(facts, desc="spoken prompts", unit="prompt", disable=not progress):
@@ -142,7 +135,7 @@ def run_s2t(
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE_S2T, check_known_prompts
     from artifact.models import load_model
-    from artifact.speech.pipeline import FrontEndConfig, SpeechFrontEnd
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
     jobs = parse_jobs(kinds)
     if limit is not None and limit < 1:

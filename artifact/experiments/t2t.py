@@ -6,15 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from artifact.experiments.runner import (
-    RunSummary,
-    load_known_ids,
-    open_run_dir,
-    parse_jobs,
-    run_items,
-    save_known,
-)
-from artifact.experiments.settings import RunSettings
+from artifact.experiments.runner import RunSummary, load_known_ids, open_run_dir, parse_jobs, run_items, save_known
+from artifact.core.settings import RunSettings
 from artifact.experiments.sharding import Shard
 
 log = logging.getLogger(__name__)
@@ -41,8 +34,8 @@ def resolve_noise(spec: str | float, loaded, subjects: Sequence[str]) -> float:
 def text_items(loaded, facts: Sequence[Any]) -> tuple[list[tuple[Any, Any]], list[tuple[Any, str]]]:
     """(fact, TracePrompt) pairs of the T->T arm; facts whose subject cannot be located are returned apart with the
     reason."""
-    from artifact.prompts import text_prompt
-    from artifact.tracing import SubjectLocationError
+    from artifact.prompts.build import text_prompt
+    from artifact.prompts import SubjectLocationError
 
     items, skipped = [], []
     for fact in facts:

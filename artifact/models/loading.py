@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from artifact.fileio import sha256_file  # noqa: F401  (re-exported: callers import it from here)
+from artifact.core.fileio import sha256_file  # noqa: F401  (re-exported: callers import it from here)
 from artifact.models.adapters import ModelAdapter
 
 log = logging.getLogger(__name__)

@@ -174,7 +174,7 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
         paths = speech_tokenizer_paths(checkpoints_dir)
         speech_tokenizer = require_module("spiritlm.speech_tokenizer", SPIRITLM_INSTALL, self.name)
         hubert_module = importlib.import_module("spiritlm.speech_tokenizer.hubert")
-        from artifact.fileio import sha256_file
+        from artifact.core.fileio import sha256_file
 
         # The cache key's model identity: sha256 of both files, hashed once here (the real HuBERT is ~380 MB).
         self.fingerprint = {path.name: sha256_file(path) for path in paths}

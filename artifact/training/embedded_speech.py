@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
-from artifact.fileio import write_atomic, write_json_atomic
+from artifact.core.fileio import write_atomic, write_json_atomic
 from artifact.training.distill import DistillConfig, Example, accuracy, distill, seed_everything
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,9 @@ def build_examples(
     tokenizer: Any, facts: dict[str, Any], spoken: dict[str, Any], teacher_tokenizer: Any
 ) -> tuple[dict[str, Example], dict[str, Example]]:
     """Per fact key: the S->T example and the marked T->T example ([Text] + prompt), both against the plain prompt."""
-    from artifact.prompts import text_prompt_string
-    from artifact.speech.prompt import speech_prompt
-    from artifact.tracing.tokens import answer_token_id, encode
+    from artifact.prompts.build import text_prompt_string
+    from artifact.prompts.build import speech_prompt
+    from artifact.prompts.tokens import answer_token_id, encode
 
     s2t, t2t = {}, {}
     for key, fact in facts.items():
@@ -93,7 +93,7 @@ def train_embedded_speech(
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.models.loading import load_embedded, sha256_file
     from artifact.models.speech_lm import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
-    from artifact.speech.pipeline import FrontEndConfig, SpeechFrontEnd
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
     from tqdm import tqdm
 
     started = time.time()
@@ -107,7 +107,7 @@ def train_embedded_speech(
         known_ids = _known_ids(loaded, records, work_dir / f"known-{fingerprints[source][:16]}.json")
         facts.update({fact_key(source, f.known_id): f for f in records if f.known_id in known_ids})
         log.info("%s: %d of %d facts known from text", source, len(known_ids), len(records))
-    front_end = SpeechFrontEnd(FrontEndConfig(recognizer="none", validate_alignment=False))
+    front_end = SpeechFrontEnd(FrontEndConfig.offline("embedded"))
     spoken, front_end_failures = {}, {}
     for key in tqdm(list(facts), desc="speech front end", unit="prompt"):
         try:

@@ -108,9 +108,9 @@ def taught_facts() -> list[Any]:
 
 def _prompts(root: Path, tokenizer: Any, facts: Sequence[Any]) -> list[Any]:
     """T->T and S->T TracePrompts of `facts` (S->T from the offline front end with this checkpoint's HuBERT)."""
-    from artifact.prompts import text_prompt
-    from artifact.speech.pipeline import FrontEndConfig, SpeechFrontEnd
-    from artifact.speech.prompt import speech_prompt
+    from artifact.prompts.build import text_prompt
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
+    from artifact.prompts.build import speech_prompt
 
     prompts = [text_prompt(tokenizer, f.prompt, f.subject, f.attribute, spiritlm=True) for f in facts]
     front = SpeechFrontEnd(FrontEndConfig(**OFFLINE_FRONT_END))

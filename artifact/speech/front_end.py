@@ -1,11 +1,14 @@
 """The speech front end of one fact: speak the prompt, check it by recognition, align its words, tokenize it into
-speech units and locate the subject's speech tokens. Every stage output is cached by content (`SpeechCache`)."""
+speech units and locate the subject's speech tokens. Every stage output is cached by content (`SpeechCache`).
+
+Also which front end a run uses (`choose_front_end`): the paper's (MeloTTS, Whisper-small, MMS_FA), the offline one
+(espeak-ng, no recognition pass, pocketsphinx alignment), or `auto`, with the units each model reads."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,18 +23,33 @@ from artifact.speech.units import UnitTokenizer, create_unit_tokenizer
 NO_RECOGNIZER = "none"
 
 
+FRONT_END_CHOICES: tuple[str, ...] = ("auto", "paper", "offline")
+STAGES: tuple[str, ...] = ("tts", "recognizer", "aligner")
+OFFLINE_STAGES: dict[str, str] = {"tts": "espeak-ng", "recognizer": NO_RECOGNIZER, "aligner": "pocketsphinx"}
+PAPER_STAGES: dict[str, str] = {"tts": "melotts", "recognizer": "whisper-small", "aligner": "mms-fa"}
+# The units each model reads: SpiritLM its own HuBERT units whatever the front end; the embedded speech-text model
+# the k-means log-mel units of espeak-ng speech it was trained on.
+MODEL_UNITS: dict[str, str] = {"embedded": "kmeans-logmel", "spiritlm": "spiritlm"}
+
+
 @dataclass
 class FrontEndConfig:
-    """Backends and options of the speech front end (defaults: the offline backends)."""
+    """Backends and options of the speech front end. The defaults are the offline front end of the S->T arm
+    (`FrontEndConfig.offline()`): espeak-ng, no recognition pass, pocketsphinx alignment, k-means units."""
 
     tts: str = "espeak-ng"  # 'espeak-ng' (offline) or 'melotts' (paper; needs $MELOTTS_PYTHON)
-    recognizer: str = "pocketsphinx"  # 'pocketsphinx' (offline), 'whisper-small' (paper) or 'none' (skip the WER)
+    recognizer: str = NO_RECOGNIZER  # 'none' (skip the WER), 'pocketsphinx' (offline) or 'whisper-small' (paper)
     aligner: str = "pocketsphinx"  # 'pocketsphinx' (offline) or 'mms-fa' (torchaudio CTC; downloads weights)
     unit_tokenizer: str = "kmeans-logmel"  # 'kmeans-logmel' (offline stand-in) or 'spiritlm' (HuBERT; container)
     tts_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the TTS backend
     max_wer: float | None = None  # drop prompts whose WER exceeds this (off by default: the paper states no rule)
-    validate_alignment: bool = True  # with espeak-ng: score the aligner against espeak-ng's own word times
+    validate_alignment: bool = False  # with espeak-ng: score the aligner against espeak-ng's own word times
     cache: bool = True  # reuse and store stage outputs under cache_root()/speech
+
+    @classmethod
+    def offline(cls, model: str = "embedded") -> "FrontEndConfig":
+        """The offline front end with the units `model` ('embedded' or 'spiritlm') reads."""
+        return cls(**offline_config(model))
 
     def __post_init__(self) -> None:
         for name in ("tts", "recognizer", "aligner", "unit_tokenizer"):
@@ -159,3 +177,82 @@ class SpeechFrontEnd:
             raise RuntimeError(f"A new synthesis of {text!r} differs from the cached audio, so its word times would "
                                f"not belong to that audio; clear the speech cache ({self.cache.root}).")
         return words
+
+
+# ---------------------------------------------------------------------------------- choosing a front end
+# SpiritLM reads its own HuBERT units whatever the front end; the embedded speech-text model takes the offline front
+# end only. With `auto`, each paper stage whose backend cannot run here (no weights, no MeloTTS environment) falls
+# back to the offline one, and one banner line says which and why; `paper` refuses to fall back.
+
+# (stage, backend name) -> None when the backend can run here, else why not and the fix.
+Probe = Callable[[str, str], "str | None"]
+
+
+def registry_probe(stage: str, name: str) -> str | None:
+    """Ask the stage's backend registry whether backend `name` can run here without downloading anything."""
+    from artifact.speech.alignment import ALIGNERS
+    from artifact.speech.recognition import RECOGNIZERS
+    from artifact.speech.tts import TTS_BACKENDS
+
+    registry = {"tts": TTS_BACKENDS, "recognizer": RECOGNIZERS, "aligner": ALIGNERS}[stage]
+    return registry.unavailable(name)
+
+
+class FrontEndChoiceError(ValueError):
+    """A front end that cannot be used for this model, or paper backends that cannot run here."""
+
+
+@dataclass(frozen=True)
+class FrontEndChoice:
+    """The resolved front end of a run: `FrontEndConfig` fields, what fell back and why, and a one-line banner."""
+
+    requested: str  # 'auto', 'paper' or 'offline'
+    config: dict[str, Any]  # FrontEndConfig fields
+    fallbacks: dict[str, str] = field(default_factory=dict)  # stage -> why its paper backend was not used
+    banner: str = ""
+
+
+def offline_config(model: str) -> dict[str, Any]:
+    """The offline front end's `FrontEndConfig` fields for `model` ('embedded' or 'spiritlm')."""
+    return {**OFFLINE_STAGES, "unit_tokenizer": MODEL_UNITS[model], "validate_alignment": False}
+
+
+def choose_front_end(model: str, requested: str = "auto", probe: Probe = registry_probe) -> FrontEndChoice:
+    """The front end of a run of `model` ('embedded' or 'spiritlm') for `requested` ('auto', 'paper', 'offline')."""
+    if model not in MODEL_UNITS:
+        raise FrontEndChoiceError(f"No front end for model {model!r}; expected one of {', '.join(MODEL_UNITS)}.")
+    if requested not in FRONT_END_CHOICES:
+        raise FrontEndChoiceError(f"--front-end must be one of {', '.join(FRONT_END_CHOICES)}; got {requested!r}.")
+    offline = offline_config(model)
+    if model == "embedded":
+        if requested == "paper":
+            raise FrontEndChoiceError(
+                "--front-end paper needs SpiritLM: the embedded speech-text model was trained on the offline front "
+                "end's units (k-means log-mel of espeak-ng speech). Use --front-end offline (or auto) with "
+                "--model embedded, or --model spiritlm.")
+        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, pocketsphinx alignment, "
+                                                       "k-means log-mel units), as the embedded speech model was trained")
+    if requested == "offline":
+        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, no recognition pass, pocketsphinx "
+                                                      "alignment) with SpiritLM's HuBERT units, as asked")
+    config = dict(offline)
+    fallbacks: dict[str, str] = {}
+    for stage in STAGES:
+        reason = probe(stage, PAPER_STAGES[stage])
+        if reason is None:
+            config[stage] = PAPER_STAGES[stage]
+        else:
+            fallbacks[stage] = reason
+    if fallbacks and requested == "paper":
+        raise FrontEndChoiceError(
+            "--front-end paper: the paper's backends cannot all run here: "
+            + "; ".join(f"{PAPER_STAGES[s]} ({reason})" for s, reason in fallbacks.items())
+            + ". Install them (see REPRODUCE.md), or run with --front-end offline (espeak-ng, pocketsphinx) or auto.")
+    if not fallbacks:
+        banner = "front end: the paper's (MeloTTS, Whisper-small, MMS_FA) with SpiritLM's HuBERT units"
+    else:
+        banner = ("front end: " + ", ".join(f"{PAPER_STAGES[s]} -> {OFFLINE_STAGES[s]}" for s in fallbacks)
+                  + " (paper backends without weights here: "
+                  + "; ".join(f"{PAPER_STAGES[s]}: {reason}" for s, reason in fallbacks.items())
+                  + "); SpiritLM's HuBERT units. --front-end paper refuses to fall back.")
+    return FrontEndChoice(requested, config, fallbacks, banner)

@@ -12,12 +12,13 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from artifact.experiments.groups import parse_position_policy
+from artifact.core.groups import parse_position_policy
+from artifact.core.layout import SETTINGS_FILE, ResultsFolderError
+from artifact.core.names import ARMS
 
-ARMS: tuple[str, ...] = ("t2t", "s2t")
-SETTINGS_FILE = "settings.json"
 OPTIONAL_KEYS: dict[str, Any] = {"front_end": "", "candidates": 0}
 
 
@@ -84,3 +85,17 @@ class RunSettings:
         if unknown:
             raise ValueError(f"Unknown run settings {sorted(unknown)} in {SETTINGS_FILE}. Known: {sorted(known)}")
         return cls(**data)
+
+
+def load_settings(run_dir: Path) -> RunSettings:
+    """The RunSettings stored in a run folder; a clear error when the folder is not one."""
+    path = Path(run_dir) / SETTINGS_FILE
+    if not path.is_file():
+        children = sorted(p.name for p in Path(run_dir).glob(f"*/{SETTINGS_FILE}")) if Path(run_dir).is_dir() else []
+        hint = (
+            f" It holds run folders: {', '.join(str(Path(c).parent) for c in children)}; pass one of them."
+            if children
+            else " Pass the folder `run` printed (e.g. results/t2t-embedded-<key>)."
+        )
+        raise ResultsFolderError(f"{run_dir} is not a results folder: no {SETTINGS_FILE}.{hint}")
+    return RunSettings.from_dict(json.loads(path.read_text()))

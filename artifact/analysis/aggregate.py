@@ -20,171 +20,28 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from artifact.experiments.groups import GROUPS, token_groups
-from artifact.experiments.runner import (
-    _write_atomic,
-    load_settings,
-    plan_files,
-    result_path,
-    write_json_atomic,
-    write_npz_atomic,
-)
-from artifact.experiments.severed import SEVERABLE
-from artifact.models.adapters import KINDS
+from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CI_METHOD, CONFIDENCE, N_RESAMPLES, bootstrap_mean_ci
+from artifact.analysis.effects import FactEffects, fact_effects, load_job
+from artifact.core.fileio import write_atomic, write_json_atomic, write_npz_atomic
+from artifact.core.jsonable import finite_or_none
+from artifact.core.layout import AGGREGATE_DIR, plan_files, result_path
+from artifact.core.names import GROUPS, KINDS, METRICS, SEVERABLE
+from artifact.core.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-METRICS: tuple[str, ...] = ("prob", "logprob")
-CONFIDENCE = 0.95
-N_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
-CI_METHOD = "BCa"
+
 CSV_COLUMNS = ("arm", "kind", "metric", "effect", "group", "layer", "n_facts", "aie", "ci_low", "ci_high",
                "ci_method")
+
+
 SEVERED_COLUMNS = ("arm", "kind", "metric", "condition", "group", "layer", "n_facts", "aie", "ci_low", "ci_high",
                    "ci_method")
-AGGREGATE_DIR = "aggregate"
-
-
-# ---------------------------------------------------------------------------------------------------- loading
-
-
-def _id_key(known_id: Any) -> tuple:
-    try:
-        return (0, int(known_id), "")
-    except (TypeError, ValueError):
-        return (1, 0, str(known_id))
-
-
-def load_job(run_dir: Path, job: str, known_ids: Iterable[Any] | None = None) -> list[dict[str, np.ndarray]]:
-    """Every finished result of `job` in a run folder, sorted by known_id (optionally only `known_ids`)."""
-    folder = Path(run_dir) / "traces" / job
-    paths = sorted(p for p in folder.glob("*.npz") if not p.name.startswith(".")) if folder.is_dir() else []
-    wanted = None if known_ids is None else {str(i) for i in known_ids}
-    results = []
-    for path in paths:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        if wanted is None or str(arrays["known_id"].item()) in wanted:
-            results.append(arrays)
-    results.sort(key=lambda a: _id_key(a["known_id"].item()))
-    return results
-
-
-def per_fact_ie(arrays: dict[str, np.ndarray], metric: str) -> np.ndarray:
-    """[pos, layer] indirect effects of one trace: score - low_score, or logprob - low_logprob."""
-    if metric == "prob":
-        return arrays["scores"] - arrays["low_score"]
-    if metric == "logprob":
-        return arrays["logprobs"] - arrays["low_logprob"]
-    raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
-
-
-def group_effects(ie: np.ndarray, subject_range: Sequence[int], last_position: int | None = None) -> np.ndarray:
-    """[group, layer] one fact's effect per ROME token group: NaN-mean of `ie` [pos, layer] over the group's
-    positions; NaN for an empty (or wholly untraced) group."""
-    groups = token_groups(ie.shape[0], (int(subject_range[0]), int(subject_range[1])), last_position)
-    out = np.full((len(GROUPS), ie.shape[1]), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slice -> NaN, as wanted
-        for g, name in enumerate(GROUPS):
-            if groups[name]:
-                out[g] = np.nanmean(ie[groups[name]], axis=0)
-    return out
-
-
-@dataclass
-class FactEffects:
-    """Per-fact effects of one kind and metric, ready for statistics (and for paired comparisons across arms)."""
-
-    kind: str
-    metric: str
-    known_ids: list[Any]
-    effects: np.ndarray  # [fact, group, layer]
-    ate: np.ndarray  # [fact] high - low (total effect of the corruption)
-    high: np.ndarray  # [fact] clean score (or logprob)
-    low: np.ndarray  # [fact] corrupted score (or logprob)
-
-
-def fact_effects(run_dir: Path, kind: str, metric: str, known_ids: Iterable[Any] | None = None) -> FactEffects:
-    """Per-fact group effects of every finished `kind` trace in a run folder."""
-    results = load_job(run_dir, kind, known_ids)
-    key_hi, key_lo = ("high_score", "low_score") if metric == "prob" else ("high_logprob", "low_logprob")
-    L = results[0]["scores"].shape[1] if results else 0
-    effects = np.stack([group_effects(per_fact_ie(r, metric), r["subject_range"], int(r["last_position"]))
-                        for r in results]) if results else np.empty((0, len(GROUPS), L))
-    high = np.array([float(r[key_hi]) for r in results])
-    low = np.array([float(r[key_lo]) for r in results])
-    return FactEffects(kind, metric, [r["known_id"].item() for r in results], effects, high - low, high, low)
-
-
-# ------------------------------------------------------------------------------------------------- statistics
-
-
-def bootstrap_mean_ci(
-    data: np.ndarray,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    method: str = CI_METHOD,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Mean over facts and its bootstrap CI, per column. `data` is [fact] or [fact, column]; NaN facts of a column
-    are left out of that column. Returns (n [col], mean [col], low [col], high [col], ci_method per column)."""
-    from scipy import stats
-
-    data = np.asarray(data, dtype=np.float64)
-    squeeze = data.ndim == 1
-    if squeeze:
-        data = data[:, None]
-    cols = data.shape[1]
-    n = np.isfinite(data).sum(axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(data, axis=0) if data.shape[0] else np.full(cols, np.nan)
-    low, high = np.full(cols, np.nan), np.full(cols, np.nan)
-    methods = ["none (n < 2)"] * cols
-    # Columns that share the same set of finite facts are bootstrapped together (identical resamples per column).
-    masks: dict[bytes, list[int]] = {}
-    for c in range(cols):
-        finite = np.isfinite(data[:, c])
-        if finite.sum() < 2:
-            continue
-        values = data[finite, c]
-        if np.all(values == values[0]):
-            low[c] = high[c] = values[0]
-            methods[c] = "degenerate (all facts equal)"
-            continue
-        masks.setdefault(finite.tobytes(), []).append(c)
-    for key, columns in masks.items():
-        finite = np.frombuffer(key, dtype=bool)
-        sample = data[finite][:, columns]  # [n, cols]
-        batch = max(1, int(2e7 // max(1, sample.size)))
-        for how in (method, "percentile"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = stats.bootstrap((sample,), np.mean, axis=0, vectorized=True, n_resamples=n_resamples,
-                                      confidence_level=confidence, method=how, rng=np.random.default_rng(seed),
-                                      batch=batch)
-            lo, hi = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
-            for j, c in enumerate(columns):
-                if np.isnan(low[c]) and np.isfinite(lo[j]) and np.isfinite(hi[j]):
-                    low[c], high[c], methods[c] = lo[j], hi[j], how
-            if all(np.isfinite(low[c]) for c in columns):
-                break
-    return n, mean, low, high, methods
-
-
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def effect_rows(arm: str, fe: FactEffects, **bootstrap) -> list[dict[str, Any]]:
@@ -197,11 +54,11 @@ def effect_rows(arm: str, fe: FactEffects, **bootstrap) -> list[dict[str, Any]]:
             for layer in range(L):
                 c = g * L + layer
                 rows.append({"arm": arm, "kind": fe.kind, "metric": fe.metric, "effect": "AIE", "group": group,
-                             "layer": layer, "n_facts": int(n[c]), "aie": _num(mean[c]), "ci_low": _num(low[c]),
-                             "ci_high": _num(high[c]), "ci_method": methods[c]})
+                             "layer": layer, "n_facts": int(n[c]), "aie": finite_or_none(mean[c]), "ci_low": finite_or_none(low[c]),
+                             "ci_high": finite_or_none(high[c]), "ci_method": methods[c]})
         n, mean, low, high, methods = bootstrap_mean_ci(fe.ate, **bootstrap)
         rows.append({"arm": arm, "kind": fe.kind, "metric": fe.metric, "effect": "ATE", "group": "", "layer": "",
-                     "n_facts": int(n[0]), "aie": _num(mean[0]), "ci_low": _num(low[0]), "ci_high": _num(high[0]),
+                     "n_facts": int(n[0]), "aie": finite_or_none(mean[0]), "ci_low": finite_or_none(low[0]), "ci_high": finite_or_none(high[0]),
                      "ci_method": methods[0]})
     return rows
 
@@ -219,8 +76,8 @@ def severed_rows(arm: str, run_dir: Path, metric: str, known_ids=None, **bootstr
         n, mean, low, high, methods = bootstrap_mean_ci(data, **bootstrap)
         for layer in range(data.shape[1]):
             rows.append({"arm": arm, "kind": "hidden", "metric": metric, "condition": condition,
-                         "group": "last_subject", "layer": layer, "n_facts": int(n[layer]), "aie": _num(mean[layer]),
-                         "ci_low": _num(low[layer]), "ci_high": _num(high[layer]), "ci_method": methods[layer]})
+                         "group": "last_subject", "layer": layer, "n_facts": int(n[layer]), "aie": finite_or_none(mean[layer]),
+                         "ci_low": finite_or_none(low[layer]), "ci_high": finite_or_none(high[layer]), "ci_method": methods[layer]})
     arrays["severed_known_ids"] = np.asarray([r["known_id"].item() for r in results])
     return rows, arrays
 
@@ -249,7 +106,7 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str
     for row in rows:
         writer.writerow({k: ("" if row[k] is None else repr(row[k]) if isinstance(row[k], float) else row[k])
                          for k in columns})
-    _write_atomic(path, lambda handle: handle.write(buffer.getvalue().encode()))
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue().encode()))
 
 
 def aggregate_run(

@@ -27,15 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from artifact.experiments.aggregate import (
-    BOOTSTRAP_SEED,
-    CONFIDENCE,
-    N_RESAMPLES,
-    bootstrap_mean_ci,
-    load_job,
-    per_fact_ie,
-)
-from artifact.experiments.settings import RunSettings
+from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, bootstrap_mean_ci
+from artifact.analysis.effects import load_job, per_fact_ie
+from artifact.core.settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -136,38 +130,5 @@ def compare_normalised(t2t_dir: Path, s2t_dir: Path, t_set: RunSettings, s_set: 
     return out
 
 
-def normalised_figure(entry: Mapping[str, Any], kind: str, set_name: str, subject_bins: int, metric: str = "prob"):
-    """Heatmap pair (T->T, S->T) of the length-normalised view of one kind: bins x layer, a line after the subject."""
-    from artifact.experiments.groups import LAST_TOKEN_MEANING
-    from artifact.plots import KIND_COLORMAPS, KIND_LABELS, plt
-
-    grids = {arm: np.array(entry[arm]["aie"], dtype=float) for arm in ("t2t", "s2t")}
-    vmax = max(np.nanmax(g) for g in grids.values())
-    vmin = min(0.0, min(np.nanmin(g) for g in grids.values()))
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2), sharey=True)
-    image = None
-    for ax, arm in zip(axes, ("t2t", "s2t")):
-        grid = grids[arm]
-        image = ax.pcolor(np.ma.masked_invalid(grid), cmap=KIND_COLORMAPS.get(kind, "Greys"), vmin=vmin, vmax=vmax)
-        ax.axhline(subject_bins, color="k", linewidth=0.8)
-        ax.set_title(f"{'T->T' if arm == 't2t' else 'S->T'}, n = {entry[arm]['n_facts']} facts\n"
-                     f"({LAST_TOKEN_MEANING[arm]})", fontsize=8)
-        ax.set_xlabel("layer" if kind == "hidden" else "centre of the restored window", fontsize=8)
-        layers = grid.shape[1]
-        step = max(1, layers // 8)
-        ax.set_xticks(np.arange(0, layers, step) + 0.5)
-        ax.set_xticklabels(range(0, layers, step))
-        ax.tick_params(labelsize=7)
-    rows = grids["t2t"].shape[0]
-    axes[0].invert_yaxis()
-    axes[0].set_yticks([subject_bins / 2, subject_bins + (rows - subject_bins) / 2])
-    axes[0].set_yticklabels(["subject\n(start->end)", "after subject\n(->answer pos.)"], fontsize=7)
-    label = "hidden state" if kind == "hidden" else KIND_LABELS.get(kind, kind)
-    fig.suptitle(f"Length-normalised AIE ({metric}), {label}, set {set_name!r}: subject in {subject_bins} bins, "
-                 f"the tokens after it in {rows - subject_bins}", fontsize=9, y=1.06)
-    fig.colorbar(image, ax=list(axes)).set_label(f"AIE ({metric})", fontsize=7)
-    return fig
-
-
 __all__ = ["REST_BINS", "SUBJECT_BINS", "bin_weights", "compare_normalised", "mean_with_ci", "normalise_fact",
-           "normalised_effects", "normalised_figure", "positions_problem"]
+           "normalised_effects", "positions_problem"]

@@ -10,16 +10,17 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from artifact.experiments.aggregate import AGGREGATE_DIR, METRICS, load_aggregate, load_job
-from artifact.experiments.groups import GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
-from artifact.models.adapters import KINDS
-from artifact.plots import KIND_COLORMAPS, KIND_LABELS, plt, save_figure, trace_heatmap
+from artifact.core.layout import AGGREGATE_DIR
+from artifact.core.names import METRICS
+from artifact.analysis.aggregate import load_aggregate
+from artifact.analysis.effects import load_job
+from artifact.core.names import GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
+from artifact.core.names import KINDS
+from artifact.core.layout import FIGURES_DIR
+from artifact.core.names import METRIC_LABELS
+from artifact.figures.style import CONDITION_LABELS, KIND_COLORMAPS, KIND_COLORS, KIND_LABELS, plt, save_figure
+from artifact.figures.trace import trace_heatmap
 
-FIGURES_DIR = "figures"
-KIND_COLORS = {"hidden": "tab:purple", "mlp": "tab:green", "attn": "tab:red", "plain": "tab:purple"}
-METRIC_LABELS = {"prob": "AIE (probability)", "logprob": "AIE (log-probability)"}
-CONDITION_LABELS = {"plain": "hidden state restored", "mlp": "... with later MLPs severed",
-                    "attn": "... with later attention severed"}
 
 
 def _series(rows: Sequence[dict[str, Any]], **match) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:

@@ -13,9 +13,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from artifact.models.adapters import Kind, ModelAdapter
+from artifact.core.names import Kind
+from artifact.models.adapters import ModelAdapter
 from artifact.tracing import Patch, TraceConfig
-from artifact.tracing.engine import prepare_context, run_groups
+from artifact.tracing.hooks import prepare_context, run_groups
 
 SEVERABLE: tuple[Kind, ...] = ("mlp", "attn")
 

@@ -1,31 +1,13 @@
-"""Figures. Matplotlib with the Agg backend, so plots work on machines without a screen."""
+"""ROME-style heatmap of one trace (tokens x layers)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-KIND_COLORMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
-KIND_LABELS = {"hidden": "single restored layer", "mlp": "MLP", "attn": "Attn"}
-
-
-def save_figure(fig: plt.Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Save `fig` as each format beside `path` (suffix replaced) and close it; returns the written paths."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = path.with_suffix("." + fmt)
-        fig.savefig(target, dpi=150, bbox_inches="tight")
-        written.append(target)
-    plt.close(fig)
-    return written
-
+from artifact.figures.style import KIND_COLORMAPS, KIND_LABELS, plt
 
 def trace_heatmap(
     scores: np.ndarray,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from artifact.plots import plt  # Agg backend set there
-from artifact.speech.pipeline import SpokenFact
+from artifact.figures.style import plt  # Agg backend set there
+from artifact.speech.front_end import SpokenFact
 from artifact.speech.base import SAMPLE_RATE
 
 

@@ -46,3 +46,37 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
+    """`numpy.savez` to a temporary file beside `path`, fsync, then `os.replace` (atomic on POSIX)."""
+    import numpy as np
+
+    write_atomic(path, lambda handle: np.savez(handle, **arrays))
+
+
+def create_json_once(path: Path, data: Any) -> bool:
+    """Create `path` with JSON unless it exists (atomic and race-free between processes: temp file + hard link,
+    which fails when another process created it first). True when this call created it."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this filesystem: best effort, still atomic
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

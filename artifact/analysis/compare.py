@@ -55,118 +55,45 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CI_METHOD, CONFIDENCE, N_RESAMPLES, bootstrap_mean_ci
+from artifact.analysis.effects import fact_effects
 
-from artifact.experiments.aggregate import (
-    BOOTSTRAP_SEED,
-    CI_METHOD,
-    CONFIDENCE,
-    N_RESAMPLES,
-    bootstrap_mean_ci,
-    fact_effects,
+from artifact.analysis.bootstrap import (
+    _nanmean,
+    basic_ci,
+    percentile_ci,
+    resample_weights,
+    resampled_means,
+    simultaneous_band,
 )
-from artifact.experiments.groups import GROUPS, LAST_TOKEN_MEANING
-from artifact.experiments.runner import ResultsFolderError, _write_atomic, load_settings, write_json_atomic
-from artifact.models.adapters import KINDS
+from artifact.analysis.markdown import comparison_markdown
+from artifact.core.fileio import write_atomic, write_json_atomic
+from artifact.core.jsonable import finite_or_none
+from artifact.core.layout import COMPARISON_DIR, COMPARISON_FILE, COMPARISON_MD, SUMMARY_FILE, ResultsFolderError
+from artifact.core.names import (
+    ARM_LABELS,
+    FURTHER_GROUP,
+    GROUPS,
+    KINDS,
+    LAST_TOKEN_MEANING,
+    MECHANISM_GROUPS,
+    NEAR_SUBJECT_GROUPS,
+    SUBJECT_GROUPS,
+)
+from artifact.core.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-ARM_NAMES = {"t2t": "T->T", "s2t": "S->T"}
-MECHANISM_GROUPS: tuple[str, ...] = tuple(g for g in GROUPS if g != "last")
-SUBJECT_GROUPS: tuple[str, ...] = ("first_subject", "middle_subject", "last_subject")
-NEAR_SUBJECT_GROUPS: tuple[str, ...] = (*SUBJECT_GROUPS, "first_subsequent")
-FURTHER_GROUP = "further"
-COMPARISON_DIR = "comparison"
+
 BAND_METHOD = "max-statistic (sup-t) simultaneous band over layers from the bootstrap resamples"
-_CHUNK = 500
-
-
-# ------------------------------------------------------------------------------------------------ resampling
-
-
-def resample_weights(n: int, n_resamples: int, seed: Any) -> np.ndarray:
-    """[resample, fact] bootstrap counts (each row sums to n): the nonparametric bootstrap as multinomial weights."""
-    rng = np.random.default_rng(seed)
-    if n == 0:
-        return np.zeros((n_resamples, 0))
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
-
-
-def resampled_means(data: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """[resample, ...] NaN-aware weighted means of `data` [fact, ...] under bootstrap `weights` [resample, fact]."""
-    data = np.asarray(data, dtype=np.float64)
-    flat = data.reshape(data.shape[0], -1)
-    finite = np.isfinite(flat)
-    values, counts = np.where(finite, flat, 0.0), finite.astype(np.float64)
-    out = np.empty((weights.shape[0], flat.shape[1]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for start in range(0, weights.shape[0], _CHUNK):
-            w = weights[start:start + _CHUNK]
-            out[start:start + _CHUNK] = (w @ values) / (w @ counts)
-    return out.reshape((weights.shape[0], *data.shape[1:]))
-
-
-def _nanmean(data: np.ndarray, axis: int = 0) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(data, axis=axis)
-
-
-def percentile_ci(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0, ignoring NaN resamples (NaN when more than half are NaN)."""
-    samples = np.asarray(samples, dtype=np.float64)
-    alpha = (1 - confidence) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low = np.nanquantile(samples, alpha, axis=0)
-        high = np.nanquantile(samples, 1 - alpha, axis=0)
-    bad = np.isnan(samples).mean(axis=0) > 0.5
-    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
-
-
-def basic_ci(value: Any, samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[Any, Any]:
-    """Basic (reverse-percentile) interval [2v - q_hi, 2v - q_lo]: corrects the plug-in bias of statistics such as
-    a maximum over noisy means or an entropy, which resampling adds to again (their percentile interval can miss
-    the estimate itself)."""
-    lo, hi = percentile_ci(samples, confidence)
-    return 2 * np.asarray(value) - hi, 2 * np.asarray(value) - lo
-
-
-def simultaneous_band(observed: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE
-                      ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Max-statistic band over the last axis: observed +- c * se, c the `confidence` quantile of
-    max_l |boot - observed| / se (layers with zero or undefined se are left out of the max and get a NaN band)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        se = np.nanstd(boot, axis=0)
-        usable = np.isfinite(observed) & np.isfinite(se) & (se > 0)
-        if not usable.any():
-            nan = np.full(observed.shape, np.nan)
-            return nan, nan, math.nan
-        z = np.abs(boot[:, usable] - observed[usable]) / se[usable]
-        zmax = np.nanmax(z, axis=1)
-        c = float(np.nanquantile(zmax, confidence))
-    low = np.where(usable, observed - c * se, np.nan)
-    high = np.where(usable, observed + c * se, np.nan)
-    return low, high, c
-
-
-def _num(x: Any) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _list(a: np.ndarray) -> list[float | None]:
-    return [_num(x) for x in np.asarray(a, dtype=np.float64).ravel()]
+    return [finite_or_none(x) for x in np.asarray(a, dtype=np.float64).ravel()]
 
 
 def _interval(value: Any, low: Any, high: Any, **extra) -> dict[str, Any]:
-    return {"value": _num(value), "ci_low": _num(low), "ci_high": _num(high), **extra}
-
-
-# --------------------------------------------------------------------------------------------- statistics
+    return {"value": finite_or_none(value), "ci_low": finite_or_none(low), "ci_high": finite_or_none(high), **extra}
 
 
 def paired_difference(t2t: np.ndarray, s2t: np.ndarray, confidence: float = CONFIDENCE,
@@ -185,7 +112,7 @@ def paired_difference(t2t: np.ndarray, s2t: np.ndarray, confidence: float = CONF
     band_low, band_high, c = simultaneous_band(mean, boot, confidence)
     return {"n_facts": [int(x) for x in n], "mean": _list(mean), "ci_low": _list(low), "ci_high": _list(high),
             "ci_method": methods, "band_low": _list(band_low), "band_high": _list(band_high),
-            "band_critical_value": _num(c), "band_method": BAND_METHOD, "paired": True}
+            "band_critical_value": finite_or_none(c), "band_method": BAND_METHOD, "paired": True}
 
 
 def normalised_entropy(grid: np.ndarray) -> np.ndarray:
@@ -193,7 +120,7 @@ def normalised_entropy(grid: np.ndarray) -> np.ndarray:
     0 = all mass in one cell, 1 = evenly spread; NaN when there is no positive mass or a single cell."""
     grid = np.asarray(grid, dtype=np.float64)
     k = grid.shape[-1]
-    mass = np.clip(np.nan_to_num(grid, nan=0.0), 0.0, None)
+    mass = np.clip(np.nan_tofinite_or_none(grid, nan=0.0), 0.0, None)
     total = mass.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = mass / total
@@ -216,8 +143,8 @@ def _peak(curve: np.ndarray, boot: np.ndarray, confidence: float) -> dict[str, A
     lo_layer = float(np.quantile(argmax, alpha, method="inverted_cdf")) if len(argmax) else math.nan
     hi_layer = float(np.quantile(argmax, 1 - alpha, method="inverted_cdf")) if len(argmax) else math.nan
     lo, hi = basic_ci(curve[layer], maxima, confidence)
-    return {"layer": layer, "layer_ci_low": _num(lo_layer), "layer_ci_high": _num(hi_layer),
-            "mode_share": _num((argmax == layer).mean()) if len(argmax) else None,
+    return {"layer": layer, "layer_ci_low": finite_or_none(lo_layer), "layer_ci_high": finite_or_none(hi_layer),
+            "mode_share": finite_or_none((argmax == layer).mean()) if len(argmax) else None,
             **_interval(curve[layer], lo, hi)}
 
 
@@ -310,7 +237,7 @@ def arm_statistics(effects: np.ndarray, boot: np.ndarray, confidence: float = CO
         "further_peak": _grid_peak(mean, boot, (FURTHER_GROUP,), confidence),
         "subject_minus_further": _difference_of_peaks(mean, boot, SUBJECT_GROUPS, confidence),
         "near_subject_minus_further": _difference_of_peaks(mean, boot, NEAR_SUBJECT_GROUPS, confidence),
-        "entropy": _interval(entropy, e_lo, e_hi, bootstrap_bias=_num(np.nanmean(entropy_boot) - entropy)),
+        "entropy": _interval(entropy, e_lo, e_hi, bootstrap_bias=finite_or_none(np.nanmean(entropy_boot) - entropy)),
         "_mean": mean, "_entropy_boot": entropy_boot,  # internal, removed before writing
     }
 
@@ -351,7 +278,7 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
             groups[group] = {"difference": {
                 "mean": _list(d_mean), "ci_low": _list(lo), "ci_high": _list(hi),
                 "ci_method": "percentile (independent resamples of each arm)", "band_low": _list(b_lo),
-                "band_high": _list(b_hi), "band_critical_value": _num(c), "band_method": BAND_METHOD,
+                "band_high": _list(b_hi), "band_critical_value": finite_or_none(c), "band_method": BAND_METHOD,
                 "paired": False}}
     for g, group in enumerate(GROUPS):
         groups[group]["peak_ratio"] = _ratio(
@@ -371,11 +298,8 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
                                      _grid_max(boot_s, MECHANISM_GROUPS), _grid_max(boot_t, MECHANISM_GROUPS),
                                      confidence),
         "entropy_difference": _interval(e_diff, e_lo, e_hi,
-                                        bootstrap_bias=_num(np.nanmean(ent_s - ent_t) - e_diff)),
+                                        bootstrap_bias=finite_or_none(np.nanmean(ent_s - ent_t) - e_diff)),
     }
-
-
-# ------------------------------------------------------------------------------------------------ fact sets
 
 
 def split_from_manifest(manifest_path: Path, facts_fingerprint: str) -> dict[str, list[str]]:
@@ -407,8 +331,8 @@ def _load_pair(t2t_dir: Path, s2t_dir: Path):
     t_set, s_set = load_settings(t2t_dir), load_settings(s2t_dir)
     for given, settings, want in ((t2t_dir, t_set, "t2t"), (s2t_dir, s_set, "s2t")):
         if settings.arm != want:
-            raise ResultsFolderError(f"--{want} {given} is a {ARM_NAMES[settings.arm]} run (arm {settings.arm!r}); "
-                                     f"pass {'an' if want == 's2t' else 'a'} {ARM_NAMES[want]} run folder.")
+            raise ResultsFolderError(f"--{want} {given} is a {ARM_LABELS[settings.arm]} run (arm {settings.arm!r}); "
+                                     f"pass {'an' if want == 's2t' else 'a'} {ARM_LABELS[want]} run folder.")
     if t_set.facts_fingerprint != s_set.facts_fingerprint:
         raise ResultsFolderError(
             f"The runs use different fact files (fingerprints {t_set.facts_fingerprint[:12]}... and "
@@ -430,6 +354,71 @@ def default_out_dir(t2t_dir: Path, s2t_dir: Path) -> Path:
     return t2t_dir.parent / COMPARISON_DIR / f"{t2t_dir.name}_vs_{s2t_dir.name}"
 
 
+def _fact_sets(fe_t: Any, fe_s: Any, subsets: Mapping[str, list[str]]) -> dict[str, tuple[list[str], list[str], bool]]:
+    """The fact sets of one kind: name -> (T->T ids, S->T ids, paired). 'both' (traced in both; paired), 'own' (each
+    arm's own traced facts; unpaired), and each named subset intersected with 'both' (paired)."""
+    ids_t, ids_s = [str(i) for i in fe_t.known_ids], [str(i) for i in fe_s.known_ids]
+    both = [i for i in ids_t if i in set(ids_s)]
+    sets = {"both": (both, both, True), "own": (ids_t, ids_s, False)}
+    for name, ids in subsets.items():
+        chosen = [i for i in both if i in set(ids)]
+        sets[name] = (chosen, chosen, True)
+    return sets
+
+
+def compare_kinds(t2t_dir: Path, s2t_dir: Path, kinds: Sequence[str], metric: str,
+                  subsets: Mapping[str, list[str]], **boot: Any) -> tuple[dict, dict, dict]:
+    """Every kind's statistics on every fact set: (results[set][kind], fact_sets[set][kind], traced ids per kind)."""
+    results: dict[str, dict[str, Any]] = {}
+    fact_sets: dict[str, dict[str, Any]] = {}
+    traced: dict[str, tuple[int, int]] = {}
+    for kind in kinds:
+        fe_t, fe_s = fact_effects(t2t_dir, kind, metric), fact_effects(s2t_dir, kind, metric)
+        if not len(fe_t.known_ids) or not len(fe_s.known_ids):
+            log.warning("kind %s: no finished traces in %s; skipped", kind,
+                        " and ".join(str(d) for d, fe in ((t2t_dir, fe_t), (s2t_dir, fe_s)) if not len(fe.known_ids)))
+            continue
+        if fe_t.effects.shape[2] != fe_s.effects.shape[2]:
+            raise ResultsFolderError(f"kind {kind}: the runs have different numbers of layers "
+                                     f"({fe_t.effects.shape[2]} and {fe_s.effects.shape[2]}); same model needed.")
+        traced[kind] = (len(fe_t.known_ids), len(fe_s.known_ids))
+        ids_t, ids_s = [str(i) for i in fe_t.known_ids], [str(i) for i in fe_s.known_ids]
+        for name, (a, b, paired) in _fact_sets(fe_t, fe_s, subsets).items():
+            fact_sets.setdefault(name, {})[kind] = {"t2t": a, "s2t": b, "paired": paired}
+            if not a or not b:
+                log.info("set %s, kind %s: no facts; skipped", name, kind)
+                continue
+            results.setdefault(name, {})[kind] = compare_arrays(
+                _select(fe_t.effects, ids_t, a), _select(fe_s.effects, ids_s, b), paired, **boot)
+    if not traced:
+        raise ResultsFolderError(f"No kind of {', '.join(kinds)} has finished traces in both runs.")
+    if "both" not in results:
+        first = traced[next(iter(traced))]
+        raise ResultsFolderError(f"The runs share no traced facts (T->T traced {first[0]}, S->T {first[1]}): "
+                                 "nothing to pair.")
+    return results, fact_sets, traced
+
+
+def _sets_section(fact_sets: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: {"paired": name != "own",
+                   "description": _SET_DESCRIPTIONS.get(name, f"subset {name!r} of the facts known in both"),
+                   "n_facts": {k: {"t2t": len(v["t2t"]), "s2t": len(v["s2t"])} for k, v in per.items()},
+                   "known_ids": {k: v["t2t"] if name != "own" else {"t2t": v["t2t"], "s2t": v["s2t"]}
+                                 for k, v in per.items()}}
+            for name, per in fact_sets.items()}
+
+
+BOOTSTRAP_METHODS = {
+    "unit": "fact", "curves": f"{CI_METHOD} (bootstrap.bootstrap_mean_ci)",
+    "difference": "paired sets: mean of per-fact differences, BCa; 'own': percentile of independent resamples",
+    "band": BAND_METHOD, "peak_layers": "percentile interval of the argmax layer over the resamples",
+    "peaks_ratios_entropy": "basic (reverse-percentile) intervals over the same resamples (bias-corrected for max "
+                            "and entropy statistics)",
+}
+DIFFUSENESS = ("normalised entropy of the positive AIE mass over the (group, layer) grid of the mechanism groups "
+               "(all but the last token): 0 = one cell, 1 = uniform")
+
+
 def compare_runs(
     t2t_dir: Path,
     s2t_dir: Path,
@@ -440,14 +429,11 @@ def compare_runs(
     confidence: float = CONFIDENCE,
     n_resamples: int = N_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-    figures: bool = True,
-    figure_sets: Sequence[str] | None = None,
     normalised_bins: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Compare a T->T and an S->T run folder; write comparison.json, comparison.md, summary.md and figures to
-    `out_dir` (default `default_out_dir`); figures for every fact set, or only `figure_sets`. Returns the JSON
-    document."""
-    from artifact.experiments import claims, normalised
+    """Compare a T->T and an S->T run folder; write comparison.json, comparison.md and summary.md to `out_dir`
+    (default `default_out_dir`). Returns the JSON document (figures: `artifact.figures.comparison.plot_comparison`)."""
+    from artifact.analysis import claims, normalised
 
     t2t_dir, s2t_dir = Path(t2t_dir), Path(s2t_dir)
     t_set, s_set = _load_pair(t2t_dir, s2t_dir)
@@ -457,76 +443,29 @@ def compare_runs(
     for reserved in ("both", "own"):
         if reserved in subsets:
             raise ValueError(f"subset name {reserved!r} is reserved; choose another")
-    results: dict[str, dict[str, Any]] = {}
-    fact_sets: dict[str, dict[str, Any]] = {}
-    effects: dict[str, tuple] = {}
-    for kind in kinds:
-        fe_t, fe_s = fact_effects(t2t_dir, kind, metric), fact_effects(s2t_dir, kind, metric)
-        if not len(fe_t.known_ids) or not len(fe_s.known_ids):
-            log.warning("kind %s: no finished traces in %s; skipped", kind,
-                        " and ".join(str(d) for d, fe in ((t2t_dir, fe_t), (s2t_dir, fe_s)) if not len(fe.known_ids)))
-            continue
-        if fe_t.effects.shape[2] != fe_s.effects.shape[2]:
-            raise ResultsFolderError(f"kind {kind}: the runs have different numbers of layers "
-                                     f"({fe_t.effects.shape[2]} and {fe_s.effects.shape[2]}); same model needed.")
-        ids_t, ids_s = [str(i) for i in fe_t.known_ids], [str(i) for i in fe_s.known_ids]
-        both = [i for i in ids_t if i in set(ids_s)]
-        effects[kind] = (fe_t, fe_s, ids_t, ids_s)
-        sets = {"both": (both, both, True), "own": (ids_t, ids_s, False)}
-        for name, ids in subsets.items():
-            chosen = [i for i in both if i in set(ids)]
-            sets[name] = (chosen, chosen, True)
-        for name, (a, b, paired) in sets.items():
-            fact_sets.setdefault(name, {})[kind] = {"t2t": a, "s2t": b, "paired": paired}
-            if not a or not b:
-                log.info("set %s, kind %s: no facts; skipped", name, kind)
-                continue
-            results.setdefault(name, {})[kind] = compare_arrays(
-                _select(fe_t.effects, ids_t, a), _select(fe_s.effects, ids_s, b), paired, **boot)
-    if not effects:
-        raise ResultsFolderError(f"No kind of {', '.join(kinds)} has finished traces in both runs.")
-    if "both" not in results:
-        raise ResultsFolderError(f"The runs share no traced facts (T->T traced {len(effects[next(iter(effects))][2])}"
-                                 f", S->T {len(effects[next(iter(effects))][3])}): nothing to pair.")
+    results, fact_sets, traced = compare_kinds(t2t_dir, s2t_dir, kinds, metric, subsets, **boot)
     document: dict[str, Any] = {
         "t2t_run": str(t2t_dir), "s2t_run": str(s2t_dir),
         "settings": {"t2t": t_set.to_dict(), "s2t": s_set.to_dict()},
         "last_token_meaning": dict(LAST_TOKEN_MEANING),
-        "metric": metric, "kinds": list(effects), "groups": list(GROUPS),
+        "metric": metric, "kinds": list(traced), "groups": list(GROUPS),
         "mechanism_groups": list(MECHANISM_GROUPS),
-        "bootstrap": {"unit": "fact", "curves": f"{CI_METHOD} (aggregate.bootstrap_mean_ci)",
-                      "difference": "paired sets: mean of per-fact differences, BCa; 'own': percentile of "
-                                    "independent resamples", "band": BAND_METHOD,
-                      "peak_layers": "percentile interval of the argmax layer over the resamples",
-                      "peaks_ratios_entropy": "basic (reverse-percentile) intervals over the same resamples "
-                                              "(bias-corrected for max and entropy statistics)", **boot},
-        "diffuseness": "normalised entropy of the positive AIE mass over the (group, layer) grid of the mechanism "
-                       "groups (all but the last token): 0 = one cell, 1 = uniform",
-        "sets": {name: {"paired": name != "own",
-                        "description": _SET_DESCRIPTIONS.get(name, f"subset {name!r} of the facts known in both"),
-                        "n_facts": {k: {"t2t": len(v["t2t"]), "s2t": len(v["s2t"])} for k, v in per.items()},
-                        "known_ids": {k: v["t2t"] if name != "own" else {"t2t": v["t2t"], "s2t": v["s2t"]}
-                                      for k, v in per.items()}}
-                 for name, per in fact_sets.items()},
+        "bootstrap": {**BOOTSTRAP_METHODS, **boot},
+        "diffuseness": DIFFUSENESS,
+        "sets": _sets_section(fact_sets),
         "results": results,
     }
     bins = normalised_bins or (normalised.SUBJECT_BINS, normalised.REST_BINS)
     document["normalised"] = normalised.compare_normalised(
-        t2t_dir, s2t_dir, t_set, s_set, list(effects), metric,
+        t2t_dir, s2t_dir, t_set, s_set, list(traced), metric,
         {name: fact_sets[name] for name in ("both", "own") if name in fact_sets}, bins, **boot)
     document["claims"] = claims.evaluate_claims(document)
     document["claims_by_set"] = claims.claims_by_set(document)
     document["claims_rules"] = claims.rules_section()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "comparison.json", document)
-    _write_text(out_dir / "comparison.md", comparison_markdown(document))
-    _write_text(out_dir / "summary.md", claims.summary_markdown(document))
-    if figures:
-        from artifact.experiments import compare_figures
-
-        document["figures"] = [str(p.relative_to(out_dir)) for p in compare_figures.plot_comparison(document, out_dir,
-                                                                                                    figure_sets)]
-        write_json_atomic(out_dir / "comparison.json", document)
+    write_json_atomic(out_dir / COMPARISON_FILE, document)
+    _write_text(out_dir / COMPARISON_MD, comparison_markdown(document))
+    _write_text(out_dir / SUMMARY_FILE, claims.summary_markdown(document))
     return document
 
 
@@ -539,82 +478,7 @@ _SET_DESCRIPTIONS = {
 
 
 def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda handle: handle.write(text.encode()))
-
-
-# ------------------------------------------------------------------------------------------------- markdown
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def _ci(d: Mapping[str, Any], digits: int = 4) -> str:
-    return f"{_fmt(d.get('value'), digits)} [{_fmt(d.get('ci_low'), digits)}, {_fmt(d.get('ci_high'), digits)}]"
-
-
-def _peak_text(p: Mapping[str, Any]) -> str:
-    if p.get("layer") is None:
-        return "n/a"
-    lo, hi = p.get("layer_ci_low"), p.get("layer_ci_high")
-    layers = f"L{p['layer']} [{'?' if lo is None else int(lo)}-{'?' if hi is None else int(hi)}]"
-    where = f"{p['group']} " if p.get("group") else ""
-    return f"{where}{layers}: {_ci(p)}"
-
-
-def _band_layers(diff: Mapping[str, Any], sign: int) -> str:
-    lo, hi = diff["band_low"], diff["band_high"]
-    chosen = [str(i) for i, (a, b) in enumerate(zip(lo, hi))
-              if a is not None and b is not None and ((sign < 0 and b < 0) or (sign > 0 and a > 0))]
-    return ",".join(chosen) or "none"
-
-
-def comparison_markdown(doc: Mapping[str, Any]) -> str:
-    """The reviewer's table: per set and kind, peaks per arm, their ratio, diffuseness and where S->T differs."""
-    metric = doc["metric"]
-    lines = [f"# T->T vs S->T: causal tracing comparison ({metric})", "",
-             f"- T->T run: `{doc['t2t_run']}` ({LAST_TOKEN_MEANING['t2t']})",
-             f"- S->T run: `{doc['s2t_run']}` ({LAST_TOKEN_MEANING['s2t']})",
-             f"- CIs: 95%, bootstrap over facts ({doc['bootstrap']['n_resamples']} resamples, seed "
-             f"{doc['bootstrap']['seed']}); curves and paired differences BCa; peak layers: "
-             f"{doc['bootstrap']['peak_layers']}; peak AIEs, ratios, entropy: "
-             f"{doc['bootstrap']['peaks_ratios_entropy']}; "
-             "difference bands: " + doc["bootstrap"]["band"] + ".",
-             f"- Diffuseness: {doc['diffuseness']}.",
-             "- Peak cells: `L<layer> [layer CI]: AIE [CI]`; grid statistics exclude the last token.", ""]
-    for name, per_kind in doc["results"].items():
-        lines += [f"## Set `{name}`: {doc['sets'][name]['description']}", "",
-                  "| kind | n T->T / S->T | T->T peak at last subject | S->T peak at last subject | ratio S/T "
-                  "(last subject) | T->T overall peak | S->T overall peak | ratio S/T (overall) | entropy T->T | "
-                  "entropy S->T | entropy S-T | layers S<T (band, last subject) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for kind, r in per_kind.items():
-            t, s = r["arms"]["t2t"], r["arms"]["s2t"]
-            ls = r["groups"]["last_subject"]
-            lines.append(
-                f"| {kind} | {r['n_facts']['t2t']} / {r['n_facts']['s2t']} | "
-                f"{_peak_text(t['groups']['last_subject']['peak'])} | {_peak_text(s['groups']['last_subject']['peak'])}"
-                f" | {_ci(ls['peak_ratio'], 3)} | {_peak_text(t['overall_peak'])} | {_peak_text(s['overall_peak'])} | "
-                f"{_ci(r['overall_peak_ratio'], 3)} | {_ci(t['entropy'], 3)} | {_ci(s['entropy'], 3)} | "
-                f"{_ci(r['entropy_difference'], 3)} | {_band_layers(ls['difference'], -1)} |")
-        lines += ["", "| kind | arm | subject peak | near-subject peak | further peak | subject - further | "
-                      "near-subject - further |", "|---|---|---|---|---|---|---|"]
-        for kind, r in per_kind.items():
-            for arm in ("t2t", "s2t"):
-                a = r["arms"][arm]
-                lines.append(f"| {kind} | {ARM_NAMES[arm]} | {_peak_text(a['subject_peak'])} | "
-                             f"{_peak_text(a['near_subject_peak'])} | {_peak_text(a['further_peak'])} | "
-                             f"{_ci(a['subject_minus_further'])} | {_ci(a['near_subject_minus_further'])} |")
-        lines.append("")
-    norm = doc.get("normalised", {})
-    if norm.get("skipped"):
-        lines += ["## Length-normalised view", "", f"Not computed: {norm['skipped']}", ""]
-    verdicts = doc.get("claims", {})
-    if verdicts:
-        lines += ["## Claims (rules in summary.md)", "", "| claim | verdict |", "|---|---|"]
-        lines += [f"| {c} | {v['verdict']} |" for c, v in verdicts.items()]
-        lines.append("")
-    return "\n".join(lines)
+    write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
 __all__ = [

@@ -1,5 +1,6 @@
-"""Figures of the modality comparison (PNG and PDF): both arms' AIE curves with CI bands and their difference, and
-heatmap pairs (token group x layer), per fact set and kind; plus the length-normalised view when computed."""
+"""Figures of the modality comparison (PNG and PDF): both arms' AIE curves with CI bands and their difference,
+heatmap pairs (token group x layer), per fact set and kind, and the length-normalised view when computed. Drawn from
+the comparison document (`comparison.json`) only: the statistics are computed in `artifact.analysis.compare`."""
 
 from __future__ import annotations
 
@@ -9,26 +10,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from artifact.experiments.groups import GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
-from artifact.plots import KIND_COLORMAPS, KIND_LABELS, plt, save_figure
+from artifact.core.names import GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
+from artifact.core.names import ARM_LABELS
+from artifact.figures.style import ARM_COLORS, KIND_COLORMAPS, KIND_LABELS, kind_label, plt, save_figure
 
-ARM_COLORS = {"t2t": "tab:blue", "s2t": "tab:orange"}
-ARM_NAMES = {"t2t": "T->T", "s2t": "S->T"}
 
 
 def _arr(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def _kind_label(kind: str) -> str:
-    return "hidden state" if kind == "hidden" else KIND_LABELS.get(kind, kind)
-
-
 def _title(doc: Mapping[str, Any], set_name: str, kind: str, result: Mapping[str, Any]) -> str:
     n = result["n_facts"]
     facts = f"n = {n['t2t']} facts" if result["paired"] else f"n = {n['t2t']} (T->T) / {n['s2t']} (S->T) facts"
     model = doc["settings"]["t2t"]["model"]
-    return (f"{_kind_label(kind)}, set '{set_name}' ({'paired' if result['paired'] else 'unpaired'}), {facts}, "
+    return (f"{kind_label(kind)}, set '{set_name}' ({'paired' if result['paired'] else 'unpaired'}), {facts}, "
             f"{model}\nT->T: {LAST_TOKEN_MEANING['t2t']}; S->T: {LAST_TOKEN_MEANING['s2t']}")
 
 
@@ -44,7 +40,7 @@ def curves_figure(doc: Mapping[str, Any], set_name: str, kind: str) -> plt.Figur
             curve = result["arms"][arm]["groups"][group]
             layers = np.arange(len(curve["aie"]))
             ax.plot(layers, _arr(curve["aie"]), color=ARM_COLORS[arm],
-                    label=f"{ARM_NAMES[arm]} (n={curve['n_facts']})")
+                    label=f"{ARM_LABELS[arm]} (n={curve['n_facts']})")
             ax.fill_between(layers, _arr(curve["ci_low"]), _arr(curve["ci_high"]), color=ARM_COLORS[arm],
                             alpha=0.2, linewidth=0)
         ax.axhline(0, color="grey", linewidth=0.6)
@@ -88,20 +84,19 @@ def heatmap_pair(doc: Mapping[str, Any], set_name: str, kind: str) -> plt.Figure
         step = max(1, layers // 8)
         ax.set_xticks(np.arange(0, layers, step) + 0.5)
         ax.set_xticklabels(range(0, layers, step), fontsize=7)
-        ax.set_title(f"{ARM_NAMES[arm]}, n = {result['n_facts'][arm]} facts ({LAST_TOKEN_MEANING[arm]})", fontsize=8)
+        ax.set_title(f"{ARM_LABELS[arm]}, n = {result['n_facts'][arm]} facts ({LAST_TOKEN_MEANING[arm]})", fontsize=8)
         ax.set_xlabel("layer" if kind == "hidden" else "centre of the restored window", fontsize=7)
     axes[0].invert_yaxis()
     axes[0].set_yticks(np.arange(len(GROUPS)) + 0.5)
     axes[0].set_yticklabels([GROUP_LABELS[g] for g in GROUPS], fontsize=7)
     fig.colorbar(image, ax=list(axes)).set_label(f"AIE ({doc['metric']})", fontsize=7)
-    fig.suptitle(f"Average indirect effect ({doc['metric']}), {_kind_label(kind)}, set '{set_name}'", fontsize=9,
+    fig.suptitle(f"Average indirect effect ({doc['metric']}), {kind_label(kind)}, set '{set_name}'", fontsize=9,
                  y=1.04)
     return fig
 
 
 def plot_comparison(doc: Mapping[str, Any], out_dir: Path, sets: Sequence[str] | None = None) -> list[Path]:
     """Every comparison figure (of every fact set, or of `sets`) into `out_dir/figures`; returns the written files."""
-    from artifact.experiments.normalised import normalised_figure
 
     folder = Path(out_dir) / "figures"
     written: list[Path] = []
@@ -122,3 +117,33 @@ def plot_comparison(doc: Mapping[str, Any], out_dir: Path, sets: Sequence[str] |
 
 
 __all__ = ["curves_figure", "heatmap_pair", "plot_comparison"]
+
+
+def normalised_figure(entry: Mapping[str, Any], kind: str, set_name: str, subject_bins: int, metric: str = "prob"):
+    """Heatmap pair (T->T, S->T) of the length-normalised view of one kind: bins x layer, a line after the subject."""
+    grids = {arm: np.array(entry[arm]["aie"], dtype=float) for arm in ("t2t", "s2t")}
+    vmax = max(np.nanmax(g) for g in grids.values())
+    vmin = min(0.0, min(np.nanmin(g) for g in grids.values()))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2), sharey=True)
+    image = None
+    for ax, arm in zip(axes, ("t2t", "s2t")):
+        grid = grids[arm]
+        image = ax.pcolor(np.ma.masked_invalid(grid), cmap=KIND_COLORMAPS.get(kind, "Greys"), vmin=vmin, vmax=vmax)
+        ax.axhline(subject_bins, color="k", linewidth=0.8)
+        ax.set_title(f"{'T->T' if arm == 't2t' else 'S->T'}, n = {entry[arm]['n_facts']} facts\n"
+                     f"({LAST_TOKEN_MEANING[arm]})", fontsize=8)
+        ax.set_xlabel("layer" if kind == "hidden" else "centre of the restored window", fontsize=8)
+        layers = grid.shape[1]
+        step = max(1, layers // 8)
+        ax.set_xticks(np.arange(0, layers, step) + 0.5)
+        ax.set_xticklabels(range(0, layers, step))
+        ax.tick_params(labelsize=7)
+    rows = grids["t2t"].shape[0]
+    axes[0].invert_yaxis()
+    axes[0].set_yticks([subject_bins / 2, subject_bins + (rows - subject_bins) / 2])
+    axes[0].set_yticklabels(["subject\n(start->end)", "after subject\n(->answer pos.)"], fontsize=7)
+    label = kind_label(kind)
+    fig.suptitle(f"Length-normalised AIE ({metric}), {label}, set {set_name!r}: subject in {subject_bins} bins, "
+                 f"the tokens after it in {rows - subject_bins}", fontsize=9, y=1.06)
+    fig.colorbar(image, ax=list(axes)).set_label(f"AIE ({metric})", fontsize=7)
+    return fig

@@ -4,27 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-GROUPS: tuple[str, ...] = (
-    "first_subject",
-    "middle_subject",
-    "last_subject",
-    "first_subsequent",
-    "further",
-    "last",
-)
-GROUP_LABELS: dict[str, str] = {
-    "first_subject": "first subject token",
-    "middle_subject": "middle subject tokens",
-    "last_subject": "last subject token",
-    "first_subsequent": "first subsequent token",
-    "further": "further tokens",
-    "last": "last token",
-}
-# Where the answer is read ("last" token) in each arm; figures say so.
-LAST_TOKEN_MEANING: dict[str, str] = {
-    "t2t": "last = final prompt token",
-    "s2t": "last = [Text] marker",
-}
+from artifact.core.names import GROUPS
 
 PositionPolicy = Literal["all"] | str  # "all" or "representatives:K"
 
