@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from artifact.cli import main
-from artifact.commands.checkpoints import SPEECH_TOKENIZER_FILES
-from artifact.models.loading import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
+from artifact.core.spiritlm import SPEECH_TOKENIZER_FILES, SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
 
 
 def _make_layout(root, skip=()):

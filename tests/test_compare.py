@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from artifact.analysis import claims, compare, normalised
-from artifact.core.names import GROUPS
-from artifact.core.layout import ResultsFolderError, result_path
-from artifact.experiments.runner import open_run_dir
 from artifact.core.fileio import write_npz_atomic
+from artifact.core.layout import ResultsFolderError, result_path
+from artifact.core.names import GROUPS
 from artifact.core.settings import RunSettings
+from artifact.experiments.runner import open_run_dir
 
 B = 1000  # bootstrap resamples in tests
 G, L = len(GROUPS), 12

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from artifact.tracing import TraceConfig, calibrate_noise, trace_fact
 from artifact.prompts import answer_token_id, find_subject_range
+from artifact.tracing import TraceConfig, calibrate_noise, trace_fact
 from artifact.tracing.hooks import Patch, prepare_context, run_groups
 
 PROMPT = "The Eiffel Tower is located in the city of"

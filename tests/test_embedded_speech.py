@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
+from artifact.core.fileio import sha256_file
 from artifact.facts import facts_fingerprint, load_facts
 from artifact.models import load_model
-from artifact.models.loading import ModelLoadError, sha256_file
-from artifact.models.speech_lm import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, SHIPPED_DIR, load_rows
+from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, SHIPPED_DIR, load_rows
+from artifact.models.loading import ModelLoadError
 
 # A training fact of the shipped model (manifest "train_facts") that it answers from speech: the first such fact of
 # the own set, so the command test below speaks few prompts.
@@ -62,13 +63,13 @@ def test_text_model_is_untouched(speech_model, embedded):
 
 
 def test_a_training_fact_is_answered_from_speech(speech_model):
-    from artifact.experiments.s2t import default_front_end, spoken_items
+    from artifact.experiments.arms import spoken_items
     from artifact.known import check_known_prompts
-    from artifact.speech.front_end import SpeechFrontEnd
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
     source, known_id = TRAINING_FACT.split(":")
     fact = next(f for f in load_facts(source) if str(f.known_id) == known_id)
-    items, skipped, _ = spoken_items(speech_model, [fact], SpeechFrontEnd(default_front_end()), progress=False)
+    items, skipped, _ = spoken_items(speech_model, [fact], SpeechFrontEnd(FrontEndConfig.offline()), progress=False)
     assert not skipped and items[0][1].modality == "speech"
     (check,) = check_known_prompts(speech_model, [fact], [items[0][1]], progress=False)
     assert check.known, f"predicted {check.predicted!r}, answer {check.answer!r}"
@@ -95,8 +96,8 @@ def test_training_command_writes_a_loadable_model_and_extends_a_run(tmp_path, em
     """The training path end to end on 10 own facts, 1 then 2 epochs: files, manifest, fingerprint, resume."""
     from safetensors.torch import load_file
 
-    from artifact.facts import save_facts
     from artifact.core.fileio import TMP_PREFIX
+    from artifact.facts import save_facts
     from artifact.training.config import DistillConfig
     from artifact.training.embedded_speech import train_embedded_speech
 

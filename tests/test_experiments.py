@@ -11,17 +11,16 @@ import pytest
 import torch
 
 from artifact.analysis import aggregate as agg
-from artifact.core.names import GROUPS
 from artifact.core.groups import positions_for, representative_positions, token_groups
 from artifact.core.layout import ResultsFolderError, result_path
-from artifact.core.settings import load_settings
+from artifact.core.names import GROUPS
+from artifact.core.settings import RunSettings, load_settings
 from artifact.experiments.runner import open_run_dir, parse_jobs, run_items
-from artifact.core.settings import RunSettings
-from artifact.tracing.severed import severed_trace
 from artifact.models import ModelAdapter
 from artifact.models.adapters import main_tensor
 from artifact.prompts.build import TracePrompt
 from artifact.tracing import TraceConfig, trace_fact
+from artifact.tracing.severed import severed_trace
 
 # ------------------------------------------------------------------------------------------------ token groups
 
@@ -307,7 +306,7 @@ def test_aggregate_of_an_empty_run_is_an_error(tmp_path):
 
 
 def test_figures_are_written_as_png_and_pdf(tiny_run):
-    from artifact.experiments.figures import plot_run
+    from artifact.figures.run import plot_run
 
     _, _, run_dir, _ = tiny_run
     agg.aggregate_run(run_dir, n_resamples=200)

@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
+from artifact.core.spiritlm import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
 from artifact.models import ModelLoadError, load_model
-from artifact.models.loading import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
 from artifact.tracing import TraceConfig, trace_fact
 from tests.support.spiritlm_checkpoint import MODEL_SUBDIR, random_model, save_model, write_tokenizer
 

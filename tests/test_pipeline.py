@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from artifact.commands.checkpoints import missing_checkpoint_files
-from artifact.experiments.pipeline import PROFILES, ModelSelectionError, StepLog, check_results_folder, select_model
+from artifact.core.spiritlm import missing_checkpoint_files
+from artifact.experiments.choice import ModelSelectionError, select_model
+from artifact.experiments.pipeline import StepLog, check_results_folder
+from artifact.experiments.profiles import PROFILES
 
 
 def _layout(root: Path, skip: int | None = None) -> None:

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from artifact.commands.merge import MergeError, merge_runs
 from artifact.analysis import aggregate as agg
+from artifact.commands.merge import MergeError, merge_runs
 from artifact.core.layout import ResultsFolderError, plan_path, result_path
-from artifact.experiments.runner import open_run_dir, run_items, run_lock, save_known
 from artifact.core.settings import RunSettings
+from artifact.experiments.runner import open_run_dir, run_items, run_lock, save_known
 from artifact.experiments.sharding import (
     Shard,
     ShardError,

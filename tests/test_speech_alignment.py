@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from artifact.speech import boundary_errors, create_aligner
-from artifact.speech import espeak
+from artifact.speech import boundary_errors, create_aligner, espeak
 from artifact.speech.alignment import text_words
 from artifact.speech.tts import EspeakTTS
 

@@ -11,8 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from artifact.speech import FrontEndConfig, SpeechFrontEnd, boundary_errors, create_aligner, create_recognizer
-from artifact.speech import espeak
+from artifact.speech import FrontEndConfig, SpeechFrontEnd, boundary_errors, create_aligner, create_recognizer, espeak
 from artifact.speech.tts import EspeakTTS, MeloTTS
 
 pytestmark = pytest.mark.skipif(not espeak.available(), reason="espeak-ng (libespeak-ng) is not installed")
@@ -171,8 +170,9 @@ def test_mms_fa_aligner_with_a_given_emission():
     """MMS_FA's real tokenizer and CTC aligner (no download) on a hand-made emission: 'ab' then 'c'."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchaudio")
-    from artifact.speech.alignment import MMSFAAligner
     import torchaudio
+
+    from artifact.speech.alignment import MMSFAAligner
 
     labels = torchaudio.pipelines.MMS_FA.get_dict(star=None)
     path = ["-"] * 5 + ["a"] * 5 + ["b"] * 5 + ["-"] * 10 + ["c"] * 5 + ["-"] * 10  # 40 frames

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from artifact.speech import SpeechUnits
 from artifact.prompts import speech_prompt
+from artifact.speech import SpeechUnits
 
 
 @pytest.fixture(scope="module")

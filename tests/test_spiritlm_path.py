@@ -65,9 +65,8 @@ def test_prompts_and_units_are_spiritlm_own(checkpoint, monkeypatch):
 
     from artifact.facts import load_facts
     from artifact.models import load_model
-    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
-    from artifact.speech.front_end import offline_config
     from artifact.prompts.build import speech_prompt
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd, offline_config
 
     monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(checkpoint))
     loaded = load_model("spiritlm", device="cpu")
@@ -101,9 +100,8 @@ def test_known_rule_is_spiritlm_own_greedy_text_output(checkpoint, tmp_path, mon
     from artifact.facts import load_facts
     from artifact.known import check_known, check_known_prompts, next_token_probs, text_mode_banned_ids
     from artifact.models import load_model
-    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
-    from artifact.speech.front_end import offline_config
     from artifact.prompts.build import speech_prompt
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd, offline_config
     from tests.support.spiritlm_checkpoint import MODEL_SUBDIR, taught_facts
 
     taught = taught_facts()

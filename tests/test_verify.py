@@ -21,7 +21,7 @@ import pytest
 
 from artifact import verification as v
 
-GROUPS = v.GROUPS
+GROUPS = GROUPS
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = 12
@@ -417,7 +417,7 @@ def test_missing_results_and_tolerances(world, tmp_path):
 def test_groups_match_the_experiments_and_no_torch():
     from artifact.core.names import GROUPS as EXPERIMENT_GROUPS
 
-    assert v.GROUPS == EXPERIMENT_GROUPS
+    assert GROUPS == EXPERIMENT_GROUPS
     code = "import sys, verify; import artifact.verification; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr

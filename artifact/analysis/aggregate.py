@@ -44,22 +44,25 @@ SEVERED_COLUMNS = ("arm", "kind", "metric", "condition", "group", "layer", "n_fa
                    "ci_method")
 
 
+def _estimate(n: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray, methods: list[str],
+              c: int) -> dict[str, Any]:
+    """Column `c` of `bootstrap_mean_ci`'s output as the statistic fields of a row."""
+    return {"n_facts": int(n[c]), "aie": finite_or_none(mean[c]), "ci_low": finite_or_none(low[c]),
+            "ci_high": finite_or_none(high[c]), "ci_method": methods[c]}
+
+
 def effect_rows(arm: str, fe: FactEffects, **bootstrap) -> list[dict[str, Any]]:
     """Tidy rows of one kind and metric: AIE per (group, layer) and the ATE."""
     rows = []
     G, L = len(GROUPS), fe.effects.shape[2] if fe.effects.ndim == 3 else 0
     if len(fe.known_ids):
-        n, mean, low, high, methods = bootstrap_mean_ci(fe.effects.reshape(len(fe.known_ids), G * L), **bootstrap)
+        ci = bootstrap_mean_ci(fe.effects.reshape(len(fe.known_ids), G * L), **bootstrap)
         for g, group in enumerate(GROUPS):
             for layer in range(L):
-                c = g * L + layer
                 rows.append({"arm": arm, "kind": fe.kind, "metric": fe.metric, "effect": "AIE", "group": group,
-                             "layer": layer, "n_facts": int(n[c]), "aie": finite_or_none(mean[c]), "ci_low": finite_or_none(low[c]),
-                             "ci_high": finite_or_none(high[c]), "ci_method": methods[c]})
-        n, mean, low, high, methods = bootstrap_mean_ci(fe.ate, **bootstrap)
+                             "layer": layer, **_estimate(*ci, g * L + layer)})
         rows.append({"arm": arm, "kind": fe.kind, "metric": fe.metric, "effect": "ATE", "group": "", "layer": "",
-                     "n_facts": int(n[0]), "aie": finite_or_none(mean[0]), "ci_low": finite_or_none(low[0]), "ci_high": finite_or_none(high[0]),
-                     "ci_method": methods[0]})
+                     **_estimate(*bootstrap_mean_ci(fe.ate, **bootstrap), 0)})
     return rows
 
 
@@ -73,11 +76,10 @@ def severed_rows(arm: str, run_dir: Path, metric: str, known_ids=None, **bootstr
     for condition in ("plain", *SEVERABLE):
         data = np.stack([r[f"{prefix}_{condition}"] - r[low_key] for r in results])  # [fact, layer]
         arrays[f"severed_{condition}_{metric}"] = data
-        n, mean, low, high, methods = bootstrap_mean_ci(data, **bootstrap)
+        ci = bootstrap_mean_ci(data, **bootstrap)
         for layer in range(data.shape[1]):
             rows.append({"arm": arm, "kind": "hidden", "metric": metric, "condition": condition,
-                         "group": "last_subject", "layer": layer, "n_facts": int(n[layer]), "aie": finite_or_none(mean[layer]),
-                         "ci_low": finite_or_none(low[layer]), "ci_high": finite_or_none(high[layer]), "ci_method": methods[layer]})
+                         "group": "last_subject", "layer": layer, **_estimate(*ci, layer)})
     arrays["severed_known_ids"] = np.asarray([r["known_id"].item() for r in results])
     return rows, arrays
 

@@ -55,17 +55,21 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CI_METHOD, CONFIDENCE, N_RESAMPLES, bootstrap_mean_ci
-from artifact.analysis.effects import fact_effects
 
 from artifact.analysis.bootstrap import (
+    BOOTSTRAP_SEED,
+    CI_METHOD,
+    CONFIDENCE,
+    N_RESAMPLES,
     _nanmean,
     basic_ci,
+    bootstrap_mean_ci,
     percentile_ci,
     resample_weights,
     resampled_means,
     simultaneous_band,
 )
+from artifact.analysis.effects import fact_effects
 from artifact.analysis.markdown import comparison_markdown
 from artifact.core.fileio import write_atomic, write_json_atomic
 from artifact.core.jsonable import finite_or_none

@@ -1,8 +1,8 @@
 """`checkpoints check DIR`: is DIR a SpiritLM checkpoints root in the layout the pipeline needs?
 
 The pipeline reads SpiritLM base 7B and, for speech units, only the two HuBERT 25 Hz files (the `spiritlm` unit
-tokenizer loads them alone); the HiFi-GAN vocoder and the expressive models are not needed. Torch-free, so this
-module is also where the layout lives (`artifact.speech.units` and the run manifest import it).
+tokenizer loads them alone); the HiFi-GAN vocoder and the expressive models are not needed. The layout itself lives
+in `artifact.core.spiritlm`.
 """
 
 from __future__ import annotations
@@ -10,19 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# What the `spiritlm` unit tokenizer loads (spiritlm_hubert()'s files; relative to the checkpoints root).
-SPEECH_TOKENIZER_FILES = (
-    Path("speech_tokenizer") / "hubert_25hz" / "mhubert_base_25hz.pt",
-    Path("speech_tokenizer") / "hubert_25hz" / "L11_quantizer_500.pt",
-)
-
-
-def missing_checkpoint_files(root: Path) -> list[str]:
-    """Paths, relative to `root`, of the files BRIEF section 2's layout needs that are absent."""
-    from artifact.models.loading import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
-
-    needed = [SPIRITLM_BASE_SUBDIR / name for name in SPIRITLM_MODEL_FILES] + list(SPEECH_TOKENIZER_FILES)
-    return [str(path) for path in needed if not (root / path).is_file()]
+from artifact.core.spiritlm import missing_checkpoint_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from artifact.plots import save_figure
+    from artifact.figures.speech import spoken_fact_figure
+    from artifact.figures.style import save_figure
     from artifact.speech import FrontEndConfig, SpeechFrontEnd
-    from artifact.speech.plot import spoken_fact_figure
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1; got {args.limit}.")

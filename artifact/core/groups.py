@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from artifact.core.names import GROUPS
-
 PositionPolicy = Literal["all"] | str  # "all" or "representatives:K"
 
 
-def token_groups(n_tokens: int, subject_range: tuple[int, int], last_position: int | None = None) -> dict[str, list[int]]:
+def token_groups(n_tokens: int, subject_range: tuple[int, int],
+                 last_position: int | None = None) -> dict[str, list[int]]:
     """Token positions of ROME's six groups in a prompt of `n_tokens` tokens with subject tokens [b, e).
 
     As ROME's `average_causal_effects` notebook, with every edge case made explicit:

@@ -38,7 +38,7 @@ class RunSettings:
     seed: int = 1  # noise seed
     batch_size: int = 128  # rows per forward pass (results are bitwise repeatable per batch size)
     positions: str = "all"  # "all" or "representatives:K" (see groups.representative_positions)
-    front_end: str = ""  # S->T: fingerprint of the speech front end's settings (s2t.front_end_key); "" for T->T
+    front_end: str = ""  # S->T: fingerprint of the speech front end's settings (arms.front_end_key); "" for T->T
     candidates: int = 0  # S->T: only the first N facts of the file were spoken (0: all of them)
 
     def __post_init__(self) -> None:

@@ -22,9 +22,6 @@ import fcntl
 import json
 import logging
 import math
-import os
-import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,20 +30,22 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from artifact.core.fileio import TMP_PREFIX, create_json_once, write_json_atomic, write_npz_atomic
 from artifact.core.groups import positions_for
-from artifact.core.fileio import TMP_PREFIX, write_json_atomic
-from artifact.core.fileio import write_atomic
-from artifact.core.layout import SETTINGS_FILE
-from artifact.core.settings import RunSettings
-from artifact.core.names import SEVERABLE
-from artifact.tracing.severed import severed_cells, severed_trace
+from artifact.core.layout import (
+    KNOWN_FILE,
+    LOCK_FILE,
+    SETTINGS_FILE,
+    ResultsFolderError,
+    fact_file_id,
+    plan_path,
+    result_path,
+)
+from artifact.core.names import JOBS, KINDS
+from artifact.core.settings import RunSettings, load_settings
 from artifact.experiments.sharding import Shard, ids_fingerprint
-from artifact.core.names import KINDS
 from artifact.tracing import TraceConfig, trace_fact
-from artifact.core.fileio import create_json_once, write_npz_atomic
-from artifact.core.layout import KNOWN_FILE, LOCK_FILE, ResultsFolderError, fact_file_id, plan_path, result_path
-from artifact.core.names import JOBS
-from artifact.core.settings import load_settings
+from artifact.tracing.severed import severed_cells, severed_trace
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ def fact_arrays(fact, prompt, tokenizer, arm: str, job: str) -> dict[str, np.nda
         "prompt_text": np.asarray(prompt.text),
         "modality": np.asarray(prompt.modality),
         "last_position": np.int64(prompt.last_position),
-        "token_labels": np.asarray([tokenizer.decode([i]) for i in ids] if tokenizer is not None else [str(i) for i in ids]),
+        "token_labels": np.asarray([tokenizer.decode([i]) if tokenizer is not None else str(i) for i in ids]),
         "answer": np.asarray(tokenizer.decode([prompt.target_id]) if tokenizer is not None else str(prompt.target_id)),
         "arm": np.asarray(arm),
         "job": np.asarray(job),
@@ -310,11 +309,3 @@ def load_known_ids(run_dir: Path) -> list[Any] | None:
     if not path.is_file():
         return None
     return [row["known_id"] for row in json.loads(path.read_text())["checks"] if row.get("known")]
-
-
-__all__ = [
-    "JOBS", "SEVERABLE", "ResultsFolderError", "RunSummary", "compute_job", "create_json_once", "job_cells",
-    "load_known_ids", "load_settings", "open_run_dir", "parse_jobs", "plan_files", "plan_path", "result_path",
-    "run_items", "run_lock", "save_known",
-    "trace_config", "write_json_atomic", "write_npz_atomic",
-]

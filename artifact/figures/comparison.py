@@ -10,10 +10,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from artifact.core.names import GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
-from artifact.core.names import ARM_LABELS
-from artifact.figures.style import ARM_COLORS, KIND_COLORMAPS, KIND_LABELS, kind_label, plt, save_figure
-
+from artifact.core.names import ARM_LABELS, GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
+from artifact.figures.style import ARM_COLORS, KIND_COLORMAPS, kind_label, plt, save_figure
 
 
 def _arr(values) -> np.ndarray:

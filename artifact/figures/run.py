@@ -10,17 +10,12 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from artifact.core.layout import AGGREGATE_DIR
-from artifact.core.names import METRICS
 from artifact.analysis.aggregate import load_aggregate
 from artifact.analysis.effects import load_job
-from artifact.core.names import GROUP_LABELS, GROUPS, LAST_TOKEN_MEANING
-from artifact.core.names import KINDS
-from artifact.core.layout import FIGURES_DIR
-from artifact.core.names import METRIC_LABELS
+from artifact.core.layout import AGGREGATE_DIR, FIGURES_DIR
+from artifact.core.names import GROUP_LABELS, GROUPS, KINDS, LAST_TOKEN_MEANING, METRIC_LABELS, METRICS
 from artifact.figures.style import CONDITION_LABELS, KIND_COLORMAPS, KIND_COLORS, KIND_LABELS, plt, save_figure
 from artifact.figures.trace import trace_heatmap
-
 
 
 def _series(rows: Sequence[dict[str, Any]], **match) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -57,8 +52,8 @@ def group_heatmap(doc: dict[str, Any], kind: str, metric: str = "prob") -> plt.F
     ax.set_xticks(np.arange(0, layers, step) + 0.5)
     ax.set_xticklabels(range(0, layers, step), fontsize=8)
     window = doc["settings"]["window"]
-    ax.set_xlabel("layer" if kind == "hidden" else f"center of interval of {window} restored {KIND_LABELS[kind]} layers",
-                  fontsize=8)
+    restored = f"center of interval of {window} restored {KIND_LABELS.get(kind, kind)} layers"
+    ax.set_xlabel("layer" if kind == "hidden" else restored, fontsize=8)
     ax.set_title(f"Average indirect effect, {KIND_LABELS.get(kind, kind) if kind != 'hidden' else 'hidden state'}"
                  f"\n{_caption(doc, n)}", fontsize=8)
     fig.colorbar(image, ax=ax).set_label(METRIC_LABELS[metric], fontsize=7)

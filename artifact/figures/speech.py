@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from artifact.figures.style import plt  # Agg backend set there
-from artifact.speech.front_end import SpokenFact
 from artifact.speech.base import SAMPLE_RATE
+from artifact.speech.front_end import SpokenFact
 
 
 def spoken_fact_figure(fact: SpokenFact, title: str | None = None) -> "plt.Figure":

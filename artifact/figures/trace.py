@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from artifact.figures.style import KIND_COLORMAPS, KIND_LABELS, plt
+
 
 def trace_heatmap(
     scores: np.ndarray,

@@ -1,8 +1,8 @@
 """Models: loading by spec and the per-family component vocabulary the tracing engine uses."""
 
-from artifact.models.families import FAMILIES, ModelFamily
 from artifact.core.names import KINDS, Kind
 from artifact.models.adapters import ModelAdapter, UnsupportedModelError, get_module
+from artifact.models.families import FAMILIES, ModelFamily
 from artifact.models.loading import LoadedModel, ModelLoadError, load_model
 
 __all__ = [

@@ -4,8 +4,14 @@
 - `build.py`  SpiritLM's prompt strings and `TracePrompt`s for text (T->T) and for speech units (S->T)
 """
 
-from artifact.prompts.build import MARKERS, TracePrompt, build_spiritlm_prompt, speech_prompt, text_prompt
-from artifact.prompts.build import text_prompt_string
+from artifact.prompts.build import (
+    MARKERS,
+    TracePrompt,
+    build_spiritlm_prompt,
+    speech_prompt,
+    text_prompt,
+    text_prompt_string,
+)
 from artifact.prompts.tokens import SubjectLocationError, answer_token_id, encode, find_subject_range
 
 __all__ = [

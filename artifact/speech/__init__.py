@@ -13,12 +13,12 @@ Each stage is one small abstract interface with backends chosen by name (lazy im
 """
 
 from artifact.speech.alignment import ALIGNERS, Aligner, boundary_errors, create_aligner, subject_time_span
+from artifact.speech.base import SAMPLE_RATE, UNIT_RATE, VOCABULARY, SpeechUnits, WordTime
 from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd, SpokenFact
 from artifact.speech.recognition import RECOGNIZERS, Recognizer, create_recognizer
 from artifact.speech.registry import Registry, UnknownBackendError
 from artifact.speech.text import normalize_text, word_error_rate
 from artifact.speech.tts import TTS, TTS_BACKENDS, create_tts
-from artifact.speech.base import SAMPLE_RATE, UNIT_RATE, VOCABULARY, SpeechUnits, WordTime
 from artifact.speech.units import UNIT_TOKENIZERS, UnitTokenizer, create_unit_tokenizer
 
 __all__ = [

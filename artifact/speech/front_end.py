@@ -13,11 +13,11 @@ from typing import Any, Callable
 import numpy as np
 
 from artifact.speech.alignment import Aligner, boundary_errors, create_aligner, subject_time_span
+from artifact.speech.base import SAMPLE_RATE, SpeechUnits, WordTime, check_text
 from artifact.speech.cache import SpeechCache, content_key
 from artifact.speech.recognition import Recognizer, create_recognizer
 from artifact.speech.text import word_error_rate
 from artifact.speech.tts import TTS, EspeakTTS, create_tts
-from artifact.speech.base import SAMPLE_RATE, SpeechUnits, WordTime, check_text
 from artifact.speech.units import UnitTokenizer, create_unit_tokenizer
 
 NO_RECOGNIZER = "none"
@@ -230,11 +230,11 @@ def choose_front_end(model: str, requested: str = "auto", probe: Probe = registr
                 "--front-end paper needs SpiritLM: the embedded speech-text model was trained on the offline front "
                 "end's units (k-means log-mel of espeak-ng speech). Use --front-end offline (or auto) with "
                 "--model embedded, or --model spiritlm.")
-        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, pocketsphinx alignment, "
-                                                       "k-means log-mel units), as the embedded speech model was trained")
+        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, pocketsphinx alignment, k-means "
+                                                       "log-mel units), as the embedded speech model was trained")
     if requested == "offline":
-        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, no recognition pass, pocketsphinx "
-                                                      "alignment) with SpiritLM's HuBERT units, as asked")
+        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, no recognition pass, "
+                                                      "pocketsphinx alignment) with SpiritLM's HuBERT units, as asked")
     config = dict(offline)
     fallbacks: dict[str, str] = {}
     for stage in STAGES:

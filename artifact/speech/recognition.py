@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from artifact.speech.registry import Registry, module_missing, require_module
 from artifact.speech.base import SAMPLE_RATE, check_audio
+from artifact.speech.registry import Registry, module_missing, require_module
 
 
 class Recognizer(abc.ABC):

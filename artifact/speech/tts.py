@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from artifact.speech.registry import Registry
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
+from artifact.speech.registry import Registry
 
 MELOTTS_PYTHON_ENV = "MELOTTS_PYTHON"
 MELOTTS_INSTALL = (

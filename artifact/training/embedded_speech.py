@@ -44,8 +44,7 @@ def build_examples(
     tokenizer: Any, facts: dict[str, Any], spoken: dict[str, Any], teacher_tokenizer: Any
 ) -> tuple[dict[str, Example], dict[str, Example]]:
     """Per fact key: the S->T example and the marked T->T example ([Text] + prompt), both against the plain prompt."""
-    from artifact.prompts.build import text_prompt_string
-    from artifact.prompts.build import speech_prompt
+    from artifact.prompts.build import speech_prompt, text_prompt_string
     from artifact.prompts.tokens import answer_token_id, encode
 
     s2t, t2t = {}, {}
@@ -89,12 +88,13 @@ def train_embedded_speech(
     default: the T->T arm of the embedded models uses the plain prompt on the frozen model, which is bitwise the same.
     """
     from safetensors.torch import save as safetensors_bytes
-
-    from artifact.facts import facts_fingerprint, load_facts
-    from artifact.models.loading import load_embedded, sha256_file
-    from artifact.models.speech_lm import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
-    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
     from tqdm import tqdm
+
+    from artifact.core.fileio import sha256_file
+    from artifact.facts import facts_fingerprint, load_facts
+    from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
+    from artifact.models.loading import load_embedded
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
     started = time.time()
     seed_everything(config.seed)

@@ -1,4 +1,4 @@
-"""`train-speech-lm`: train and ship the embedded speech-text model's new embedding rows."""
+"""`train-embedded-speech`: train and ship the embedded speech-text model's new embedding rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 EXAMPLE = """example (the command that produced the shipped model; see its manifest.json):
-  python -m artifact train-speech-lm --facts known_1000=known_1000 --facts own=own --epochs 9"""
+  python -m artifact train-embedded-speech --facts known_1000=known_1000 --facts own=own --epochs 9"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     defaults = DistillConfig()
     parser = subparsers.add_parser(
-        "train-speech-lm",
+        "train-embedded-speech",
+        aliases=["train-speech-lm"],  # the name the shipped model's manifest records
         help="train the embedded speech-text model (SmolLM2 + SpiritLM tokens)",
         description="Distil the new [Text]/[Speech]/[Hu..] embedding rows of the extended embedded model from the "
         "frozen model's text prompts, on its Known-t2t facts (20%% held out); resumable.",
@@ -44,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from artifact.models.embedded_speech import SHIPPED_DIR
     from artifact.models.loading import cache_root
-    from artifact.models.speech_lm import SHIPPED_DIR
     from artifact.training.config import DistillConfig
     from artifact.training.embedded_speech import train_embedded_speech
 
@@ -58,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
     config = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            seed=args.seed, threads=args.threads)
     # No epoch count in the folder name: raising --epochs resumes and extends a finished run.
-    work = args.work_dir or cache_root() / "train-speech-lm" / f"seed{config.seed}-b{config.batch_size}-" \
+    work = args.work_dir or cache_root() / "train-embedded-speech" / f"seed{config.seed}-b{config.batch_size}-" \
         f"lr{config.learning_rate}-t{config.threads}"
     manifest = train_embedded_speech(sources, args.out or SHIPPED_DIR, work, config,
-                                     max_facts=args.max_facts, marked_text=args.marked_text, argv=["python", "-m", "artifact", *sys.argv[1:]])
+                                     max_facts=args.max_facts, marked_text=args.marked_text,
+                                     argv=["python", "-m", "artifact", *sys.argv[1:]])
     print(f"train facts {len(manifest['train_facts'])}, held out {len(manifest['held_out_facts'])}")
     for name, value in manifest["accuracy"].items():
         print(f"  {name}: {value:.3f}")

@@ -53,7 +53,7 @@ def read_manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(
             f"No trained embedded speech-text model at {folder}. Train one with "
-            "`python -m artifact train-speech-lm` (see REPRODUCE.md)."
+            "`python -m artifact train-embedded-speech` (see REPRODUCE.md)."
         )
     return json.loads(path.read_text())
 
@@ -62,7 +62,8 @@ def load_rows(model: torch.nn.Module, first_new: int, folder: Path = SHIPPED_DIR
     """Load the trained new rows into `model`, checking the file's sha256 against the manifest; returns it."""
     from safetensors.torch import load_file
 
-    from artifact.models.loading import ModelLoadError, sha256_file
+    from artifact.core.fileio import sha256_file
+    from artifact.models.loading import ModelLoadError
 
     manifest = read_manifest(folder)
     path = folder / ROWS_FILE
