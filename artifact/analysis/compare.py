@@ -124,7 +124,7 @@ def normalised_entropy(grid: np.ndarray) -> np.ndarray:
     0 = all mass in one cell, 1 = evenly spread; NaN when there is no positive mass or a single cell."""
     grid = np.asarray(grid, dtype=np.float64)
     k = grid.shape[-1]
-    mass = np.clip(np.nan_tofinite_or_none(grid, nan=0.0), 0.0, None)
+    mass = np.clip(np.nan_to_num(grid, nan=0.0), 0.0, None)
     total = mass.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = mass / total

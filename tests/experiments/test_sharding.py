@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from artifact.analysis import aggregate as agg
-from artifact.commands.merge import MergeError, merge_runs
 from artifact.core.layout import ResultsFolderError, plan_path, result_path
 from artifact.core.settings import RunSettings
+from artifact.experiments.merge import MergeError, merge_runs
 from artifact.experiments.runner import open_run_dir, run_items, run_lock, save_known
 from artifact.experiments.sharding import (
     Shard,
@@ -31,8 +31,9 @@ from artifact.experiments.sharding import (
 )
 from artifact.models import ModelAdapter
 from artifact.prompts.build import TracePrompt
+from tests.support.tiny_runs import IdTokenizer, StandInFact, TinyLoaded
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # ------------------------------------------------------------------------------------------------------ the rule
 
@@ -125,28 +126,6 @@ def test_cli_rejects_a_bad_shard_flag(capsys):
 # ------------------------------------------------------------------------------------- in-process runs (fast)
 
 
-@dataclass(frozen=True)
-class Fact:
-    known_id: int
-    subject: str
-    attribute: str
-    prompt: str
-    relation_id: str = "P0"
-
-
-class IdTokenizer:
-    def decode(self, ids):
-        return " ".join(f"t{i}" for i in ids)
-
-
-@dataclass
-class Loaded:
-    name: str
-    model: torch.nn.Module
-    tokenizer: object
-    adapter: ModelAdapter
-
-
 def settings() -> RunSettings:
     return RunSettings(arm="t2t", model="tiny", dtype="torch.float32", device="cpu", facts_fingerprint="f" * 64,
                        noise_spec="0.5", noise=0.5, samples=2, window=3, seed=1, batch_size=16)
@@ -162,8 +141,8 @@ def loaded_items(llama_tiny):
             target = int(llama_tiny(torch.tensor([ids])).logits[0, -1].argmax())
         prompt = TracePrompt(text=f"prompt {i}", input_ids=tuple(ids), subject_range=subject, target_id=target,
                              modality="text")
-        items.append((Fact(30 - 3 * i, f"s{i}", f"a{i}", f"prompt {i}"), prompt))
-    return Loaded("tiny", llama_tiny, IdTokenizer(), ModelAdapter(llama_tiny)), items
+        items.append((StandInFact(30 - 3 * i, f"s{i}", f"a{i}", f"prompt {i}"), prompt))
+    return TinyLoaded("tiny", llama_tiny, IdTokenizer(), ModelAdapter(llama_tiny)), items
 
 
 JOBS = ("hidden", "mlp", "severed")
@@ -335,38 +314,14 @@ def test_merge_of_separate_shard_folders_equals_the_single_run(loaded_items, tmp
 def model_folder_and_facts(tmp_path_factory) -> tuple[Path, Path, int]:
     """A tiny seeded Llama saved with the embedded SmolLM2 tokenizer, and facts it knows (its own predictions) and
     does not know."""
-    import transformers
-    from transformers import AutoTokenizer
+    from tests.support.tiny_runs import tiny_model_with_known_facts
 
-    from artifact.models.loading import embedded_model_dir
-    from artifact.prompts import answer_token_id
-
-    folder = tmp_path_factory.mktemp("shardlm") / "tiny"
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
-    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-                                      max_position_embeddings=64, initializer_range=0.3)
-    torch.manual_seed(1)
-    model = transformers.LlamaForCausalLM(config).eval()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    records, known = [], 0
-    for i, subject in enumerate(["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Lisbon", "Dublin",
-                                 "Prague", "Warsaw", "Athens", "Cairo"]):
-        prompt = f"{subject} is a city in"
-        ids = tokenizer(prompt)["input_ids"]
-        with torch.no_grad():
-            predicted = int(model(torch.tensor([ids])).logits[0, -1].argmax())
-        attribute = tokenizer.decode([predicted]).strip()
-        if attribute.isalpha() and answer_token_id(tokenizer, prompt, attribute) == predicted and known < 6:
-            known += 1
-        else:
-            attribute = "Nowhere"
-        records.append({"known_id": i, "subject": subject, "attribute": attribute, "template": "{} is a city in",
-                        "prediction": "", "prompt": prompt, "relation_id": "P131"})
+    subjects = ["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Lisbon", "Dublin", "Prague", "Warsaw",
+                "Athens", "Cairo"]
+    folder, facts, known = tiny_model_with_known_facts(
+        tmp_path_factory.mktemp("shardlm") / "tiny", [(s, "{} is a city in", "P131") for s in subjects],
+        seed=1, layers=3, max_known=6)
     assert known >= 3, "the tiny model must know a few facts for this test"
-    facts = folder.parent / "facts.json"
-    facts.write_text(json.dumps(records))
     return folder, facts, min(known, LIMIT)
 
 

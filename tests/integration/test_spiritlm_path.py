@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 spiritlm = pytest.importorskip(
     "spiritlm.speech_tokenizer",

@@ -211,13 +211,17 @@ def test_compare_runs_end_to_end(two_runs, tmp_path):
     t, s = two_runs
     out = tmp_path / "cmp"
     doc = compare.compare_runs(t, s, out, kinds=("mlp", "attn"), subsets={"train": [14, 15, 16], "held_out": [20]},
-                               n_resamples=B, figure_sets=("both",))
+                               n_resamples=B)
     for name in ("comparison.json", "comparison.md", "summary.md"):
         assert (out / name).stat().st_size > 200
+    assert not (out / "figures").exists()  # statistics draw no figure: the figures package does, from the document
+    from artifact.figures.comparison import plot_comparison
+
+    written = plot_comparison(doc, out, ("both",))
     for stem in ("curves_both_mlp", "heatmaps_both_attn", "normalised_both_mlp", "normalised_both_attn"):
         assert (out / "figures" / f"{stem}.png").is_file() and (out / "figures" / f"{stem}.pdf").is_file()
     assert not (out / "figures" / "curves_own_mlp.png").exists()
-    assert len(doc["figures"]) == 2 * 3 * 2  # (curves, heatmaps, normalised) x kinds, PNG + PDF
+    assert len(written) == 2 * 3 * 2  # (curves, heatmaps, normalised) x kinds, PNG + PDF
     stored = json.loads((out / "comparison.json").read_text())
     assert stored["claims"] == doc["claims"]
     assert set(stored["claims_by_set"]) == {"both", "own", "train", "held_out"}
@@ -251,14 +255,14 @@ def test_compare_runs_end_to_end(two_runs, tmp_path):
     np.testing.assert_allclose(view, np.mean(direct, axis=0), atol=1e-12)
     md = (out / "comparison.md").read_text()
     assert "| mlp |" in md and "Set `both`" in md
-    again = compare.compare_runs(t, s, tmp_path / "again", kinds=("mlp", "attn"), n_resamples=B, figures=False)
+    again = compare.compare_runs(t, s, tmp_path / "again", kinds=("mlp", "attn"), n_resamples=B)
     assert again["results"]["both"] == doc["results"]["both"]  # deterministic
 
 
 def test_normalised_view_skipped_with_representative_positions(tmp_path):
     t = fake_run(tmp_path / "r", "t2t", range(5), 0, 0.3)
     s = fake_run(tmp_path / "r", "s2t", range(5), 1, 0.05, positions="representatives:2")
-    doc = compare.compare_runs(t, s, tmp_path / "out", kinds=("mlp",), n_resamples=200, figures=False)
+    doc = compare.compare_runs(t, s, tmp_path / "out", kinds=("mlp",), n_resamples=200)
     assert "representatives:2" in doc["normalised"]["skipped"]
     assert "Not computed" in (tmp_path / "out" / "comparison.md").read_text()
 
@@ -277,7 +281,7 @@ def test_compare_bad_inputs(two_runs, tmp_path):
         compare.compare_runs(t, other_facts, tmp_path / "o")
     disjoint = fake_run(tmp_path / "dj", "s2t", range(100, 104), 1, 0.05)
     with pytest.raises(ResultsFolderError, match="share no traced facts"):
-        compare.compare_runs(t, disjoint, tmp_path / "o", kinds=("mlp",), n_resamples=200, figures=False)
+        compare.compare_runs(t, disjoint, tmp_path / "o", kinds=("mlp",), n_resamples=200)
 
 
 def test_default_out_dir():

@@ -386,7 +386,7 @@ def test_install_melotts_checks_the_archive_before_installing(tmp_path):
     import io
     import tarfile
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "install_melotts.sh"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "install_melotts.sh"
 
     def run(*args):
         return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, check=False)

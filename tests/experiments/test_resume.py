@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from artifact.analysis.aggregate import aggregate_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUBJECTS = ["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Lisbon", "Dublin", "Prague", "Warsaw", "Athens",
             "Cairo", "Tokyo", "Seoul", "Lima", "Quito", "Nairobi", "Accra", "Dakar", "Havana"]
 TEMPLATES = [("{} is located in the country of", "P17"), ("The mayor of {} speaks the language", "P37"),
@@ -28,42 +27,12 @@ LIMIT, JOBS = 6, 4  # facts traced, jobs per fact (hidden, mlp, attn, severed)
 
 @pytest.fixture(scope="module")
 def tiny_model_and_facts(tmp_path_factory):
-    import transformers
-    from transformers import AutoTokenizer
+    from tests.support.tiny_runs import tiny_model_with_known_facts
 
-    from artifact.models.loading import embedded_model_dir
-    from artifact.prompts import answer_token_id
-
-    folder = tmp_path_factory.mktemp("tinylm") / "tiny-smollm-tokenizer"
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
-    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                                      max_position_embeddings=128, initializer_range=0.3)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    records, known = [], 0
-    for i, subject in enumerate(SUBJECTS):
-        template, relation = TEMPLATES[i % len(TEMPLATES)]
-        prompt = template.format(subject)
-        ids = tokenizer(prompt)["input_ids"]
-        with torch.no_grad():
-            predicted = int(model(torch.tensor([ids])).logits[0, -1].argmax())
-        attribute = tokenizer.decode([predicted]).strip()
-        try:  # a word piece that continues the prompt as a word of its own (not a bare space first)
-            answers = attribute.isalpha() and answer_token_id(tokenizer, prompt, attribute) == predicted
-        except ValueError:
-            answers = False
-        if answers and known < 2 * LIMIT:
-            known += 1  # the model's own prediction: a known fact
-        else:
-            attribute = "Nowhere"  # a fact this model does not know
-        records.append({"known_id": i, "subject": subject, "attribute": attribute, "template": template,
-                        "prediction": "", "prompt": prompt, "relation_id": relation})
+    prompts = [(subject, *TEMPLATES[i % len(TEMPLATES)]) for i, subject in enumerate(SUBJECTS)]
+    folder, facts, known = tiny_model_with_known_facts(tmp_path_factory.mktemp("tinylm") / "tiny-smollm-tokenizer",
+                                                       prompts, seed=0, layers=4, max_known=2 * LIMIT)
     assert known >= LIMIT, "the tiny model must know enough facts for this test"
-    facts = folder.parent / "facts.json"
-    facts.write_text(json.dumps(records, indent=1))
     return folder, facts
 
 

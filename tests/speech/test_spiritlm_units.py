@@ -19,11 +19,11 @@ import pytest
 pytest.importorskip("spiritlm.speech_tokenizer", reason="Meta's spiritlm package is not installed (scripts/test.sh "
                     "installs it from ../shared/vendor; or run scripts/install_spiritlm.sh)")
 import torch  # noqa: E402
-from support.spiritlm_speech_tokenizer import HUBERT_FILE, QUANTIZER_FILE, write_hubert_25hz  # noqa: E402
 
 from artifact.core.spiritlm import SPEECH_TOKENIZER_FILES, missing_checkpoint_files  # noqa: E402
 from artifact.speech import FrontEndConfig, SpeechFrontEnd, espeak  # noqa: E402
 from artifact.speech.units import SpiritLMUnitTokenizer  # noqa: E402
+from tests.support.spiritlm_speech_tokenizer import HUBERT_FILE, QUANTIZER_FILE, write_hubert_25hz  # noqa: E402
 
 needs_espeak = pytest.mark.skipif(not espeak.available(), reason="espeak-ng (libespeak-ng) is not installed")
 EIFFEL = "The Eiffel Tower is located in the city of"
