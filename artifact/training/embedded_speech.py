@@ -72,6 +72,35 @@ def _known_ids(loaded: Any, records: Sequence[Any], cache_file: Path) -> set[int
     return set(ids)
 
 
+def _known_facts(loaded: Any, fact_sources: dict[str, str], work_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every source's Known-t2t facts by key ('source:known_id'), and each source's facts fingerprint."""
+    from artifact.facts import facts_fingerprint, load_facts
+
+    facts: dict[str, Any] = {}
+    fingerprints = {}
+    for source, spec in fact_sources.items():
+        records = load_facts(spec)
+        fingerprints[source] = facts_fingerprint(records)
+        known_ids = _known_ids(loaded, records, work_dir / f"known-{fingerprints[source][:16]}.json")
+        facts.update({fact_key(source, f.known_id): f for f in records if f.known_id in known_ids})
+        log.info("%s: %d of %d facts known from text", source, len(known_ids), len(records))
+    return facts, fingerprints
+
+
+def _speak(front_end: Any, facts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each fact through the speech front end; those it cannot speak are left out, with the reason."""
+    from tqdm import tqdm
+
+    spoken, failures = {}, {}
+    for key in tqdm(list(facts), desc="speech front end", unit="prompt"):
+        try:
+            spoken[key] = front_end.process(facts[key].prompt, facts[key].subject)
+        except (RuntimeError, ValueError) as exc:  # e.g. no alignment: the fact cannot be spoken, so it is left out
+            failures[key] = str(exc)
+            log.warning("%s left out: speech front end failed: %s", key, exc)
+    return spoken, failures
+
+
 def train_embedded_speech(
     fact_sources: dict[str, str],
     out_dir: Path,
@@ -88,10 +117,8 @@ def train_embedded_speech(
     default: the T->T arm of the embedded models uses the plain prompt on the frozen model, which is bitwise the same.
     """
     from safetensors.torch import save as safetensors_bytes
-    from tqdm import tqdm
 
     from artifact.core.fileio import sha256_file
-    from artifact.facts import facts_fingerprint, load_facts
     from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
     from artifact.models.loading import load_embedded
     from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
@@ -99,22 +126,9 @@ def train_embedded_speech(
     started = time.time()
     seed_everything(config.seed)
     loaded = load_embedded(device="cpu")
-    facts: dict[str, Any] = {}
-    fingerprints = {}
-    for source, spec in fact_sources.items():
-        records = load_facts(spec)
-        fingerprints[source] = facts_fingerprint(records)
-        known_ids = _known_ids(loaded, records, work_dir / f"known-{fingerprints[source][:16]}.json")
-        facts.update({fact_key(source, f.known_id): f for f in records if f.known_id in known_ids})
-        log.info("%s: %d of %d facts known from text", source, len(known_ids), len(records))
+    facts, fingerprints = _known_facts(loaded, fact_sources, work_dir)
     front_end = SpeechFrontEnd(FrontEndConfig.offline("embedded"))
-    spoken, front_end_failures = {}, {}
-    for key in tqdm(list(facts), desc="speech front end", unit="prompt"):
-        try:
-            spoken[key] = front_end.process(facts[key].prompt, facts[key].subject)
-        except (RuntimeError, ValueError) as exc:  # e.g. no alignment: the fact cannot be spoken, so it is left out
-            front_end_failures[key] = str(exc)
-            log.warning("%s left out: speech front end failed: %s", key, exc)
+    spoken, front_end_failures = _speak(front_end, facts)
     keys = [key for key in facts if key in spoken]
     if max_facts is not None:
         keys = sorted(keys, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:max_facts]

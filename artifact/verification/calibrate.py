@@ -161,6 +161,83 @@ def _group_tolerances(per_run: list[tuple[list[str], np.ndarray, np.ndarray]], g
     }
 
 
+def _check_replicates(ref: dict[str, ArmData], runs: list[dict[str, ArmData]], result_dirs: Sequence[Path],
+                      reference: Path) -> None:
+    """Every replicate measures variation (another folder, seed or batch size) and has the reference's arms."""
+    for d, arms in zip(result_dirs, runs):
+        same = [arm for arm in ref if arm in arms and arms[arm].source.resolve() == ref[arm].source.resolve()]
+        same += [arm for arm in ref if arm in arms and arm not in same and all(
+            (arms[arm].settings or {}).get(k) == (ref[arm].settings or {}).get(k) for k in ("seed", "batch_size"))]
+        if same:
+            raise VerifyError(f"replicate {d} repeats the reference's {', '.join(same)} run (same folder, or same "
+                              "noise seed and batch size, hence bitwise the same numbers): it measures no variation. "
+                              "Rerun with another --seed (and --batch-size) into another results folder.")
+    for d, arms in zip(result_dirs, runs):
+        missing = set(ref) - set(arms)
+        if missing:
+            raise VerifyError(f"replicate {d} lacks arm(s) {sorted(missing)} that the reference {reference} has")
+
+
+def _known_set_tolerance(replicates: list[ArmData], ref_arm: ArmData, safety: float, which: str) -> dict[str, Any]:
+    """The Known-set Jaccard bound: min observed minus max(0.02, safety x (1 - min observed))."""
+    js = [jaccard(r.known or [], ref_arm.known or []) for r in replicates]
+    bound = max(0.0, min(js) - max(0.02, safety * (1 - min(js))))
+    return {"jaccard": {"value": round(bound, 6), "observed": js,
+                        "how_chosen": f"min Jaccard of the Known sets over replicates ({min(js):.4f}) minus "
+                                      f"max(0.02, {safety} x (1 - it)); {which}"}}
+
+
+def _kind_tolerances(arm: str, kind: str, metric: str, ref_arm: ArmData, runs: list[dict[str, ArmData]],
+                     groups: Sequence[str], which: str, safety: float, boot: dict[str, Any]) -> dict[str, Any]:
+    """The curve tolerances of each group and the per-fact correlation tolerances of one arm, kind and metric."""
+    per_run = []
+    for r in runs:
+        if kind not in r[arm].fact_ids:
+            raise VerifyError(f"replicate {r[arm].source} has no {kind} effects")
+        per_run.append(pair(r[arm], ref_arm, kind, metric))
+    between = [pair(runs[j][arm], runs[i][arm], kind, metric)
+               for i in range(len(runs)) for j in range(i + 1, len(runs))]
+    entries = {f"{arm}/{kind}/{metric}/{group}": _group_tolerances(
+        per_run, group, which, safety, boot["alpha"], boot["n_resamples"], boot["seed"], between) for group in groups}
+    same = [fact_map_correlations(rr, ee) for _, rr, ee in per_run]
+    null = []
+    for n_run, (_, rr, ee) in enumerate(per_run):
+        cr, ce = centred(rr), centred(ee)  # the centring mean does not depend on the fact order
+        for perm in _derangements(rr.shape[0], NULL_PERMUTATIONS, boot["seed"] + n_run):
+            null.append(fact_correlations(cr[perm], ce))
+    r0, q, s, nq, gap = _fact_threshold(same, null)
+    how = (f"r0 maximises (min over replicates of the fraction of facts with r >= r0 = "
+           f"{s:.3f}) - (95th percentile over {len(null)} derangements of facts of that fraction = "
+           f"{nq:.3f}); q halfway between; {which}")
+    entries[f"{arm}/{kind}/{metric}"] = {
+        "fact_correlation": {"value": r0, "observed_median": [float(np.nanmedian(x)) for x in same],
+                             "how_chosen": how},
+        "fact_fraction": {"value": q, "observed_same": s, "observed_wrong_facts": nq,
+                          "how_chosen": how + ("" if gap > 0 else "; NO separation: per-fact maps of "
+                                               "different facts correlate as well as a fact's own")},
+    }
+    return entries
+
+
+def _unstable_claims(claims_fn: ClaimsFn | None, reference: Path, result_dirs: Sequence[Path],
+                     which: str) -> dict[str, Any]:
+    """Claims whose verdict differs between the reference and a replicate (reported, not judged)."""
+    claims: dict[str, Any] = {"unstable": [], "how_chosen": "not calibrated (no claims_fn)"}
+    if claims_fn is None:
+        return claims
+    try:
+        ref_claims = claims_fn(Path(reference))
+        unstable = set()
+        for d in result_dirs:
+            other = claims_fn(Path(d))
+            unstable |= {c for c in ref_claims if other.get(c) != ref_claims[c]}
+        return {"unstable": sorted(unstable),
+                "how_chosen": f"claims whose verdict differs between the reference and a replicate; {which}"}
+    except VerifyError as error:
+        claims["how_chosen"] = f"not calibrated: {error}"
+        return claims
+
+
 def calibrate_tolerances(
     result_dirs: Sequence[Path],
     reference: Path,
@@ -197,74 +274,19 @@ def calibrate_tolerances(
         raise ValueError("calibrate_tolerances needs at least one replicate results folder (other noise seed).")
     ref = _load_run_arms(Path(reference))
     runs = [_load_run_arms(Path(d)) for d in result_dirs]
-    for d, arms in zip(result_dirs, runs):
-        same = [arm for arm in ref if arm in arms and arms[arm].source.resolve() == ref[arm].source.resolve()]
-        same += [arm for arm in ref if arm in arms and arm not in same and all(
-            (arms[arm].settings or {}).get(k) == (ref[arm].settings or {}).get(k) for k in ("seed", "batch_size"))]
-        if same:
-            raise VerifyError(f"replicate {d} repeats the reference's {', '.join(same)} run (same folder, or same "
-                              "noise seed and batch size, hence bitwise the same numbers): it measures no variation. "
-                              "Rerun with another --seed (and --batch-size) into another results folder.")
-    n_runs = len(runs)
-    for d, arms in zip(result_dirs, runs):
-        missing = set(ref) - set(arms)
-        if missing:
-            raise VerifyError(f"replicate {d} lacks arm(s) {sorted(missing)} that the reference {reference} has")
+    _check_replicates(ref, runs, result_dirs, reference)
     labels = [_run_labels(a) for a in runs]
-    which = (f"runs: {n_runs} replicate(s) against the reference {Path(reference).name}: "
+    which = (f"runs: {len(runs)} replicate(s) against the reference {Path(reference).name}: "
              + "; ".join(f"{Path(d).name} " + ", ".join(f"{arm} seed {v['seed']} batch {v['batch_size']}"
                                                     for arm, v in lab.items())
                          for d, lab in zip(result_dirs, labels)))
     entries: dict[str, Any] = {}
     boot = {"alpha": alpha, "n_resamples": n_resamples, "seed": seed}
     for arm, ref_arm in ref.items():
-        js = [jaccard(r[arm].known or [], ref_arm.known or []) for r in runs]
-        bound = max(0.0, min(js) - max(0.02, safety * (1 - min(js))))
-        entries[f"{arm}/known_set"] = {"jaccard": {
-            "value": round(bound, 6), "observed": js,
-            "how_chosen": f"min Jaccard of the Known sets over replicates ({min(js):.4f}) minus "
-                          f"max(0.02, {safety} x (1 - it)); {which}"}}
+        entries[f"{arm}/known_set"] = _known_set_tolerance([r[arm] for r in runs], ref_arm, safety, which)
         for kind in ref_arm.kinds():
             for metric in metrics:
-                per_run = []
-                for r in runs:
-                    if kind not in r[arm].fact_ids:
-                        raise VerifyError(f"replicate {r[arm].source} has no {kind} effects")
-                    per_run.append(pair(r[arm], ref_arm, kind, metric))
-                between = [pair(runs[j][arm], runs[i][arm], kind, metric)
-                           for i in range(n_runs) for j in range(i + 1, n_runs)]
-                for group in groups:
-                    entries[f"{arm}/{kind}/{metric}/{group}"] = _group_tolerances(
-                        per_run, group, which, safety, alpha, n_resamples, seed, between)
-                same = [fact_map_correlations(rr, ee) for _, rr, ee in per_run]
-                null = []
-                for n_run, (_, rr, ee) in enumerate(per_run):
-                    cr, ce = centred(rr), centred(ee)  # the centring mean does not depend on the fact order
-                    for perm in _derangements(rr.shape[0], NULL_PERMUTATIONS, seed + n_run):
-                        null.append(fact_correlations(cr[perm], ce))
-                r0, q, s, nq, gap = _fact_threshold(same, null)
-                how = (f"r0 maximises (min over replicates of the fraction of facts with r >= r0 = "
-                       f"{s:.3f}) - (95th percentile over {len(null)} derangements of facts of that fraction = "
-                       f"{nq:.3f}); q halfway between; {which}")
-                entries[f"{arm}/{kind}/{metric}"] = {
-                    "fact_correlation": {"value": r0, "observed_median": [float(np.nanmedian(x)) for x in same],
-                                         "how_chosen": how},
-                    "fact_fraction": {"value": q, "observed_same": s, "observed_wrong_facts": nq,
-                                      "how_chosen": how + ("" if gap > 0 else "; NO separation: per-fact maps of "
-                                                           "different facts correlate as well as a fact's own")},
-                }
-    claims: dict[str, Any] = {"unstable": [], "how_chosen": "not calibrated (no claims_fn)"}
-    if claims_fn is not None:
-        try:
-            ref_claims = claims_fn(Path(reference))
-            unstable = set()
-            for d in result_dirs:
-                other = claims_fn(Path(d))
-                unstable |= {c for c in ref_claims if other.get(c) != ref_claims[c]}
-            claims = {"unstable": sorted(unstable),
-                      "how_chosen": f"claims whose verdict differs between the reference and a replicate; {which}"}
-        except VerifyError as error:
-            claims["how_chosen"] = f"not calibrated: {error}"
+                entries.update(_kind_tolerances(arm, kind, metric, ref_arm, runs, groups, which, safety, boot))
     doc = {
         "format": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -276,7 +298,7 @@ def calibrate_tolerances(
         "reference": {"path": str(reference), "arms": _run_labels(ref)},
         "runs": [{"path": str(d), "arms": lab} for d, lab in zip(result_dirs, labels)],
         "entries": jsonable(entries),
-        "claims": claims,
+        "claims": _unstable_claims(claims_fn, reference, result_dirs, which),
     }
     doc["power"] = detection_power(ref, runs, doc)
     # Sanity: the unperturbed replicates pass the tolerances they set (they must, by construction).
