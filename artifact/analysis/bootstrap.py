@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,12 @@ def bootstrap_mean_ci(
 
 
 _CHUNK = 500
+
+
+def stream(seed: int, *labels: str) -> np.random.SeedSequence:
+    """The random stream of one statistic: the same seed and labels (e.g. arm and kind) give the same draws wherever
+    the statistic is computed, so the same facts give the same interval in every fact set."""
+    return np.random.SeedSequence([int(seed), *(zlib.crc32(str(label).encode()) for label in labels)])
 
 
 def resample_weights(n: int, n_resamples: int, seed: Any) -> np.ndarray:

@@ -11,10 +11,16 @@ on the other side, and is *undecided* otherwise (or when the statistic is undefi
 Claims and their conditions (the fact set is a parameter; defaults below):
 
 C1 (set "own", arm T->T, kind mlp): "clearly high AIE in mid-layer MLPs at the subject tokens".
-  a. subject peak AIE (max over first/middle/last subject tokens and layers) > 0;
+  a. last-subject-token peak AIE (max over layers of the MLP curve at the last subject token) > 0;
   b. its layer is mid-network: the bootstrap CI of the peak layer lies within relative depths
      `MID_BAND` = [0.1, 0.7] of the layers (contradicted when the CI lies wholly outside);
-  c. localised at the subject: subject peak - further-tokens peak > 0.
+  c. localised at the subject: last-subject-token peak - further-tokens peak > 0.
+  The last subject token, not the subject's tokens pooled: ROME locates the early MLP site there (Meng et al. 2022,
+  Fig. 1-2: at the last subject token the MLP effect peaks; the first and middle subject tokens carry little), and the
+  paper says T->T "behaves like a text-only Llama". The band: ROME's MLP peaks lie at relative depths 0.2-0.45
+  (GPT-2 XL: layers ~10-20 of 48; GPT-J: ~4-12 of 28), and a restoration window of 10 layers blurs a peak's position
+  by up to 5 layers (0.16 of a 32-layer model) each way; [0.1, 0.7] keeps that range with its blur and excludes only
+  the first three and the last ten layers of a 32-layer model, the input and output ends.
 C2 (set "both", every kind compared): "in S->T the AIE is much lower and more diffuse".
   a. lower: ratio of overall peak AIEs S->T / T->T < 1 (contradicted when its CI lies at or above 1);
   b. more diffuse: normalised entropy S->T - T->T > 0.
@@ -22,6 +28,10 @@ C3 (set "own", arm S->T, kinds mlp and attn): "S->T keeps some localisation near
   attention".
   a. near-subject peak AIE (subject tokens and the first subsequent token) > 0;
   b. near-subject peak - further-tokens peak > 0.
+
+Every condition records its `margin`: how far the deciding end of its CI lies beyond the threshold (positive: by
+that much it holds or is contradicted; negative: by that much it is short of deciding). A verdict that could depend on
+the bootstrap draw shows as a margin near 0 (REPRODUCE.md reports how far the CI ends move between random streams).
 
 `evaluate_claims(document)` returns {claim id: {"verdict", ...}} (stored as the "claims" section of comparison.json,
 and usable by a verifier on a stored comparison.json); `claims_by_set` judges every claim on every fact set;
@@ -41,8 +51,8 @@ CLAIMS: dict[str, str] = {
 }
 DEFAULT_SETS: dict[str, str] = {"C1": "own", "C2": "both", "C3": "own"}
 RULES: dict[str, str] = {
-    "C1": f"mlp, T->T arm: subject peak AIE CI > 0; peak layer CI within relative depth {MID_BAND[0]}-{MID_BAND[1]}; "
-          "subject peak minus further-tokens peak CI > 0",
+    "C1": f"mlp, T->T arm: last-subject-token peak AIE CI > 0; its layer's CI within relative depth "
+          f"{MID_BAND[0]}-{MID_BAND[1]}; last-subject-token peak minus further-tokens peak CI > 0",
     "C2": "every kind: overall peak ratio S->T/T->T CI < 1 (lower) and entropy difference S->T - T->T CI > 0 "
           "(more diffuse)",
     "C3": "mlp and attn, S->T arm: near-subject peak AIE CI > 0 and near-subject peak minus further-tokens peak "
@@ -52,22 +62,28 @@ COMBINATION = ("supported when every condition's CI lies on the claimed side; no
                "on the other side; inconclusive otherwise")
 
 
-def _side(stat: Mapping[str, Any] | None, threshold: float, greater: bool) -> bool | None:
-    """True when the CI lies above (greater) / below the threshold, False when wholly on the other side, else None."""
+def _side(stat: Mapping[str, Any] | None, threshold: float, greater: bool) -> tuple[bool | None, float | None]:
+    """(True when the CI lies above (greater) / below the threshold, False when wholly on the other side, else None;
+    the margin: how far the deciding CI end lies beyond the threshold, negative when undecided)."""
     if not stat or stat.get("ci_low") is None or stat.get("ci_high") is None:
-        return None
+        return None, None
     lo, hi = stat["ci_low"], stat["ci_high"]
-    if greater:
-        return True if lo > threshold else False if hi <= threshold else None
-    return True if hi < threshold else False if lo >= threshold else None
+    if not greater:  # below the threshold: mirror
+        lo, hi, threshold = -hi, -lo, -threshold
+    if lo > threshold:
+        return True, lo - threshold
+    if hi <= threshold:
+        return False, threshold - hi
+    return None, -min(threshold - lo, hi - threshold)
 
 
 def _condition(kind: str, statistic: str, stat: Mapping[str, Any] | None, requirement: str,
-               holds: bool | None) -> dict[str, Any]:
+               decided: tuple[bool | None, float | None]) -> dict[str, Any]:
     stat = stat or {}
+    holds, margin = decided
     return {"kind": kind, "statistic": statistic, "value": stat.get("value"), "ci_low": stat.get("ci_low"),
-            "ci_high": stat.get("ci_high"), "requirement": requirement,
-            "holds": holds, "outcome": "holds" if holds else "contradicted" if holds is False else "undecided"}
+            "ci_high": stat.get("ci_high"), "requirement": requirement, "holds": holds, "margin": margin,
+            "outcome": "holds" if holds else "contradicted" if holds is False else "undecided"}
 
 
 def _combine(conditions: Sequence[Mapping[str, Any]]) -> str:
@@ -80,20 +96,24 @@ def _combine(conditions: Sequence[Mapping[str, Any]]) -> str:
     return INCONCLUSIVE
 
 
-def _mid_layer(peak: Mapping[str, Any] | None, num_layers: int) -> tuple[dict[str, Any], bool | None]:
-    """The peak layer's CI in relative depth and whether it lies within / wholly outside MID_BAND."""
+def _mid_layer(peak: Mapping[str, Any] | None, num_layers: int
+               ) -> tuple[dict[str, Any], tuple[bool | None, float | None]]:
+    """The peak layer's CI in relative depth, and whether (with its margin) it lies within / wholly outside
+    MID_BAND."""
     peak = peak or {}
     lo, hi = peak.get("layer_ci_low"), peak.get("layer_ci_high")
     depth = lambda x: None if x is None else x / max(1, num_layers - 1)  # noqa: E731
     stat = {"value": depth(peak.get("layer")), "ci_low": depth(lo), "ci_high": depth(hi)}
     if stat["ci_low"] is None or stat["ci_high"] is None:
-        return stat, None
+        return stat, (None, None)
     a, b = MID_BAND
-    if a <= stat["ci_low"] and stat["ci_high"] <= b:
-        return stat, True
-    if stat["ci_high"] < a or stat["ci_low"] > b:
-        return stat, False
-    return stat, None
+    inside = min(stat["ci_low"] - a, b - stat["ci_high"])
+    if inside >= 0:
+        return stat, (True, inside)
+    outside = max(a - stat["ci_high"], stat["ci_low"] - b)
+    if outside > 0:
+        return stat, (False, outside)
+    return stat, (None, inside)
 
 
 def claim_c1(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -101,14 +121,14 @@ def claim_c1(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     if result is None:
         return []
     arm = result["arms"]["t2t"]
-    peak = arm["subject_peak"]
+    peak = arm["groups"]["last_subject"]["peak"]
     depth, mid = _mid_layer(peak, result["num_layers"])
     return [
-        _condition("mlp", "T->T subject peak AIE", peak, "> 0", _side(peak, 0.0, True)),
-        _condition("mlp", f"T->T subject peak layer (relative depth; layer {peak.get('layer')} of "
+        _condition("mlp", "T->T last-subject-token peak AIE", peak, "> 0", _side(peak, 0.0, True)),
+        _condition("mlp", f"T->T last-subject-token peak layer (relative depth; layer {peak.get('layer')} of "
                           f"{result['num_layers']})", depth, f"within {MID_BAND[0]}-{MID_BAND[1]}", mid),
-        _condition("mlp", "T->T subject peak - further peak", arm["subject_minus_further"], "> 0",
-                   _side(arm["subject_minus_further"], 0.0, True)),
+        _condition("mlp", "T->T last-subject-token peak - further peak", arm["last_subject_minus_further"], "> 0",
+                   _side(arm["last_subject_minus_further"], 0.0, True)),
     ]
 
 
@@ -184,7 +204,7 @@ def _num(x: Any) -> str:
 
 def _sentence(c: Mapping[str, Any]) -> str:
     return (f"{c['statistic']} ({c['kind']}) = {_num(c['value'])}, 95% CI [{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
-            f", required {c['requirement']}: {c['outcome']}")
+            f", required {c['requirement']}: {c['outcome']} (margin {_num(c.get('margin'))})")
 
 
 def summary_markdown(document: Mapping[str, Any]) -> str:

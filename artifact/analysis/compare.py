@@ -85,6 +85,8 @@ from artifact.core.names import (
     SUBJECT_GROUPS,
 )
 from artifact.core.settings import load_settings
+from artifact.analysis.bootstrap import stream
+from artifact.analysis.effects import mechanism_view
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +214,14 @@ def mechanism_cells(*means: np.ndarray) -> np.ndarray:
     return mask
 
 
-def arm_statistics(effects: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE,
-                   n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+def arm_statistics(effects: np.ndarray, mechanism: np.ndarray, boot: np.ndarray, mechanism_boot: np.ndarray,
+                   confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
                    entropy_cells: np.ndarray | None = None) -> dict[str, Any]:
-    """One arm on one set: curves with BCa CIs per group, peaks per group, and the grid statistics.
-    `effects` [fact, group, layer]; `boot` [resample, group, layer] resampled means; `entropy_cells` [group, layer]
-    the cells the entropy is taken over (default: the mechanism groups' cells with a finite mean)."""
+    """One arm on one set: curves with BCa CIs per group and their peaks (from `effects` [fact, group, layer] and
+    its resampled means `boot` [resample, group, layer]), and the grid statistics of the mechanism (from
+    `mechanism`, the same effects with the last token kept out of every group but its own, and `mechanism_boot`).
+    `entropy_cells` [group, layer]: the cells the entropy is taken over (default: the mechanism groups' cells with a
+    finite mean)."""
     n_f, G, L = effects.shape
     n, mean, low, high, methods = bootstrap_mean_ci(effects.reshape(n_f, G * L), confidence, n_resamples, seed)
     mean, low, high = mean.reshape(G, L), low.reshape(G, L), high.reshape(G, L)
@@ -227,29 +231,49 @@ def arm_statistics(effects: np.ndarray, boot: np.ndarray, confidence: float = CO
         curves[group] = {"n_facts": int(n[g].max()) if L else 0, "aie": _list(mean[g]), "ci_low": _list(low[g]),
                          "ci_high": _list(high[g]), "ci_method": sorted(set(methods[g * L:(g + 1) * L])),
                          "peak": _peak(mean[g], boot[:, g], confidence)}
-    cells = mechanism_cells(mean) if entropy_cells is None else np.asarray(entropy_cells, dtype=bool)
-    entropy = normalised_entropy(mean[cells])
-    entropy_boot = normalised_entropy(boot[:, cells])
+    grid = _nanmean(mechanism)
+    cells = mechanism_cells(grid) if entropy_cells is None else np.asarray(entropy_cells, dtype=bool)
+    entropy = normalised_entropy(grid[cells])
+    entropy_boot = normalised_entropy(mechanism_boot[:, cells])
     e_lo, e_hi = basic_ci(entropy, entropy_boot, confidence)
     e_lo, e_hi = np.clip(e_lo, 0.0, 1.0), np.clip(e_hi, 0.0, 1.0)  # the parameter's range
     return {
         "n_facts": int(n_f),
         "groups": curves,
-        "overall_peak": _grid_peak(mean, boot, MECHANISM_GROUPS, confidence),
-        "subject_peak": _grid_peak(mean, boot, SUBJECT_GROUPS, confidence),
-        "near_subject_peak": _grid_peak(mean, boot, NEAR_SUBJECT_GROUPS, confidence),
-        "further_peak": _grid_peak(mean, boot, (FURTHER_GROUP,), confidence),
-        "subject_minus_further": _difference_of_peaks(mean, boot, SUBJECT_GROUPS, confidence),
-        "near_subject_minus_further": _difference_of_peaks(mean, boot, NEAR_SUBJECT_GROUPS, confidence),
+        "overall_peak": _grid_peak(grid, mechanism_boot, MECHANISM_GROUPS, confidence),
+        "subject_peak": _grid_peak(grid, mechanism_boot, SUBJECT_GROUPS, confidence),
+        "near_subject_peak": _grid_peak(grid, mechanism_boot, NEAR_SUBJECT_GROUPS, confidence),
+        "further_peak": _grid_peak(grid, mechanism_boot, (FURTHER_GROUP,), confidence),
+        "subject_minus_further": _difference_of_peaks(grid, mechanism_boot, SUBJECT_GROUPS, confidence),
+        "last_subject_minus_further": _difference_of_peaks(grid, mechanism_boot, ("last_subject",), confidence),
+        "near_subject_minus_further": _difference_of_peaks(grid, mechanism_boot, NEAR_SUBJECT_GROUPS, confidence),
         "entropy": _interval(entropy, e_lo, e_hi, bootstrap_bias=finite_or_none(np.nanmean(entropy_boot) - entropy)),
-        "_mean": mean, "_entropy_boot": entropy_boot,  # internal, removed before writing
     }
 
 
+def _unpaired_difference(mean_t: np.ndarray, mean_s: np.ndarray, boot_t: np.ndarray, boot_s: np.ndarray,
+                         confidence: float) -> dict[str, Any]:
+    """S->T - T->T per layer of one group from independent resamples of each arm: percentile CIs and a band."""
+    d_mean, d_boot = mean_s - mean_t, boot_s - boot_t
+    lo, hi = percentile_ci(d_boot, confidence)
+    b_lo, b_hi, c = simultaneous_band(d_mean, d_boot, confidence)
+    return {"mean": _list(d_mean), "ci_low": _list(lo), "ci_high": _list(hi),
+            "ci_method": "percentile (independent resamples of each arm)", "band_low": _list(b_lo),
+            "band_high": _list(b_hi), "band_critical_value": finite_or_none(c), "band_method": BAND_METHOD,
+            "paired": False}
+
+
 def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: float = CONFIDENCE,
-                   n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+                   n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED, kind: str = "",
+                   t2t_subsequent_is_last: np.ndarray | None = None,
+                   s2t_subsequent_is_last: np.ndarray | None = None) -> dict[str, Any]:
     """The comparison of one set and kind from per-fact effects [fact, group, layer] of each arm (rows aligned by
-    fact when `paired`). Deterministic for a fixed seed."""
+    fact when `paired`). Deterministic for a fixed seed.
+
+    Random streams (`bootstrap.stream`): one per arm and kind for the statistics of one arm, so the same facts give
+    the same intervals in every fact set; one per kind, shared by both arms, for the paired statistics of a paired
+    set (ratios, entropy difference); an unpaired set uses the arms' independent streams. `*_subsequent_is_last`
+    [fact] marks facts whose first subsequent token is the last token, kept out of the mechanism statistics."""
     t2t, s2t = np.asarray(t2t, dtype=np.float64), np.asarray(s2t, dtype=np.float64)
     if t2t.ndim != 3 or s2t.ndim != 3 or t2t.shape[1:] != s2t.shape[1:] or t2t.shape[1] != len(GROUPS):
         raise ValueError(f"effects must be [fact, {len(GROUPS)} groups, layer] with the same layers in both arms; "
@@ -258,51 +282,48 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
         raise ValueError(f"paired arms need the same facts; got {t2t.shape[0]} and {s2t.shape[0]} facts")
     if min(t2t.shape[0], s2t.shape[0]) == 0:
         raise ValueError("a comparison needs at least one fact in each arm")
-    if paired:
-        w = resample_weights(t2t.shape[0], n_resamples, (seed, 0))
-        w_t = w_s = w
+    data = {"t2t": t2t, "s2t": s2t}
+    overlap = {"t2t": t2t_subsequent_is_last, "s2t": s2t_subsequent_is_last}
+    mech = {arm: x if overlap[arm] is None else mechanism_view(x, overlap[arm]) for arm, x in data.items()}
+    weights = {arm: resample_weights(x.shape[0], n_resamples, stream(seed, arm, kind)) for arm, x in data.items()}
+    boot = {arm: resampled_means(data[arm], weights[arm]) for arm in data}
+    mboot = {arm: resampled_means(mech[arm], weights[arm]) for arm in data}
+    if paired:  # the paired statistics draw the same facts in both arms
+        joint = resample_weights(t2t.shape[0], n_resamples, stream(seed, "paired", kind))
+        jboot = {arm: resampled_means(data[arm], joint) for arm in data}
+        jmboot = {arm: resampled_means(mech[arm], joint) for arm in data}
     else:
-        w_t = resample_weights(t2t.shape[0], n_resamples, (seed, 0))
-        w_s = resample_weights(s2t.shape[0], n_resamples, (seed, 2))
-    boot_t, boot_s = resampled_means(t2t, w_t), resampled_means(s2t, w_s)
-    cells = mechanism_cells(_nanmean(t2t), _nanmean(s2t))
-    arms = {"t2t": arm_statistics(t2t, boot_t, confidence, n_resamples, seed, cells),
-            "s2t": arm_statistics(s2t, boot_s, confidence, n_resamples, seed, cells)}
-    mean_t, mean_s = arms["t2t"].pop("_mean"), arms["s2t"].pop("_mean")
+        jboot, jmboot = boot, mboot
+    mean = {arm: _nanmean(x) for arm, x in data.items()}
+    grid = {arm: _nanmean(x) for arm, x in mech.items()}
+    cells = mechanism_cells(grid["t2t"], grid["s2t"])
+    arms = {arm: arm_statistics(data[arm], mech[arm], boot[arm], mboot[arm], confidence, n_resamples, seed, cells)
+            for arm in data}
     groups: dict[str, Any] = {}
-    if paired:
-        for g, group in enumerate(GROUPS):  # the band is over the layers of one group
-            groups[group] = {"difference": paired_difference(t2t[:, g], s2t[:, g], confidence, n_resamples, seed)}
-    else:
-        for g, group in enumerate(GROUPS):
-            d_mean = mean_s[g] - mean_t[g]
-            d_boot = boot_s[:, g] - boot_t[:, g]
-            lo, hi = percentile_ci(d_boot, confidence)
-            b_lo, b_hi, c = simultaneous_band(d_mean, d_boot, confidence)
-            groups[group] = {"difference": {
-                "mean": _list(d_mean), "ci_low": _list(lo), "ci_high": _list(hi),
-                "ci_method": "percentile (independent resamples of each arm)", "band_low": _list(b_lo),
-                "band_high": _list(b_hi), "band_critical_value": finite_or_none(c), "band_method": BAND_METHOD,
-                "paired": False}}
-    for g, group in enumerate(GROUPS):
+    for g, group in enumerate(GROUPS):  # the band is over the layers of one group
+        groups[group] = {"difference": paired_difference(t2t[:, g], s2t[:, g], confidence, n_resamples, seed)
+                         if paired else _unpaired_difference(mean["t2t"][g], mean["s2t"][g], jboot["t2t"][:, g],
+                                                             jboot["s2t"][:, g], confidence)}
         groups[group]["peak_ratio"] = _ratio(
-            np.nanmax(mean_s[g]) if np.isfinite(mean_s[g]).any() else np.nan,
-            np.nanmax(mean_t[g]) if np.isfinite(mean_t[g]).any() else np.nan,
-            _grid_max(boot_s, (group,)), _grid_max(boot_t, (group,)), confidence)
-    ent_t, ent_s = arms["t2t"].pop("_entropy_boot"), arms["s2t"].pop("_entropy_boot")
-    e_diff = (arms["s2t"]["entropy"]["value"] or math.nan) - (arms["t2t"]["entropy"]["value"] or math.nan)
-    e_lo, e_hi = basic_ci(e_diff, ent_s - ent_t, confidence)
+            np.nanmax(mean["s2t"][g]) if np.isfinite(mean["s2t"][g]).any() else np.nan,
+            np.nanmax(mean["t2t"][g]) if np.isfinite(mean["t2t"][g]).any() else np.nan,
+            _grid_max(jboot["s2t"], (group,)), _grid_max(jboot["t2t"], (group,)), confidence)
+    entropy = {arm: normalised_entropy(grid[arm][cells]) for arm in data}
+    entropy_boot = {arm: normalised_entropy(jmboot[arm][:, cells]) for arm in data}
+    e_diff = float(entropy["s2t"] - entropy["t2t"])
+    e_lo, e_hi = basic_ci(e_diff, entropy_boot["s2t"] - entropy_boot["t2t"], confidence)
     return {
         "paired": paired,
         "n_facts": {"t2t": int(t2t.shape[0]), "s2t": int(s2t.shape[0])},
         "num_layers": int(t2t.shape[2]),
         "arms": arms,
         "groups": groups,
-        "overall_peak_ratio": _ratio(_grid_max(mean_s, MECHANISM_GROUPS), _grid_max(mean_t, MECHANISM_GROUPS),
-                                     _grid_max(boot_s, MECHANISM_GROUPS), _grid_max(boot_t, MECHANISM_GROUPS),
-                                     confidence),
-        "entropy_difference": _interval(e_diff, e_lo, e_hi,
-                                        bootstrap_bias=finite_or_none(np.nanmean(ent_s - ent_t) - e_diff)),
+        "overall_peak_ratio": _ratio(_grid_max(grid["s2t"], MECHANISM_GROUPS), _grid_max(grid["t2t"], MECHANISM_GROUPS),
+                                     _grid_max(jmboot["s2t"], MECHANISM_GROUPS),
+                                     _grid_max(jmboot["t2t"], MECHANISM_GROUPS), confidence),
+        "entropy_difference": _interval(
+            e_diff, e_lo, e_hi,
+            bootstrap_bias=finite_or_none(np.nanmean(entropy_boot["s2t"] - entropy_boot["t2t"]) - e_diff)),
     }
 
 
@@ -393,7 +414,9 @@ def compare_kinds(t2t_dir: Path, s2t_dir: Path, kinds: Sequence[str], metric: st
                 log.info("set %s, kind %s: no facts; skipped", name, kind)
                 continue
             results.setdefault(name, {})[kind] = compare_arrays(
-                _select(fe_t.effects, ids_t, a), _select(fe_s.effects, ids_s, b), paired, **boot)
+                _select(fe_t.effects, ids_t, a), _select(fe_s.effects, ids_s, b), paired, **boot, kind=kind,
+                t2t_subsequent_is_last=_select(fe_t.subsequent_is_last, ids_t, a),
+                s2t_subsequent_is_last=_select(fe_s.subsequent_is_last, ids_s, b))
     if not traced:
         raise ResultsFolderError(f"No kind of {', '.join(kinds)} has finished traces in both runs.")
     if "both" not in results:

@@ -71,6 +71,15 @@ class FactEffects:
     ate: np.ndarray  # [fact] high - low (total effect of the corruption)
     high: np.ndarray  # [fact] clean score (or logprob)
     low: np.ndarray  # [fact] corrupted score (or logprob)
+    subsequent_is_last: np.ndarray  # [fact] the first subsequent token is the last token (the subject ends just before)
+
+
+def mechanism_view(effects: np.ndarray, subsequent_is_last: np.ndarray) -> np.ndarray:
+    """[fact, group, layer] effects with the first subsequent token blanked (NaN) where it is the last token: in a
+    statistic of the mechanism (all groups but the last token), the last token must not enter through that group."""
+    out = np.array(effects, dtype=np.float64, copy=True)
+    out[np.asarray(subsequent_is_last, dtype=bool), GROUPS.index("first_subsequent")] = np.nan
+    return out
 
 
 def fact_effects(run_dir: Path, kind: str, metric: str, known_ids: Iterable[Any] | None = None) -> FactEffects:
@@ -82,4 +91,5 @@ def fact_effects(run_dir: Path, kind: str, metric: str, known_ids: Iterable[Any]
                         for r in results]) if results else np.empty((0, len(GROUPS), L))
     high = np.array([float(r[key_hi]) for r in results])
     low = np.array([float(r[key_lo]) for r in results])
-    return FactEffects(kind, metric, [r["known_id"].item() for r in results], effects, high - low, high, low)
+    overlap = np.array([int(r["subject_range"][1]) == int(r["last_position"]) for r in results], dtype=bool)
+    return FactEffects(kind, metric, [r["known_id"].item() for r in results], effects, high - low, high, low, overlap)

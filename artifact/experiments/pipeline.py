@@ -91,6 +91,7 @@ class PipelineRun:
         self.started = time.time()
         self._models: dict[str, Any] = {}
         self._prepared: dict[str, Any] = {}
+        self.estimate: dict[str, Any] | None = None  # the cost model's latest estimate (recorded in the manifest)
 
     def model(self, spec: str) -> Any:
         """The loaded model of a spec, loaded once (both SpiritLM arms share one)."""
@@ -148,18 +149,48 @@ class PipelineRun:
 # -------------------------------------------------------------------------------------------------------- steps
 
 
+def held_out_ids(run: PipelineRun) -> list[str] | None:
+    """The embedded speech model's held-out facts of this run's fact file (None for SpiritLM: one stratum)."""
+    if run.choice.name != "embedded":
+        return None
+    from artifact.analysis.compare import split_from_manifest
+    from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR
+
+    return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, run.prepared("s2t").settings.facts_fingerprint).get(
+        "held_out")
+
+
 def known_step(run: PipelineRun) -> None:
-    """Both arms' Known filters; which facts are traced (selection.json)."""
+    """Both arms' Known filters; which facts are traced (selection.json: the rule of `selection.py` and its outcome)."""
+    from artifact.experiments.selection import candidates, describe, select_facts
+
     t2t, s2t = run.prepared("t2t"), run.prepared("s2t")
     t2t_ids, s2t_ids = [str(i) for i in t2t.known_ids], [str(i) for i in s2t.known_ids]
     both = [i for i in s2t_ids if i in set(t2t_ids)]
     p = run.profile
-    write_json_atomic(run.out / SELECTION_FILE, {
-        "t2t_run": t2t.run_dir.name, "s2t_run": s2t.run_dir.name, "known_t2t": t2t_ids, "known_s2t": s2t_ids,
-        "known_both": both, "paired_only": p.paired_only, "limit": p.limit,
-        "traced": both[: p.limit] if p.paired_only else "each arm's own known facts",
-    })
+    document = {"t2t_run": t2t.run_dir.name, "s2t_run": s2t.run_dir.name, "known_t2t": t2t_ids,
+                "known_s2t": s2t_ids, "known_both": both, "paired_only": p.paired_only, "count": p.count}
+    if p.paired_only:
+        held = held_out_ids(run)
+        prompts = {arm: {str(f.known_id): prompt for f, prompt in prepared.items}
+                   for arm, prepared in (("t2t", t2t), ("s2t", s2t))}
+        pool = candidates(t2t.records, prompts, both, held)
+        share = p.held_out_share if held else 0.0
+        chosen = select_facts(pool, p.count, share)
+        document["traced"] = [c.known_id for c in chosen]
+        document["selection"] = describe(chosen, pool, p.count, share)
+        if len(chosen) < p.count:
+            print(f"note: only {len(chosen)} facts are known in both arms; the profile asks for {p.count}")
+    else:
+        document["traced"] = "each arm's own known facts"
+    write_json_atomic(run.out / SELECTION_FILE, document)
     print(f"Known-t2t {len(t2t_ids)}, Known-s2t {len(s2t_ids)} (of the facts spoken), known in both {len(both)}")
+    if p.paired_only:
+        selection = document["selection"]
+        print(f"traced: {len(document['traced'])} facts over {len(selection['relations'])} relations "
+              f"({', '.join(f'{k} {v}' for k, v in selection['strata'].items())}); all six token groups populated "
+              f"for {selection['all_groups_populated']}")
+        print(run_estimate(run, traced=document["traced"]))
 
 
 def trace_step(arm: str) -> Callable[[PipelineRun], None]:
@@ -168,9 +199,8 @@ def trace_step(arm: str) -> Callable[[PipelineRun], None]:
     def action(run: PipelineRun) -> None:
         from artifact.experiments.arms import trace_arm
 
-        p = run.profile
-        ids = run.selection()["traced"] if p.paired_only else None
-        summary = trace_arm(run.prepared(arm), ids=ids, limit=None if p.paired_only else p.limit)
+        ids = run.selection()["traced"] if run.profile.paired_only else None
+        summary = trace_arm(run.prepared(arm), ids=ids)
         print(f"{len(summary.computed)} results computed, {len(summary.skipped)} already present -> "
               f"{summary.run_dir}")
 
@@ -230,6 +260,7 @@ def manifest_step(run: PipelineRun) -> None:
     )
     data["profile"] = run.profile.name
     data["model_name"] = choice.name
+    data["cost_estimate"] = run.estimate
     write_manifest(run.out, data)
 
 
@@ -242,6 +273,36 @@ STEPS: tuple[Step, ...] = (
     Step("figures", "figures", figures_step),
     Step("manifest", "run manifest", manifest_step, always=True),
 )
+
+
+def device_name() -> str:
+    """The cost model's device for this machine: 'h100' when CUDA is available (an assumption), else 'cpu'."""
+    try:
+        import torch
+
+        return "h100" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
+    """The cost model's estimate of the trace steps, from the real prompts of the traced facts when known."""
+    from artifact.experiments.cost import PromptShape, describe_estimate, estimate
+
+    prompts = None
+    if traced is not None:
+        prompts = {}
+        for arm in ("t2t", "s2t"):
+            chosen = [p for f, p in run.prepared(arm).items if str(f.known_id) in set(traced)]
+            if chosen:
+                mean = lambda values: round(sum(values) / len(values))  # noqa: E731
+                prompts[arm] = PromptShape(mean([len(p.input_ids) for p in chosen]),
+                                           mean([p.subject_range[0] for p in chosen]),
+                                           mean([p.subject_range[1] - p.subject_range[0] for p in chosen]))
+    facts = None if traced is None else {"t2t": len(traced), "s2t": len(traced)}
+    est = estimate(run.profile, run.choice.name, device_name(), facts, prompts)
+    run.estimate = est
+    return describe_estimate(est)
 
 
 # --------------------------------------------------------------------------------------------------------- run
@@ -276,8 +337,12 @@ def run_pipeline(
     check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
     print(choice.banner, flush=True)
     print(choice.front_end_banner, flush=True)
-    print(f"profile: {prof.name} ({prof.description}); results: {out}", flush=True)
+    if choice.name not in prof.models:
+        print(f"note: profile {prof.name} is meant for {' and '.join(prof.models)}, not {choice.name}", flush=True)
+    print(f"profile: {prof.name}: {prof.purpose}; {prof.description}", flush=True)
+    print(f"budget: {prof.budget}; results: {out}", flush=True)
     run = PipelineRun(prof, choice, out, progress)
+    print(run_estimate(run), flush=True)
     for number, step in enumerate(STEPS, 1):
         run.perform(step, number, len(STEPS))
     code = 0

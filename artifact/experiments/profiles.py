@@ -1,4 +1,15 @@
-"""The scales a pipeline run can take, each recorded in the manifest. Torch-free: the CLI lists them cheaply."""
+"""The scales a pipeline run can take, each with its purpose, size and budget; recorded in the manifest.
+Torch-free, so the CLI lists them cheaply.
+
+- smoke (both models): 12 facts of our own set across >= 8 relations; does the pipeline run, a quick look;
+  12 min on 2 CPU cores with the embedded models.
+- standard (embedded): 48 facts of our own set across all 15 relations; C1-C3 verdicts on the embedded models;
+  2 h on 2 CPU cores.
+- review (SpiritLM): 150 facts of ROME's known_1000; C1-C3 verdicts on SpiritLM; 2 h on one H100 (cost model).
+- full (both): every Known fact of known_1000, per arm; the paper's scale; about 11 h on one H100 for SpiritLM.
+
+Profiles that trace a subset take the facts known in both arms by one rule (`selection.py`).
+"""
 
 from __future__ import annotations
 
@@ -9,36 +20,62 @@ from artifact.core.names import KINDS
 
 @dataclass(frozen=True)
 class Profile:
-    """The scale of a pipeline run; recorded in the manifest."""
+    """The scale of a pipeline run."""
 
     name: str
     facts: str  # fact source: 'own', 'known_1000' or a JSON path
     samples: int  # corrupted runs per cell
     t2t_positions: str  # 'all' or 'representatives:K'
     s2t_positions: str
-    limit: int | None  # facts traced per arm (None: all)
-    candidates: int | None  # S->T: only the first N facts of the file are spoken (None: all)
-    paired_only: bool  # trace only facts known in both arms (the comparison set) rather than each arm's own set
+    count: int | None  # facts traced in both arms, chosen by the selection rule; None: every known fact of each arm
+    candidates: int | None = None  # S->T: only the first N facts of the file are spoken (None: all)
+    held_out_share: float = 0.0  # embedded models: share of the traced facts from the speech model's held-out facts
+    models: tuple[str, ...] = ("embedded", "spiritlm")  # the models the profile is meant for
     kinds: tuple[str, ...] = KINDS
     window: int = 10
     seed: int = 1
     batch_size: int = 128
+    purpose: str = ""
+    budget: str = ""  # what it should take, and on what
     description: str = ""
+
+    @property
+    def paired_only(self) -> bool:
+        """Trace only facts known in both arms (the comparison set), rather than each arm's own known facts."""
+        return self.count is not None
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", facts="own", samples=10, t2t_positions="all", s2t_positions="representatives:1", limit=12,
-        candidates=120, paired_only=True,
-        description="our own fact set: the first 120 facts spoken, the first 12 known in both arms traced, all "
-                    "kinds, 10 noise samples, speech traced at one representative per middle/further group",
+        name="smoke", facts="own", samples=10, t2t_positions="all", s2t_positions="representatives:1", count=12,
+        held_out_share=0.25, purpose="does the whole pipeline run; a first look at both arms",
+        budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
+        description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
+                    "relations, a quarter from the speech model's held-out facts), all kinds, 10 noise samples, "
+                    "speech traced at one representative per middle/further group",
+    ),
+    "standard": Profile(
+        name="standard", facts="own", samples=10, t2t_positions="all", s2t_positions="representatives:1",
+        count=48, held_out_share=0.25, models=("embedded",),
+        purpose="verdicts on C1-C3 for the embedded models, with intervals narrower than half the effects",
+        budget="2 h on 2 CPU cores",
+        description="our own fact set; 48 facts known in both arms (round robin over all 15 relations, a quarter "
+                    "from the speech model's held-out facts), all kinds, 10 noise samples, speech traced at one "
+                    "representative per middle/further group",
+    ),
+    "review": Profile(
+        name="review", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", count=150,
+        models=("spiritlm",), purpose="verdicts on C1-C3 for SpiritLM within a reviewer's afternoon",
+        budget="2 h on one H100-class GPU (cost model: python -m artifact cost --profile review)",
+        description="ROME's known_1000; 150 facts known in both arms (round robin over relations), all kinds, "
+                    "10 noise samples, every position in both arms",
     ),
     "full": Profile(
-        name="full", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", limit=None,
-        candidates=None, paired_only=False,
+        name="full", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", count=None,
+        purpose="the paper's scale", budget="about 11 h on one H100 for SpiritLM (cost model)",
         description="the paper's scale: ROME's known_1000, every Known-t2t fact in T->T and every Known-s2t fact "
                     "in S->T, all kinds, 10 noise samples, all positions",
     ),
 }
 
-DEFAULT_PROFILE = {"embedded": "smoke", "spiritlm": "full"}  # SpiritLM: the claims are only checkable at full scale
+DEFAULT_PROFILE = {"embedded": "smoke", "spiritlm": "review"}

@@ -8,12 +8,20 @@
 - `severed.py`    the severed-path trace (ROME Fig. 3)
 - `reference.py`  the plain one-forward-per-cell method, the oracle of the tests
 - `noise.py`      the noise level: 3 x std of subject-token embeddings
-- `flops.py`      matmul FLOP counts (benchmark, cost model)
+- `flops.py`      matmul FLOP counts (benchmark, cost model; torch-free)
+
+Names load on first use (PEP 562): `artifact.tracing.flops` and `.config` import no torch.
 """
 
-from artifact.tracing.config import TraceConfig
-from artifact.tracing.engine import TraceResult, trace_fact
-from artifact.tracing.hooks import Patch
-from artifact.tracing.noise import calibrate_noise, subject_embedding_std
+from importlib import import_module
+from typing import Any
 
-__all__ = ["Patch", "TraceConfig", "TraceResult", "calibrate_noise", "subject_embedding_std", "trace_fact"]
+_HOMES = {"TraceConfig": "config", "TraceResult": "engine", "trace_fact": "engine", "Patch": "hooks",
+          "calibrate_noise": "noise", "subject_embedding_std": "noise"}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(f"artifact.tracing.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'artifact.tracing' has no attribute {name!r}")

@@ -323,3 +323,70 @@ def test_entropy_uses_the_same_cells_in_both_arms():
     r = compare.compare_arrays(t2t, s2t, paired=True, n_resamples=200)
     expected = compare.normalised_entropy(np.nanmean(s2t, axis=0)[cells])
     assert r["arms"]["s2t"]["entropy"]["value"] == pytest.approx(float(expected))
+
+
+# ------------------------------------------------------------------------------------------ issue 16's rules
+
+
+def test_the_same_facts_get_the_same_interval_in_every_set():
+    """One random stream per statistic (arm, kind): an arm's statistics on the same facts are the same whether the
+    set is paired ('both') or not ('own'); only the paired statistics use the shared stream."""
+    rng = np.random.default_rng(11)
+    text, speech = localised(12, rng), diffuse(12, rng)
+    paired = compare.compare_arrays(text, speech, paired=True, n_resamples=B, kind="mlp")
+    unpaired = compare.compare_arrays(text, speech, paired=False, n_resamples=B, kind="mlp")
+    for arm in ("t2t", "s2t"):
+        for statistic in ("near_subject_peak", "near_subject_minus_further", "last_subject_minus_further",
+                          "entropy", "overall_peak"):
+            assert paired["arms"][arm][statistic] == unpaired["arms"][arm][statistic], (arm, statistic)
+    assert paired["arms"]["t2t"]["groups"]["last_subject"]["peak"] == \
+        unpaired["arms"]["t2t"]["groups"]["last_subject"]["peak"]
+    other_kind = compare.compare_arrays(text, speech, paired=True, n_resamples=B, kind="attn")
+    assert other_kind["arms"]["t2t"]["near_subject_peak"] != paired["arms"]["t2t"]["near_subject_peak"]
+
+
+def test_the_last_token_never_enters_the_mechanism_grid_as_the_first_subsequent_token():
+    """Facts whose subject ends just before the last token have their first subsequent token = the last token. Its
+    effect (large for attention at the last token) must not count in the grid statistics (C2's peak ratio and
+    entropy, C3's near-subject peak)."""
+    rng = np.random.default_rng(12)
+    text = localised(20, rng)
+    overlap = np.zeros(20, dtype=bool)
+    overlap[:15] = True
+    text[overlap, GROUPS.index("first_subsequent"), -3:] = 0.9  # = the last token's late effect
+    text[overlap, GROUPS.index("last"), -3:] = 0.9
+    speech = diffuse(20, rng)
+    blind = compare.compare_arrays(text, speech, paired=True, n_resamples=B, kind="attn")
+    masked = compare.compare_arrays(text, speech, paired=True, n_resamples=B, kind="attn",
+                                    t2t_subsequent_is_last=overlap, s2t_subsequent_is_last=np.zeros(20, bool))
+    assert blind["arms"]["t2t"]["overall_peak"]["group"] == "first_subsequent"
+    assert masked["arms"]["t2t"]["overall_peak"]["group"] == "last_subject"
+    assert masked["arms"]["t2t"]["overall_peak"]["value"] < 0.5 < blind["arms"]["t2t"]["overall_peak"]["value"]
+    # the group's own curve still shows ROME's first subsequent token, whatever it coincides with
+    assert masked["arms"]["t2t"]["groups"]["first_subsequent"]["peak"]["value"] > 0.6
+
+
+def test_every_condition_reports_its_margin():
+    rng = np.random.default_rng(13)
+    verdicts = claims.evaluate_claims(document(localised(40, rng), diffuse(40, rng)))
+    for claim in verdicts.values():
+        for c in claim["conditions"]:
+            assert c["margin"] is not None
+            if c["outcome"] == "holds":
+                assert c["margin"] > 0
+            elif c["outcome"] == "undecided":
+                assert c["margin"] <= 0
+    c1 = {c["statistic"]: c for c in verdicts["C1"]["conditions"]}
+    peak = c1["T->T last-subject-token peak AIE"]
+    assert peak["margin"] == pytest.approx(peak["ci_low"])  # threshold 0, holds by its lower end
+    assert "last-subject-token" in verdicts["C1"]["rule"]
+
+
+def test_c1_reads_the_last_subject_token():
+    """ROME's site: a strong MLP effect at the first subject token only does not make C1 hold."""
+    rng = np.random.default_rng(14)
+    first_only = rng.normal(0, 0.01, (40, G, L))
+    first_only[:, GROUPS.index("first_subject"), 4] += 0.3
+    first_only[:, GROUPS.index("further"), :] += 0.0
+    c1 = claims.evaluate_claims(document(first_only, diffuse(40, rng)))["C1"]
+    assert c1["verdict"] != "supported"

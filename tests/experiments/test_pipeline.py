@@ -99,10 +99,26 @@ def test_command_lists_every_profile_without_loading_torch():
 
 
 def test_profiles_are_the_documented_scales():
-    smoke, full = PROFILES["smoke"], PROFILES["full"]
-    assert smoke.facts == "own" and smoke.limit >= 5 and smoke.paired_only
-    assert (full.facts, full.samples, full.t2t_positions, full.s2t_positions, full.limit) == (
-        "known_1000", 10, "all", "all", None)
+    assert set(PROFILES) == {"smoke", "standard", "review", "full"}
+    smoke, standard, review, full = (PROFILES[n] for n in ("smoke", "standard", "review", "full"))
+    assert smoke.facts == "own" and 12 <= smoke.count <= 16 and smoke.paired_only and smoke.candidates is None
+    assert standard.models == ("embedded",) and standard.count > smoke.count and standard.held_out_share > 0
+    assert review.models == ("spiritlm",) and review.facts == "known_1000" and review.paired_only
+    assert (full.facts, full.samples, full.t2t_positions, full.s2t_positions, full.count) == (
+        "known_1000", 10, "all", "all", None) and not full.paired_only
+    for p in PROFILES.values():
+        assert p.purpose and p.budget and p.description
+
+
+def test_cost_model_estimates_each_profile_per_device():
+    from artifact.experiments.cost import describe_estimate, estimate
+
+    review = estimate(PROFILES["review"], "spiritlm", "h100")
+    assert 0.5 * 3600 < review["trace_seconds"] < 2 * 3600  # the review profile fits its 2-hour budget
+    smoke = estimate(PROFILES["smoke"], "embedded", "cpu")
+    assert smoke["arms"]["s2t"]["tflop_per_fact"] > smoke["arms"]["t2t"]["tflop_per_fact"]  # speech is longer
+    assert "min" in describe_estimate(smoke) and "measured" in describe_estimate(smoke)
+    assert "depends on how many facts" in describe_estimate(estimate(PROFILES["full"], "spiritlm", "h100"))
 
 
 def test_a_results_folder_refuses_other_settings(tmp_path):

@@ -1,0 +1,132 @@
+"""The cost model: counted matmul FLOPs of a profile's traces (`tracing.flops`: the engine's least work) over a
+sustained throughput per device, so that a run says what it will cost before it starts, and records it.
+
+Throughputs:
+- `h100`: an assumed 40% of an H100's dense bf16 peak (989 TFLOP/s); not measured (no GPU here). The CPU benchmark
+  (`bench/bench_engine.py`) found the engine's FLOP rate 0.8-1.3x that of plain batched forwards, so the engine is
+  assumed to run at the throughput of plain forwards.
+- `cpu`: measured on this project's machines (2 cores of an AMD EPYC, two torch threads, fp32, the embedded model):
+  `CPU_FLOPS`, from timed traces of the embedded model (see REPRODUCE.md, "Cost model").
+Prompt lengths are typical values per model and arm (`TYPICAL_PROMPTS`); the pipeline prints the estimate again from
+the real prompts once they are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from artifact.core.groups import positions_for
+from artifact.core.names import KINDS, SEVERED
+from artifact.tracing.config import TraceConfig
+from artifact.tracing.flops import ModelShape, least_flops
+
+# SpiritLM base 7B = Llama-2-7B shapes with SpiritLM's vocabulary (BRIEF section 2); SmolLM2-135M (the embedded model).
+MODEL_SHAPES: dict[str, ModelShape] = {
+    "spiritlm": ModelShape(layers=32, d_model=4096, heads=32, kv_heads=32, head_dim=128, d_mlp=11008, mlp_matrices=3,
+                           vocab=32512),
+    "embedded": ModelShape(layers=30, d_model=576, heads=9, kv_heads=3, head_dim=64, d_mlp=1536, mlp_matrices=3,
+                           vocab=49152),
+}
+H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM dense bf16 tensor cores (NVIDIA data sheet; no sparsity)
+H100_MFU = 0.4
+CPU_FLOPS = 6.0e9  # FLOP/s sustained by the engine on 2 CPU cores here (measured: REPRODUCE.md, "Cost model")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device the cost model knows: its sustained throughput and where that number comes from."""
+
+    name: str
+    flops: float  # FLOP/s sustained
+    source: str
+
+
+DEVICES: dict[str, Device] = {
+    "h100": Device("one H100 (bf16)", H100_MFU * H100_BF16_DENSE_PEAK,
+                   f"assumed {H100_MFU:.0%} of the dense bf16 peak of {H100_BF16_DENSE_PEAK / 1e12:.0f} TFLOP/s"),
+    "cpu": Device("2 CPU cores (fp32)", CPU_FLOPS, "measured here (REPRODUCE.md, 'Cost model')"),
+}
+
+
+@dataclass(frozen=True)
+class PromptShape:
+    """A typical prompt of an arm: its length, where its subject starts, and how many tokens the subject has."""
+
+    tokens: int
+    subject_start: int
+    subject_tokens: int
+
+
+TYPICAL_PROMPTS: dict[tuple[str, str], PromptShape] = {
+    ("embedded", "t2t"): PromptShape(9, 1, 2),  # no BOS
+    ("embedded", "s2t"): PromptShape(60, 2, 20),  # [Speech] + units + [Text]; 23.7 units per second
+    ("spiritlm", "t2t"): PromptShape(14, 3, 3),  # <s>, '▁', [Text], prompt
+    ("spiritlm", "s2t"): PromptShape(62, 3, 20),  # <s>, '▁', [Speech] + HuBERT units + [Text]
+}
+
+
+def fact_flops(shape: ModelShape, prompt: PromptShape, positions: str, samples: int, window: int,
+               kinds: Sequence[str] = KINDS) -> int:
+    """Matmul FLOPs of tracing one fact for every kind (the severed job counted as a hidden-state trace of one
+    token with three variants)."""
+    subject = (prompt.subject_start, prompt.subject_start + prompt.subject_tokens)
+    chosen = positions_for(positions, prompt.tokens, subject, prompt.tokens - 1)
+    traced = range(prompt.tokens) if chosen is None else chosen
+    total = 0
+    for kind in kinds:
+        if kind == SEVERED:
+            continue
+        config = TraceConfig(kind=kind, samples=samples, window=window)
+        total += least_flops(shape, prompt.tokens, samples, prompt.subject_start, traced, config)
+    return total
+
+
+def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None = None,
+             prompts: dict[str, PromptShape] | None = None) -> dict[str, Any]:
+    """Seconds of the trace steps of `profile` on `device` for `model` ('embedded' or 'spiritlm'), from `facts` per
+    arm (default: the profile's count) and typical prompts (or `prompts` per arm). Returns the arithmetic."""
+    shape, dev = MODEL_SHAPES[model], DEVICES[device]
+    out: dict[str, Any] = {"device": dev.name, "flops_per_second": dev.flops, "throughput_source": dev.source,
+                           "arms": {}}
+    for arm in ("t2t", "s2t"):
+        prompt = (prompts or {}).get(arm) or TYPICAL_PROMPTS[(model, arm)]
+        positions = profile.s2t_positions if arm == "s2t" else profile.t2t_positions
+        n = (facts or {}).get(arm, profile.count)
+        per_fact = fact_flops(shape, prompt, positions, profile.samples, profile.window, profile.kinds)
+        out["arms"][arm] = {"facts": n, "prompt_tokens": prompt.tokens, "positions": positions,
+                            "tflop_per_fact": per_fact / 1e12,
+                            "seconds": None if n is None else n * per_fact / dev.flops}
+    seconds = [a["seconds"] for a in out["arms"].values()]
+    out["trace_seconds"] = None if None in seconds else sum(seconds)
+    return out
+
+
+def describe_estimate(est: dict[str, Any]) -> str:
+    """One line: the estimated trace time and its basis."""
+    if est["trace_seconds"] is None:
+        return f"trace time on {est['device']}: depends on how many facts the model knows"
+    arms = ", ".join(f"{arm} {a['facts']} facts x {a['tflop_per_fact']:.3g} TFLOP" for arm, a in est["arms"].items())
+    return (f"estimated trace time on {est['device']}: {est['trace_seconds'] / 60:.0f} min ({arms}; "
+            f"{est['flops_per_second'] / 1e12:.3g} TFLOP/s, {est['throughput_source']})")
+
+
+def run_flops(run_dir: Any, shape: ModelShape) -> dict[str, float]:
+    """Matmul FLOPs of the traces a run folder holds, per job (from each result file's prompt, subject range,
+    traced positions and settings): what the run's trace step computed, for measuring a machine's throughput."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    out: dict[str, float] = {}
+    for path in sorted(Path(run_dir).glob("traces/*/*.npz")):
+        job = path.parent.name
+        if job == SEVERED:
+            continue
+        with np.load(path, allow_pickle=False) as data:
+            config = TraceConfig.from_dict(json.loads(str(data["config"])))
+            tokens, subject_start = int(data["input_ids"].shape[0]), int(data["subject_range"][0])
+            positions = [int(p) for p in data["positions"]]
+        out[job] = out.get(job, 0.0) + least_flops(shape, tokens, config.samples, subject_start, positions, config)
+    return out
