@@ -328,7 +328,14 @@ the speech front end ('auto': the paper's where its backends can run here, else 
     total = time.time() - started
     verdict = {0: "PASS", 1: "FAIL", 2: "NO VERDICT (no expected profile applies; see above)"}.get(
         code, f"NO VERDICT (verify.py exit {code})") if verify else "not verified"
+    from artifact.report_html import write_report_html
+
+    try:  # the page to read the run; a problem here must not change the verdict
+        html_line = str(write_report_html(out))
+    except Exception as error:  # noqa: BLE001
+        html_line = f"not written ({type(error).__name__}: {error}); retry: python -m artifact report --results {out}"
     _banner("summary")
     print(f"verdict: {verdict}\nresults: {out}\ncomparison: {out / 'comparison'} (summary.md, comparison.md, "
-          f"figures)\nreport: {out / 'verify' / 'report.md'}\ntotal time: {total:.0f} s", flush=True)
+          f"figures)\nverify report: {out / 'verify' / 'report.md'}\ntotal time: {total:.0f} s\n"
+          f"report.html: {html_line}", flush=True)
     return code
