@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import html
+import http.client
 import json
 import os
 import posixpath
@@ -261,6 +262,9 @@ def _transfer(link: Link, part: Path, timeout: float, progress: bool, say: Calla
                          "and rerun.") from None
     except (TimeoutError, ConnectionError) as error:
         raise _Interrupted(type(error).__name__) from None
+    except (ValueError, http.client.HTTPException) as error:  # their messages may quote the link: never shown
+        raise FetchError(f"the link for {link.label} is malformed or its server's answer is not HTTP "
+                         f"({type(error).__name__}); paste the link again, whole.") from None
     with response:
         status = response.status
         length = response.headers.get("Content-Length")
@@ -330,6 +334,9 @@ def download(link: Link, folder: Path, retries: int = 3, timeout: float = 60.0, 
         except _Interrupted as why:
             if attempt == retries:
                 size = part.stat().st_size if part.is_file() else 0
+                if not size:
+                    raise FetchError(f"could not download {link.label} ({why}; {retries + 1} attempt(s)). Check "
+                                     "the network and rerun the same command.") from None
                 raise FetchError(f"the download of {link.label} was interrupted ({why}) after {size:,} bytes, "
                                  f"{retries + 1} attempt(s). Rerun the same command: it resumes from "
                                  f"{part.name}.") from None

@@ -366,6 +366,14 @@ def test_no_link_recognised(tmp_path, capsys):
     assert "no SpiritLM download link recognised" in err and "example.org/x.pdf" in err and "utm" not in err
 
 
+def test_a_malformed_link_is_refused_without_quoting_it(tmp_path, capsys, caplog):
+    links = write_links(tmp_path, f"http://127.0.0.1:8x/{PATH_TOKEN}/spirit-lm-base-7b.tar.gz?s={SECRET}\n")
+    assert main(["checkpoints", "fetch", "--links", str(links), "--into", str(tmp_path / "ckpt")]) == 2
+    out = capsys.readouterr()
+    assert "the link for 127.0.0.1/spirit-lm-base-7b.tar.gz is malformed" in out.err
+    assert_no_secret(tmp_path, out.out + out.err, caplog)
+
+
 def test_disk_full_is_said_before_writing(tmp_path, server, capsys, caplog, monkeypatch):
     class Usage:
         free = 1000
