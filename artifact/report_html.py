@@ -644,7 +644,8 @@ tr.r-info td { background: #fffbe6; }
 .claimbox h3 { margin-top: 8px; }
 svg.ci { vertical-align: middle; }
 .fig { margin: 10px 0 18px; text-align: center; break-inside: avoid; page-break-inside: avoid; }
-.fig img { max-width: 100%; height: auto; border: 1px solid #eef1f4; }
+.fig img { max-width: min(100%, 960px); height: auto; border: 1px solid #eef1f4; }
+.pair .fig img { max-width: 100%; }
 .fig figcaption { font-size: 13px; margin-top: 3px; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; align-items: start; }
 .pair .fig { margin: 6px 0 12px; }

@@ -5,9 +5,12 @@ figures, comparison, verify report, manifest) on synthetic effects, then read ba
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +156,24 @@ def test_margins_and_verdicts():
 def test_report_command_writes_the_page(results, capsys):
     assert main(["report", "--results", str(results)]) == 0
     assert f"report: {results / 'report.html'}" in capsys.readouterr().out
+
+
+def test_run_all_ends_with_the_path_of_report_html(results, tmp_path):
+    """./run_all.sh on a results folder whose steps are all done: manifest, verify, then report.html, whose path is
+    the last line printed."""
+    folder = tmp_path / "embedded-smoke"
+    shutil.copytree(results, folder)
+    (folder / "report.html").unlink(missing_ok=True)
+    env = {**os.environ, "ARTIFACT_SKIP_BOOTSTRAP": "1", "ARTIFACT_PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    env.pop("SPIRITLM_CHECKPOINTS_DIR", None)
+    done = subprocess.run([str(REPO / "run_all.sh"), "--model", "embedded", "--out", str(folder), "--no-progress"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # a verdict, never an error
+    assert "figures: done in an earlier run, skipped" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == f"report.html: {folder / 'report.html'}"
+    page = (folder / "report.html").read_text()
+    verdict = "PASS" if done.returncode == 0 else "FAIL"
+    assert f'<div class="big">{verdict}</div>' in page
 
 
 # ------------------------------------------------------------------------------------------- in a real browser
