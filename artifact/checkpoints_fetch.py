@@ -278,7 +278,8 @@ def _transfer(link: Link, part: Path, timeout: float, progress: bool, say: Calla
             total = int(m.group(3)) if m.group(3) != "*" else (offset + length if length is not None else None)
         else:
             if offset:
-                say(f"  {link.label}: the server does not resume downloads (no Range support); restarting it")
+                say(f"  {link.label}: the server sent the whole file, so it does not resume downloads (no Range "
+                    "support, or the file changed); restarting it")
             mode, start, total = "wb", 0, length
         if total is None:
             say(f"  {link.label}: the server sent no size; the size cannot be checked (the archive still is)")
