@@ -46,7 +46,7 @@ return {
   verdict_rect: rect(big), sentence_rect: rect(sentence),
   images: images.length,
   broken_images: images.filter(i => !i.complete || i.naturalWidth === 0)
-                       .map(i => (i.getAttribute('alt') || '') + ' <' + (i.getAttribute('src') || '').slice(0, 40) + '>'),
+    .map(i => (i.getAttribute('alt') || '') + ' <' + (i.getAttribute('src') || '').slice(0, 40) + '>'),
   links: links,
   missing_anchors: anchors.filter(h => !document.getElementById(decodeURIComponent(h.slice(1)))),
   scripts: document.scripts.length,

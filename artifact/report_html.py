@@ -164,6 +164,12 @@ def _section_verdict(page: _Page, report: dict[str, Any] | None, problem: str | 
     cls = {"PASS": "pass", "FAIL": "fail"}.get(verdict, "none")
     page.add(f'<section id="verdict" class="verdict {cls}"><div class="big">{esc(verdict)}</div>'
              f'<p class="sentence">{esc(verdict_sentence(report, problem))}</p>')
+    failed = [c for c in (report or {}).get("checks", []) if c.get("verdict") == "FAIL"]
+    if failed:
+        names = ["{} ({})".format(c.get("check", "?"), "/".join(str(c[k]) for k in ("arm", "kind", "metric", "group")
+                                                                if c.get(k) is not None) or "-") for c in failed[:4]]
+        more = f" and {len(failed) - 4} more" if len(failed) > 4 else ""
+        page.add(f'<p class="failed">Failed: <a href="#checks">{esc(", ".join(names))}{more}</a></p>')
     claims = (comparison or {}).get("claims") or {}
     checks = _claim_checks(report)
     if claims:
@@ -621,6 +627,7 @@ code { font: 12.5px/1.3 ui-monospace, "DejaVu Sans Mono", monospace; background:
 .verdict p, .verdict ul { margin: 4px 0; }
 .claimline { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 6px 22px; }
 .facts, .srcline, .note, .src { color: var(--muted); font-size: 13px; }
+.verdict .failed { font-weight: 600; }
 .missing { color: var(--none); font-style: italic; }
 .claim { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 13px; font-weight: 600;
          white-space: nowrap; }
@@ -651,7 +658,7 @@ svg.ci { vertical-align: middle; }
 .pair .fig { margin: 6px 0 12px; }
 .md { border: 1px solid var(--line); border-radius: 6px; padding: 4px 14px; margin: 10px 0; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
-@media (max-width: 800px) { .pair { grid-template-columns: 1fr; } main { padding: 8px 10px; } }
+@media screen and (max-width: 800px) { .pair { grid-template-columns: 1fr; } main { padding: 8px 10px; } }
 @media print {
   @page { size: A4; margin: 12mm; }
   body { font-size: 10.5pt; }
@@ -668,6 +675,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
   .verdict .big { font-size: 30pt; }
   .fig img { max-height: 235mm; width: auto; }
   td.detail { max-width: none; }
+  .fig figcaption, .note, .srcline, .src { font-size: 8pt; }
 }
 """
 

@@ -19,7 +19,6 @@ import pytest
 from artifact import report_html as rh
 from artifact import verification as v
 from artifact.cli import main
-from artifact.experiments.groups import GROUPS  # noqa: F401  (the runner's groups; imported for the writers)
 from artifact.experiments.runner import open_run_dir, result_path, write_npz_atomic
 from artifact.experiments.settings import RunSettings
 
@@ -99,6 +98,7 @@ def test_the_page_reads_in_order_and_embeds_everything(results):
     verdict = page[starts[0]:starts[1]]
     assert '<div class="big">FAIL</div>' in verdict and "No: 1 of 3 checks" in verdict
     assert "1 check only informative" in verdict and "curves t2t severed" in verdict
+    assert "Failed: " in verdict and "paired_equivalence (s2t/mlp/prob/last_subject)" in verdict
     # Claims: each verdict with its conditions, CI chart and margin.
     claims = json.loads((results / "comparison" / "comparison.json").read_text())["claims"]
     for cid, c in claims.items():
