@@ -200,6 +200,10 @@ def same_tree(src: Path, root: Path, artifacts) -> None:
             assert got.read_bytes() == (src / artifact.folder / name).read_bytes(), got
 
 
+def _sidecar_of(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
 def needed() -> list[cf.Artifact]:
     return [a for a in cf.ARTIFACTS if a.needed]
 
@@ -277,6 +281,8 @@ def test_an_interrupted_transfer_resumes_on_rerun_byte_identical(tmp_path, src, 
     total = len(server.files["spirit-lm-base-7b.tar.gz"])
     assert 0 < size < total
     assert not (root / "spiritlm_model").exists()  # nothing half-extracted
+    assert _sidecar_of(part).is_file()
+    assert_no_secret(tmp_path, first.out + first.err, caplog)  # the .part file and its sidecar included
     assert main(args) == 0
     second = capsys.readouterr()
     assert server.requests[-2] == ("spirit-lm-base-7b.tar.gz", f"bytes={size}-")  # resumed where it stopped
