@@ -7,7 +7,7 @@
 # run; without it they are skipped with the reason.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$root/scripts/bootstrap.sh"
+ARTIFACT_TEST_PACKAGES=1 "$root/scripts/bootstrap.sh"   # also the test-only system packages (headless chromium)
 cd "$root"
 vendored="$(ls "$root"/../shared/vendor/spiritlm-*.tar.gz 2>/dev/null | head -n 1 || true)"
 if [ -n "$vendored" ]; then

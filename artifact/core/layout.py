@@ -48,6 +48,7 @@ SUMMARY_FILE = "summary.md"
 VERIFY_DIR = "verify"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"  # the one page to read a run (artifact.report)
 
 # ------------------------------------------------------------------------------------------ an expected profile
 KNOWN_IDS_FILE = "known_ids.json"

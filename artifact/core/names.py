@@ -11,6 +11,7 @@ ARM_LABELS: dict[str, str] = {"t2t": "T->T", "s2t": "S->T"}
 # The state a causal trace restores: block output ("hidden"), MLP output, attention output.
 Kind = Literal["hidden", "mlp", "attn"]
 KINDS: tuple[Kind, ...] = ("hidden", "mlp", "attn")
+KIND_NAMES: dict[str, str] = {"hidden": "hidden state", "mlp": "MLP", "attn": "attention"}  # in prose
 SEVERABLE: tuple[Kind, ...] = ("mlp", "attn")  # paths the severed-path experiment can cut (ROME Fig. 3)
 SEVERED = "severed"
 JOBS: tuple[str, ...] = (*KINDS, SEVERED)  # one result file per fact and job

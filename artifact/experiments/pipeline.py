@@ -352,8 +352,14 @@ def run_pipeline(
                                 "--expected", str(expected)])
     verdict = {0: "PASS", 1: "FAIL", 2: "NO VERDICT (no expected profile applies; see above)"}.get(
         code, f"NO VERDICT (verify.py exit {code})") if verify else "not verified"
+    from artifact.report.html import write_report_html
+
+    try:  # the page to read the run; a problem here must not change the verdict
+        html_line = str(write_report_html(out))
+    except Exception as error:  # noqa: BLE001
+        html_line = f"not written ({type(error).__name__}: {error}); retry: python -m artifact report --results {out}"
     _banner("summary")
     print(f"verdict: {verdict}\nresults: {out}\ncomparison: {out / COMPARISON_DIR} (summary.md, comparison.md, "
-          f"figures)\nreport: {out / VERIFY_DIR / REPORT_MD}\ntotal time: {time.time() - run.started:.0f} s",
-          flush=True)
+          f"figures)\nverify report: {out / VERIFY_DIR / REPORT_MD}\ntotal time: {time.time() - run.started:.0f} s\n"
+          f"report.html: {html_line}", flush=True)
     return code

@@ -22,11 +22,11 @@ from artifact.verification.profile import record_profile
 from artifact.verification.records import FAIL, INFO, PASS, SKIP, Check, Report, VerifyError
 from artifact.verification.report import render_markdown, render_table, write_report
 from artifact.verification.statistics import band_statistic, bonferroni_band, jaccard, pearson, pearson_rows
-from artifact.verification.verify import verify
+from artifact.verification.verify import conclude, verify
 
 __all__ = [
     "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_statistic", "bonferroni_band",
     "calibrate_tolerances", "check_claims", "check_known_set", "check_settings", "compare_arm_kind",
     "detection_power", "jaccard", "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows",
-    "record_profile", "render_markdown", "render_table", "verify", "write_report",
+    "conclude", "record_profile", "render_markdown", "render_table", "verify", "write_report",
 ]

@@ -97,7 +97,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
     if not expected.is_dir():
         checks.append(Check("files", FAIL, detail=f"missing expected profile folder: {expected}"))
     if checks:
-        return _finish(Report(str(results), str(expected), checks, possible, skipped))
+        return conclude(Report(str(results), str(expected), checks, possible, skipped))
     arms = expected_arms(expected)
     if arms:
         if tolerances is None:
@@ -159,10 +159,11 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         skipped["claims"] = f"no {claims_path}"
     if not possible:
         checks.append(Check("profile", FAIL, detail=f"{expected} holds neither curves nor claims: nothing to check"))
-    return _finish(Report(str(results), str(expected), checks, possible, skipped))
+    return conclude(Report(str(results), str(expected), checks, possible, skipped))
 
 
-def _finish(report: Report) -> Report:
+def conclude(report: Report) -> Report:
+    """The report with its verdict: PASS when at least one check was judged and none FAILed, else FAIL."""
     judged = [c for c in report.checks if c.verdict in (PASS, FAIL)]
     report.verdict = PASS if judged and all(c.verdict == PASS for c in judged) else FAIL
     return report
