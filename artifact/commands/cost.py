@@ -1,15 +1,14 @@
-"""`cost`: estimated GPU time of the full paper run, from matmul FLOP counts and an assumed sustained throughput."""
+"""`cost`: estimated time of a profile's traces (`--profile`), or of the full paper run on one H100 with its
+arithmetic, from matmul FLOP counts and a sustained throughput (artifact.experiments.cost)."""
 
 from __future__ import annotations
 
 import argparse
 
-EXAMPLE = "example:\n  python -m artifact cost\n  python -m artifact cost --known-fraction 0.5 --mfu 0.3"
-
-# SpiritLM base 7B = Llama-2-7B shapes with SpiritLM's vocabulary (BRIEF section 2).
-SPIRITLM_7B = dict(layers=32, d_model=4096, heads=32, kv_heads=32, head_dim=128, d_mlp=11008, mlp_matrices=3,
-                   vocab=32512)
-H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM dense bf16 tensor cores (NVIDIA data sheet; no sparsity)
+EXAMPLE = ("examples:\n  python -m artifact cost --profile review --model spiritlm --device h100\n"
+           "  python -m artifact cost --profile standard --model embedded --device cpu\n"
+           "  python -m artifact cost                      (the full paper run, with its arithmetic)\n"
+           "  python -m artifact cost --known-fraction 0.5 --mfu 0.3")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +21,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--profile", help="estimate this profile's trace steps (smoke, standard, review, full) from "
+                                          "typical prompts; the pipeline prints it again from the real prompts")
+    parser.add_argument("--model", choices=("embedded", "spiritlm"), default="spiritlm",
+                        help="with --profile: the model (default spiritlm)")
+    parser.add_argument("--device", choices=("h100", "cpu"), default="h100",
+                        help="with --profile: the device (h100: assumed 40%% of the bf16 peak; cpu: 2 cores, measured)")
+    parser.add_argument("--size-from", metavar="RESULTS",
+                        help="a finished pipeline run's folder: how many facts each claim condition needs for a CI "
+                             "narrower than half its effect (n > n0 (2 x CI width / effect)^2)")
     parser.add_argument("--facts", type=int, default=1209, help="records in known_1000.json (default 1209)")
     parser.add_argument("--known-fraction", type=float, default=1.0,
                         help="fraction of facts the model answers correctly, per modality (only those are traced); "
@@ -38,12 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from artifact.experiments.cost import H100_BF16_DENSE_PEAK, MODEL_SHAPES
     from artifact.tracing.config import TraceConfig
-    from artifact.tracing.flops import ModelShape, least_flops, reference_flops
+    from artifact.tracing.flops import least_flops, reference_flops
 
+    if args.size_from is not None:
+        return run_sizing(args)
+    if args.profile is not None:
+        return run_profile(args)
     if not 0 < args.known_fraction <= 1 or not 0 < args.mfu <= 1:
         raise ValueError("--known-fraction and --mfu must be in (0, 1]")
-    shape = ModelShape(**SPIRITLM_7B)
+    shape = MODEL_SHAPES["spiritlm"]
     throughput = args.mfu * H100_BF16_DENSE_PEAK
     facts = args.facts * args.known_fraction
     print(f"SpiritLM 7B: {shape.layers} layers, d={shape.d_model}, MLP {shape.d_mlp}, vocab {shape.vocab}; "
@@ -69,4 +82,49 @@ def run(args: argparse.Namespace) -> int:
           " Assumes the engine's least work runs at the throughput of plain batched forwards, as measured on CPU by\n"
           " bench/bench_engine.py, where the engine's FLOP rate was 0.8-1.3x the plain method's; --mfu is that of\n"
           " plain bf16 forwards of a 7B model on an H100, not measured here: no GPU.)")
+    return 0
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    """Print a profile's estimate: facts, FLOPs per fact and minutes per arm on the chosen device."""
+    from artifact.experiments.cost import describe_estimate, estimate
+    from artifact.experiments.profiles import PROFILES
+
+    if args.profile not in PROFILES:
+        raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {args.profile!r}")
+    profile = PROFILES[args.profile]
+    facts = None
+    if profile.count is None:  # every Known fact: bound it by the fact file and --known-fraction
+        facts = {arm: round(args.facts * args.known_fraction) for arm in ("t2t", "s2t")}
+    est = estimate(profile, args.model, args.device, facts)
+    print(f"profile {profile.name}: {profile.purpose}; budget: {profile.budget}")
+    for arm, a in est["arms"].items():
+        print(f"  {arm}: {a['facts']} facts, typical prompt {a['prompt_tokens']} tokens, positions {a['positions']}: "
+              f"{a['tflop_per_fact']:.3g} TFLOP per fact -> {a['seconds'] / 60:.0f} min")
+    print(describe_estimate(est))
+    return 0
+
+
+def run_sizing(args: argparse.Namespace) -> int:
+    """Print, per claim condition of a finished run, the facts needed for a CI narrower than half its effect."""
+    import json
+    from pathlib import Path
+
+    from artifact.analysis.sizing import facts_needed
+    from artifact.core.layout import COMPARISON_DIR, COMPARISON_FILE, SELECTION_FILE
+
+    results = Path(args.size_from)
+    comparison_path, selection_path = results / COMPARISON_DIR / COMPARISON_FILE, results / SELECTION_FILE
+    for path in (comparison_path, selection_path):
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: --size-from needs a pipeline run's results folder (./run_all.sh)")
+    traced = json.loads(selection_path.read_text())["traced"]
+    if not isinstance(traced, list):
+        raise ValueError(f"{results} traced each arm's own known facts (profile full); size from a profile that "
+                         "traces one paired set (smoke, standard, review)")
+    print(f"{results}: {len(traced)} facts traced in both arms")
+    for row in facts_needed(json.loads(comparison_path.read_text()), len(traced)):
+        need = "unreachable" if row["facts_needed"] == float("inf") else f"n > {row['facts_needed']:.0f}"
+        print(f"{row['claim']} {row['kind'] or '':6} {row['statistic'][:58]:58} value {row['value']:+.4f}  "
+              f"CI width {row['ci_width']:.4f}  effect {row['effect']:.4f}  -> {need}")
     return 0

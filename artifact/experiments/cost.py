@@ -30,7 +30,7 @@ MODEL_SHAPES: dict[str, ModelShape] = {
 }
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM dense bf16 tensor cores (NVIDIA data sheet; no sparsity)
 H100_MFU = 0.4
-CPU_FLOPS = 6.0e9  # FLOP/s sustained by the engine on 2 CPU cores here (measured: REPRODUCE.md, "Cost model")
+CPU_FLOPS = 1.0e11  # FLOP/s sustained by the engine on 2 CPU cores here (measured: REPRODUCE.md, "Cost model")
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,10 @@ class PromptShape:
 
 
 TYPICAL_PROMPTS: dict[tuple[str, str], PromptShape] = {
-    ("embedded", "t2t"): PromptShape(9, 1, 2),  # no BOS
-    ("embedded", "s2t"): PromptShape(60, 2, 20),  # [Speech] + units + [Text]; 23.7 units per second
+    # medians over the 86 own facts the embedded models know in both arms (8 tokens, 2-token subject; 47 tokens,
+    # 14-unit subject), subject starts chosen so the per-fact cost matches the median cost (3.7 and 15 TFLOP)
+    ("embedded", "t2t"): PromptShape(8, 1, 2),  # no BOS
+    ("embedded", "s2t"): PromptShape(47, 6, 14),  # [Speech] + units + [Text]; 23.7 units per second
     ("spiritlm", "t2t"): PromptShape(14, 3, 3),  # <s>, '▁', [Text], prompt
     ("spiritlm", "s2t"): PromptShape(62, 3, 20),  # <s>, '▁', [Speech] + HuBERT units + [Text]
 }
@@ -83,20 +85,28 @@ def fact_flops(shape: ModelShape, prompt: PromptShape, positions: str, samples: 
 
 
 def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None = None,
-             prompts: dict[str, PromptShape] | None = None) -> dict[str, Any]:
-    """Seconds of the trace steps of `profile` on `device` for `model` ('embedded' or 'spiritlm'), from `facts` per
-    arm (default: the profile's count) and typical prompts (or `prompts` per arm). Returns the arithmetic."""
+             prompts: dict[str, Sequence[PromptShape]] | None = None) -> dict[str, Any]:
+    """Seconds of the trace steps of `profile` on `device` for `model` ('embedded' or 'spiritlm'): from the real
+    prompts of the traced facts per arm when given (`prompts`), else from `facts` per arm (default: the profile's
+    count) times a typical prompt. Returns the arithmetic."""
     shape, dev = MODEL_SHAPES[model], DEVICES[device]
     out: dict[str, Any] = {"device": dev.name, "flops_per_second": dev.flops, "throughput_source": dev.source,
                            "arms": {}}
     for arm in ("t2t", "s2t"):
-        prompt = (prompts or {}).get(arm) or TYPICAL_PROMPTS[(model, arm)]
         positions = profile.s2t_positions if arm == "s2t" else profile.t2t_positions
-        n = (facts or {}).get(arm, profile.count)
-        per_fact = fact_flops(shape, prompt, positions, profile.samples, profile.window, profile.kinds)
-        out["arms"][arm] = {"facts": n, "prompt_tokens": prompt.tokens, "positions": positions,
-                            "tflop_per_fact": per_fact / 1e12,
-                            "seconds": None if n is None else n * per_fact / dev.flops}
+        real = list((prompts or {}).get(arm) or ())
+        if real:
+            costs = [fact_flops(shape, p, positions, profile.samples, profile.window, profile.kinds) for p in real]
+            n, total, tokens = len(real), float(sum(costs)), sum(p.tokens for p in real) / len(real)
+        else:
+            typical = TYPICAL_PROMPTS[(model, arm)]
+            n = (facts or {}).get(arm, profile.count)
+            per_fact = fact_flops(shape, typical, positions, profile.samples, profile.window, profile.kinds)
+            total, tokens = (None if n is None else n * per_fact), typical.tokens
+        out["arms"][arm] = {"facts": n, "prompt_tokens": tokens, "positions": positions,
+                            "from_real_prompts": bool(real),
+                            "tflop_per_fact": None if total is None else total / max(n, 1) / 1e12,
+                            "seconds": None if total is None else total / dev.flops}
     seconds = [a["seconds"] for a in out["arms"].values()]
     out["trace_seconds"] = None if None in seconds else sum(seconds)
     return out

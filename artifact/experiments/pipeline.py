@@ -181,6 +181,14 @@ def known_step(run: PipelineRun) -> None:
         document["selection"] = describe(chosen, pool, p.count, share)
         if len(chosen) < p.count:
             print(f"note: only {len(chosen)} facts are known in both arms; the profile asks for {p.count}")
+        if held is not None:
+            known_held = sum(c.stratum == "held_out" for c in pool)
+            document["selection"]["held_out_listed"] = len(held)
+            document["selection"]["held_out_known_both"] = known_held
+            if known_held < round(p.count * p.held_out_share):
+                print(f"note: {known_held} of the speech model's {len(held)} held-out facts of this file are known "
+                      f"in both arms (the S->T Known filter keeps {sum(i in set(held) for i in s2t_ids)}); the "
+                      f"held-out share ({p.held_out_share:.0%}) is filled with training facts")
     else:
         document["traced"] = "each arm's own known facts"
     write_json_atomic(run.out / SELECTION_FILE, document)
@@ -291,16 +299,11 @@ def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
 
     prompts = None
     if traced is not None:
-        prompts = {}
-        for arm in ("t2t", "s2t"):
-            chosen = [p for f, p in run.prepared(arm).items if str(f.known_id) in set(traced)]
-            if chosen:
-                mean = lambda values: round(sum(values) / len(values))  # noqa: E731
-                prompts[arm] = PromptShape(mean([len(p.input_ids) for p in chosen]),
-                                           mean([p.subject_range[0] for p in chosen]),
-                                           mean([p.subject_range[1] - p.subject_range[0] for p in chosen]))
-    facts = None if traced is None else {"t2t": len(traced), "s2t": len(traced)}
-    est = estimate(run.profile, run.choice.name, device_name(), facts, prompts)
+        wanted = set(traced)
+        prompts = {arm: [PromptShape(len(p.input_ids), p.subject_range[0], p.subject_range[1] - p.subject_range[0])
+                         for f, p in run.prepared(arm).items if str(f.known_id) in wanted]
+                   for arm in ("t2t", "s2t")}
+    est = estimate(run.profile, run.choice.name, device_name(), prompts=prompts)
     run.estimate = est
     return describe_estimate(est)
 

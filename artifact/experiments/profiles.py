@@ -1,10 +1,10 @@
 """The scales a pipeline run can take, each with its purpose, size and budget; recorded in the manifest.
 Torch-free, so the CLI lists them cheaply.
 
-- smoke (both models): 12 facts of our own set across >= 8 relations; does the pipeline run, a quick look;
-  12 min on 2 CPU cores with the embedded models.
-- standard (embedded): 48 facts of our own set across all 15 relations; C1-C3 verdicts on the embedded models;
-  2 h on 2 CPU cores.
+- smoke (both models): 12 facts of our own set across >= 8 relations, 2 noise samples per cell; does the pipeline
+  run, a quick look; 12 min on 2 CPU cores with the embedded models.
+- standard (embedded): 56 facts of our own set across all 15 relations, 5 noise samples; C1-C3 verdicts on the
+  embedded models; 2 h on 2 CPU cores.
 - review (SpiritLM): 150 facts of ROME's known_1000; C1-C3 verdicts on SpiritLM; 2 h on one H100 (cost model).
 - full (both): every Known fact of known_1000, per arm; the paper's scale; about 11 h on one H100 for SpiritLM.
 
@@ -47,21 +47,23 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", facts="own", samples=10, t2t_positions="all", s2t_positions="representatives:1", count=12,
+        name="smoke", facts="own", samples=2, t2t_positions="all", s2t_positions="representatives:1", count=12,
         held_out_share=0.25, purpose="does the whole pipeline run; a first look at both arms",
         budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
-                    "relations, a quarter from the speech model's held-out facts), all kinds, 10 noise samples, "
-                    "speech traced at one representative per middle/further group",
+                    "relations, a quarter from the speech model's held-out facts where it knows some), all kinds, "
+                    "2 noise samples per cell (10 would take about 40 min here: representative facts have long "
+                    "spoken prompts), speech traced at one representative per middle/further group",
     ),
     "standard": Profile(
-        name="standard", facts="own", samples=10, t2t_positions="all", s2t_positions="representatives:1",
-        count=48, held_out_share=0.25, models=("embedded",),
+        name="standard", facts="own", samples=5, t2t_positions="all", s2t_positions="representatives:1",
+        count=56, held_out_share=0.25, models=("embedded",),
         purpose="verdicts on C1-C3 for the embedded models, with intervals narrower than half the effects",
         budget="2 h on 2 CPU cores",
-        description="our own fact set; 48 facts known in both arms (round robin over all 15 relations, a quarter "
-                    "from the speech model's held-out facts), all kinds, 10 noise samples, speech traced at one "
-                    "representative per middle/further group",
+        description="our own fact set; 56 facts known in both arms (round robin over all 15 relations, a quarter "
+                    "from the speech model's held-out facts where it knows some), all kinds, 5 noise samples, speech "
+                    "traced at one representative per middle/further group. 56 = the smoke run's C1 intervals scaled "
+                    "to half its effect (n > 12 (2 x CI width / effect)^2 = 55; REPRODUCE.md, 'Profiles')",
     ),
     "review": Profile(
         name="review", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", count=150,

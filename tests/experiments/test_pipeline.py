@@ -131,3 +131,18 @@ def test_a_results_folder_refuses_other_settings(tmp_path):
     other = asdict(replace(PROFILES["smoke"], seed=2))
     with pytest.raises(ValueError, match="profile differ.*another --out"):
         check_results_folder(tmp_path, {"profile": other, "model": "embedded"})
+
+
+def test_the_estimate_from_real_prompts_sums_each_facts_cost():
+    """After the Known step the estimate uses each traced fact's own prompt: a long prompt costs more than two short
+    ones, which a mean shape would hide."""
+    from artifact.experiments.cost import PromptShape, estimate, fact_flops, MODEL_SHAPES
+
+    profile = PROFILES["smoke"]
+    prompts = {"t2t": [PromptShape(6, 1, 2), PromptShape(12, 1, 4)], "s2t": [PromptShape(30, 1, 10)]}
+    est = estimate(profile, "embedded", "cpu", prompts=prompts)
+    expected = sum(fact_flops(MODEL_SHAPES["embedded"], p, profile.t2t_positions, profile.samples, profile.window,
+                              profile.kinds) for p in prompts["t2t"])
+    assert est["arms"]["t2t"]["facts"] == 2 and est["arms"]["s2t"]["facts"] == 1
+    assert est["arms"]["t2t"]["from_real_prompts"]
+    assert abs(est["arms"]["t2t"]["seconds"] * est["flops_per_second"] - expected) < 1e-3 * expected
