@@ -90,7 +90,8 @@ def test_command_lists_every_profile_without_loading_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from artifact.cli import main\ntry:\n    main(['pipeline', '--help'])\nexcept SystemExit: pass\n"
+    code = ("import sys; from artifact.cli import main\n"
+            "try:\n    main(['pipeline', '--help'])\nexcept SystemExit: pass\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     for name in PROFILES:
