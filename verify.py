@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --calibrate-from: bootstrap resamples per interval, stored in tolerances.json "
                              "and used by every later verify (default 9999)")
     parser.add_argument("--force", action="store_true", help="with --record: overwrite an existing profile")
+    parser.add_argument("--no-recompute", action="store_true",
+                        help="trust the derived files (aggregates, comparison) instead of checking the traces "
+                             "against their sha256 lists and recomputing; for folders without traces (the report "
+                             "says the recomputation was skipped)")
     args = parser.parse_args(argv)
     recording_only = [name for name, value in (("--calibrate-from", args.calibrate_from),
                                                ("--tolerances", args.tolerances),
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Stored profiles: {', '.join(profiles) or 'none'}. Pass one with --expected DIR (it must describe "
               "the same model, facts and profile), or record this run as a profile with --record.")
         return 2
-    report = v.verify(args.results, expected)
+    report = v.verify(args.results, expected, recompute=not args.no_recompute)
     print(v.render_table(report))
     if args.report is None and not args.results.is_dir():
         print(f"no report written: {args.results} does not exist (pass --report DIR to write one elsewhere)")

@@ -29,7 +29,8 @@ from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CI_METHOD, CONFIDENCE, N
 from artifact.analysis.effects import FactEffects, fact_effects, load_job
 from artifact.core.fileio import write_atomic, write_json_atomic, write_npz_atomic
 from artifact.core.jsonable import finite_or_none
-from artifact.core.layout import AGGREGATE_DIR, plan_files, result_path
+from artifact.core.digests import trace_digests, write_digest_list
+from artifact.core.layout import AGGREGATE_DIR, TRACE_LIST_FILE, plan_files, result_path
 from artifact.core.names import GROUPS, KINDS, METRICS, SEVERABLE
 from artifact.core.settings import load_settings
 
@@ -167,6 +168,7 @@ def aggregate_run(
         _write_csv(out_dir / "severed.csv", sev_rows, SEVERED_COLUMNS)
     write_json_atomic(out_dir / "aie.json", document)
     write_npz_atomic(out_dir / "group_effects.npz", {**arrays, "groups": np.asarray(GROUPS)})
+    write_digest_list(out_dir / TRACE_LIST_FILE, trace_digests(run_dir))  # what verify.py recomputes from
     return document
 
 

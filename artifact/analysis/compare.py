@@ -351,6 +351,20 @@ def split_from_manifest(manifest_path: Path, facts_fingerprint: str) -> dict[str
     return out
 
 
+def speech_model_subsets(s2t_dir: Path) -> dict[str, list[str]] | None:
+    """The comparison's extra fact sets for an S->T run: the embedded speech-text model's training and held-out facts
+    (its speech knowledge of training facts was distilled, so the two are compared apart); None for other models."""
+    from artifact.core.names import EMBEDDED_SPEECH
+    from artifact.core.settings import load_settings
+
+    settings = load_settings(Path(s2t_dir))
+    if settings.model != EMBEDDED_SPEECH:
+        return None
+    from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR
+
+    return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, settings.facts_fingerprint) or None
+
+
 def _load_pair(t2t_dir: Path, s2t_dir: Path):
     """Both runs' settings, checked: run folders, the right arms, the same fact file."""
     t_set, s_set = load_settings(t2t_dir), load_settings(s2t_dir)

@@ -33,6 +33,7 @@ AIE_JSON = "aie.json"
 AIE_CSV = "aie.csv"
 SEVERED_CSV = "severed.csv"
 EFFECTS_FILE = "group_effects.npz"
+TRACE_LIST_FILE = "traces.sha256"  # in aggregate/: the trace files the aggregate was computed from, with sha256
 FIGURES_DIR = "figures"
 
 # --------------------------------------------------------------------------------- a pipeline's results folder

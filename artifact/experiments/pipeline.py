@@ -224,16 +224,11 @@ def aggregate_step(run: PipelineRun) -> None:
 
 
 def compare_step(run: PipelineRun) -> None:
-    from artifact.analysis.compare import compare_runs, split_from_manifest
+    from artifact.analysis.compare import compare_runs, speech_model_subsets
 
     t2t_dir, s2t_dir = run.run_dirs()
-    subsets = None
-    if run.choice.name == "embedded":  # the embedded speech model's training and held-out facts, apart
-        from artifact.core.settings import load_settings
-        from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR
-
-        subsets = split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, load_settings(s2t_dir).facts_fingerprint)
-    compare_runs(t2t_dir, s2t_dir, run.out / COMPARISON_DIR, kinds=run.profile.kinds, subsets=subsets or None)
+    compare_runs(t2t_dir, s2t_dir, run.out / COMPARISON_DIR, kinds=run.profile.kinds,
+                 subsets=speech_model_subsets(s2t_dir))
     summary = run.out / COMPARISON_DIR / "summary.md"
     if summary.is_file():
         print(summary.read_text())

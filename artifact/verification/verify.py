@@ -62,6 +62,7 @@ from artifact.verification.load import (
     load_run_arm,
     load_tolerances,
 )
+from artifact.verification.recompute import check_recomputed
 from artifact.verification.records import (
     CHECK_GROUPS,
     DEFAULT_METRICS,
@@ -86,8 +87,10 @@ def _guard(out: list[Check], what: str, fn: Callable[[], Any], **labels) -> Any:
 
 
 def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comparison,
-           tolerances: dict[str, Any] | None = None) -> Report:
-    """Compare a results folder with an expected profile; never raises on bad data (FAIL records instead)."""
+           tolerances: dict[str, Any] | None = None, recompute: bool = True) -> Report:
+    """Compare a results folder with an expected profile; never raises on bad data (FAIL records instead).
+    `recompute`: first check the trace files against the run's sha256 lists and recompute the aggregates and the
+    comparison from them (`recompute.check_recomputed`); off only for folders that are not a pipeline run's."""
     results, expected = Path(results), Path(expected)
     checks: list[Check] = []
     possible: list[str] = []
@@ -98,6 +101,11 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         checks.append(Check("files", FAIL, detail=f"missing expected profile folder: {expected}"))
     if checks:
         return conclude(Report(str(results), str(expected), checks, possible, skipped))
+    if recompute:
+        checks += check_recomputed(results)
+        possible.append("trace files against their sha256 list; aggregates and comparison recomputed from them")
+    else:
+        skipped["recomputation"] = "turned off (recompute=False): derived files were trusted"
     arms = expected_arms(expected)
     if arms:
         if tolerances is None:

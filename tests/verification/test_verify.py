@@ -139,7 +139,15 @@ def failed(report: v.Report) -> set[str]:
     return {c.check for c in report.checks if c.verdict == v.FAIL}
 
 
+def verify_synthetic(results, expected, **options):
+    """verify() on a synthetic folder: it has aggregates but no traces, so nothing can be recomputed (the traces'
+    digests and the recomputation are tested on real runs in test_recompute.py)."""
+    return v.verify(results, expected, recompute=False, **options)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    if "--record" not in args and "--calibrate-from" not in args and "--bogus" not in args:
+        args = (*args, "--no-recompute")  # synthetic folders hold no traces (see verify_synthetic)
     return subprocess.run([sys.executable, str(REPO / "verify.py"), *args], capture_output=True, text=True,
                           timeout=120)
 
@@ -230,7 +238,7 @@ def test_corruptions_fail(world, case):
             shutil.move(s2t / name, t2t / name)
             shutil.move(tmp, s2t / name)
         expect = {"known_set", "paired_equivalence"}
-    report = v.verify(results, world["profile"])
+    report = verify_synthetic(results, world["profile"])
     assert report.verdict == v.FAIL
     assert expect <= failed(report), v.render_table(report)
 
@@ -259,7 +267,7 @@ def test_nan_fails(world):
         return a
 
     edit_effects(results, "s2t", poke)
-    report = v.verify(results, world["profile"])
+    report = verify_synthetic(results, world["profile"])
     assert report.verdict == v.FAIL
     nan = [c for c in report.checks if c.check == "nan" and c.verdict == v.FAIL]
     assert nan and nan[0].detail.startswith("NaN in regenerated") and "layer 6" in nan[0].detail
@@ -267,7 +275,7 @@ def test_nan_fails(world):
 
 def test_empty_group_nan_is_not_a_failure(world):
     """Whole NaN rows of an empty group (middle of a one-token subject) are legitimate."""
-    report = v.verify(world["fresh"], world["profile"])
+    report = verify_synthetic(world["fresh"], world["profile"])
     assert report.verdict == v.PASS
     assert all(c.verdict == v.PASS for c in report.checks if c.check == "nan")
 
@@ -275,7 +283,7 @@ def test_empty_group_nan_is_not_a_failure(world):
 def test_layer_count_mismatch_says_so(world):
     results = corrupted(world, "layers")
     edit_effects(results, "t2t", lambda a: a[:, :, :10])
-    report = v.verify(results, world["profile"])
+    report = verify_synthetic(results, world["profile"])
     bad = [c for c in report.checks if c.check == "layers"]
     assert report.verdict == v.FAIL and bad and "10 layers, expected 12" in bad[0].detail
 
@@ -287,7 +295,7 @@ def test_known_set_mismatch_is_reported(world):
     for row in doc["checks"][:20]:
         row["known"] = False
     path.write_text(json.dumps(doc))
-    report = v.verify(results, world["profile"])
+    report = verify_synthetic(results, world["profile"])
     known = next(c for c in report.checks if c.check == "known_set" and c.arm == "t2t")
     assert known.verdict == v.FAIL and "only expected" in known.detail
 
@@ -299,7 +307,7 @@ def test_incomplete_run_fails(world):
     with np.load(path) as data:
         arrays = {k: (data[k][:20] if data[k].ndim and data[k].shape[0] == 30 else data[k]) for k in data.files}
     np.savez(path, **arrays)
-    report = v.verify(results, world["profile"])
+    report = verify_synthetic(results, world["profile"])
     traced = [c for c in report.checks if c.check == "traced_set" and c.arm == "t2t"]
     assert report.verdict == v.FAIL and traced and all(c.verdict == v.FAIL for c in traced)
     assert "missing" in traced[0].detail and "20 paired facts" in " ".join(c.detail for c in report.checks)
@@ -309,7 +317,7 @@ def test_other_model_settings_fail(world):
     results = corrupted(world, "model")
     path = next((results / "runs").glob("t2t-*")) / "settings.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "model": "spiritlm"}))
-    report = v.verify(results, world["profile"])
+    report = verify_synthetic(results, world["profile"])
     settings = next(c for c in report.checks if c.check == "settings" and c.arm == "t2t")
     assert settings.verdict == v.FAIL and "another model" in settings.detail
 
@@ -320,17 +328,17 @@ def test_claims(world):
     doc = json.loads(path.read_text())
     doc["claims"]["C3"]["verdict"] = "inconclusive"
     path.write_text(json.dumps(doc))
-    report = v.verify(results, world["profile"])
+    report = verify_synthetic(results, world["profile"])
     claim = next(c for c in report.checks if c.group == "C3")
     assert report.verdict == v.FAIL and claim.verdict == v.FAIL and claim.observed == "inconclusive"
     # the verdict function is a parameter
-    report = v.verify(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported"})
+    report = verify_synthetic(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported"})
     assert {c.group for c in report.checks if c.check == "claim" and c.verdict == v.FAIL} == {"C3"}
 
 
 def test_unstable_claims_are_reported_not_judged(world):
     tolerances = {**world["tolerances"], "claims": {"unstable": ["C3"]}}
-    report = v.verify(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported", "C3": "inconclusive"},
+    report = verify_synthetic(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported", "C3": "inconclusive"},
                       tolerances=tolerances)
     assert report.verdict == v.PASS
     assert next(c for c in report.checks if c.group == "C3").verdict == v.INFO
@@ -343,12 +351,12 @@ def test_selection_picks_the_run_folder(world):
     stale = results / "runs" / "t2t-synthetic-old"
     shutil.copytree(t2t, stale)
     edit_effects_in(stale, lambda a: 0.5 * a)
-    assert "several t2t run folders" in " ".join(c.detail for c in v.verify(results, world["profile"]).checks)
+    assert "several t2t run folders" in " ".join(c.detail for c in verify_synthetic(results, world["profile"]).checks)
     s2t = next((results / "runs").glob("s2t-*"))
     (results / "selection.json").write_text(json.dumps({"t2t_run": t2t.name, "s2t_run": s2t.name}))
-    assert v.verify(results, world["profile"]).verdict == v.PASS
+    assert verify_synthetic(results, world["profile"]).verdict == v.PASS
     (results / "selection.json").write_text(json.dumps({"t2t_run": stale.name, "s2t_run": s2t.name}))
-    assert "paired_equivalence" in failed(v.verify(results, world["profile"]))
+    assert "paired_equivalence" in failed(verify_synthetic(results, world["profile"]))
 
 
 def test_claims_only_profile_says_what_was_possible(world, tmp_path):
@@ -364,13 +372,13 @@ def test_claims_only_profile_says_what_was_possible(world, tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert "claims (2 from claims.json)" in md and "holds no recorded curves" in md
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert set(report["skipped"]) == {"curves"}
+    assert set(report["skipped"]) == {"curves", "recomputation"}
     assert [c["verdict"] for c in report["checks"] if c["check"] == "settings"] == ["PASS", "PASS"]
     # the claims of another model's run are not taken for SpiritLM's
     results = corrupted(world, "claims-only-other-model")
     for path in (results / "runs").glob("*/settings.json"):
         path.write_text(json.dumps({**json.loads(path.read_text()), "model": "embedded"}))
-    report = v.verify(results, tmp_path / "spiritlm")
+    report = verify_synthetic(results, tmp_path / "spiritlm")
     settings = next(c for c in report.checks if c.check == "settings")
     assert report.verdict == v.FAIL and "another model" in settings.detail
 
@@ -403,12 +411,12 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_missing_results_and_tolerances(world, tmp_path):
-    report = v.verify(tmp_path / "nothing", world["profile"])
+    report = verify_synthetic(tmp_path / "nothing", world["profile"])
     assert report.verdict == v.FAIL and "missing results folder" in report.checks[0].detail
     profile = tmp_path / "p"
     shutil.copytree(world["profile"], profile)
     (profile / "tolerances.json").unlink()
-    report = v.verify(world["fresh"], profile)
+    report = verify_synthetic(world["fresh"], profile)
     assert report.verdict == v.FAIL
     assert any(c.check == "tolerances" and "tolerances.json" in c.detail for c in report.checks)
 
