@@ -106,7 +106,8 @@ def test_an_edited_comparison_is_stale(results, edit):
     path = results / "comparison" / "comparison.json"
     doc = json.loads(path.read_text())
     if edit == "verdict":
-        doc["claims"]["C2"]["verdict"] = "supported" if doc["claims"]["C2"]["verdict"] != "supported" else "inconclusive"
+        was = doc["claims"]["C2"]["verdict"]
+        doc["claims"]["C2"]["verdict"] = "supported" if was != "supported" else "inconclusive"
     elif edit == "statistic":
         doc["claims"]["C1"]["conditions"][0]["ci_low"] += 0.01
     else:

@@ -338,8 +338,9 @@ def test_claims(world):
 
 def test_unstable_claims_are_reported_not_judged(world):
     tolerances = {**world["tolerances"], "claims": {"unstable": ["C3"]}}
-    report = verify_synthetic(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported", "C3": "inconclusive"},
-                      tolerances=tolerances)
+    report = verify_synthetic(world["fresh"], world["profile"],
+                              claims_fn=lambda _: {"C2": "supported", "C3": "inconclusive"},
+                              tolerances=tolerances)
     assert report.verdict == v.PASS
     assert next(c for c in report.checks if c.group == "C3").verdict == v.INFO
 
@@ -447,7 +448,8 @@ def test_recorded_profile_carries_no_machine_paths(world, tmp_path, monkeypatch)
     """A profile is committed: paths under the repository or the home folder are written portably."""
     import artifact.verification.profile
 
-    monkeypatch.setattr(artifact.verification.profile, "_REPO_ROOT", str(world["base"]))  # the synthetic runs live here, as results/ would
+    # the synthetic runs live here, as results/ would
+    monkeypatch.setattr(artifact.verification.profile, "_REPO_ROOT", str(world["base"]))
     v.record_profile(world["ref"], tmp_path / "p", world["tolerances"], force=True)
     text = "".join(p.read_text() for p in (tmp_path / "p").rglob("*.json"))
     assert str(world["base"]) not in text and "./ref" in text
