@@ -42,15 +42,16 @@ def _ensure_environment() -> None:
 
 
 def _default_expected(results: Path) -> Path:
-    """expected/<model>-<profile> as named by the results' manifest.json (model_choice, profile), else
+    """expected/<model>-<profile> as named by the results' manifest.json (model_name, profile), else
     expected/<name of the results folder> (the pipeline names both folders by the same label)."""
     label = results.resolve().name
     manifest = results / "manifest.json"
     if manifest.is_file():
         try:
             doc = json.loads(manifest.read_text())
-            label = f"{doc['model_choice']['name']}-{doc['profile']['name']}"
-        except (ValueError, KeyError, TypeError):
+            if isinstance(doc.get("model_name"), str) and isinstance(doc.get("profile"), str):
+                label = f"{doc['model_name']}-{doc['profile']}"
+        except (ValueError, AttributeError):
             pass
     return ROOT / "expected" / label
 

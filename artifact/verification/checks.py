@@ -192,7 +192,9 @@ def check_settings(regen: ArmData, expected: ArmData) -> Check:
 def check_claims(regenerated: dict[str, Any] | None, expected: dict[str, Any],
                  unstable: Iterable[str] = ()) -> list[Check]:
     """Each expected claim verdict against the regenerated one. `expected`: claim id -> {"verdict", "statement"}
-    (or a bare verdict); claims listed in `unstable` (verdict flipped between calibration runs) are INFO only."""
+    (or a bare verdict). Opposite decided verdicts (supported <-> not supported) FAIL, even for a claim listed in
+    `unstable`; a change between a decided verdict and "inconclusive" is INFO (a CI that now touches the threshold,
+    not a contrary finding); any other change FAILs unless the claim is `unstable` (then INFO)."""
     unstable = set(unstable)
     out = []
     for cid, entry in expected.items():
@@ -206,8 +208,21 @@ def check_claims(regenerated: dict[str, Any] | None, expected: dict[str, Any],
                              detail=f"claim {cid!r} missing from the regenerated claims: {statement}"))
             continue
         got = regenerated[cid]
-        verdict = PASS if got == want else (INFO if cid in unstable else FAIL)
-        note = " (verdict unstable across calibration seeds: reported, not judged)" if verdict == INFO else ""
+        decided = {"supported", "not supported"}
+        note = ""
+        if got == want:
+            verdict = PASS
+        elif {got, want} == decided:
+            verdict = FAIL
+            note = " (opposite verdicts: a contrary finding, never tolerated)"
+        elif "inconclusive" in (got, want) and {got, want} & decided:
+            verdict = INFO
+            note = (" (decided <-> inconclusive: a CI now touches its threshold; the statistic and its margin are in "
+                    "comparison/summary.md)")
+        else:
+            verdict = INFO if cid in unstable else FAIL
+            if verdict == INFO:
+                note = " (verdict unstable across calibration seeds: reported, not judged)"
         out.append(Check("claim", verdict, group=cid, observed=got, expected=want, tolerance="equal",
                          detail=statement + note))
     return out

@@ -24,6 +24,7 @@ from artifact.core.layout import (
 from artifact.core.names import ARMS
 from artifact.verification.calibrate import _load_run_arms
 from artifact.verification.checks import claims_from_comparison
+from artifact.verification.identity import identity_of
 from artifact.verification.load import _run_settings
 from artifact.verification.records import FORMAT_VERSION, ClaimsFn, VerifyError
 
@@ -113,7 +114,11 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
     run_manifest = json.loads((results / MANIFEST_FILE).read_text()) if (results / MANIFEST_FILE).is_file() else None
     files = {str(p.relative_to(profile)): sha256_file(p) for p in sorted(profile.rglob("*"))
              if p.is_file() and p.name not in (MANIFEST_FILE, "README.md")}
-    manifest = {"format": FORMAT_VERSION, "profile": profile.name, "source": str(results),
+    if run_manifest is None:
+        notes.append(f"no {results / MANIFEST_FILE}: no identity recorded, so verify cannot check the model, facts "
+                     "and profile settings")
+    identity = identity_of(run_manifest, weights=not claims_only) if run_manifest is not None else None
+    manifest = {"format": FORMAT_VERSION, "profile": profile.name, "source": str(results), "identity": identity,
                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "contents": "claims only" if claims_only else "curves, Known sets, claims, tolerances",
                 "arms": arms_info, "settings": settings, "files": files, "run_manifest": run_manifest}

@@ -62,6 +62,7 @@ from artifact.verification.load import (
     load_run_arm,
     load_tolerances,
 )
+from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
 from artifact.verification.records import (
     CHECK_GROUPS,
@@ -101,6 +102,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         checks.append(Check("files", FAIL, detail=f"missing expected profile folder: {expected}"))
     if checks:
         return conclude(Report(str(results), str(expected), checks, possible, skipped))
+    checks.append(_identity_check(results, expected))
     if recompute:
         checks += check_recomputed(results)
         possible.append("trace files against their sha256 list; aggregates and comparison recomputed from them")
@@ -168,6 +170,18 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
     if not possible:
         checks.append(Check("profile", FAIL, detail=f"{expected} holds neither curves nor claims: nothing to check"))
     return conclude(Report(str(results), str(expected), checks, possible, skipped))
+
+
+def _identity_check(results: Path, expected: Path) -> Check:
+    """The run's identity (model, weights, facts, profile settings) against the one the profile recorded."""
+    try:
+        recorded = _read_json(expected / MANIFEST_FILE).get("identity") if (expected / MANIFEST_FILE).is_file() \
+            else None
+        run_manifest = _read_json(results / MANIFEST_FILE) if (results / MANIFEST_FILE).is_file() else None
+    except VerifyError as error:
+        return Check("identity", FAIL, detail=str(error))
+    weights = isinstance(recorded, dict) and "weights_sha256" in recorded
+    return check_identity(identity_of(run_manifest, weights) if run_manifest else None, recorded)
 
 
 def conclude(report: Report) -> Report:

@@ -96,7 +96,12 @@ def make_results(root: Path, seed: int, batch_size: int, noise: float = 0.25) ->
         all_effects[arm] = arrays
     (root / "comparison").mkdir()
     (root / "comparison" / "comparison.json").write_text(json.dumps({"claims": claims_of(all_effects)}))
-    (root / "manifest.json").write_text(json.dumps({"profile": {"name": "smoke"}, "model_choice": {"name": "synth"}}))
+    (root / "manifest.json").write_text(json.dumps({  # manifest.json's identity fields (see artifact.manifest)
+        "model_name": "synthetic", "profile": "smoke", "facts_fingerprint": "f" * 64,
+        "settings": {"profile": {"name": "smoke", "facts": "own", "samples": 10, "window": 10, "count": 12,
+                                 "seed": seed, "batch_size": batch_size}},
+        "model": {arm: {"spec": "synthetic", "weights": {"path": f"/tmp/{seed}", "sha256": "ab" * 32}}
+                  for arm in ("t2t", "s2t")}}))
     return root
 
 
@@ -209,8 +214,8 @@ def test_fresh_replicate_passes_cli(world):
 def test_default_expected_from_manifest(world, tmp_path):
     """Without --expected: expected/<model>-<profile> from the results' manifest (as the pipeline names folders)."""
     proc = run_cli("--results", str(world["fresh"]), "--report", str(tmp_path))
-    assert proc.returncode == 2  # expected/synth-smoke does not exist at the repo: no verdict, not a FAIL
-    assert f"no expected profile applies to {world['fresh']}: {REPO / 'expected' / 'synth-smoke'} does not exist" \
+    assert proc.returncode == 2  # expected/synthetic-smoke does not exist at the repo: no verdict, not a FAIL
+    assert f"no expected profile applies to {world['fresh']}: {REPO / 'expected' / 'synthetic-smoke'} does not exist" \
         in proc.stdout
     stored = sorted(p.name for p in (REPO / "expected").iterdir() if p.is_dir())
     assert f"Stored profiles: {', '.join(stored)}." in proc.stdout and "embedded-smoke" in stored
@@ -326,11 +331,24 @@ def test_claims(world):
     results = corrupted(world, "claims")
     path = results / "comparison" / "comparison.json"
     doc = json.loads(path.read_text())
+    want = doc["claims"]["C3"]["verdict"]
+    assert want in ("supported", "not supported")
+    opposite = "not supported" if want == "supported" else "supported"
+    doc["claims"]["C3"]["verdict"] = opposite
+    path.write_text(json.dumps(doc))
+    report = verify_synthetic(results, world["profile"])
+    claim = next(c for c in report.checks if c.group == "C3")
+    assert report.verdict == v.FAIL and claim.verdict == v.FAIL and claim.observed == opposite
+    assert "opposite verdicts" in claim.detail
+    # ... even for a claim that flipped between calibration runs
+    unstable = {**world["tolerances"], "claims": {"unstable": ["C3"]}}
+    assert verify_synthetic(results, world["profile"], tolerances=unstable).verdict == v.FAIL
+    # decided <-> inconclusive: reported (INFO), not judged
     doc["claims"]["C3"]["verdict"] = "inconclusive"
     path.write_text(json.dumps(doc))
     report = verify_synthetic(results, world["profile"])
     claim = next(c for c in report.checks if c.group == "C3")
-    assert report.verdict == v.FAIL and claim.verdict == v.FAIL and claim.observed == "inconclusive"
+    assert report.verdict == v.PASS and claim.verdict == v.INFO and "inconclusive" in claim.detail
     # the verdict function is a parameter
     report = verify_synthetic(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported"})
     assert {c.group for c in report.checks if c.check == "claim" and c.verdict == v.FAIL} == {"C3"}
@@ -453,3 +471,43 @@ def test_recorded_profile_carries_no_machine_paths(world, tmp_path, monkeypatch)
     v.record_profile(world["ref"], tmp_path / "p", world["tolerances"], force=True)
     text = "".join(p.read_text() for p in (tmp_path / "p").rglob("*.json"))
     assert str(world["base"]) not in text and "./ref" in text
+
+
+def _edit_manifest(results: Path, **changes) -> None:
+    path = results / "manifest.json"
+    doc = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        target = doc
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"model_name": "embedded"}, "another model"),
+    ({"facts_fingerprint": "e" * 64}, "facts_fingerprint"),
+    ({"settings__profile__samples": 2}, "profile.samples"),
+    ({"settings__profile__name": "standard"}, "profile.name"),
+    ({"model__s2t__weights__sha256": "cd" * 32}, "weights_sha256"),
+])
+def test_identity_is_checked_first(world, change, named):
+    """Another model, fact file, profile or weights: FAIL, whatever the curves say; seed and batch size may differ."""
+    results = corrupted(world, "identity-" + "-".join(change))
+    _edit_manifest(results, **change)
+    report = verify_synthetic(results, world["profile"])
+    assert report.checks[0].check == "identity"
+    assert report.verdict == v.FAIL and report.checks[0].verdict == v.FAIL and named in report.checks[0].detail
+
+
+def test_identity_passes_for_a_replicate_and_fails_for_a_profile_without_one(world, tmp_path):
+    report = verify_synthetic(world["fresh"], world["profile"])  # seed 7, batch 32: another replicate
+    assert report.checks[0].check == "identity" and report.checks[0].verdict == v.PASS
+    old = tmp_path / "old-profile"
+    shutil.copytree(world["profile"], old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["identity"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_synthetic(world["fresh"], old)
+    assert report.verdict == v.FAIL and "records no identity" in report.checks[0].detail
