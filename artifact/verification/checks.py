@@ -19,6 +19,7 @@ from artifact.verification.load import ArmData, _read_json
 from artifact.verification.records import (
     ALPHA,
     CHECK_GROUPS,
+    SHAPE_GROUPS,
     FAIL,
     INFO,
     MATCHED_SETTINGS,
@@ -109,6 +110,8 @@ def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, 
                                 f"{1 - boot.get('alpha', ALPHA) / L_r:.4f} percentile bootstrap), worst layer "
                                 f"{worst} (mean diff {mean[worst] if worst is not None else math.nan:+.4g}); "
                                 f"{pairing}"))
+        if group not in SHAPE_GROUPS:
+            continue
         rc, ec = aie_curve(r, group), aie_curve(e, group)
         corr = pearson(rc, ec)
         bound = _tol(tolerances, arm, kind, metric, "curve_correlation", group)

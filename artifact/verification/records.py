@@ -9,14 +9,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from artifact.core.jsonable import jsonable
+from artifact.core.names import GROUPS
 
 PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "INFO"
 
 
-DEFAULT_METRICS: tuple[str, ...] = ("prob",)
+DEFAULT_METRICS: tuple[str, ...] = ("prob", "logprob")  # both metrics the claims and figures use
 
 
-CHECK_GROUPS: tuple[str, ...] = ("last_subject", "last")
+CHECK_GROUPS: tuple[str, ...] = GROUPS  # paired equivalence: every ROME token group (a fact's empty group is left out)
+# Curve shape (correlation, peak layer): only where the curves have a peak to compare; the weak groups' curves are
+# mostly noise, and their offsets and scale are checked by the paired band.
+SHAPE_GROUPS: tuple[str, ...] = ("last_subject", "last")
 
 
 FORMAT_VERSION = 1

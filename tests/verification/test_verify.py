@@ -511,3 +511,35 @@ def test_identity_passes_for_a_replicate_and_fails_for_a_profile_without_one(wor
     (old / "manifest.json").write_text(json.dumps(manifest))
     report = verify_synthetic(world["fresh"], old)
     assert report.verdict == v.FAIL and "records no identity" in report.checks[0].detail
+
+
+def _edit_array(results: Path, arm: str, key: str, fn) -> None:
+    path = next((results / "runs").glob(f"{arm}-*")) / "aggregate" / "group_effects.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays[key] = fn(arrays[key].copy())
+    np.savez(path, **arrays)
+
+
+def _shift_group(group: str, by: float):
+    def fn(a):
+        a[:, GROUPS.index(group), :] += by
+        return a
+    return fn
+
+
+@pytest.mark.parametrize("arm, key, fn, group", [
+    ("s2t", "mlp_prob", _shift_group("further", 0.1), "further"),  # a weak group moved: C2/C3 would change
+    ("s2t", "attn_prob", _shift_group("first_subsequent", 0.1), "first_subsequent"),
+    ("t2t", "mlp_logprob", lambda a: 0.5 * a, None),  # log-prob effects halved: prob alone never saw it
+])
+def test_every_group_and_both_metrics_are_banded(world, arm, key, fn, group):
+    results = corrupted(world, f"banded-{arm}-{key}-{group}")
+    _edit_array(results, arm, key, fn)
+    report = verify_synthetic(results, world["profile"])
+    kind, metric = key.split("_")
+    bad = [c for c in report.checks if c.verdict == v.FAIL and c.check == "paired_equivalence"]
+    assert report.verdict == v.FAIL and bad
+    assert all((c.arm, c.kind, c.metric) == (arm, kind, metric) for c in bad)
+    if group is not None:
+        assert {c.group for c in bad} == {group}
