@@ -27,7 +27,7 @@ def render_markdown(report: Report) -> str:
     doc = report.to_dict()
     lines = [f"# verify.py: {report.verdict}", "",
              f"- results: `{report.results}`", f"- expected: `{report.expected}`",
-             f"- checks: " + ", ".join(f"{n} {v}" for v, n in doc["counts"].items() if n), "",
+             "- checks: " + ", ".join(f"{n} {v}" for v, n in doc["counts"].items() if n), "",
              "## Checks possible", ""]
     lines += [f"- {p}" for p in report.possible] or ["- none"]
     lines += ["", "## Checks skipped", ""]
