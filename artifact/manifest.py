@@ -172,8 +172,11 @@ def environment() -> dict[str, Any]:
     }
 
 
-def package_versions(names: tuple[str, ...] = ("transformers", "numpy", "torchaudio", "openai-whisper")) -> dict:
-    """Installed versions of a few packages that change numbers (None when not installed)."""
+def package_versions(names: tuple[str, ...] = ("transformers", "numpy", "torchaudio", "openai-whisper",
+                                                "spiritlm")) -> dict:
+    """Installed versions of a few packages that change numbers (None when not installed), and the commit of Meta's
+    spiritlm package as scripts/install_spiritlm.sh stamped it (its version, 0.1.0, names no commit)."""
+    import sysconfig
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {}
@@ -182,6 +185,8 @@ def package_versions(names: tuple[str, ...] = ("transformers", "numpy", "torchau
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = None
+    stamp = Path(sysconfig.get_paths()["purelib"]) / "spiritlm-artifact-commit.txt"
+    out["spiritlm_commit"] = stamp.read_text().strip() if stamp.is_file() else None
     return out
 
 

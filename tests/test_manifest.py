@@ -230,3 +230,16 @@ def test_cli_step_since(tmp_path: Path) -> None:
 
     assert main(["manifest", "--results", str(tmp_path), "--step", "s", "--since", str(time.time() - 5)]) == 0
     assert 4.0 < manifest.read_manifest(tmp_path)["steps"]["s"] < 60.0
+
+
+def test_the_manifest_names_the_spiritlm_package_and_its_commit():
+    """The container check reads these: which of Meta's code the SpiritLM path ran through."""
+    import importlib.util
+
+    from artifact.manifest import package_versions
+
+    versions = package_versions()
+    assert "spiritlm" in versions and "spiritlm_commit" in versions
+    if importlib.util.find_spec("spiritlm") is not None and versions["spiritlm_commit"] is not None:
+        pinned = (Path(__file__).resolve().parents[1] / "SPIRITLM_COMMIT").read_text().strip()
+        assert versions["spiritlm_commit"] == pinned
