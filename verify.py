@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compare regenerated results with a stored expected profile: exit 0 PASS, 1 FAIL, 2 usage error.
+"""Compare regenerated results with a stored expected profile: exit 0 PASS, 1 FAIL, 2 no verdict (usage error, or
+no expected profile applies).
 
     ./verify.py                                         results/embedded-smoke against expected/embedded-smoke
     ./verify.py --results results/full --expected expected/full --report /tmp/verify
@@ -132,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     from artifact import verification as v
 
     expected = args.expected if args.expected is not None else _default_expected(args.results)
+    if not expected.is_dir():
+        profiles = sorted(p.name for p in (ROOT / "expected").iterdir() if p.is_dir()) \
+            if (ROOT / "expected").is_dir() else []
+        print(f"verify.py: NO VERDICT: no expected profile applies to {args.results}: {expected} does not exist. "
+              f"Stored profiles: {', '.join(profiles) or 'none'}. Pass one with --expected DIR (it must describe "
+              "the same model, facts and profile), or record this run as a profile with --record.")
+        return 2
     report = v.verify(args.results, expected)
     print(v.render_table(report))
     if args.report is None and not args.results.is_dir():

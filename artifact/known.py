@@ -4,10 +4,16 @@ ROME traces a fact only when the model's prediction is correct. The rule here (K
 token after its own T->T prompt equals the answer token, the first token of the attribute as it continues the prompt
 (`artifact.tracing.answer_token_id`). For a SpiritLM model the prompt is `[Text]` + prompt; otherwise the prompt
 itself (`artifact.prompts.text_prompt_string`, as `text_prompt` builds it).
+
+"Greedy" means SpiritLM's own text-output decoding: its `generate(output_modality=TEXT)` bans the modality markers
+and every speech token (`get_forbidden_tokens(generate_only_text=True)` in spiritlm's `model/utils.py`), so the argmax
+is taken over the other tokens (`text_mode_banned_ids`); after a spoken prompt `[Speech]` or a unit token can
+otherwise be the top token. A model without such tokens has nothing banned.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -15,15 +21,28 @@ from artifact.facts import Fact
 from artifact.prompts import text_prompt_string
 from artifact.tracing.tokens import answer_token_id, encode
 
+TEXT_MODE = (
+    " Greedy in text mode, as SpiritLM's text output: the argmax over every token but [Text], [Speech] and the speech "
+    "tokens [HuN] ([PiN], [StN] in Expressive), which spiritlm's get_forbidden_tokens(generate_only_text=True) bans."
+)
 KNOWN_RULE = (
     "A fact is known when the model's greedy next token after its T->T prompt ('[Text]' + prompt for SpiritLM, the "
     "prompt itself otherwise) equals the answer token: the first token of the attribute as it continues the prompt "
-    "(the first token of prompt + ' ' + attribute after the prompt's own tokens)."
+    "(the first token of prompt + ' ' + attribute after the prompt's own tokens)." + TEXT_MODE
 )
 KNOWN_RULE_S2T = (
     "A fact is known from speech when the model's greedy next token after its S->T prompt ('[Speech]' + the spoken "
     "prompt's unit tokens + '[Text]') equals the answer token: the first token of ' ' + attribute after '[Text]'."
+    + TEXT_MODE
 )
+_NON_TEXT_TOKEN = re.compile(r"\[(?:Text|Speech|Hu\d+|Pi\d+|St\d+)\]")
+
+
+def text_mode_banned_ids(tokenizer: Any) -> list[int]:
+    """Sorted ids of the tokens SpiritLM never generates when asked for text: `[Text]`, `[Speech]` and every speech
+    token (`[HuN]`; `[PiN]`, `[StN]` in Expressive), found by name in the tokenizer's vocabulary (never hard-coded).
+    Empty for a tokenizer without them."""
+    return sorted({int(i) for token, i in tokenizer.get_vocab().items() if _NON_TEXT_TOKEN.fullmatch(token)})
 
 
 @dataclass(frozen=True)
@@ -33,7 +52,7 @@ class KnownCheck:
     known_id: int
     known: bool  # predicted_id == answer_id
     answer_id: int  # first token of the attribute as it continues the prompt
-    predicted_id: int  # argmax of the next-token logits after the prompt
+    predicted_id: int  # argmax of the next-token logits after the prompt, over the text-mode tokens
     answer: str  # decoded answer token
     predicted: str  # decoded predicted token
     p_answer: float  # softmax probability of the answer token
@@ -99,7 +118,7 @@ def check_known_prompts(
     desc: str = "known check",
 ) -> list[KnownCheck]:
     """The Known check of already built prompts (anything with `input_ids` and `target_id`, e.g. a TracePrompt of
-    either modality), one per fact, in the order given: greedy next token == target token.
+    either modality), one per fact, in the order given: greedy next token in text mode == target token.
 
     Prompts are sorted by length and run `batch_size` at a time (right padding, attention mask); the result equals
     one forward per fact up to float rounding.
@@ -113,14 +132,17 @@ def check_known_prompts(
     tokenizer = loaded.tokenizer
     order = sorted(range(len(facts)), key=lambda i: (len(prompts[i].input_ids), i))
     pad_id = _pad_id(tokenizer)
+    banned = text_mode_banned_ids(tokenizer)
     checks: list[KnownCheck | None] = [None] * len(facts)
     with tqdm(total=len(facts), desc=desc, unit="fact", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             probs = next_token_probs(loaded.model, [prompts[i].input_ids for i in chunk], pad_id)  # [batch, vocab]
+            allowed = probs.clone()
+            allowed[:, banned] = -1.0  # below every probability: never the argmax
             for row, i in enumerate(chunk):
                 answer_id = int(prompts[i].target_id)
-                predicted_id = int(probs[row].argmax())
+                predicted_id = int(allowed[row].argmax())
                 checks[i] = KnownCheck(
                     known_id=facts[i].known_id,
                     known=predicted_id == answer_id,

@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny seeded models of each supported family, a trained SentencePiece tokenizer, the real
-embedded SmolLM2, and the shared data folder (tests needing it are skipped with a reason when it is absent)."""
+"""Shared fixtures: tiny seeded models of each supported family, a Llama-style SentencePiece tokenizer with
+SpiritLM's vocabulary, the real embedded SmolLM2, and the shared data folder (tests needing it are skipped with a
+reason when it is absent)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-# Sentences for training a small SentencePiece model in tests (Llama-style BPE with byte fallback).
-SP_CORPUS = [
-    "The Eiffel Tower is located in the city of Paris.",
-    "Vinson Massif is located in the continent of Antarctica.",
-    "Knud, Hereditary Prince of Denmark, is a citizen of Denmark.",
-    "Apple A5 was created by Apple.",
-    "The mother tongue of Danielle Darrieux is French.",
-    "Toko Yasuda produces the most amazing music on the guitar.",
-    "Autonomous University of Madrid, which is located in Spain.",
-    "The headquarter of Google is located in the city of Mountain View.",
-    "Michael Jordan professionally plays the sport of basketball.",
-    "The official language of Brazil is Portuguese.",
-] * 20
-
 
 def tiny_llama(model_type: str = "llama", seed: int = 0) -> torch.nn.Module:
     """A seeded 4-layer Llama-family model (llama, mistral or qwen2), fp32, eval mode."""
@@ -75,23 +61,15 @@ def gpt2_tiny() -> torch.nn.Module:
 
 @pytest.fixture(scope="session")
 def sentencepiece_tokenizer(tmp_path_factory):
-    """A slow LlamaTokenizer on a SentencePiece BPE model trained here, with SpiritLM's settings and markers."""
-    import sentencepiece as spm
+    """SpiritLM's tokenizer as its own code loads it (slow LlamaTokenizer, BOS on, EOS off) on a SentencePiece model
+    built like Llama 2's (identity normaliser, dummy prefix, byte fallback) with SpiritLM's markers and units at
+    32000..32502 (tests/support/llama_tokenizer.py)."""
     from transformers import LlamaTokenizer
 
-    folder = tmp_path_factory.mktemp("sp")
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(SP_CORPUS) + "\n")
-    spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(folder / "tokenizer"),
-        vocab_size=500,
-        model_type="bpe",
-        byte_fallback=True,
-        user_defined_symbols=["[Text]", "[Speech]"],
-        minloglevel=2,
-    )
-    return LlamaTokenizer(str(folder / "tokenizer.model"), add_bos_token=True, add_eos_token=False, legacy=True)
+    from tests.support.llama_tokenizer import default_corpus, train_llama_sentencepiece
+
+    path = train_llama_sentencepiece(tmp_path_factory.mktemp("sp"), default_corpus())
+    return LlamaTokenizer(str(path), add_bos_token=True, add_eos_token=False)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import torch
 
 from artifact.cli import main
 from artifact.facts import Fact, load_facts
-from artifact.known import KNOWN_RULE, check_known, known_facts, next_token_probs
+from artifact.known import KNOWN_RULE, check_known, known_facts, next_token_probs, text_mode_banned_ids
 from artifact.prompts import text_prompt
 
 
@@ -91,6 +91,34 @@ def test_spiritlm_prompt_path_adds_the_marker(sentencepiece_tokenizer):
     assert seen[0][marked.subject_range[1]:] == seen[1][unmarked.subject_range[1]:]  # same text after the subject
     assert spirit.answer_id == plain.answer_id == marked.target_id
     assert spirit.p_answer != plain.p_answer  # the marker reached the model
+
+
+def test_greedy_token_is_taken_in_text_mode(sentencepiece_tokenizer):
+    """SpiritLM's text-output decoding bans [Text], [Speech] and the unit tokens; the Known check takes its argmax
+    over the rest. A model whose top token after the prompt is [Speech] still knows the fact when the best text
+    token is the answer."""
+    import transformers
+
+    tok = sentencepiece_tokenizer
+    banned = text_mode_banned_ids(tok)
+    assert banned == list(range(32000, 32503))  # [Text], [Speech], [Hu0]..[Hu500], found by name
+    config = transformers.LlamaConfig(vocab_size=32512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    vinson = fact(0, "Vinson Massif", "{} is located in the continent of", "Antarctica", "P30")
+    prompt = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, spiritlm=True)
+    speech_id = tok.convert_tokens_to_ids("[Speech]")
+    with torch.no_grad():
+        hidden = model.model(torch.tensor([prompt.input_ids])).last_hidden_state[0, -1]  # [d_model], after the norm
+        head = model.get_output_embeddings().weight
+        head[prompt.target_id] = hidden * 5.0 / hidden.dot(hidden)  # logit 5 for the answer
+        head[speech_id] = hidden * 9.0 / hidden.dot(hidden)  # logit 9 for [Speech]: the top token overall
+    assert int(next_token_probs(model, [prompt.input_ids])[0].argmax()) == speech_id
+    loaded = SimpleNamespace(model=model, tokenizer=tok, is_spiritlm=True)
+    check = check_known(loaded, [vinson], progress=False)[0]
+    assert check.predicted_id == prompt.target_id and check.known
+    assert "get_forbidden_tokens(generate_only_text=True)" in KNOWN_RULE
 
 
 def test_invalid_arguments(embedded):

@@ -11,35 +11,17 @@ import torch
 from artifact.models import ModelLoadError, load_model
 from artifact.models.loading import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
 from artifact.tracing import TraceConfig, trace_fact
-from tests.conftest import SP_CORPUS
-
-UNITS = [f"[Hu{i}]" for i in range(501)]
+from tests.support.spiritlm_checkpoint import MODEL_SUBDIR, random_model, save_model, write_tokenizer
 
 
 @pytest.fixture(scope="module")
 def spiritlm_root(tmp_path_factory):
-    """A checkpoints root holding spiritlm_model/spirit-lm-base-7b with SpiritLM's files and token kinds."""
-    import sentencepiece as spm
-    import transformers
-
+    """A checkpoints root holding spiritlm_model/spirit-lm-base-7b in SpiritLM's formats: Llama-style SentencePiece
+    with the markers at 32000..32502, Llama 2's tokenizer JSON files, one bf16 pytorch_model.bin of a random tiny
+    LlamaForCausalLM with 32512 rows (tests/support/spiritlm_checkpoint.py)."""
     root = tmp_path_factory.mktemp("checkpoints")
-    folder = root / SPIRITLM_BASE_SUBDIR
-    folder.mkdir(parents=True)
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(SP_CORPUS) + "\n")
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(root / "sp"), vocab_size=1000, model_type="bpe", byte_fallback=True,
-        user_defined_symbols=["[Text]", "[Speech]", *UNITS], minloglevel=2,
-    )
-    tokenizer = transformers.LlamaTokenizer(str(root / "sp.model"), add_bos_token=True, add_eos_token=False,
-                                            legacy=True)
-    tokenizer.save_pretrained(folder)
-    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=3, num_attention_heads=4, max_position_embeddings=128,
-                                      initializer_range=0.3)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    model.save_pretrained(folder, safe_serialization=False)
+    write_tokenizer(root / MODEL_SUBDIR)
+    save_model(root / MODEL_SUBDIR, random_model())
     return root
 
 
@@ -66,11 +48,51 @@ def test_loads_with_spiritlm_tokenizer_settings(spiritlm_root, monkeypatch):
     assert ids[0] == reference.bos_token_id and ids[-1] != reference.eos_token_id
     for unit in ("[Hu99]", "[Hu49]", "[Hu38]", "[Speech]", "[Text]"):
         assert reference.convert_tokens_to_ids(unit) in ids
+    assert loaded.tokenizer.convert_tokens_to_ids(["[Text]", "[Speech]", "[Hu0]", "[Hu500]"]) == [
+        32000, 32001, 32002, 32502]
+    assert loaded.model.get_input_embeddings().weight.shape[0] == 32512
+    # BRIEF section 2's trap, as the loader checks it: '[Text]' then ' Paris' is [Text], '▁Paris'
+    text = loaded.tokenizer("[Text] Paris")["input_ids"]
+    assert loaded.tokenizer.convert_ids_to_tokens(text[-2:]) == ["[Text]", "▁Paris"]
+
+
+def test_legacy_tokenizer_with_added_markers_is_refused(spiritlm_root, tmp_path):
+    """Markers as added tokens in SentencePiece's legacy mode split ' Paris' after [Text] into '▁', '▁Paris': every
+    S->T answer token would be the bare '▁'. The loader refuses such a tokenizer, naming the fix."""
+    import json
+
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+    from transformers import AddedToken, LlamaTokenizer
+
+    from tests.support.llama_tokenizer import LLAMA_BASE_PIECES, SPIRITLM_MARKERS
+
+    folder = tmp_path / SPIRITLM_BASE_SUBDIR
+    shutil.copytree(spiritlm_root / SPIRITLM_BASE_SUBDIR, folder)
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString((folder / "tokenizer.model").read_bytes())
+    del proto.pieces[LLAMA_BASE_PIECES:]  # the markers leave the SentencePiece model ...
+    (folder / "tokenizer.model").write_bytes(proto.SerializeToString())
+    tokenizer = LlamaTokenizer(str(folder / "tokenizer.model"), legacy=True)
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPIRITLM_MARKERS],
+                         special_tokens=True)  # ... and become added tokens at the same ids
+    tokenizer.save_pretrained(folder)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("[Text] Paris")["input_ids"])[-3:] == ["[Text]", "▁", "▁Paris"]
+    with pytest.raises(ModelLoadError, match="legacy=False"):
+        load_model(str(folder), device="cpu")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["legacy"] = False  # the fix the message names
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    loaded = load_model(str(folder), device="cpu")
+    assert loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer("[Text] Paris")["input_ids"])[-2:] == [
+        "[Text]", "▁Paris"]
 
 
 def test_bf16_folder_traces_with_fp32_softmax(spiritlm_root):
     loaded = load_model(str(spiritlm_root / SPIRITLM_BASE_SUBDIR), dtype=torch.bfloat16, device="cpu")
     assert loaded.dtype == torch.bfloat16
+    # as SpiritLM's own from_pretrained(torch_dtype=bfloat16): rotary frequencies stay fp32 (a cast of the whole
+    # model to bf16 would round them, with an angle error growing with the position)
+    assert loaded.model.model.rotary_emb.inv_freq.dtype == torch.float32
     ids = torch.tensor(loaded.tokenizer("[Text]The Eiffel Tower is located in the city of")["input_ids"])
     result = trace_fact(loaded.model, ids, (2, 5), 7, TraceConfig(samples=2, noise=0.5, positions=(4,)))
     assert result.scores.dtype.name == "float64" and not torch.isnan(torch.tensor(result.scores[4])).any()

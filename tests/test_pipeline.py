@@ -26,9 +26,38 @@ def test_default_is_embedded_without_checkpoints(monkeypatch):
 def test_default_is_spiritlm_with_a_complete_layout(tmp_path, monkeypatch):
     _layout(tmp_path)
     monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
-    choice = select_model(None, None)
+    choice = select_model(None, None, front_end="offline")
     assert choice.name == "spiritlm" and choice.front_end["unit_tokenizer"] == "spiritlm"
+    assert choice.front_end["tts"] == "espeak-ng" and "as asked" in choice.front_end_banner
     assert str(tmp_path) in choice.banner
+
+
+def test_front_end_choice_per_model_and_stage():
+    """auto: the paper's stages that can run here, offline for the others, said in one line; paper: no fallback;
+    the embedded speech model takes the offline front end only (it was trained on its units)."""
+    from artifact.speech.presets import FrontEndChoiceError, choose_front_end
+
+    def only_whisper_missing(stage, name):
+        return "no small.pt in /weights/whisper" if name == "whisper-small" else None
+
+    auto = choose_front_end("spiritlm", "auto", probe=only_whisper_missing)
+    assert auto.config == {"tts": "melotts", "recognizer": "none", "aligner": "mms-fa", "unit_tokenizer": "spiritlm",
+                           "validate_alignment": False}
+    assert auto.fallbacks == {"recognizer": "no small.pt in /weights/whisper"}
+    assert "whisper-small -> none" in auto.banner and "no small.pt" in auto.banner and "\n" not in auto.banner
+    everything = choose_front_end("spiritlm", "auto", probe=lambda stage, name: None)
+    assert (everything.config["tts"], everything.config["recognizer"], everything.fallbacks) == (
+        "melotts", "whisper-small", {})
+    with pytest.raises(FrontEndChoiceError, match="whisper-small .no small.pt.*--front-end offline"):
+        choose_front_end("spiritlm", "paper", probe=only_whisper_missing)
+    probed = []
+    offline = choose_front_end("spiritlm", "offline", probe=lambda stage, name: probed.append(name))
+    assert offline.config["tts"] == "espeak-ng" and offline.config["unit_tokenizer"] == "spiritlm" and not probed
+    embedded = choose_front_end("embedded", "auto", probe=lambda stage, name: None)
+    assert embedded.config == {"tts": "espeak-ng", "recognizer": "none", "aligner": "pocketsphinx",
+                               "unit_tokenizer": "kmeans-logmel", "validate_alignment": False}
+    with pytest.raises(FrontEndChoiceError, match="trained on the offline front end"):
+        choose_front_end("embedded", "paper")
 
 
 def test_incomplete_layout_falls_back_by_default_and_fails_when_asked(tmp_path, monkeypatch):

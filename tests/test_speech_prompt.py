@@ -6,33 +6,12 @@ from __future__ import annotations
 import pytest
 
 from artifact.speech import SpeechUnits, speech_prompt
-from tests.conftest import SP_CORPUS
 
 
 @pytest.fixture(scope="module")
-def spiritlm_layout_tokenizer(tmp_path_factory):
-    """A small trained SentencePiece BPE model padded with unused pieces to 32000, then SpiritLM's markers and units
-    appended as user-defined pieces, loaded as the slow LlamaTokenizer SpiritLM uses."""
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2 as model_pb2
-    from transformers import LlamaTokenizer
-
-    folder = tmp_path_factory.mktemp("spiritlm-sp")
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(SP_CORPUS) + "\n")
-    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / "base"), vocab_size=400,
-                                   model_type="bpe", byte_fallback=True, minloglevel=2)
-    proto = model_pb2.ModelProto()
-    proto.ParseFromString((folder / "base.model").read_bytes())
-    piece_type = model_pb2.ModelProto.SentencePiece
-    while len(proto.pieces) < 32000:
-        piece = proto.pieces.add()
-        piece.piece, piece.score, piece.type = f"<unused{len(proto.pieces)}>", 0.0, piece_type.UNUSED
-    for name in ["[Text]", "[Speech]"] + [f"[Hu{i}]" for i in range(501)]:
-        piece = proto.pieces.add()
-        piece.piece, piece.score, piece.type = name, 0.0, piece_type.USER_DEFINED
-    (folder / "tokenizer.model").write_bytes(proto.SerializeToString())
-    return LlamaTokenizer(str(folder / "tokenizer.model"), add_bos_token=True, add_eos_token=False, legacy=True)
+def spiritlm_layout_tokenizer(sentencepiece_tokenizer):
+    """SpiritLM's tokenizer layout (tests/support/llama_tokenizer.py, shared with conftest)."""
+    return sentencepiece_tokenizer
 
 
 def test_tokenizer_has_spiritlm_ids(spiritlm_layout_tokenizer):
@@ -61,11 +40,27 @@ def test_speech_prompt_ids_and_subject_range(spiritlm_layout_tokenizer):
     assert prompt.last_position == len(ids) - 1 and ids[prompt.last_position] == 32000
     full = tok(prompt.text + " Antarctica")["input_ids"]
     assert full[: len(ids)] == ids and full[len(ids)] == prompt.target_id
+    answer = tok.convert_ids_to_tokens(prompt.target_id)
+    assert answer.startswith("▁") and len(answer) > 1 and "Antarctica".startswith(answer[1:])  # not a bare '▁'
 
 
-def test_speech_prompt_rejects_bad_input(spiritlm_layout_tokenizer, sentencepiece_tokenizer):
+def test_speech_prompt_with_the_blank_unit(spiritlm_layout_tokenizer):
+    """[Hu500] (the quantizer's CTC blank, left where a whole chunk is blank) is a token of SpiritLM's vocabulary."""
+    units = SpeechUnits.from_frames([500, 500, 3, 4])
+    prompt = speech_prompt(spiritlm_layout_tokenizer, units, (0, 2), "Paris")
+    assert prompt.input_ids[-4:] == (32502, 32005, 32006, 32000)
+    assert prompt.input_ids[prompt.subject_range[0]] == 32502
+
+
+def test_speech_prompt_rejects_bad_input(spiritlm_layout_tokenizer, tmp_path):
+    from transformers import LlamaTokenizer
+
+    from tests.support.llama_tokenizer import default_corpus, train_llama_sentencepiece
+
     units = SpeechUnits.from_frames([1, 2, 3])
     with pytest.raises(ValueError, match="outside"):
         speech_prompt(spiritlm_layout_tokenizer, units, (2, 5), "Paris")
+    markers_only = LlamaTokenizer(str(train_llama_sentencepiece(tmp_path, default_corpus(),
+                                                                  extra_pieces=("[Text]", "[Speech]"))))
     with pytest.raises(ValueError, match=r"\[Hu"):
-        speech_prompt(sentencepiece_tokenizer, units, (0, 1), "Paris")  # has [Text]/[Speech] but no units
+        speech_prompt(markers_only, units, (0, 1), "Paris")  # has [Text]/[Speech] but no units

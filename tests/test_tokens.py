@@ -83,3 +83,13 @@ def test_answer_token_bpe(embedded):
     assert tok.decode([answer]) == " Paris"
     with pytest.raises(ValueError, match="attribute is empty"):
         answer_token_id(tok, "The Eiffel Tower is located in the city of", "")
+
+
+def test_answer_token_that_is_a_bare_space_is_refused(sentencepiece_tokenizer):
+    """Llama's SentencePiece splits digits: ' 1990' continues a prompt as '▁', '1', '9', ... The first token is the
+    bare '▁'; scoring it would measure P(space), so the fact cannot be scored by its answer token."""
+    tok = sentencepiece_tokenizer
+    prompt = "The Eiffel Tower was completed in"
+    assert tok.convert_ids_to_tokens(tok(prompt + " 1889")["input_ids"])[len(tok(prompt)["input_ids"])] == "▁"
+    with pytest.raises(ValueError, match="bare space"):
+        answer_token_id(tok, prompt, "1889")

@@ -202,8 +202,11 @@ def test_fresh_replicate_passes_cli(world):
 def test_default_expected_from_manifest(world, tmp_path):
     """Without --expected: expected/<model>-<profile> from the results' manifest (as the pipeline names folders)."""
     proc = run_cli("--results", str(world["fresh"]), "--report", str(tmp_path))
-    assert proc.returncode == 1  # expected/synth-smoke does not exist at the repo
-    assert f"missing expected profile folder: {REPO / 'expected' / 'synth-smoke'}" in proc.stdout
+    assert proc.returncode == 2  # expected/synth-smoke does not exist at the repo: no verdict, not a FAIL
+    assert f"no expected profile applies to {world['fresh']}: {REPO / 'expected' / 'synth-smoke'} does not exist" \
+        in proc.stdout
+    stored = sorted(p.name for p in (REPO / "expected").iterdir() if p.is_dir())
+    assert f"Stored profiles: {', '.join(stored)}." in proc.stdout and "embedded-smoke" in stored
 
 
 @pytest.mark.parametrize("case", ["peak_moved", "scaled", "facts_shuffled", "arms_swapped"])

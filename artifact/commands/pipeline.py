@@ -9,6 +9,7 @@ EXAMPLE = """examples:
   ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
   ./run_all.sh --profile full                    # the paper's scale (hours on a CPU)
   ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # SpiritLM on a GPU
+  ./run_all.sh --model spiritlm --checkpoints DIR --profile smoke --front-end offline   # SpiritLM path, no downloads
 
 A rerun skips finished steps and resumes traces fact by fact. Results: results/<model>-<profile>/."""
 
@@ -33,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoints", help="SpiritLM checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)")
     parser.add_argument("--out", type=Path, help="results folder (default results/<model>-<profile>)")
     parser.add_argument("--expected", type=Path, help="expected profile (default expected/<model>-<profile>)")
+    parser.add_argument("--front-end", choices=["auto", "paper", "offline"], default="auto",
+                        help="speech front end: paper (MeloTTS, Whisper-small, MMS_FA; SpiritLM only), offline "
+                             "(espeak-ng, pocketsphinx) or auto (default: the paper's stages that can run here, the "
+                             "offline ones otherwise; a banner line says which)")
     parser.add_argument("--seed", type=int, help="noise seed (default: the profile's, 1); for replicate runs")
     parser.add_argument("--batch-size", type=int, help="rows per forward pass (default: the profile's, 128)")
     parser.add_argument("--no-verify", action="store_true", help="stop before verify.py")
@@ -45,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
 
     return run_pipeline(args.profile, args.model, args.checkpoints, args.out, args.expected,
                         progress=not args.no_progress, verify=not args.no_verify, seed=args.seed,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, front_end=args.front_end)

@@ -72,22 +72,20 @@ class ModelChoice:
     s2t_model: str  # load_model spec of the S->T arm
     front_end: dict[str, Any]  # FrontEndConfig fields
     banner: str
-
-
-EMBEDDED_FRONT_END = {"tts": "espeak-ng", "recognizer": "none", "aligner": "pocketsphinx",
-                      "unit_tokenizer": "kmeans-logmel", "validate_alignment": False}
-SPIRITLM_FRONT_END = {"tts": "melotts", "recognizer": "whisper-small", "aligner": "mms-fa",
-                      "unit_tokenizer": "spiritlm", "validate_alignment": False}
+    front_end_banner: str = ""  # which speech front end, and which paper backends fell back and why
 
 
 class ModelSelectionError(ValueError):
     """--model spiritlm without a usable checkpoints folder; the message lists each missing file."""
 
 
-def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | None) -> ModelChoice:
+def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | None,
+                 front_end: str = "auto") -> ModelChoice:
     """`--model embedded|spiritlm`, or by default SpiritLM when the checkpoints folder (argument, else
-    $SPIRITLM_CHECKPOINTS_DIR) holds BRIEF section 2's layout, else the embedded models."""
+    $SPIRITLM_CHECKPOINTS_DIR) holds BRIEF section 2's layout, else the embedded models; and the speech front end
+    (`--front-end auto|paper|offline`, see artifact.speech.presets)."""
     from artifact.commands.checkpoints import missing_checkpoint_files
+    from artifact.speech.presets import choose_front_end
 
     root = checkpoints or os.environ.get("SPIRITLM_CHECKPOINTS_DIR")
     if requested not in (None, "embedded", "spiritlm"):
@@ -103,15 +101,18 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
             raise ModelSelectionError(f"--model spiritlm: {root} lacks {len(missing)} file(s) of SpiritLM's layout: "
                                       + "; ".join(missing))
         os.environ["SPIRITLM_CHECKPOINTS_DIR"] = str(root)
-        return ModelChoice("spiritlm", "spiritlm", "spiritlm", dict(SPIRITLM_FRONT_END),
-                           f"model: SpiritLM base 7B from {root} (T->T and S->T)")
+        speech = choose_front_end("spiritlm", front_end)
+        return ModelChoice("spiritlm", "spiritlm", "spiritlm", speech.config,
+                           f"model: SpiritLM base 7B from {root} (T->T and S->T)", speech.banner)
     why = ("as asked (--model embedded)" if requested == "embedded" else
            f"{root} lacks {len(missing or [])} SpiritLM file(s) (`python -m artifact checkpoints check {root}`)"
            if root else "no SpiritLM checkpoints mounted")
+    speech = choose_front_end("embedded", front_end)
     return ModelChoice(
-        "embedded", "embedded", "embedded-speech", dict(EMBEDDED_FRONT_END),
+        "embedded", "embedded", "embedded-speech", speech.config,
         f"model: embedded SmolLM2-135M (T->T) and its speech-text extension (S->T), {why}. For SpiritLM mount its "
         "checkpoints and pass --checkpoints DIR (or set SPIRITLM_CHECKPOINTS_DIR); see REPRODUCE.md.",
+        speech.banner,
     )
 
 
@@ -169,11 +170,13 @@ def run_pipeline(
     verify: bool = True,
     seed: int | None = None,
     batch_size: int | None = None,
+    front_end: str = "auto",
 ) -> int:
     """Run every step of `profile` (default: smoke for the embedded models, full for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL) or 0 when `verify` is off. `seed` and
-    `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances)."""
-    choice = select_model(model, checkpoints)
+    `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances); `front_end` chooses
+the speech front end ('auto': the paper's where its backends can run here, else the offline one, stage by stage)."""
+    choice = select_model(model, checkpoints, front_end)
     profile = profile or DEFAULT_PROFILE[choice.name]
     if profile not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")
@@ -188,6 +191,7 @@ def run_pipeline(
     check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
     started = time.time()
     print(choice.banner, flush=True)
+    print(choice.front_end_banner, flush=True)
     print(f"profile: {prof.name} ({prof.description}); results: {out}", flush=True)
     steps = StepLog.load(out / STEPS_FILE)
     selection_path = out / SELECTION_FILE
@@ -322,7 +326,8 @@ def run_pipeline(
         code = subprocess.call([sys.executable, str(REPO_ROOT / "verify.py"), "--results", str(out),
                                 "--expected", str(expected)])
     total = time.time() - started
-    verdict = {0: "PASS", 1: "FAIL"}.get(code, f"NO VERDICT (verify.py exit {code})") if verify else "not verified"
+    verdict = {0: "PASS", 1: "FAIL", 2: "NO VERDICT (no expected profile applies; see above)"}.get(
+        code, f"NO VERDICT (verify.py exit {code})") if verify else "not verified"
     _banner("summary")
     print(f"verdict: {verdict}\nresults: {out}\ncomparison: {out / 'comparison'} (summary.md, comparison.md, "
           f"figures)\nreport: {out / 'verify' / 'report.md'}\ntotal time: {total:.0f} s", flush=True)

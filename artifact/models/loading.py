@@ -83,8 +83,10 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _finish(model: Any, device: torch.device | str | None, dtype: torch.dtype) -> Any:
-    model = model.to(device=device or _default_device(), dtype=dtype)
+def _finish(model: Any, device: torch.device | str | None) -> Any:
+    """Move a model loaded in its dtype to `device` (never casting: `.to(dtype)` would also cast Llama's rotary
+    `inv_freq` buffer, which `from_pretrained(dtype=...)` keeps in fp32 as SpiritLM's own loader does), eval mode."""
+    model = model.to(device=device or _default_device())
     model.eval()
     model.requires_grad_(False)
     return model
@@ -128,7 +130,7 @@ def load_embedded(device: torch.device | str | None = None) -> LoadedModel:
 
     folder = embedded_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device, torch.float32)
+    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device)
     return LoadedModel("embedded", model, tokenizer, ModelAdapter(model), False, str(embedded_gguf_path()))
 
 
@@ -142,6 +144,7 @@ def load_embedded_speech(device: torch.device | str | None = None) -> LoadedMode
     first_new = extend_model(loaded.model, loaded.tokenizer)
     digest = load_rows(loaded.model, first_new)
     loaded.model.requires_grad_(False)
+    check_text_marker_spacing(loaded.tokenizer)
     return LoadedModel("embedded-speech", loaded.model, loaded.tokenizer, ModelAdapter(loaded.model), True,
                        f"{loaded.source} + {SHIPPED_DIR.name} sha256={digest}")
 
@@ -198,9 +201,10 @@ def load_folder(
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tokenizer = load_spiritlm_tokenizer(folder) if spiritlm else AutoTokenizer.from_pretrained(folder)
-    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), device, dtype)
+    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), device)
     if spiritlm:
         _check_marker_ids(tokenizer, model)
+        check_text_marker_spacing(tokenizer)
     return LoadedModel(folder.name, model, tokenizer, ModelAdapter(model), spiritlm, str(folder))
 
 
@@ -211,6 +215,28 @@ def _check_marker_ids(tokenizer: Any, model: Any) -> None:
         token_id = tokenizer.convert_tokens_to_ids(token)
         if token_id is None or token_id == tokenizer.unk_token_id or not 0 <= token_id < vocab:
             raise ModelLoadError(f"Token {token} is not a single in-vocabulary token of this SpiritLM tokenizer.")
+
+
+def check_text_marker_spacing(tokenizer: Any, word: str = "Paris") -> None:
+    """`[Text]` followed by ` Paris` must encode as `[Text]`, `▁Paris`-like pieces: the answer of an S->T prompt is
+    the first token after its closing `[Text]`, taken from prompt + ' ' + attribute (BRIEF section 2).
+
+    A tokenizer that splits the space off into a bare whitespace piece (`[Text]`, `▁`, `▁Paris`: SentencePiece in
+    legacy mode with the markers as added tokens) would make every S->T answer token that bare `▁`."""
+    marker = list(tokenizer("[Text]")["input_ids"])
+    full = list(tokenizer(f"[Text] {word}")["input_ids"])
+    text_id = tokenizer.convert_tokens_to_ids("[Text]")
+    after = full[len(marker):]
+    if full[: len(marker)] != marker or not marker or marker[-1] != text_id or not after:
+        raise ModelLoadError(f"This SpiritLM tokenizer does not encode '[Text] {word}' as '[Text]' followed by the "
+                             f"word's pieces (got {tokenizer.convert_ids_to_tokens(full)}); prompts would be wrong.")
+    if not tokenizer.decode(after[:1]).strip():
+        raise ModelLoadError(
+            f"This SpiritLM tokenizer encodes '[Text] {word}' as {tokenizer.convert_ids_to_tokens(full)}: the space "
+            "after [Text] becomes a token of its own, so the answer token of every S->T prompt would be that bare "
+            "space. This is SentencePiece's legacy mode with the markers as added tokens; load the tokenizer with "
+            "legacy=False (set \"legacy\": false in tokenizer_config.json) or keep the markers as pieces of "
+            "tokenizer.model, as SpiritLM ships them.")
 
 
 def load_model(

@@ -72,7 +72,8 @@ def answer_token_id(tokenizer: Any, prompt: str, attribute: str) -> int:
     """The first token of `attribute` as it continues `prompt`: first token of prompt + ' ' + attribute after the
     prompt's own tokens.
 
-    Right for SentencePiece too, where ' Paris' encoded alone starts with a bare '▁'.
+    Right for SentencePiece too, where ' Paris' encoded alone starts with a bare '▁'. A target that decodes to
+    whitespace only is refused (ValueError): it would score P(space), not P(answer).
     """
     if not attribute or not attribute.strip():
         raise ValueError("The attribute is empty: pass the expected answer text (e.g. 'Paris').")
@@ -83,4 +84,12 @@ def answer_token_id(tokenizer: Any, prompt: str, attribute: str) -> int:
             f"Encoding prompt + ' ' + attribute does not extend the prompt's own tokens (prompt {prompt!r}, "
             f"attribute {attribute!r}); the answer token is undefined. Check that the prompt does not end in a space."
         )
-    return int(full_ids[len(prompt_ids)])
+    target = int(full_ids[len(prompt_ids)])
+    if not tokenizer.decode([target]).strip():
+        raise ValueError(
+            f"The answer token of {attribute!r} after prompt {prompt!r} is a bare space "
+            f"({tokenizer.convert_ids_to_tokens([target])}), not the start of the answer: the tokenizer splits the "
+            "space before the attribute into a token of its own (e.g. before digits, or after an added marker token "
+            "in SentencePiece's legacy mode). Such a fact cannot be scored by its answer token."
+        )
+    return target
