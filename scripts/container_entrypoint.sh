@@ -73,9 +73,14 @@ probe="$out"
 while [ ! -e "$probe" ]; do probe="$(dirname "$probe")"; done
 if ! writable_dir "$probe"; then
   owner="$(stat -c '%u:%g' "$probe" 2>/dev/null || echo unknown)"
-  if [ "$probe" = "$out" ]; then what="the results folder $out"; else what="$probe (to create the results folder $out)"; fi
-  say "error: $what is not writable by this container's user (uid $uid, gid $gid); it belongs to uid:gid $owner."
-  say "  Docker creates a missing host folder as root. Create it on the host first and run the container as yourself:"
+  if [ "$probe" = "$out" ]; then
+    say "error: the results folder $out is not writable by this container's user (uid $uid, gid $gid); it belongs" \
+        "to uid:gid $owner. Docker creates a missing host folder as root."
+  else
+    say "error: no results folder is mounted at $out, and uid $uid (gid $gid) cannot create one in $probe (it" \
+        "belongs to uid:gid $owner). Mount a host folder there."
+  fi
+  say "  Fix: create the folder on the host first and run the container as yourself:"
   say "    mkdir -p results && docker run --user \"\$(id -u):\$(id -g)\" -v \"\$PWD/results:/artifact/results\" ..."
   say "  (or give uid $uid write access to the folder you mount at $out)."
   exit 2
@@ -105,11 +110,11 @@ else
   export HF_HUB_CACHE="$HF_HOME/hub" HUGGINGFACE_HUB_CACHE="$HF_HOME/hub" NLTK_DATA="$cache/nltk_data"
 fi
 if [ "${#missing[@]}" = 0 ]; then
-  say "speech weights: the paper's backends (MeloTTS, Whisper-small, MMS_FA) are in the image (/opt/weights)"
+  say "speech weights: in the image (/opt/weights): Whisper-small, MMS_FA, MeloTTS"
 else
   list="$(printf '%s, ' "${missing[@]}")"
-  say "speech weights: not in this image: ${list%, } (built with FETCH_WEIGHTS=0, or fetched only in part);" \
-      "without network the paper's front end cannot run, so runs use the offline one (espeak-ng, pocketsphinx)"
+  say "speech weights not in this image (built with FETCH_WEIGHTS=0): ${list%, }; without network the paper's" \
+      "backends cannot run, and --front-end auto (the default) uses the offline ones for them"
 fi
 
 exec "$root/run_all.sh" "$@"

@@ -141,7 +141,7 @@ def _source_build_ca(tmp_path: Path, secret: Path) -> dict[str, str]:
     its bundle file still exists after that shell exited."""
     script = (f'. {REPO / "scripts" / "build_ca.sh"}; '
               'for v in BUILD_CA_BUNDLE APT_CONFIG PIP_CERT SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE '
-              'GIT_SSL_CAINFO; do echo "$v=${!v:-}"; done; '
+              'GIT_SSL_CAINFO HTTPLIB2_CA_CERTS; do echo "$v=${!v:-}"; done; '
               '[ -z "${BUILD_CA_BUNDLE:-}" ] || { cat "$BUILD_CA_BUNDLE" > bundle.copy; cat "$APT_CONFIG" > apt.copy; }')
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=30,
                           env={"PATH": "/usr/bin:/bin", "BUILD_CA_SECRET": str(secret)})
@@ -156,7 +156,8 @@ def test_build_ca_adds_the_secret_to_the_system_bundle_for_every_tool_and_leaves
     bundle = seen["BUILD_CA_BUNDLE"]
     assert bundle.startswith("/tmp/build-ca.") and not Path(bundle).exists()  # removed when the step's shell exits
     assert not Path(seen["APT_CONFIG"]).exists()
-    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"):
+    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
+                 "HTTPLIB2_CA_CERTS"):
         assert seen[name] == bundle, name
     combined = (tmp_path / "bundle.copy").read_text()
     assert combined.endswith(secret.read_text())
