@@ -1,7 +1,10 @@
 """Speech units without audio backends: dedup with the frame map, subject token span, registry errors, the log-mel
-k-means stand-in (shipped centroids and their fingerprint, reproducible fitting)."""
+k-means stand-in (shipped centroids and their fingerprint, reproducible fitting), each backend's unit range, and the
+spiritlm backend's install hint. The spiritlm backend on generated checkpoints: tests/test_spiritlm_units.py."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from artifact.speech.registry import Registry
 from artifact.speech.units import (
     CENTROIDS_PATH,
     KMeansUnitTokenizer,
+    SpiritLMUnitTokenizer,
     fit_centroids,
     load_centroids,
     logmel_frames,
@@ -97,3 +101,29 @@ def test_fit_is_reproducible_and_nearest_centroid():
     assert (nearest_centroid(first, first) == np.arange(500)).all()
     with pytest.raises(ValueError, match="clusters"):
         fit_centroids(features[:100])
+
+
+def test_unit_range_is_per_backend(monkeypatch):
+    """k-means has 500 units; spiritlm's quantizer also emits 500 (its blank, for an all-blank chunk): [Hu500]."""
+    audio = (0.3 * np.random.default_rng(2).standard_normal(16_000)).astype(np.float32)
+    kmeans = KMeansUnitTokenizer()
+    monkeypatch.setattr(kmeans, "_frames", lambda audio: [499, 500])
+    with pytest.raises(ValueError, match=r"outside \[0, 500\)"):
+        kmeans.encode(audio)
+    assert (KMeansUnitTokenizer.units, SpiritLMUnitTokenizer.units) == (500, 501)
+    spiritlm = object.__new__(SpiritLMUnitTokenizer)  # the range check alone, without spiritlm's weights
+    monkeypatch.setattr(spiritlm, "_frames", lambda audio: [500, 500, 3])
+    assert spiritlm.encode(audio).unit_string() == "[Hu500][Hu3]"
+    monkeypatch.setattr(spiritlm, "_frames", lambda audio: [501])
+    with pytest.raises(ValueError, match=r"outside \[0, 501\)"):
+        spiritlm.encode(audio)
+    spiritlm.min_samples = 1280
+    with pytest.raises(ValueError, match="at least 1280"):
+        spiritlm.encode(audio[:1000])
+
+
+def test_spiritlm_missing_package_names_the_installer(monkeypatch):
+    monkeypatch.setitem(sys.modules, "spiritlm", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "spiritlm.speech_tokenizer", None)
+    with pytest.raises(RuntimeError, match=r"scripts/install_spiritlm\.sh.*facebookresearch/spiritlm.*ARCHIVE"):
+        create_unit_tokenizer("spiritlm")

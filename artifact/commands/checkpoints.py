@@ -1,10 +1,16 @@
-"""`checkpoints check DIR`: is DIR a SpiritLM checkpoints root in the layout the pipeline needs?"""
+"""`checkpoints check DIR`: is DIR a SpiritLM checkpoints root in the layout the pipeline needs?
+
+The pipeline reads SpiritLM base 7B and, for speech units, only the two HuBERT 25 Hz files (the `spiritlm` unit
+tokenizer loads them alone); the HiFi-GAN vocoder and the expressive models are not needed. Torch-free, so this
+module is also where the layout lives (`artifact.speech.units` and the run manifest import it).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+# What the `spiritlm` unit tokenizer loads (spiritlm_hubert()'s files; relative to the checkpoints root).
 SPEECH_TOKENIZER_FILES = (
     Path("speech_tokenizer") / "hubert_25hz" / "mhubert_base_25hz.pt",
     Path("speech_tokenizer") / "hubert_25hz" / "L11_quantizer_500.pt",
@@ -24,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "checkpoints",
         help="check a SpiritLM checkpoints folder",
         description="Check that a folder holds SpiritLM base 7B and its HuBERT speech tokenizer in the layout "
-        "the pipeline reads (spiritlm_model/spirit-lm-base-7b/..., speech_tokenizer/hubert_25hz/...).",
+        "the pipeline reads (spiritlm_model/spirit-lm-base-7b/..., speech_tokenizer/hubert_25hz/"
+        "{mhubert_base_25hz.pt, L11_quantizer_500.pt}). The vocoder (hifigan_*) is not needed.",
         epilog="example:\n  python -m artifact checkpoints check /path/to/spiritlm/checkpoints",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
         for path in missing:
             print(f"  missing: {path}")
         return 1
-    print(f"OK: {root} holds SpiritLM base 7B and its HuBERT speech tokenizer.")
+    print(f"OK: {root} holds SpiritLM base 7B and its HuBERT speech tokenizer (all the pipeline reads; no vocoder "
+          "is needed).")
     return 0

@@ -8,7 +8,7 @@ Each stage is one small abstract interface with backends chosen by name (lazy im
 | text to speech | `espeak-ng` | `melotts` (subprocess into its own venv, `$MELOTTS_PYTHON`) |
 | recognition | `pocketsphinx` | `whisper-small` |
 | word alignment | `pocketsphinx` | `mms-fa` (torchaudio) |
-| speech units | `kmeans-logmel` | `spiritlm` (`spiritlm_base()`, HuBERT 25 Hz) |
+| speech units | `kmeans-logmel` | `spiritlm` (`spiritlm_hubert()`'s HuBERT 25 Hz + quantizer) |
 """
 
 from artifact.speech.alignment import ALIGNERS, Aligner, boundary_errors, create_aligner, subject_time_span

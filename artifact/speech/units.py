@@ -1,8 +1,9 @@
-"""Speech tokenizer: waveform -> speech units at 25 Hz from a 500-unit vocabulary, deduplicated into SpiritLM tokens
-with the frames each token covers kept (`SpeechUnits`).
+"""Speech tokenizer: waveform -> speech units at 25 Hz, deduplicated into SpiritLM tokens with the frames each
+token covers kept (`SpeechUnits`).
 
-Backends: `spiritlm` (the package's `spiritlm_base()`: mHuBERT-25Hz layer 11 + its 500-unit quantizer; container)
-and `kmeans-logmel` (offline stand-in at the same rate and vocabulary: 40 log-mel bands per 640-sample hop, nearest
+Backends: `spiritlm` (Meta's own tokenizer from the `spiritlm` package: mHuBERT-25Hz layer 11 + its linear
+quantizer, units 0..499 and the CTC blank's id 500, i.e. `[Hu0]`..`[Hu500]`; container, gated weights) and
+`kmeans-logmel` (offline stand-in at the same rate with units 0..499: 40 log-mel bands per 640-sample hop, nearest
 of 500 k-means centroids fitted on espeak-ng speech of ROME's prompts; the centroids ship in `data/`, fingerprint
 checked at load; refit with `python -m artifact.speech.fit_units`).
 """
@@ -10,7 +11,10 @@ checked at load; refit with `python -m artifact.speech.fit_units`).
 from __future__ import annotations
 
 import abc
+import importlib
+import importlib.util
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,19 +31,27 @@ CENTROIDS_META_PATH = DATA_DIR / "kmeans500_logmel40.json"
 CENTROIDS_SHA256 = "43a3efc86b4396c4126cb40bddd7bb5b9788fd9421644e393e2bf8698552cc61"
 N_MELS = 40
 N_FFT = 1024
-SPIRITLM_INSTALL = ("pip install 'git+https://github.com/facebookresearch/spiritlm.git"
-                    "@52fb2f4d585811450f192732a1c81760208b9fd0' and set SPIRITLM_CHECKPOINTS_DIR to the checkpoints "
-                    "root holding speech_tokenizer/hubert_25hz/")
+SPIRITLM_INSTALL = ("scripts/install_spiritlm.sh (Meta's package from github.com/facebookresearch/spiritlm at the "
+                    "commit in SPIRITLM_COMMIT; --no-deps), or offline: scripts/install_spiritlm.sh ARCHIVE.tar.gz "
+                    "with a `git archive` of that commit")
+CHECKPOINTS_ENV = "SPIRITLM_CHECKPOINTS_DIR"
+HUBERT_LAYER = 11  # spiritlm_hubert()'s hubert_layer: the quantizer reads layer 11's features
+# Units of the spiritlm backend: the quantizer's 500 clusters plus its CTC blank (id 500), which the quantizer
+# replaces by its left neighbour except where a whole chunk is blank; SpiritLM's vocabulary has [Hu0]..[Hu500].
+SPIRITLM_UNITS = VOCABULARY + 1
 
 
 class UnitTokenizer(abc.ABC):
-    """Speech to units at 25 Hz with a 500-unit vocabulary. `settings()` keys the cache."""
+    """Speech to units at 25 Hz, ids in [0, units). `settings()` keys the cache, so it names everything the units
+    depend on (for learned models: the weights' fingerprint)."""
 
     name: str = ""
+    units: int = VOCABULARY  # unit ids are 0..units-1
+    min_samples: int = UNIT_HOP  # shortest audio the backend gives units for
 
     @abc.abstractmethod
     def settings(self) -> dict[str, Any]:
-        """Backend name, version and options (for k-means: the centroids' fingerprint)."""
+        """Backend name, version, options and the model's fingerprint (centroids' or checkpoints' sha256)."""
 
     @abc.abstractmethod
     def _frames(self, audio: np.ndarray) -> list[int]:
@@ -50,11 +62,12 @@ class UnitTokenizer(abc.ABC):
     def encode(self, audio: np.ndarray) -> SpeechUnits:
         """Units of `audio` ([samples] float32 16 kHz), deduplicated with the frame-to-token map kept."""
         audio = check_audio(audio)
-        if len(audio) < UNIT_HOP:
-            raise ValueError(f"The audio is {len(audio)} samples long; at least {UNIT_HOP} (40 ms) are needed.")
+        if len(audio) < self.min_samples:
+            raise ValueError(f"The audio is {len(audio)} samples long; the {self.name} tokenizer needs at least "
+                             f"{self.min_samples} ({1000 * self.min_samples // SAMPLE_RATE} ms).")
         frames = self._frames(audio)
-        if any(not 0 <= u < VOCABULARY for u in frames):
-            raise ValueError(f"{self.name} produced units outside [0, {VOCABULARY}).")
+        if any(not 0 <= u < self.units for u in frames):
+            raise ValueError(f"{self.name} produced units outside [0, {self.units}).")
         return SpeechUnits.from_frames(frames, self.frame_rate)
 
 
@@ -140,34 +153,82 @@ class KMeansUnitTokenizer(UnitTokenizer):
 
 
 class SpiritLMUnitTokenizer(UnitTokenizer):
-    """SpiritLM's own speech tokenizer, `spiritlm.speech_tokenizer.spiritlm_base()` (mHuBERT 25 Hz + 500-unit
-    quantizer). `encode_units(audio)["hubert"]` gives one unit per frame, before deduplication; the package reads
-    its checkpoints from $SPIRITLM_CHECKPOINTS_DIR. Container only."""
+    """SpiritLM's own speech tokenizer: mHuBERT 25 Hz, layer 11, and its linear quantizer (500 units + blank).
+
+    Built as `spiritlm.speech_tokenizer.spiritlm_hubert()` builds it (same `HubertTokenizer` arguments), but from
+    an explicit checkpoints root instead of the path spiritlm fixes from $SPIRITLM_CHECKPOINTS_DIR when first
+    imported, and with only the two `speech_tokenizer/hubert_25hz/` files: units need no vocoder, so
+    `spiritlm_base()` (which also loads HiFi-GAN) is not used. Frames come from spiritlm's
+    `SpiritLMTokenizer.encode_units`, so the chunking (100 s) and minimum length (1280 samples) are Meta's.
+    `checkpoints_dir`: the root holding `speech_tokenizer/` (default $SPIRITLM_CHECKPOINTS_DIR); `device`: default
+    spiritlm's own choice (CUDA, else MPS, else CPU).
+    """
 
     name = "spiritlm"
+    units = SPIRITLM_UNITS
 
-    def __init__(self) -> None:
-        module = require_module("spiritlm.speech_tokenizer", SPIRITLM_INSTALL, self.name)
+    def __init__(self, checkpoints_dir: str | Path | None = None, device: str | None = None) -> None:
+        if importlib.util.find_spec("spiritlm") is None:  # fail before the checks below and the ~20 s import
+            raise RuntimeError(f"The {self.name!r} backend needs Meta's spiritlm package, which is not installed. "
+                               f"Install it with: {SPIRITLM_INSTALL}")
+        paths = speech_tokenizer_paths(checkpoints_dir)
+        speech_tokenizer = require_module("spiritlm.speech_tokenizer", SPIRITLM_INSTALL, self.name)
+        hubert_module = importlib.import_module("spiritlm.speech_tokenizer.hubert")
+        from artifact.fileio import sha256_file
+
+        # The cache key's model identity: sha256 of both files, hashed once here (the real HuBERT is ~380 MB).
+        self.fingerprint = {path.name: sha256_file(path) for path in paths}
+        device = device or hubert_module.CURRENT_DEVICE
         try:
-            self._tokenizer = module.spiritlm_base()
+            hubert = hubert_module.HubertTokenizer(hubert_ckpt=paths[0], hubert_layer=HUBERT_LAYER,
+                                                   quantizer_ckpt=paths[1], is_linear_quantizer=True).to(device)
         except Exception as exc:
-            raise RuntimeError(f"spiritlm_base() failed ({exc}); {SPIRITLM_INSTALL}.") from exc
-        hubert = getattr(self._tokenizer, "hubert_model", None)
-        hop = getattr(hubert, "code_hop_size", UNIT_HOP)
-        self.frame_rate = SAMPLE_RATE / hop
+            raise RuntimeError(f"spiritlm could not load its HuBERT tokenizer from {paths[0].parent} "
+                               f"({type(exc).__name__}: {exc}). The files must be Meta's mhubert_base_25hz.pt and "
+                               "L11_quantizer_500.pt.") from exc
+        if hubert.code_hop_size != UNIT_HOP:
+            raise ValueError(f"{paths[0]} has a hop of {hubert.code_hop_size} samples, not {UNIT_HOP}: it is not the "
+                             "25 Hz HuBERT that SpiritLM base was trained on.")
+        if hubert.quantizer_model.vocab_size != VOCABULARY:
+            raise ValueError(f"{paths[1]} has {hubert.quantizer_model.vocab_size} units, not SpiritLM's {VOCABULARY}.")
+        self._tokenizer = speech_tokenizer.SpiritLMTokenizer(hubert_model=hubert)
+        self.min_samples = max(self._tokenizer.min_wav_chunk, UNIT_HOP)
+        self.device = str(hubert.device)
         from artifact.speech.recognition import _dist_version
 
         self._version = _dist_version("spiritlm")
 
     def settings(self) -> dict[str, Any]:
-        return {"backend": self.name, "version": self._version, "model": "spiritlm_base (mhubert_base_25hz, "
-                "L11_quantizer_500)", "frame_rate": self.frame_rate}
+        return {"backend": self.name, "version": self._version,
+                "model": f"mhubert_base_25hz layer {HUBERT_LAYER} + L11_quantizer_500 (linear)",
+                "checkpoint_sha256": dict(self.fingerprint), "frame_rate": self.frame_rate, "units": self.units,
+                "device": self.device.split(":")[0]}
 
     def _frames(self, audio: np.ndarray) -> list[int]:
         import torch
 
-        units = self._tokenizer.encode_units(torch.from_numpy(audio))
+        units = self._tokenizer.encode_units(torch.from_numpy(audio))  # {"hubert": "12 12 7 ..."}
         return [int(u) for u in units["hubert"].split()]
+
+
+def speech_tokenizer_paths(checkpoints_dir: str | Path | None = None) -> list[Path]:
+    """[HuBERT, quantizer] files under the checkpoints root (default $SPIRITLM_CHECKPOINTS_DIR), or an error naming
+    the missing ones. Only these two are needed for units (no vocoder)."""
+    from artifact.commands.checkpoints import SPEECH_TOKENIZER_FILES
+
+    root = checkpoints_dir or os.environ.get(CHECKPOINTS_ENV)
+    if not root:
+        raise RuntimeError(f"No SpiritLM checkpoints for the spiritlm speech tokenizer: set {CHECKPOINTS_ENV} (or "
+                           "pass checkpoints_dir) to the checkpoints root holding "
+                           f"{' and '.join(map(str, SPEECH_TOKENIZER_FILES))}.")
+    paths = [Path(root) / rel for rel in SPEECH_TOKENIZER_FILES]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"The spiritlm speech tokenizer needs {' and '.join(missing)}, which "
+                                f"{'is' if len(missing) == 1 else 'are'} missing (units need only the two "
+                                f"speech_tokenizer/hubert_25hz files, no vocoder). Check the root with: "
+                                f"python -m artifact checkpoints check {root}")
+    return paths
 
 
 UNIT_TOKENIZERS: Registry[UnitTokenizer] = Registry("speech tokenizer")
@@ -176,7 +237,7 @@ UNIT_TOKENIZERS.register("spiritlm", "artifact.speech.units:SpiritLMUnitTokenize
 
 
 def create_unit_tokenizer(name: str = "kmeans-logmel", **options: Any) -> UnitTokenizer:
-    """A speech tokenizer by name ('kmeans-logmel', 'spiritlm')."""
+    """A speech tokenizer by name ('kmeans-logmel', 'spiritlm') with its options (e.g. spiritlm's checkpoints_dir)."""
     return UNIT_TOKENIZERS.create(name, **options)
 
 
