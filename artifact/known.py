@@ -55,7 +55,8 @@ class KnownCheck:
     predicted_id: int  # argmax of the next-token logits after the prompt, over the text-mode tokens
     answer: str  # decoded answer token
     predicted: str  # decoded predicted token
-    p_answer: float  # softmax probability of the answer token
+    p_answer: float | None  # softmax probability of the answer token (None when the fact could not be checked)
+    problem: str = ""  # why the fact could not be checked (its answer token is undefined); known is then False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,13 +161,23 @@ def check_known(
     loaded: Any, facts: Sequence[Fact], modality: str = "text", batch_size: int = 32, progress: bool = True
 ) -> list[KnownCheck]:
     """The Known-t2t check (KNOWN_RULE) of every fact, in the order given; `loaded` is an artifact.models.LoadedModel.
+    A fact whose answer token is undefined (e.g. a bare space) is not known, with the reason in `problem`.
     For speech, build the S->T prompts (artifact.experiments.s2t) and use `check_known_prompts`."""
     if modality != "text":
         raise ValueError(f"check_known builds text prompts only; for modality {modality!r} build the spoken prompts "
                          "(artifact.experiments.s2t.spoken_items) and call check_known_prompts.")
-    encoded = [_encode_fact(loaded.tokenizer, fact, loaded.is_spiritlm) for fact in facts]
-    prompts = [_Prompt(e.input_ids, e.answer_id) for e in encoded]
-    return check_known_prompts(loaded, facts, prompts, batch_size, progress)
+    checkable, prompts, problems = [], [], {}
+    for fact in facts:
+        try:
+            encoded = _encode_fact(loaded.tokenizer, fact, loaded.is_spiritlm)
+        except ValueError as exc:  # e.g. the answer's first token is a bare space: not a fact to score
+            problems[fact.known_id] = str(exc)
+            continue
+        checkable.append(fact)
+        prompts.append(_Prompt(encoded.input_ids, encoded.answer_id))
+    checked = iter(check_known_prompts(loaded, checkable, prompts, batch_size, progress))
+    return [KnownCheck(fact.known_id, False, -1, -1, "", "", None, problems[fact.known_id])
+            if fact.known_id in problems else next(checked) for fact in facts]
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,12 @@ def test_greedy_token_is_taken_in_text_mode(sentencepiece_tokenizer):
     check = check_known(loaded, [vinson], progress=False)[0]
     assert check.predicted_id == prompt.target_id and check.known
     assert "get_forbidden_tokens(generate_only_text=True)" in KNOWN_RULE
+    # a fact whose answer starts with a bare '▁' (digits: ' 1889' -> '▁', '1', ...) is not known, and says why,
+    # without stopping the check of the others
+    eiffel = fact(1, "Eiffel Tower", "The {} was completed in", "1889", "P571")
+    checks = check_known(loaded, [eiffel, vinson], progress=False)
+    assert [c.known_id for c in checks] == [1, 0] and [c.known for c in checks] == [False, True]
+    assert "bare space" in checks[0].problem and checks[0].p_answer is None and checks[1].problem == ""
 
 
 def test_invalid_arguments(embedded):

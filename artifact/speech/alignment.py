@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import abc
 import re
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from artifact.speech.registry import Registry, require_module
-from artifact.speech.recognition import _dist_version, to_pcm16
+from artifact.speech.registry import Registry, module_missing, require_module
+from artifact.speech.recognition import _dist_version, state_dict_sha256, to_pcm16
 from artifact.speech.text import normalize_word
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
 
@@ -42,6 +43,12 @@ class Aligner(abc.ABC):
     @abc.abstractmethod
     def _align(self, audio: np.ndarray, words: list[tuple[int, int, str, str]]) -> list[tuple[float, float]]:
         """(start, end) seconds per word, in order."""
+
+    @classmethod
+    def unavailable(cls, **options: Any) -> str | None:
+        """Why this backend (with these constructor options) cannot run offline now, and the fix; None when it can.
+        Cheap: checks libraries and files, loads no model."""
+        return None
 
     def align(self, audio: np.ndarray, text: str) -> list[WordTime]:
         """Times of each word of `text` in `audio` ([samples] float32 16 kHz); words without letters are skipped."""
@@ -83,6 +90,10 @@ class PocketsphinxAligner(Aligner):
         self._model, dictionary = config["hmm"], config["dict"]
         self._frame_rate = float(config["frate"])
         self._dictionary = _read_dictionary(dictionary)
+
+    @classmethod
+    def unavailable(cls, **options: Any) -> str | None:
+        return module_missing("pocketsphinx", "pip install pocketsphinx", cls.name)
 
     def settings(self) -> dict[str, Any]:
         return {"backend": self.name, "version": self._version, "model": "en-us (bundled)", "bestpath": False,
@@ -162,8 +173,10 @@ class MMSFAAligner(Aligner):
     emission = bundle.get_model()(waveform), token spans = bundle.get_aligner()(emission[0],
     bundle.get_tokenizer()(words)); frame -> seconds by the waveform/emission length ratio.
 
-    `model` may be passed (any module mapping [1, samples] to ([1, frames, labels], _)); by default the bundle's
-    weights are loaded, which downloads them once (container only).
+    `model` may be passed (any module mapping [1, samples] to ([1, frames, labels], _) log-probabilities over the
+    bundle's labels); by default the bundle's weights are loaded from torch.hub's folder (`$TORCH_HOME/hub/
+    checkpoints`), downloading them once when absent (network needed). The tokenizer, aligner and label dictionary
+    come with torchaudio.
     """
 
     name = "mms-fa"
@@ -181,15 +194,38 @@ class MMSFAAligner(Aligner):
             try:
                 model = self._bundle.get_model(with_star=False)
             except Exception as exc:
-                raise RuntimeError(f"Could not load the MMS_FA weights ({exc}); they download once from PyTorch's "
-                                   "servers into the torch hub cache, so this needs network access.") from exc
+                raise RuntimeError(f"Could not load the MMS_FA weights ({exc}). {self.unavailable() or ''}".strip()
+                                   ) from exc
+            self._weights = f"bundle {self._bundle._path.split('/')[-2]}/{self._bundle._path.split('/')[-1]}"
+        else:
+            self._weights = f"given, state_dict sha256:{state_dict_sha256(model)}" if hasattr(model, "state_dict") \
+                else f"given {type(model).__name__}"
         self._model = model.to(self.device).eval() if hasattr(model, "to") else model
         self._tokenizer = self._bundle.get_tokenizer()
         self._aligner = self._bundle.get_aligner()
         self._version = _dist_version("torchaudio")
 
+    @classmethod
+    def unavailable(cls, model: Any = None, **options: Any) -> str | None:
+        """None when torchaudio is installed and either a model is given or the bundle's weights file is in
+        torch.hub's checkpoint folder; else where it was looked for and how to get it."""
+        missing = module_missing("torchaudio", "pip install torchaudio", cls.name)
+        if missing or model is not None:
+            return missing
+        import torch
+        import torchaudio
+
+        filename = torchaudio.pipelines.MMS_FA._path.split("/")[-1]
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        if (folder / filename).is_file():
+            return None
+        return (f"MMS_FA weights not in {folder} ({filename}; torch.hub's folder, set by $TORCH_HOME). Fetch them "
+                "with `python scripts/fetch_weights.py --root DIR` (the container build does) and set "
+                "TORCH_HOME=DIR/torch, or run once with network access (they download there).")
+
     def settings(self) -> dict[str, Any]:
-        return {"backend": self.name, "version": self._version, "bundle": "MMS_FA", "star": False}
+        return {"backend": self.name, "version": self._version, "bundle": "MMS_FA", "star": False,
+                "weights": self._weights}
 
     def _align(self, audio: np.ndarray, words: list[tuple[int, int, str, str]]) -> list[tuple[float, float]]:
         torch = self._torch
@@ -199,9 +235,9 @@ class MMSFAAligner(Aligner):
         missing = [w for (*_, w, _), t in zip(words, transcript) if not t]
         if missing:
             raise AlignmentError(f"MMS_FA cannot align words without letters: {missing}. Spell numbers out.")
-        waveform = torch.from_numpy(audio)[None].to(self.device)
+        waveform = torch.from_numpy(audio)[None].to(self.device)  # [1, samples]
         with torch.inference_mode():
-            emission, _ = self._model(waveform)
+            emission, _ = self._model(waveform)  # [1, frames, labels] log-probabilities
         token_spans = self._aligner(emission[0], self._tokenizer(transcript))
         ratio = waveform.size(1) / emission.size(1) / SAMPLE_RATE  # seconds per emission frame
         return [(spans[0].start * ratio, spans[-1].end * ratio) for spans in token_spans]

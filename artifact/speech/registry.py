@@ -47,6 +47,17 @@ class Registry(Generic[T]):
         """A new instance of backend `name` constructed with `options`."""
         return self.resolve(name)(**options)
 
+    def unavailable(self, name: str, **options: Any) -> str | None:
+        """Why backend `name` (with the constructor `options` it would get) cannot run offline now, with the fix;
+        None when it can. Asks the class's cheap `unavailable(**options)` probe (no model is loaded); a backend
+        class without one counts as available. A backend whose module cannot be imported is unavailable."""
+        try:
+            cls = self.resolve(name)
+        except ImportError as exc:
+            return f"The {self.stage} backend {name!r} cannot be imported ({exc})."
+        probe = getattr(cls, "unavailable", None)
+        return probe(**options) if callable(probe) else None
+
 
 def require_module(module: str, install: str, backend: str) -> Any:
     """Import `module` for `backend`, or fail with the command that installs it."""
@@ -57,3 +68,17 @@ def require_module(module: str, install: str, backend: str) -> Any:
             f"The {backend!r} backend needs the Python module {module!r}, which is not importable here ({exc}). "
             f"Install it with: {install}"
         ) from exc
+
+
+def module_missing(module: str, install: str, backend: str) -> str | None:
+    """None when `module` can be found (not imported: cheap), else the reason and the install command."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return (f"The {backend!r} backend needs the Python module {module!r}, which is not installed. "
+            f"Install it with: {install}")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 import os
 import subprocess
@@ -19,11 +20,12 @@ from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
 
 MELOTTS_PYTHON_ENV = "MELOTTS_PYTHON"
 MELOTTS_INSTALL = (
-    "python3.11 -m venv /opt/melotts && /opt/melotts/bin/pip install "
-    "'git+https://github.com/myshell-ai/MeloTTS.git' && /opt/melotts/bin/python -m unidic download; "
-    f"then export {MELOTTS_PYTHON_ENV}=/opt/melotts/bin/python"
+    "Install it with scripts/install_melotts.sh /opt/melotts (MeloTTS at MELOTTS_COMMIT in its own venv), "
+    f"then export {MELOTTS_PYTHON_ENV}=/opt/melotts/bin/python; or run without it: `run_all.sh --front-end offline` "
+    "(espeak-ng speech; `--front-end auto`, the default, falls back by itself and says so)"
 )
 WORKER = Path(__file__).resolve().parent / "melotts_worker.py"
+PROBE_TIMEOUT = 120.0  # seconds for the worker's --probe (imports huggingface_hub in MeloTTS's venv: about 1 s)
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -58,6 +60,12 @@ class TTS(abc.ABC):
         """`synthesize(text)` and the TTS's own word times in that same audio (None when it gives none)."""
         return self.synthesize(text), None
 
+    @classmethod
+    def unavailable(cls, **options: Any) -> str | None:
+        """Why this backend (with these constructor options) cannot run offline now, and the fix; None when it can.
+        Cheap: checks libraries and files, loads no model."""
+        return None
+
 
 class EspeakTTS(TTS):
     """espeak-ng through its library (offline), every synthesis in a fresh child process (see `espeak`), so the
@@ -73,6 +81,14 @@ class EspeakTTS(TTS):
         self._espeak = espeak
         self._version = espeak.version()  # fails here, with the install command, when absent
         espeak.phonemes("a", voice)  # fails here on an unknown voice
+
+    @classmethod
+    def unavailable(cls, **options: Any) -> str | None:
+        from artifact.speech import espeak
+
+        if espeak.available():
+            return None
+        return f"espeak-ng's library (libespeak-ng) cannot be loaded. {espeak.INSTALL_HINT}"
 
     def settings(self) -> dict[str, Any]:
         return {"backend": self.name, "version": self._version, "voice": self.voice, "rate": self.rate,
@@ -102,38 +118,97 @@ class EspeakTTS(TTS):
 class MeloTTS(TTS):
     """MeloTTS (the paper's TTS), called as a subprocess in its own venv: `$MELOTTS_PYTHON` (or `python=`).
 
-    The worker (`melotts_worker.py`) loads `melo.api.TTS(language=...)` once and answers one JSON request per line
-    with `tts_to_file(text, speaker_id, path, speed=...)`; its WAV is resampled to 16 kHz here.
+    The worker (`melotts_worker.py`) loads `melo.api.TTS(language, device, config_path, ckpt_path)` once and answers
+    one JSON request per line with `tts_to_file(text, speaker_id, path, speed, sdp_ratio, noise_scale,
+    noise_scale_w)`; its WAV (44.1 kHz for English) is resampled to 16 kHz here. MeloTTS samples noise at inference,
+    so every request carries its own seed, `request_seed(seed, text)`, which the worker gives Python's, numpy's and
+    torch's generators right before that synthesis: a text's audio depends only on the text and the settings, never
+    on what was synthesised before it (order, sharding). `config_path`/`ckpt_path` (default: the hub's voice for
+    `language`) select other weights; `sdp_ratio`, `noise_scale`, `noise_scale_w` are MeloTTS's own defaults.
+    When everything MeloTTS downloads is already cached (the worker's `--probe` at construction), the worker runs
+    with the hub offline, so it uses the cached snapshot that `settings()` records, not a newer revision.
     """
 
     name = "melotts"
 
     def __init__(self, python: str | None = None, language: str = "EN", speaker: str = "EN-US", speed: float = 1.0,
-                 device: str = "auto", timeout: float = 600.0) -> None:
-        python = python or os.environ.get(MELOTTS_PYTHON_ENV)
-        if not python:
-            raise RuntimeError(f"The 'melotts' backend needs MeloTTS in its own virtual environment. {MELOTTS_INSTALL}")
-        if not Path(python).is_file():
-            raise RuntimeError(f"{MELOTTS_PYTHON_ENV}={python} does not exist. {MELOTTS_INSTALL}")
-        check = subprocess.run([python, "-c", "import melo.api"], capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"MeloTTS is not importable by {python} ({check.stderr.strip()[-300:]}). "
+                 device: str = "auto", seed: int = 0, sdp_ratio: float = 0.2, noise_scale: float = 0.6,
+                 noise_scale_w: float = 0.8, config_path: str | None = None, ckpt_path: str | None = None,
+                 timeout: float = 600.0) -> None:
+        python = _melotts_python(python)
+        probe = _melotts_probe(python, language, config_path, ckpt_path)
+        if not probe["installed"]:
+            raise RuntimeError(f"MeloTTS is not installed for {python} ({'; '.join(probe['missing'])}). "
                                f"{MELOTTS_INSTALL}")
         self.python, self.language, self.speaker, self.speed = python, language, speaker, float(speed)
+        self.seed, self.sdp_ratio = int(seed), float(sdp_ratio)
+        self.noise_scale, self.noise_scale_w = float(noise_scale), float(noise_scale_w)
+        self.config_path, self.ckpt_path = config_path, ckpt_path
         self.device, self.timeout = device, timeout
         self._process: subprocess.Popen | None = None
-        self._version = subprocess.run(
-            [python, "-c", "import importlib.metadata as m; print(m.version('melotts'))"],
-            capture_output=True, text=True).stdout.strip() or "unknown"
+        self._version = probe["version"]
+        self._source = probe["source"]
+        self._offline = not probe["missing"]
+        if ckpt_path is not None and Path(ckpt_path).is_file():
+            from artifact.fileio import sha256_file
+
+            self._checkpoint = f"sha256:{sha256_file(Path(ckpt_path))}"
+        else:  # the hub's voice: repository@snapshot when cached (it downloads on first use otherwise)
+            self._checkpoint = probe["checkpoint"] or f"hub voice for {language} (not cached yet)"
+        if config_path is not None and Path(config_path).is_file():
+            from artifact.fileio import sha256_file
+
+            self._config = f"sha256:{sha256_file(Path(config_path))}"
+        else:
+            self._config = "hub"
+
+    @classmethod
+    def unavailable(cls, python: str | None = None, language: str = "EN", config_path: str | None = None,
+                    ckpt_path: str | None = None, **options: Any) -> str | None:
+        """None when MeloTTS can synthesise offline now: `$MELOTTS_PYTHON` set and present, `melo` installed there,
+        and every file MeloTTS would download (the voice, the BERT tokenizers it loads at import and the language's
+        BERT model from the Hugging Face hub, nltk's tagger and cmudict for g2p_en, UniDic for MeCab) in its
+        caches. Runs the worker's `--probe` (about a second); loads no model."""
+        try:
+            python = _melotts_python(python)
+        except RuntimeError as exc:
+            return str(exc)
+        try:
+            probe = _melotts_probe(python, language, config_path, ckpt_path)
+        except RuntimeError as exc:
+            return str(exc)
+        if not probe["installed"]:
+            return f"MeloTTS is not installed for {python} ({'; '.join(probe['missing'])}). {MELOTTS_INSTALL}"
+        if probe["missing"]:
+            return (f"MeloTTS ({language}) lacks files it would download: {'; '.join(probe['missing'])}. Fetch them "
+                    f"once with network access, with the HF_HOME and NLTK_DATA of the run: {python} {WORKER} --fetch "
+                    f"--language {language}")
+        return None
+
+    @staticmethod
+    def request_seed(seed: int, text: str) -> int:
+        """The seed of one synthesis: the first 4 bytes of sha256 of the JSON of [seed, text], as an int < 2**32."""
+        payload = json.dumps([int(seed), text], ensure_ascii=False).encode("utf-8")
+        return int.from_bytes(hashlib.sha256(payload).digest()[:4], "big")
 
     def settings(self) -> dict[str, Any]:
-        return {"backend": self.name, "version": self._version, "language": self.language, "speaker": self.speaker,
-                "speed": self.speed, "sample_rate": SAMPLE_RATE}
+        return {"backend": self.name, "version": self._version, "source": self._source, "language": self.language,
+                "speaker": self.speaker, "speed": self.speed, "seed": self.seed,
+                "seeding": "per request: sha256([seed, text])[:4] -> random, numpy, torch",
+                "sdp_ratio": self.sdp_ratio, "noise_scale": self.noise_scale, "noise_scale_w": self.noise_scale_w,
+                "checkpoint": self._checkpoint, "config": self._config, "sample_rate": SAMPLE_RATE}
 
     def _worker(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
             args = [self.python, str(WORKER), "--language", self.language, "--device", self.device]
-            self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            if self.config_path is not None:
+                args += ["--config-path", str(self.config_path)]
+            if self.ckpt_path is not None:
+                args += ["--ckpt-path", str(self.ckpt_path)]
+            env = dict(os.environ)
+            if self._offline:  # all cached: use exactly the snapshot settings() names, never a newer hub revision
+                env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+            self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         return self._process
 
     def _synthesize(self, text: str) -> np.ndarray:
@@ -142,7 +217,9 @@ class MeloTTS(TTS):
         with tempfile.TemporaryDirectory(prefix="melotts-") as folder:
             path = Path(folder) / "speech.wav"
             worker = self._worker()
-            request = {"text": text, "speaker": self.speaker, "speed": self.speed, "path": str(path)}
+            request = {"text": text, "speaker": self.speaker, "speed": self.speed, "path": str(path),
+                       "seed": self.request_seed(self.seed, text), "sdp_ratio": self.sdp_ratio,
+                       "noise_scale": self.noise_scale, "noise_scale_w": self.noise_scale_w}
             worker.stdin.write(json.dumps(request) + "\n")
             worker.stdin.flush()
             line = worker.stdout.readline()
@@ -171,6 +248,37 @@ class MeloTTS(TTS):
             self.close()
         except Exception:  # interpreter shutdown
             pass
+
+
+def _melotts_python(python: str | None) -> str:
+    """MeloTTS's interpreter: `python`, else `$MELOTTS_PYTHON`; RuntimeError with the install command when unset
+    or absent."""
+    python = python or os.environ.get(MELOTTS_PYTHON_ENV)
+    if not python:
+        raise RuntimeError(f"The 'melotts' backend needs MeloTTS in its own virtual environment, found through "
+                           f"${MELOTTS_PYTHON_ENV}, which is not set. {MELOTTS_INSTALL}")
+    if not Path(python).is_file():
+        raise RuntimeError(f"{MELOTTS_PYTHON_ENV}={python} does not exist. {MELOTTS_INSTALL}")
+    return python
+
+
+def _melotts_probe(python: str, language: str, config_path: str | None, ckpt_path: str | None) -> dict[str, Any]:
+    """The worker's `--probe` answer: {"installed", "version", "source", "missing", "checkpoint"} (see
+    melotts_worker.probe)."""
+    args = [python, str(WORKER), "--probe", "--language", language]
+    if config_path is not None:
+        args += ["--config-path", str(config_path)]
+    if ckpt_path is not None:
+        args += ["--ckpt-path", str(ckpt_path)]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"Could not run MeloTTS's probe with {python} ({exc}). {MELOTTS_INSTALL}") from exc
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"MeloTTS's probe failed with {python} (exit {done.returncode}: "
+                           f"{done.stderr.strip()[-300:]}). {MELOTTS_INSTALL}")
+    return json.loads(lines[-1])
 
 
 TTS_BACKENDS: Registry[TTS] = Registry("text-to-speech")

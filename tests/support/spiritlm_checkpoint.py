@@ -154,6 +154,7 @@ def write_spiritlm_checkpoint(root: Path, seed: int = 0) -> Path:
     """Write a SpiritLM-shaped checkpoints root at `root` (see the module docstring); returns `root`."""
     from transformers import LlamaTokenizer
 
+    from artifact.training.distill import cpu_threads
     from tests.support.spiritlm_speech_tokenizer import write_hubert_25hz
 
     root = Path(root)
@@ -174,7 +175,8 @@ def write_spiritlm_checkpoint(root: Path, seed: int = 0) -> Path:
         else:
             os.environ["SPIRITLM_CHECKPOINTS_DIR"] = previous
     model = random_model(seed)
-    steps = teach(model, prompts, seed)
+    with cpu_threads(1):  # bitwise repeatable, and fast for so small a model even on a busy machine
+        steps = teach(model, prompts, seed)
     save_model(model_dir, model)
     log.info("SpiritLM-shaped checkpoint at %s (%d prompts taught in %d steps)", root, len(prompts), steps)
     return root
