@@ -11,6 +11,7 @@
 #     --ca FILE             extra CA certificates (PEM) for the build's downloads (TLS-intercepting proxy)
 #     --build-network MODE  docker build --network MODE (e.g. host, where dockerd runs without a bridge)
 #     --work DIR            host folder for results and checkpoints (default: a new folder under /tmp)
+#     --no-cache            build every layer anew (docker build --no-cache), for the full build time
 #     --skip-build          check an image already built under --tag
 #     --no-outside          skip the smoke run outside the container (the time comparison)
 #   DOCKER=/usr/bin/docker  the client to use (its own, with BuildKit; default: /usr/bin/docker if present)
@@ -37,6 +38,7 @@ ca=""
 build_network=""
 work=""
 skip_build=0
+no_cache=0
 outside=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
     --ca) ca="$2"; shift 2 ;;
     --build-network) build_network="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
+    --no-cache) no_cache=1; shift ;;
     --skip-build) skip_build=1; shift ;;
     --no-outside) outside=0; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -102,6 +105,7 @@ if [ "$skip_build" = 0 ]; then
         --build-arg "FETCH_WEIGHTS=$fetch_weights" --build-arg "GIT_COMMIT=$commit" --build-arg "GIT_DIRTY=$dirty")
   [ -z "$ca" ] || args+=(--secret "id=ca,src=$ca")
   [ -z "$build_network" ] || args+=(--network "$build_network")
+  [ "$no_cache" = 0 ] || args+=(--no-cache)
   log "docker ${args[*]} ."
   start=$(date +%s)
   DOCKER_BUILDKIT=1 run_logged "$work/build.log" "$docker" "${args[@]}" .
@@ -286,7 +290,8 @@ fi
 echo
 log "summary ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, image $tag from $base, commit $commit $dirty)"
 log "  image size: $size"
-log "  build time: $build_seconds (sources=$sources, fetch_weights=$fetch_weights; cached layers count as 0)"
+log "  build time: $build_seconds (sources=$sources, fetch_weights=$fetch_weights, no_cache=$no_cache; without" \
+    "--no-cache, cached layers count as 0)"
 log "  smoke in the container, image user: ${times[image-user]:-?} s"
 log "  smoke in the container, uid $other_uid: ${times[uid-$other_uid]:-?} s"
 log "  smoke outside the container: $time_outside s"
