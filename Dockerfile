@@ -63,8 +63,8 @@ RUN --mount=type=secret,id=ca,mode=0444 --mount=type=bind,source=scripts/build_c
     && python3.11 --version
 
 # A non-root user (artifact, uid 1000) owns the code, the virtual environments and the baked weights; the container
-# also runs as any other user (--user UID:GID): /cache is writable by all (like /tmp) and scripts/container_entrypoint.sh
-# gives such a user a HOME.
+# also runs as any other user (--user UID:GID): /cache is writable by all (like /tmp) and
+# scripts/container_entrypoint.sh gives such a user a HOME.
 RUN useradd --create-home --uid 1000 --shell /bin/bash artifact \
     && mkdir -p /artifact /opt/melotts /opt/weights /cache /checkpoints \
     && chown artifact:artifact /artifact /opt/melotts /opt/weights \

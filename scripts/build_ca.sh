@@ -19,7 +19,8 @@ if [ -s "$secret" ]; then
     trap 'rm -f "$BUILD_CA_BUNDLE" "$BUILD_CA_BUNDLE.apt.conf"' EXIT
   fi
   # The system bundle first (absent before ca-certificates is installed), then the extra certificates.
-  cat /etc/ssl/certs/ca-certificates.crt "$secret" > "$BUILD_CA_BUNDLE" 2>/dev/null || cat "$secret" > "$BUILD_CA_BUNDLE"
+  cat /etc/ssl/certs/ca-certificates.crt "$secret" > "$BUILD_CA_BUNDLE" 2>/dev/null ||
+    cat "$secret" > "$BUILD_CA_BUNDLE"
   printf 'Acquire::https::CAInfo "%s";\n' "$BUILD_CA_BUNDLE" > "$BUILD_CA_BUNDLE.apt.conf"
   export BUILD_CA_BUNDLE APT_CONFIG="$BUILD_CA_BUNDLE.apt.conf" PIP_CERT="$BUILD_CA_BUNDLE" \
     SSL_CERT_FILE="$BUILD_CA_BUNDLE" REQUESTS_CA_BUNDLE="$BUILD_CA_BUNDLE" CURL_CA_BUNDLE="$BUILD_CA_BUNDLE" \
