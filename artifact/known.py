@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from artifact.facts import Fact
-from artifact.prompts import text_prompt_string
-from artifact.tracing.tokens import answer_token_id, encode
+from artifact.prompts.build import text_prompt_string
+from artifact.prompts.tokens import answer_token_id, encode
 
 TEXT_MODE = (
     " Greedy in text mode, as SpiritLM's text output: the argmax over every token but [Text], [Speech] and the speech "
@@ -162,10 +162,10 @@ def check_known(
 ) -> list[KnownCheck]:
     """The Known-t2t check (KNOWN_RULE) of every fact, in the order given; `loaded` is an artifact.models.LoadedModel.
     A fact whose answer token is undefined (e.g. a bare space) is not known, with the reason in `problem`.
-    For speech, build the S->T prompts (artifact.experiments.s2t) and use `check_known_prompts`."""
+    For speech, build the S->T prompts (artifact.experiments.arms.spoken_items) and use `check_known_prompts`."""
     if modality != "text":
         raise ValueError(f"check_known builds text prompts only; for modality {modality!r} build the spoken prompts "
-                         "(artifact.experiments.s2t.spoken_items) and call check_known_prompts.")
+                         "(artifact.experiments.arms.spoken_items) and call check_known_prompts.")
     checkable, prompts, problems = [], [], {}
     for fact in facts:
         try:

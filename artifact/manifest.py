@@ -29,7 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from artifact.fileio import sha256_file, write_json_atomic
+from artifact.core.fileio import sha256_file, write_json_atomic
+from artifact.core.spiritlm import CHECKPOINTS_ENV
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -221,7 +222,7 @@ def model_fingerprints(spec: str, full_hash: bool | None = None) -> dict[str, An
 
 
 def _model_file_names(folder: Path) -> list[str]:
-    from artifact.models.loading import SPIRITLM_MODEL_FILES
+    from artifact.core.spiritlm import SPIRITLM_MODEL_FILES
 
     present = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     return sorted(set(present) | set(SPIRITLM_MODEL_FILES)) if folder.name.startswith("spirit-lm") else present
@@ -251,9 +252,9 @@ def unit_tokenizer_fingerprint(name: str, full_hash: bool | None = None) -> dict
         out["centroids_sha256_expected"] = CENTROIDS_SHA256
         out["centroids"] = file_fingerprint(CENTROIDS_PATH, full_hash=True)
     elif name == "spiritlm":
-        from artifact.commands.checkpoints import SPEECH_TOKENIZER_FILES
+        from artifact.core.spiritlm import SPEECH_TOKENIZER_FILES
 
-        root = os.environ.get("SPIRITLM_CHECKPOINTS_DIR")
+        root = os.environ.get(CHECKPOINTS_ENV)
         if not root:
             out["error"] = "SPIRITLM_CHECKPOINTS_DIR is not set"
         else:

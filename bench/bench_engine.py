@@ -36,7 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artifact.models import load_model  # noqa: E402
-from artifact.tracing import TraceConfig, answer_token_id, find_subject_range, trace_fact  # noqa: E402
+from artifact.prompts import answer_token_id, find_subject_range  # noqa: E402
+from artifact.tracing import TraceConfig, trace_fact  # noqa: E402
 from artifact.tracing.flops import ModelShape, least_flops, reference_flops  # noqa: E402
 from artifact.tracing.reference import reference_trace  # noqa: E402
 

@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artifact.models.loading import cache_root  # noqa: E402
-from artifact.tracing import TraceConfig, find_subject_range, trace_fact  # noqa: E402
+from artifact.prompts import find_subject_range  # noqa: E402
+from artifact.tracing import TraceConfig, trace_fact  # noqa: E402
 from artifact.tracing.reference import reference_trace  # noqa: E402
 
 PROMPT, SUBJECT = "Vinson Massif is located in the continent of", "Vinson Massif"

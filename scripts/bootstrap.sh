@@ -36,6 +36,20 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
   fi
 fi
 
+# Test-only system packages: Debian's chromium and chromium-driver, with which tests/report/test_html.py opens
+# report.html in a real headless browser. Only when the test command asks (scripts/test.sh sets
+# ARTIFACT_TEST_PACKAGES=1): a reproduction run never needs a browser. Without them that test is skipped, saying why.
+if [ "${ARTIFACT_TEST_PACKAGES:-0}" = 1 ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver from Debian (the report's browser test)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) ||
+      log "warning: could not install chromium; the report's browser test will be skipped"
+  else
+    log "note: chromium/chromedriver are missing (needs root and apt-get to install them here): the report's browser"
+    log "      test will be skipped. Install them with 'sudo apt-get install chromium chromium-driver' to run it."
+  fi
+fi
+
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
   log ".venv is up to date with the lock files"
   exit 0

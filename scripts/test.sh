@@ -7,10 +7,13 @@
 # run; without it they are skipped with the reason.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$root/scripts/bootstrap.sh"
+ARTIFACT_TEST_PACKAGES=1 "$root/scripts/bootstrap.sh"   # also the test-only system packages (headless chromium)
 cd "$root"
 vendored="$(ls "$root"/../shared/vendor/spiritlm-*.tar.gz 2>/dev/null | head -n 1 || true)"
 if [ -n "$vendored" ]; then
   "$root/scripts/install_spiritlm.sh" "$vendored"
 fi
+# Passive OpenMP waiting: spinning threads slow torch down many times on a machine whose cores are shared (no number
+# changes); see artifact/__main__.py.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec .venv/bin/python -m pytest "$@"

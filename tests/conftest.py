@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from artifact.experiments.runner import open_run_dir, run_items
+from artifact.models import ModelAdapter
+from tests.support.tiny_runs import IdTokenizer, TinyLoaded, tiny_items, tiny_settings
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -86,3 +90,23 @@ def known_1000_path() -> Path:
     if not path.is_file():
         pytest.skip(f"shared data not present ({path}); these tests need ROME's known_1000.json beside the repo")
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run_once(tmp_path_factory, llama_tiny):
+    loaded = TinyLoaded("tiny", llama_tiny, IdTokenizer(), ModelAdapter(llama_tiny))
+    run_dir = open_run_dir(tmp_path_factory.mktemp("run") / "results", tiny_settings())
+    items = tiny_items(llama_tiny)
+    summary = run_items(loaded, items, tiny_settings(), run_dir, ("hidden", "mlp", "attn", "severed"), progress=False)
+    return loaded, items, run_dir, summary
+
+
+@pytest.fixture
+def tiny_run(tiny_run_once, tmp_path):
+    """A private copy of the module's tiny run (tests may change it)."""
+    import shutil
+
+    loaded, items, run_dir, summary = tiny_run_once
+    copy = tmp_path / "results" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    return loaded, items, copy, summary

@@ -11,7 +11,7 @@ import torch
 from artifact.cli import main
 from artifact.facts import Fact, load_facts
 from artifact.known import KNOWN_RULE, check_known, known_facts, next_token_probs, text_mode_banned_ids
-from artifact.prompts import text_prompt
+from artifact.prompts.build import text_prompt
 
 
 def fact(known_id: int, subject: str, template: str, attribute: str, relation_id: str = "P0") -> Fact:

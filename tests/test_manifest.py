@@ -116,7 +116,7 @@ def test_file_fingerprint_full_for_small_quick_for_large(tmp_path: Path, monkeyp
 
 
 def test_spiritlm_fingerprint_of_a_checkpoint_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from artifact.models.loading import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
+    from artifact.core.spiritlm import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
 
     folder = tmp_path / SPIRITLM_BASE_SUBDIR
     folder.mkdir(parents=True)

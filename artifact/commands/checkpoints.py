@@ -1,47 +1,53 @@
 """`checkpoints check DIR`: is DIR a SpiritLM checkpoints root in the layout the pipeline needs?
+`checkpoints fetch --links FILE --into DIR`: download it there from the links Meta emails (artifact.models.fetch).
 
 The pipeline reads SpiritLM base 7B and, for speech units, only the two HuBERT 25 Hz files (the `spiritlm` unit
-tokenizer loads them alone); the HiFi-GAN vocoder and the expressive models are not needed. Torch-free, so this
-module is also where the layout lives (`artifact.speech.units` and the run manifest import it).
+tokenizer loads them alone); the HiFi-GAN vocoder and the expressive models are not needed. The layout itself lives
+in `artifact.core.spiritlm`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-# What the `spiritlm` unit tokenizer loads (spiritlm_hubert()'s files; relative to the checkpoints root).
-SPEECH_TOKENIZER_FILES = (
-    Path("speech_tokenizer") / "hubert_25hz" / "mhubert_base_25hz.pt",
-    Path("speech_tokenizer") / "hubert_25hz" / "L11_quantizer_500.pt",
-)
-
-
-def missing_checkpoint_files(root: Path) -> list[str]:
-    """Paths, relative to `root`, of the files BRIEF section 2's layout needs that are absent."""
-    from artifact.models.loading import SPIRITLM_BASE_SUBDIR, SPIRITLM_MODEL_FILES
-
-    needed = [SPIRITLM_BASE_SUBDIR / name for name in SPIRITLM_MODEL_FILES] + list(SPEECH_TOKENIZER_FILES)
-    return [str(path) for path in needed if not (root / path).is_file()]
+from artifact.core.spiritlm import missing_checkpoint_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "checkpoints",
-        help="check a SpiritLM checkpoints folder",
-        description="Check that a folder holds SpiritLM base 7B and its HuBERT speech tokenizer in the layout "
-        "the pipeline reads (spiritlm_model/spirit-lm-base-7b/..., speech_tokenizer/hubert_25hz/"
-        "{mhubert_base_25hz.pt, L11_quantizer_500.pt}). The vocoder (hifigan_*) is not needed.",
-        epilog="example:\n  python -m artifact checkpoints check /path/to/spiritlm/checkpoints",
+        help="check a SpiritLM checkpoints folder, or fetch it from Meta's emailed links",
+        description="check: does a folder hold SpiritLM base 7B and its HuBERT speech tokenizer in the layout the "
+        "pipeline reads (spiritlm_model/spirit-lm-base-7b/..., speech_tokenizer/hubert_25hz/"
+        "{mhubert_base_25hz.pt, L11_quantizer_500.pt})? The vocoder (hifigan_*) is not needed.\n"
+        "fetch: download those artifacts into that layout from the links of Meta's approval email (one per line, "
+        "or the whole email pasted into FILE; '-' reads standard input). Resumes interrupted downloads (rerun the "
+        "same command), checks sizes and archives, skips the expressive model, vocoders, style encoder and F0 "
+        "quantizer unless --all, and ends with the check. Links are secrets: only host and file name are ever "
+        "printed; nothing of them is stored.",
+        epilog="examples:\n  python -m artifact checkpoints check /path/to/spiritlm/checkpoints\n"
+        "  python -m artifact checkpoints fetch --links links.txt --into /path/to/spiritlm/checkpoints",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("action", choices=["check"], help="what to do (check)")
-    parser.add_argument("root", type=Path, help="the checkpoints root (what SPIRITLM_CHECKPOINTS_DIR points to)")
+    parser.add_argument("action", choices=["check", "fetch"], help="what to do")
+    parser.add_argument("root", type=Path, nargs="?", default=None,
+                        help="check: the checkpoints root (what SPIRITLM_CHECKPOINTS_DIR points to)")
+    parser.add_argument("--links", metavar="FILE", default=None,
+                        help="fetch: a file holding the download links or the email's text ('-': standard input)")
+    parser.add_argument("--into", type=Path, metavar="DIR", default=None, help="fetch: the checkpoints root to fill")
+    parser.add_argument("--all", action="store_true",
+                        help="fetch: also the artifacts the base run does not read (expressive model, vocoders, "
+                             "style encoder, F0 quantizer)")
+    parser.add_argument("--retries", type=int, default=3, metavar="N",
+                        help="fetch: automatic resumed retries of an interrupted transfer (default 3)")
+    parser.add_argument("--no-progress", action="store_true", help="fetch: no progress bar")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    root: Path = args.root
+def report_check(root: Path) -> int:
+    """Print the layout check of `root` (OK, or every missing file); 0 when complete, else 1."""
     if not root.is_dir():
         print(f"FAIL: {root} is not a folder. Point it at the SpiritLM checkpoints root (see REPRODUCE.md).")
         return 1
@@ -54,3 +60,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"OK: {root} holds SpiritLM base 7B and its HuBERT speech tokenizer (all the pipeline reads; no vocoder "
           "is needed).")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        if args.root is None:
+            raise ValueError("checkpoints check needs the folder: python -m artifact checkpoints check DIR")
+        return report_check(args.root)
+    if args.links is None or args.into is None:
+        raise ValueError("checkpoints fetch needs --links FILE (the links from Meta's email, or the email's text) "
+                         "and --into DIR (the checkpoints root to fill)")
+    from artifact.models.fetch import fetch
+
+    if args.links == "-":
+        text = sys.stdin.read()
+    else:
+        links = Path(args.links)
+        if not links.is_file():
+            raise FileNotFoundError(f"--links {links}: no such file (paste the links from Meta's email into it)")
+        text = links.read_text(encoding="utf-8", errors="replace")
+    fetch(text, args.into, include_all=args.all, retries=args.retries, progress=not args.no_progress)
+    print("check:", flush=True)
+    return report_check(args.into)

@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.experiments.compare import compare_runs, default_out_dir, split_from_manifest
-    from artifact.experiments.runner import load_settings
-    from artifact.models.adapters import KINDS
+    from artifact.analysis.compare import compare_runs, default_out_dir, split_from_manifest
+    from artifact.core.names import KINDS
+    from artifact.core.settings import load_settings
 
     for flag, folder in (("--t2t", args.t2t), ("--s2t", args.s2t)):
         if not folder.is_dir():
@@ -67,8 +67,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {args.split_manifest} has no facts of this fact file; no train/held-out split")
     out = args.out or default_out_dir(args.t2t, args.s2t)
     doc = compare_runs(args.t2t, args.s2t, out, kinds=kinds, metric=args.metric, subsets=subsets,
-                       n_resamples=args.resamples, seed=args.bootstrap_seed, figures=not args.no_figures,
+                       n_resamples=args.resamples, seed=args.bootstrap_seed,
                        normalised_bins=(args.subject_bins, args.rest_bins))
+    if not args.no_figures:
+        from artifact.figures.comparison import plot_comparison
+
+        plot_comparison(doc, out)
     for name, info in doc["sets"].items():
         print(f"set {name:9s} facts per kind (T->T/S->T): "
               + ", ".join(f"{k} {v['t2t']}/{v['s2t']}" for k, v in info["n_facts"].items()))

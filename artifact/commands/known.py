@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     import transformers
 
-    from artifact.fileio import write_json_atomic
+    from artifact.core.fileio import write_json_atomic
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts
     from artifact.models import load_model
@@ -58,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     unspoken: dict = {}
     if speech:
-        from artifact.experiments.s2t import default_front_end, spoken_items
-        from artifact.speech.pipeline import SpeechFrontEnd
+        from artifact.experiments.arms import spoken_items
+        from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
         if not loaded.is_spiritlm:
             raise ValueError(f"Model {loaded.name!r} has no speech tokens; --modality speech needs "
                              "'embedded-speech', 'spiritlm' or a SpiritLM folder.")
-        items, unspoken, _ = spoken_items(loaded, facts, SpeechFrontEnd(default_front_end()))
+        items, unspoken, _ = spoken_items(loaded, facts, SpeechFrontEnd(FrontEndConfig.offline()))
         checks = check_known_prompts(loaded, [f for f, _ in items], [p for _, p in items],
                                      batch_size=args.batch_size)
     else:

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     full = True if args.full_hash else None
     facts_fingerprint = args.facts_fingerprint
     if args.facts:
-        from artifact.facts import facts_fingerprint as fingerprint, load_facts
+        from artifact.facts import facts_fingerprint as fingerprint
+        from artifact.facts import load_facts
 
         facts_fingerprint = fingerprint(load_facts(args.facts))
     data = manifest.collect_manifest(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from artifact.experiments.profiles import PROFILES
+
 EXAMPLE = """examples:
   ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
   ./run_all.sh --profile full                    # the paper's scale (hours on a CPU)
@@ -14,7 +16,6 @@ EXAMPLE = """examples:
 A rerun skips finished steps and resumes traces fact by fact. Results: results/<model>-<profile>/."""
 
 
-PROFILE_NAMES = ["full", "smoke"]  # artifact.experiments.pipeline.PROFILES (not imported here: it loads torch)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--profile", choices=PROFILE_NAMES,
+    parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="smoke (minutes on a CPU; default for the embedded models) or full (the paper's scale; "
                              "default for SpiritLM, whose expected profile holds the paper's claims)")
     parser.add_argument("--model", choices=["embedded", "spiritlm"],

@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.experiments.aggregate import AGGREGATE_DIR, aggregate_run
-    from artifact.experiments.figures import plot_run
+    from artifact.analysis.aggregate import aggregate_run
+    from artifact.core.layout import AGGREGATE_DIR
+    from artifact.figures.run import plot_run
 
     if not args.results.is_dir():
         raise FileNotFoundError(f"--results {args.results} does not exist; pass the folder `run` printed.")

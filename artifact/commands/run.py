@@ -98,8 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from artifact.core.groups import parse_position_policy
     from artifact.experiments.runner import parse_jobs
-    from artifact.experiments.groups import parse_position_policy
 
     jobs = list(parse_jobs(args.kinds))
     if "severed" in jobs:
@@ -112,22 +112,18 @@ def run(args: argparse.Namespace) -> int:
     shard, device = resolve_shard(args.shard), device_from_env()  # --shard, else torchrun / SLURM array, else all
     if shard is not None:
         log.info("shard %s of the facts%s", shard, f" on {device}" if device else "")
-    options = dict(facts=args.facts, out=args.out, limit=args.limit, kinds=jobs, samples=args.samples,
-                   window=args.window, noise=args.noise, seed=args.seed, batch_size=args.batch_size,
-                   positions=args.positions, progress=not args.no_progress, shard=shard, device=device)
+    from artifact.experiments.arms import ArmRequest, run_arm
+    from artifact.speech.front_end import FrontEndConfig
+
+    front_end = None
     if args.arm == "s2t":
-        from artifact.experiments.s2t import run_s2t
-        from artifact.speech.pipeline import FrontEndConfig
-
         front_end = FrontEndConfig(tts=args.tts, recognizer=args.recognizer, aligner=args.aligner,
-                                   unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer,
-                                   validate_alignment=False)
-        summary = run_s2t(model=args.model or "embedded-speech", front_end=front_end, candidates=args.candidates,
-                          **options)
-    else:
-        from artifact.experiments.t2t import run_t2t
-
-        summary = run_t2t(model=args.model or "embedded", **options)
+                                   unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer)
+    request = ArmRequest(facts=args.facts, out=args.out, kinds=jobs, samples=args.samples, window=args.window,
+                         noise=args.noise, seed=args.seed, batch_size=args.batch_size, positions=args.positions,
+                         candidates=args.candidates if args.arm == "s2t" else None, front_end=front_end,
+                         progress=not args.no_progress, device=device)
+    summary = run_arm(args.arm, args.model, request, limit=args.limit, shard=shard)
     where = "" if summary.shard is None else f" (shard {summary.shard})"
     print(f"{len(summary.computed)} results computed, {len(summary.skipped)} already present{where}, "
           f"{summary.seconds:.0f} s -> {summary.run_dir}")

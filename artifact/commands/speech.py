@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from artifact.plots import save_figure
+    from artifact.figures.speech import spoken_fact_figure
+    from artifact.figures.style import save_figure
     from artifact.speech import FrontEndConfig, SpeechFrontEnd
-    from artifact.speech.plot import spoken_fact_figure
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1; got {args.limit}.")
@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         raise ValueError(f"{args.facts} holds no facts.")
     config = FrontEndConfig(tts=args.tts, recognizer=args.recognizer, aligner=args.aligner,
-                            unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer, cache=not args.no_cache)
+                            unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer, cache=not args.no_cache,
+                            validate_alignment=True)  # this command reports the alignment error
     front = SpeechFrontEnd(config)
     tokenizer = _text_tokenizer(args.text_tokenizer)
     args.out.mkdir(parents=True, exist_ok=True)

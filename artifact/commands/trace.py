@@ -62,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from artifact.figures.style import save_figure
+    from artifact.figures.trace import trace_heatmap
     from artifact.models import load_model
-    from artifact.plots import save_figure, trace_heatmap
-    from artifact.tracing import TraceConfig, answer_token_id, find_subject_range, trace_fact
+    from artifact.prompts import answer_token_id, find_subject_range
+    from artifact.tracing import TraceConfig, trace_fact
 
     loaded = load_model(args.model)
     tokenizer = loaded.tokenizer

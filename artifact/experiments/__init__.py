@@ -1,36 +1,12 @@
-"""Experiments: the runner (files, resume, progress), token groups, statistics, figures and the severed path.
+"""Experiment orchestration: files, resume, progress; the two arms; the pipeline behind run_all.sh.
 
-- `settings.py`  RunSettings: what a run computed with; hashed into its results folder's name
-- `runner.py`    one result file per (fact, job), atomic writes, resume, progress; generic over prompts and arms
-- `t2t.py`       the T->T arm: facts -> noise -> known filter -> text prompts -> runner
-- `s2t.py`       the S->T arm: facts -> speech front end -> speech noise -> Known-s2t filter -> runner
+- `arms.py`      the T->T and S->T arms as data: prompts, noise, Known filter; prepare once, trace a selection
+- `runner.py`    one result file per (fact, job), atomic writes, locks, resume, progress; generic over arms
 - `sharding.py`  disjoint, balanced shards of the facts for torchrun / SLURM arrays
-- `groups.py`    ROME's six token groups (and representative positions for speech)
-- `aggregate.py` AIE per kind, group and layer with bootstrap CIs over facts; tidy CSV + JSON
-- `figures.py`   heatmaps, layer curves, severed-path figure
-- `severed.py`   the severed-path computation (ROME Fig. 3)
-- `compare.py`   T->T vs S->T: paired differences, peaks, ratios, diffuseness, with bootstrap CIs; table, JSON
-- `compare_figures.py`, `normalised.py`  comparison figures; the length-normalised view
-- `claims.py`    the paper's claims as explicit decision rules on the comparison, and the generated summary
-- `pipeline.py`  the whole reproduction behind run_all.sh: profiles, model selection, resumable steps
+- `merge.py`     join run folders traced in separate places (shards without a shared filesystem)
+- `profiles.py`  the scales a pipeline run can take (smoke, full), torch-free
+- `choice.py`    which models and speech front end a pipeline run uses, and why (one banner line), torch-free
+- `pipeline.py`  the whole reproduction: a table of steps over one run object, resumable
+
+Nothing is imported here, so `artifact.experiments.profiles` and `.choice` load without torch.
 """
-
-from artifact.experiments.groups import GROUPS, positions_for, representative_positions, token_groups
-from artifact.experiments.runner import JOBS, ResultsFolderError, RunSummary, load_settings, open_run_dir, run_items
-from artifact.experiments.settings import RunSettings
-from artifact.experiments.sharding import Shard
-
-__all__ = [
-    "GROUPS",
-    "JOBS",
-    "ResultsFolderError",
-    "RunSettings",
-    "RunSummary",
-    "Shard",
-    "load_settings",
-    "open_run_dir",
-    "positions_for",
-    "representative_positions",
-    "run_items",
-    "token_groups",
-]

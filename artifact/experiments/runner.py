@@ -22,9 +22,6 @@ import fcntl
 import json
 import logging
 import math
-import os
-import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,71 +30,28 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from artifact.experiments.groups import positions_for
-from artifact.fileio import TMP_PREFIX, write_json_atomic
-from artifact.fileio import write_atomic as _write_atomic
-from artifact.experiments.settings import SETTINGS_FILE, RunSettings
-from artifact.experiments.severed import SEVERABLE, severed_cells, severed_trace
+from artifact.core.fileio import TMP_PREFIX, create_json_once, write_json_atomic, write_npz_atomic
+from artifact.core.groups import positions_for
+from artifact.core.layout import (
+    KNOWN_FILE,
+    LOCK_FILE,
+    SETTINGS_FILE,
+    ResultsFolderError,
+    fact_file_id,
+    plan_path,
+    result_path,
+)
+from artifact.core.names import JOBS, KINDS
+from artifact.core.settings import RunSettings, load_settings
 from artifact.experiments.sharding import Shard, ids_fingerprint
-from artifact.models.adapters import KINDS
 from artifact.tracing import TraceConfig, trace_fact
+from artifact.tracing.severed import severed_cells, severed_trace
 
 log = logging.getLogger(__name__)
 
-JOBS: tuple[str, ...] = (*KINDS, "severed")
-PLAN_FILE = "plan.json"
-PLANS_DIR = "plans"
-KNOWN_FILE = "known.json"
-LOCK_FILE = ".lock"
-
-
-class ResultsFolderError(ValueError):
-    """A results folder does not match the settings it is used with, or is not a results folder at all."""
 
 
 # ----------------------------------------------------------------------------------------------------------- files
-
-
-def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
-    """`numpy.savez` to a temporary file beside `path`, fsync, then `os.replace` (atomic on POSIX)."""
-    _write_atomic(path, lambda handle: np.savez(handle, **arrays))
-
-
-def create_json_once(path: Path, data: Any) -> bool:
-    """Create `path` with JSON unless it exists (atomic and race-free between processes: temp file + hard link,
-    which fails when another process created it first). True when this call created it."""
-    if path.exists():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links on this filesystem: best effort, still atomic
-            if path.exists():
-                return False
-            os.replace(tmp, path)
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def fact_file_id(known_id: Any) -> str:
-    """A fact's id as a safe file stem."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(known_id)) or "_"
-
-
-def result_path(run_dir: Path, job: str, known_id: Any) -> Path:
-    """Where the result of `job` for fact `known_id` lives."""
-    return Path(run_dir) / "traces" / job / f"{fact_file_id(known_id)}.npz"
 
 
 @contextlib.contextmanager
@@ -152,20 +106,6 @@ def _flock(handle, mode: int, busy: str) -> None:
 # ------------------------------------------------------------------------------------------------- results folder
 
 
-def load_settings(run_dir: Path) -> RunSettings:
-    """The RunSettings stored in a run folder; a clear error when the folder is not one."""
-    path = Path(run_dir) / SETTINGS_FILE
-    if not path.is_file():
-        children = sorted(p.name for p in Path(run_dir).glob(f"*/{SETTINGS_FILE}")) if Path(run_dir).is_dir() else []
-        hint = (
-            f" It holds run folders: {', '.join(str(Path(c).parent) for c in children)}; pass one of them."
-            if children
-            else " Pass the folder `run` printed (e.g. results/t2t-embedded-<key>)."
-        )
-        raise ResultsFolderError(f"{run_dir} is not a results folder: no {SETTINGS_FILE}.{hint}")
-    return RunSettings.from_dict(json.loads(path.read_text()))
-
-
 def open_run_dir(root: Path, settings: RunSettings, noise_rtol: float = 1e-9) -> Path:
     """The run folder of `settings` under `root`, created with its settings.json, or checked against it.
 
@@ -218,7 +158,7 @@ def fact_arrays(fact, prompt, tokenizer, arm: str, job: str) -> dict[str, np.nda
         "prompt_text": np.asarray(prompt.text),
         "modality": np.asarray(prompt.modality),
         "last_position": np.int64(prompt.last_position),
-        "token_labels": np.asarray([tokenizer.decode([i]) for i in ids] if tokenizer is not None else [str(i) for i in ids]),
+        "token_labels": np.asarray([tokenizer.decode([i]) if tokenizer is not None else str(i) for i in ids]),
         "answer": np.asarray(tokenizer.decode([prompt.target_id]) if tokenizer is not None else str(prompt.target_id)),
         "arm": np.asarray(arm),
         "job": np.asarray(job),
@@ -301,12 +241,12 @@ def run_items(
     start = time.perf_counter()
     num_layers = loaded.adapter.num_layers
     own = [result_path(run_dir, job, i) for job in jobs for i in ids]
-    with run_lock(run_dir, shard, own + ([] if shard is None else [plan_path(run_dir, shard)])):
+    with run_lock(run_dir, shard, own + ([] if shard is None else [plan_path(run_dir, shard.name)])):
         plan = {"arm": settings.arm, "jobs": list(jobs), "known_ids": [_jsonable(i) for i in ids]}
         if shard is not None:
             plan.update(shard=str(shard), all_known_ids=[_jsonable(i) for i in all_ids],
                         all_ids_sha256=ids_fingerprint(all_ids))
-        write_json_atomic(plan_path(run_dir, shard), plan)
+        write_json_atomic(plan_path(run_dir, None if shard is None else shard.name), plan)
         pending = []
         for job in jobs:
             for fact, prompt in items:
@@ -329,22 +269,6 @@ def run_items(
                 summary.computed.append((fact.known_id, job))
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def plan_path(run_dir: Path, shard: Shard | None = None) -> Path:
-    """The plan file of the whole run (plan.json) or of one shard (plans/shard-I-of-N.json)."""
-    if shard is None or shard.whole:
-        return Path(run_dir) / PLAN_FILE
-    return Path(run_dir) / PLANS_DIR / f"{shard.name}.json"
-
-
-def plan_files(run_dir: Path) -> list[Path]:
-    """Every plan file of a run folder: plan.json (unsharded runs) and plans/*.json (shards)."""
-    run_dir = Path(run_dir)
-    found = [run_dir / PLAN_FILE] if (run_dir / PLAN_FILE).is_file() else []
-    if (run_dir / PLANS_DIR).is_dir():
-        found += sorted(p for p in (run_dir / PLANS_DIR).glob("*.json") if not p.name.startswith("."))
-    return found
 
 
 def _jsonable(value: Any) -> Any:
@@ -385,11 +309,3 @@ def load_known_ids(run_dir: Path) -> list[Any] | None:
     if not path.is_file():
         return None
     return [row["known_id"] for row in json.loads(path.read_text())["checks"] if row.get("known")]
-
-
-__all__ = [
-    "JOBS", "SEVERABLE", "ResultsFolderError", "RunSummary", "compute_job", "create_json_once", "job_cells",
-    "load_known_ids", "load_settings", "open_run_dir", "parse_jobs", "plan_files", "plan_path", "result_path",
-    "run_items", "run_lock", "save_known",
-    "trace_config", "write_json_atomic", "write_npz_atomic",
-]

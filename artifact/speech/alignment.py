@@ -11,10 +11,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from artifact.speech.registry import Registry, module_missing, require_module
-from artifact.speech.recognition import _dist_version, state_dict_sha256, to_pcm16
-from artifact.speech.text import normalize_word
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
+from artifact.speech.recognition import _dist_version, state_dict_sha256, to_pcm16
+from artifact.speech.registry import Registry, module_missing, require_module
+from artifact.speech.text import normalize_word
 
 
 class AlignmentError(RuntimeError):

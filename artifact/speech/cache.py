@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from artifact.core.fileio import write_atomic
 
 SCHEMA = 1  # bump when the meaning of a cached output changes
 
@@ -24,18 +24,6 @@ def content_key(stage: str, **parts: Any) -> str:
     payload = json.dumps({"schema": SCHEMA, "stage": stage, **parts}, sort_keys=True, separators=(",", ":"),
                          ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SpeechCache:
@@ -60,7 +48,7 @@ class SpeechCache:
         self.misses += 1
         value = compute()
         if self.root is not None:
-            _atomic_write(path, lambda h: h.write(json.dumps(value, ensure_ascii=False).encode("utf-8")))
+            write_atomic(path, lambda h: h.write(json.dumps(value, ensure_ascii=False).encode("utf-8")))
         return value
 
     def array(self, stage: str, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -73,5 +61,5 @@ class SpeechCache:
         self.misses += 1
         value = np.asarray(compute())
         if self.root is not None:
-            _atomic_write(path, lambda h: np.save(h, value))
+            write_atomic(path, lambda h: np.save(h, value))
         return value

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from artifact.speech.base import WordTime
-from artifact.speech.espeak_worker import INSTALL_HINT, load_library
+from artifact.speech.espeak_worker import INSTALL_HINT, load_library  # noqa: F401  (INSTALL_HINT re-exported)
 
 WORKER = Path(__file__).resolve().parent / "espeak_worker.py"
 # Recorded in EspeakTTS.settings() (so it keys the cache): how a synthesis is run.

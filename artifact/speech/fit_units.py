@@ -22,7 +22,7 @@ import numpy as np
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from artifact.models.loading import sha256_file
+    from artifact.core.fileio import sha256_file
     from artifact.speech import units
     from artifact.speech.tts import EspeakTTS
 

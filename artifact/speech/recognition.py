@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from artifact.speech.registry import Registry, module_missing, require_module
 from artifact.speech.base import SAMPLE_RATE, check_audio
+from artifact.speech.registry import Registry, module_missing, require_module
 
 
 class Recognizer(abc.ABC):
@@ -103,7 +103,7 @@ class WhisperRecognizer(Recognizer):
             if self.model_name in whisper._MODELS:  # the sha256 of the file is part of its download URL
                 self._weights = f"sha256:{whisper._MODELS[self.model_name].split('/')[-2]}"
             elif Path(self.model_name).is_file():
-                from artifact.fileio import sha256_file
+                from artifact.core.fileio import sha256_file
 
                 self._weights = f"sha256:{sha256_file(Path(self.model_name))}"
                 self.model_name = "checkpoint file"  # where it lies does not change the transcripts

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from artifact.speech.registry import Registry
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
+from artifact.speech.registry import Registry
 
 MELOTTS_PYTHON_ENV = "MELOTTS_PYTHON"
 MELOTTS_INSTALL = (
@@ -150,13 +150,13 @@ class MeloTTS(TTS):
         self._source = probe["source"]
         self._offline = not probe["missing"]
         if ckpt_path is not None and Path(ckpt_path).is_file():
-            from artifact.fileio import sha256_file
+            from artifact.core.fileio import sha256_file
 
             self._checkpoint = f"sha256:{sha256_file(Path(ckpt_path))}"
         else:  # the hub's voice: repository@snapshot when cached (it downloads on first use otherwise)
             self._checkpoint = probe["checkpoint"] or f"hub voice for {language} (not cached yet)"
         if config_path is not None and Path(config_path).is_file():
-            from artifact.fileio import sha256_file
+            from artifact.core.fileio import sha256_file
 
             self._config = f"sha256:{sha256_file(Path(config_path))}"
         else:

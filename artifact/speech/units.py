@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from artifact.speech.registry import Registry, require_module
+from artifact.core.spiritlm import CHECKPOINTS_ENV
 from artifact.speech.base import SAMPLE_RATE, UNIT_HOP, UNIT_RATE, VOCABULARY, SpeechUnits, check_audio
+from artifact.speech.registry import Registry, require_module
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CENTROIDS_PATH = DATA_DIR / "kmeans500_logmel40.npy"
@@ -34,7 +35,7 @@ N_FFT = 1024
 SPIRITLM_INSTALL = ("scripts/install_spiritlm.sh (Meta's package from github.com/facebookresearch/spiritlm at the "
                     "commit in SPIRITLM_COMMIT; --no-deps), or offline: scripts/install_spiritlm.sh ARCHIVE.tar.gz "
                     "with a `git archive` of that commit")
-CHECKPOINTS_ENV = "SPIRITLM_CHECKPOINTS_DIR"
+
 HUBERT_LAYER = 11  # spiritlm_hubert()'s hubert_layer: the quantizer reads layer 11's features
 # Units of the spiritlm backend: the quantizer's 500 clusters plus its CTC blank (id 500), which the quantizer
 # replaces by its left neighbour except where a whole chunk is blank; SpiritLM's vocabulary has [Hu0]..[Hu500].
@@ -110,7 +111,7 @@ def nearest_centroid(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def load_centroids(path: Path = CENTROIDS_PATH, sha256: str | None = None) -> np.ndarray:
     """The shipped [500, 40] centroids, after checking the file's sha256 against `CENTROIDS_SHA256`."""
-    from artifact.models.loading import sha256_file
+    from artifact.core.fileio import sha256_file
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; refit it with: python -m artifact.speech.fit_units")
@@ -174,7 +175,7 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
         paths = speech_tokenizer_paths(checkpoints_dir)
         speech_tokenizer = require_module("spiritlm.speech_tokenizer", SPIRITLM_INSTALL, self.name)
         hubert_module = importlib.import_module("spiritlm.speech_tokenizer.hubert")
-        from artifact.fileio import sha256_file
+        from artifact.core.fileio import sha256_file
 
         # The cache key's model identity: sha256 of both files, hashed once here (the real HuBERT is ~380 MB).
         self.fingerprint = {path.name: sha256_file(path) for path in paths}
@@ -214,7 +215,7 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
 def speech_tokenizer_paths(checkpoints_dir: str | Path | None = None) -> list[Path]:
     """[HuBERT, quantizer] files under the checkpoints root (default $SPIRITLM_CHECKPOINTS_DIR), or an error naming
     the missing ones. Only these two are needed for units (no vocoder)."""
-    from artifact.commands.checkpoints import SPEECH_TOKENIZER_FILES
+    from artifact.core.spiritlm import SPEECH_TOKENIZER_FILES
 
     root = checkpoints_dir or os.environ.get(CHECKPOINTS_ENV)
     if not root:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from artifact.models.adapters import KINDS, Kind
+from artifact.core.names import KINDS, Kind
 
 
 @dataclass(frozen=True)

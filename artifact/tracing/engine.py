@@ -1,4 +1,4 @@
-"""The batched causal-tracing engine: tensors in, arrays out, no file I/O.
+"""The causal-tracing engine: tensors in, arrays out, no file I/O. `trace_fact` picks the path.
 
 Semantics are ROME's `causal_trace.py` (see `reference.py` for the plain one-forward-per-cell form): every corrupted
 row gets the same Gaussian noise on the subject's token embeddings, drawn from `RandomState(seed)` afresh for each
@@ -10,52 +10,23 @@ What the engine does differently, without changing the numbers beyond float roun
 - cells at tokens before the subject are set to the low score without a forward (the corruption cannot reach them
   in a causal model, so restoring them changes nothing);
 - logits are computed at the last position only.
+
+Two paths: the fast one (`fast.py`) for families with a layer stepper (each restored run recomputes only what the
+restoration can change), the generic one (`hooks.py`) with forward hooks for any other model.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Iterator, Literal, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from artifact.models.adapters import KINDS, Kind, ModelAdapter, main_tensor
+from artifact.models.adapters import ModelAdapter
 from artifact.models.stepping import stepper_for
 from artifact.tracing.config import TraceConfig
-from artifact.tracing.fast import FastTracer
-
-Source = Literal["clean", "corrupt"]
-
-
-@dataclass(frozen=True)
-class Patch:
-    """Overwrite the `kind` output at (`layer`, `token`) of a group's rows with the clean or the corrupted run's value."""
-
-    kind: Kind
-    layer: int
-    token: int
-    source: Source = "clean"
-
-
-@dataclass
-class RunContext:
-    """Everything fixed for one (prompt, subject, target): inputs, noise and the cached clean/corrupted states."""
-
-    model: torch.nn.Module
-    adapter: ModelAdapter
-    input_ids: torch.Tensor  # [pos]
-    subject_range: tuple[int, int]
-    target_id: int
-    noise_delta: torch.Tensor  # [samples, subject_len, d_model] float64: noise * randn, as ROME adds it
-    clean: dict[Kind, torch.Tensor] = field(default_factory=dict)  # kind -> [layer, pos, d_model]
-    corrupt: dict[Kind, torch.Tensor] = field(default_factory=dict)  # kind -> [layer, samples, pos, d_model]
-
-    @property
-    def samples(self) -> int:
-        return int(self.noise_delta.shape[0])
+from artifact.tracing.fast import trace_fast
+from artifact.tracing.hooks import trace_generic
 
 
 @dataclass
@@ -93,148 +64,6 @@ class TraceResult:
         }
 
 
-def noise_delta(samples: int, subject_len: int, d_model: int, noise: float, seed: int) -> torch.Tensor:
-    """ROME's corruption: `noise * RandomState(seed).randn(samples, subject_len, d_model)` in float64.
-
-    [samples, subject_len, d_model]. A fresh RandomState per forward means every forward sees this same array.
-    """
-    rs = np.random.RandomState(seed)
-    return noise * torch.from_numpy(rs.randn(samples, subject_len, d_model))
-
-
-@contextmanager
-def _hooks(model_modules: Sequence[tuple[torch.nn.Module, object]]) -> Iterator[None]:
-    handles = [module.register_forward_hook(fn) for module, fn in model_modules]  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _final_logits(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """[batch, vocab] fp32 logits at the last position only (the base model's final state through the LM head)."""
-    hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state[:, -1]
-    return model.get_output_embeddings()(hidden).float()
-
-
-def _capture_hook(store: list[torch.Tensor]):
-    def hook(_module, _inputs, output):
-        store.append(main_tensor(output).detach().clone())
-
-    return hook
-
-
-def prepare_context(
-    model: torch.nn.Module,
-    adapter: ModelAdapter,
-    input_ids: torch.Tensor,
-    subject_range: tuple[int, int],
-    target_id: int,
-    config: TraceConfig,
-    corrupt_kinds: Sequence[Kind] = (),
-) -> tuple[RunContext, tuple[float, float], tuple[float, float]]:
-    """Run the clean pass and the plain corrupted pass once; return the context, (high P, high logP), (low P, low logP).
-
-    The clean pass caches every kind's states; `corrupt_kinds` names the kinds whose corrupted states are cached too
-    (needed to freeze states at their corrupted values, as in the severed-path experiment).
-    """
-    device = adapter.embed.weight.device
-    ids = input_ids.to(device)
-    b, e = subject_range
-    d_model = adapter.embed.weight.shape[1]
-    ctx = RunContext(
-        model=model,
-        adapter=adapter,
-        input_ids=ids,
-        subject_range=(b, e),
-        target_id=target_id,
-        noise_delta=noise_delta(config.samples, e - b, d_model, config.noise, config.seed),
-    )
-    L = adapter.num_layers
-    stores: dict[Kind, list[torch.Tensor]] = {kind: [] for kind in KINDS}
-    hooks = [(adapter.module(kind, layer), _capture_hook(stores[kind])) for kind in KINDS for layer in range(L)]
-    with torch.no_grad(), _hooks(hooks):
-        logits = _final_logits(model, ids[None])
-    for kind in KINDS:
-        # hooks fire layer by layer; stores[kind][l] is [1, pos, d_model]
-        ctx.clean[kind] = torch.cat(stores[kind], dim=0)
-    high = _target_metrics(logits, target_id)
-    corrupt_stores: dict[Kind, list[torch.Tensor]] = {kind: [] for kind in corrupt_kinds}
-    hooks = [(adapter.module(k, layer), _capture_hook(corrupt_stores[k])) for k in corrupt_kinds for layer in range(L)]
-    with _hooks(hooks):
-        probs, logps = _forward_groups(ctx, [[]])
-    for kind in corrupt_kinds:
-        ctx.corrupt[kind] = torch.stack(corrupt_stores[kind], dim=0)
-    return ctx, (float(high[0][0]), float(high[1][0])), (float(probs[0]), float(logps[0]))
-
-
-def _target_metrics(logits: torch.Tensor, target_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """P(target) and log P(target) per row, from [rows, vocab] fp32 logits."""
-    probs = torch.softmax(logits, dim=-1)[:, target_id]
-    logps = torch.log_softmax(logits, dim=-1)[:, target_id]
-    return probs, logps
-
-
-def _forward_groups(ctx: RunContext, groups: Sequence[Sequence[Patch]]) -> tuple[np.ndarray, np.ndarray]:
-    """One forward of len(groups) x samples corrupted rows; group g's rows get g's patches.
-
-    Returns per group the mean P(target) and the mean log P(target) over its rows, float64 [groups].
-    """
-    S = ctx.samples
-    G = len(groups)
-    b, e = ctx.subject_range
-    delta = ctx.noise_delta.to(ctx.input_ids.device)
-
-    def corrupt_embeddings(_module, _inputs, output):
-        x = main_tensor(output)  # [G*S, pos, d_model]
-        x.view(G, S, *x.shape[1:])[:, :, b:e] += delta  # float64 added in place, as ROME does
-        return output
-
-    plan: dict[tuple[Kind, int], list[tuple[int, Patch]]] = defaultdict(list)
-    for g, patches in enumerate(groups):
-        for patch in patches:
-            plan[(patch.kind, patch.layer)].append((g, patch))
-
-    def restore_hook(entries: list[tuple[int, Patch]]):
-        rows = torch.cat([torch.arange(g * S, (g + 1) * S) for g, _ in entries])
-        tokens = torch.cat([torch.full((S,), p.token) for _, p in entries])
-        values = []
-        for _, p in entries:
-            if p.source == "clean":
-                values.append(ctx.clean[p.kind][p.layer, p.token].expand(S, -1))
-            else:
-                values.append(ctx.corrupt[p.kind][p.layer, :, p.token])
-        stacked = torch.cat(values, dim=0)
-
-        def hook(_module, _inputs, output):
-            main_tensor(output)[rows, tokens] = stacked.to(main_tensor(output).dtype)
-            return output
-
-        return hook
-
-    hooks: list[tuple[torch.nn.Module, object]] = [(ctx.adapter.embed, corrupt_embeddings)]
-    hooks += [(ctx.adapter.module(kind, layer), restore_hook(entries)) for (kind, layer), entries in plan.items()]
-    with torch.no_grad(), _hooks(hooks):
-        logits = _final_logits(ctx.model, ctx.input_ids[None].expand(G * S, -1))
-    probs, logps = _target_metrics(logits, ctx.target_id)
-    probs = probs.double().view(G, S).mean(dim=1)
-    logps = logps.double().view(G, S).mean(dim=1)
-    return probs.cpu().numpy(), logps.cpu().numpy()
-
-
-def run_groups(ctx: RunContext, groups: Sequence[Sequence[Patch]], batch_size: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Run many groups of patches, `batch_size // samples` groups per forward; mean P and mean log P per group."""
-    per_forward = max(1, batch_size // ctx.samples)
-    probs, logps = np.empty(len(groups)), np.empty(len(groups))
-    for start in range(0, len(groups), per_forward):
-        chunk = groups[start : start + per_forward]
-        probs[start : start + len(chunk)], logps[start : start + len(chunk)] = _forward_groups(ctx, chunk)
-        if progress is not None:
-            progress(len(chunk))
-    return probs, logps
-
-
 def _validate(model: torch.nn.Module, input_ids: torch.Tensor, subject_range: tuple[int, int], target_id: int) -> None:
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 1 or input_ids.dtype != torch.long:
         raise ValueError(
@@ -253,56 +82,6 @@ def _validate(model: torch.nn.Module, input_ids: torch.Tensor, subject_range: tu
         raise ValueError(f"target_id {target_id} is outside the model's vocabulary [0, {vocab}).")
 
 
-def _traced_tokens(T: int, L: int, subject_start: int, positions, low: tuple[float, float], progress):
-    """[pos, layer] score arrays (NaN where untraced, the low score before the subject) and the tokens to run."""
-    scores = np.full((T, L), np.nan)
-    logprobs = np.full((T, L), np.nan)
-    tokens = []
-    for t in positions:
-        if t < subject_start:  # before the subject: corrupted and clean states are equal, restoring is a no-op
-            scores[t, :], logprobs[t, :] = low
-            if progress is not None:
-                progress(L)
-        else:
-            tokens.append(t)
-    return scores, logprobs, tokens
-
-
-def _trace_generic(model, adapter, input_ids, subject_range, target_id, config, positions, progress):
-    """Any adapter-supported model: hooks on full forwards, many cells (groups of `samples` rows) per forward."""
-    L = adapter.num_layers
-    ctx, high, low = prepare_context(model, adapter, input_ids, subject_range, target_id, config)
-    scores, logprobs, tokens = _traced_tokens(len(input_ids), L, subject_range[0], positions, low, progress)
-    cells = [(t, layer) for t in tokens for layer in range(L)]
-    groups = [
-        [Patch(config.kind, restored, t) for restored in config.restored_layers(layer, L)] for t, layer in cells
-    ]
-    probs, logps = run_groups(ctx, groups, config.batch_size, progress)
-    for (t, layer), p, lp in zip(cells, probs, logps):
-        scores[t, layer], logprobs[t, layer] = p, lp
-    return high, low, scores, logprobs
-
-
-def _trace_fast(stepper, adapter, input_ids, subject_range, target_id, config, positions, progress):
-    """Families with a layer stepper: each restored run recomputes only what it can change (see `fast.py`)."""
-    L = adapter.num_layers
-    b, e = subject_range
-    ids = input_ids.to(adapter.embed.weight.device)
-    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed)
-    tracer = FastTracer(stepper, ids, subject_range, target_id, delta)
-    high, low = tracer.cache.high, tracer.cache.low
-    scores, logprobs, tokens = _traced_tokens(len(input_ids), L, b, positions, low, progress)
-    per_chunk = max(1, config.batch_size // config.samples)
-    for t in tokens:
-        # layers in order of their first recomputed block (hidden: l + 1; mlp/attn: l - window // 2): monotone in l
-        for start in range(0, L, per_chunk):
-            layers = list(range(start, min(L, start + per_chunk)))
-            scores[t, layers], logprobs[t, layers] = tracer.run_token(config, t, layers)
-            if progress is not None:
-                progress(len(layers))
-    return high, low, scores, logprobs
-
-
 def trace_fact(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -319,17 +98,17 @@ def trace_fact(
     """
     _validate(model, input_ids, subject_range, target_id)
     adapter = adapter or ModelAdapter(model)
-    T, L = int(input_ids.shape[0]), adapter.num_layers
+    T = int(input_ids.shape[0])
     positions = range(T) if config.positions is None else config.positions
     bad = [p for p in positions if not 0 <= p < T]
     if bad:
         raise ValueError(f"positions {bad} are outside the prompt's {T} tokens.")
     stepper = stepper_for(model, adapter, T)
     if stepper is None:
-        (high_p, high_lp), (low_p, low_lp), scores, logprobs = _trace_generic(
+        (high_p, high_lp), (low_p, low_lp), scores, logprobs = trace_generic(
             model, adapter, input_ids, subject_range, target_id, config, positions, progress)
     else:
-        (high_p, high_lp), (low_p, low_lp), scores, logprobs = _trace_fast(
+        (high_p, high_lp), (low_p, low_lp), scores, logprobs = trace_fast(
             stepper, adapter, input_ids, subject_range, target_id, config, positions, progress)
     return TraceResult(
         scores=scores,

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from artifact.models.adapters import Kind
+from artifact.core.names import Kind
 from artifact.models.stepping import LayerStepper, PrefixKV, causal_mask
 from artifact.tracing.config import TraceConfig
+from artifact.tracing.corruption import noise_delta, split_cells
 
 
 @dataclass
@@ -142,3 +143,23 @@ class FastTracer:
         result_p, result_lp = np.empty(C), np.empty(C)
         result_p[order], result_lp[order] = probs, logps
         return result_p, result_lp
+
+
+def trace_fast(stepper, adapter, input_ids, subject_range, target_id, config, positions, progress):
+    """Families with a layer stepper: each restored run recomputes only what it can change (see `fast.py`)."""
+    L = adapter.num_layers
+    b, e = subject_range
+    ids = input_ids.to(adapter.embed.weight.device)
+    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed)
+    tracer = FastTracer(stepper, ids, subject_range, target_id, delta)
+    high, low = tracer.cache.high, tracer.cache.low
+    scores, logprobs, tokens = split_cells(len(input_ids), L, b, positions, low, progress)
+    per_chunk = max(1, config.batch_size // config.samples)
+    for t in tokens:
+        # layers in order of their first recomputed block (hidden: l + 1; mlp/attn: l - window // 2): monotone in l
+        for start in range(0, L, per_chunk):
+            layers = list(range(start, min(L, start + per_chunk)))
+            scores[t, layers], logprobs[t, layers] = tracer.run_token(config, t, layers)
+            if progress is not None:
+                progress(len(layers))
+    return high, low, scores, logprobs

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import torch
 
 from artifact.models.adapters import ModelAdapter
-from artifact.tracing.tokens import encode
+from artifact.prompts.tokens import encode
 
 
 def subject_embedding_std(model: torch.nn.Module, tokenizer: Any, subjects: Iterable[str]) -> float:

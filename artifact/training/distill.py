@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from artifact.fileio import write_atomic
+from artifact.core.fileio import write_atomic
 from artifact.known import last_token_logits
 from artifact.training.config import DistillConfig
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
-from artifact.fileio import write_atomic, write_json_atomic
+from artifact.core.fileio import write_atomic, write_json_atomic
 from artifact.training.distill import DistillConfig, Example, accuracy, distill, seed_everything
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,8 @@ def build_examples(
     tokenizer: Any, facts: dict[str, Any], spoken: dict[str, Any], teacher_tokenizer: Any
 ) -> tuple[dict[str, Example], dict[str, Example]]:
     """Per fact key: the S->T example and the marked T->T example ([Text] + prompt), both against the plain prompt."""
-    from artifact.prompts import text_prompt_string
-    from artifact.speech.prompt import speech_prompt
-    from artifact.tracing.tokens import answer_token_id, encode
+    from artifact.prompts.build import speech_prompt, text_prompt_string
+    from artifact.prompts.tokens import answer_token_id, encode
 
     s2t, t2t = {}, {}
     for key, fact in facts.items():
@@ -73,6 +72,35 @@ def _known_ids(loaded: Any, records: Sequence[Any], cache_file: Path) -> set[int
     return set(ids)
 
 
+def _known_facts(loaded: Any, fact_sources: dict[str, str], work_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every source's Known-t2t facts by key ('source:known_id'), and each source's facts fingerprint."""
+    from artifact.facts import facts_fingerprint, load_facts
+
+    facts: dict[str, Any] = {}
+    fingerprints = {}
+    for source, spec in fact_sources.items():
+        records = load_facts(spec)
+        fingerprints[source] = facts_fingerprint(records)
+        known_ids = _known_ids(loaded, records, work_dir / f"known-{fingerprints[source][:16]}.json")
+        facts.update({fact_key(source, f.known_id): f for f in records if f.known_id in known_ids})
+        log.info("%s: %d of %d facts known from text", source, len(known_ids), len(records))
+    return facts, fingerprints
+
+
+def _speak(front_end: Any, facts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each fact through the speech front end; those it cannot speak are left out, with the reason."""
+    from tqdm import tqdm
+
+    spoken, failures = {}, {}
+    for key in tqdm(list(facts), desc="speech front end", unit="prompt"):
+        try:
+            spoken[key] = front_end.process(facts[key].prompt, facts[key].subject)
+        except (RuntimeError, ValueError) as exc:  # e.g. no alignment: the fact cannot be spoken, so it is left out
+            failures[key] = str(exc)
+            log.warning("%s left out: speech front end failed: %s", key, exc)
+    return spoken, failures
+
+
 def train_embedded_speech(
     fact_sources: dict[str, str],
     out_dir: Path,
@@ -90,31 +118,17 @@ def train_embedded_speech(
     """
     from safetensors.torch import save as safetensors_bytes
 
-    from artifact.facts import facts_fingerprint, load_facts
-    from artifact.models.loading import load_embedded, sha256_file
-    from artifact.models.speech_lm import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
-    from artifact.speech.pipeline import FrontEndConfig, SpeechFrontEnd
-    from tqdm import tqdm
+    from artifact.core.fileio import sha256_file
+    from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
+    from artifact.models.loading import load_embedded
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
     started = time.time()
     seed_everything(config.seed)
     loaded = load_embedded(device="cpu")
-    facts: dict[str, Any] = {}
-    fingerprints = {}
-    for source, spec in fact_sources.items():
-        records = load_facts(spec)
-        fingerprints[source] = facts_fingerprint(records)
-        known_ids = _known_ids(loaded, records, work_dir / f"known-{fingerprints[source][:16]}.json")
-        facts.update({fact_key(source, f.known_id): f for f in records if f.known_id in known_ids})
-        log.info("%s: %d of %d facts known from text", source, len(known_ids), len(records))
-    front_end = SpeechFrontEnd(FrontEndConfig(recognizer="none", validate_alignment=False))
-    spoken, front_end_failures = {}, {}
-    for key in tqdm(list(facts), desc="speech front end", unit="prompt"):
-        try:
-            spoken[key] = front_end.process(facts[key].prompt, facts[key].subject)
-        except (RuntimeError, ValueError) as exc:  # e.g. no alignment: the fact cannot be spoken, so it is left out
-            front_end_failures[key] = str(exc)
-            log.warning("%s left out: speech front end failed: %s", key, exc)
+    facts, fingerprints = _known_facts(loaded, fact_sources, work_dir)
+    front_end = SpeechFrontEnd(FrontEndConfig.offline("embedded"))
+    spoken, front_end_failures = _speak(front_end, facts)
     keys = [key for key in facts if key in spoken]
     if max_facts is not None:
         keys = sorted(keys, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:max_facts]

@@ -33,8 +33,12 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script
     sys.path.insert(0, str(REPO))
 
-from tests.support.llama_tokenizer import LLAMA_BASE_PIECES, SPIRITLM_MARKERS, default_corpus  # noqa: E402
-from tests.support.llama_tokenizer import train_llama_sentencepiece  # noqa: E402
+from tests.support.llama_tokenizer import (  # noqa: E402
+    LLAMA_BASE_PIECES,
+    SPIRITLM_MARKERS,
+    default_corpus,
+    train_llama_sentencepiece,  # noqa: E402
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +112,8 @@ def taught_facts() -> list[Any]:
 
 def _prompts(root: Path, tokenizer: Any, facts: Sequence[Any]) -> list[Any]:
     """T->T and S->T TracePrompts of `facts` (S->T from the offline front end with this checkpoint's HuBERT)."""
-    from artifact.prompts import text_prompt
-    from artifact.speech.pipeline import FrontEndConfig, SpeechFrontEnd
-    from artifact.speech.prompt import speech_prompt
+    from artifact.prompts.build import speech_prompt, text_prompt
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
     prompts = [text_prompt(tokenizer, f.prompt, f.subject, f.attribute, spiritlm=True) for f in facts]
     front = SpeechFrontEnd(FrontEndConfig(**OFFLINE_FRONT_END))

@@ -1,0 +1,91 @@
+"""Where things live on disk: the files of a run folder, of a pipeline's results folder and of an expected profile.
+
+    results/<model>-<profile>/                 a pipeline run (run_all.sh)
+        pipeline.json steps.json selection.json manifest.json
+        runs/<arm>-<model>-<key>/              one run folder per arm (the runner's)
+            settings.json known.json speech.json plan.json plans/ .lock
+            traces/<job>/<known_id>.npz        one result per fact and job
+            aggregate/{aie.csv, aie.json, severed.csv, group_effects.npz}
+            figures/
+        comparison/{comparison.json, comparison.md, summary.md, figures/}
+        verify/{report.md, report.json}
+    expected/<model>-<profile>/                what verify.py compares against
+        <arm>/{group_effects.npz, known_ids.json, settings.json}
+        claims.json tolerances.json manifest.json
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------- a run folder
+SETTINGS_FILE = "settings.json"
+KNOWN_FILE = "known.json"
+SPEECH_FILE = "speech.json"
+PLAN_FILE = "plan.json"
+PLANS_DIR = "plans"
+LOCK_FILE = ".lock"
+TRACES_DIR = "traces"
+AGGREGATE_DIR = "aggregate"
+AIE_JSON = "aie.json"
+AIE_CSV = "aie.csv"
+SEVERED_CSV = "severed.csv"
+EFFECTS_FILE = "group_effects.npz"
+FIGURES_DIR = "figures"
+
+# --------------------------------------------------------------------------------- a pipeline's results folder
+PIPELINE_FILE = "pipeline.json"
+STEPS_FILE = "steps.json"
+SELECTION_FILE = "selection.json"
+MANIFEST_FILE = "manifest.json"
+RUNS_DIR = "runs"
+COMPARISON_DIR = "comparison"
+COMPARISON_FILE = "comparison.json"
+COMPARISON_MD = "comparison.md"
+SUMMARY_FILE = "summary.md"
+VERIFY_DIR = "verify"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"  # the one page to read a run (artifact.report)
+
+# ------------------------------------------------------------------------------------------ an expected profile
+KNOWN_IDS_FILE = "known_ids.json"
+CLAIMS_FILE = "claims.json"
+TOLERANCES_FILE = "tolerances.json"
+
+
+class ResultsFolderError(ValueError):
+    """A results folder does not match the settings it is used with, or is not a results folder at all."""
+
+
+def fact_file_id(known_id: Any) -> str:
+    """A fact's id as a safe file stem."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(known_id)) or "_"
+
+
+def result_path(run_dir: Path, job: str, known_id: Any) -> Path:
+    """Where the result of `job` for fact `known_id` lives in a run folder."""
+    return Path(run_dir) / TRACES_DIR / job / f"{fact_file_id(known_id)}.npz"
+
+
+def comparison_file(results: Path) -> Path:
+    """The comparison document of a pipeline's results folder."""
+    return Path(results) / COMPARISON_DIR / COMPARISON_FILE
+
+
+def plan_path(run_dir: Path, shard_name: str | None = None) -> Path:
+    """The plan file of the whole run (plan.json) or of one shard (plans/<shard name>.json, e.g. shard-2-of-8)."""
+    if shard_name is None:
+        return Path(run_dir) / PLAN_FILE
+    return Path(run_dir) / PLANS_DIR / f"{shard_name}.json"
+
+
+def plan_files(run_dir: Path) -> list[Path]:
+    """Every plan file of a run folder: plan.json (unsharded runs) and plans/*.json (shards)."""
+    run_dir = Path(run_dir)
+    found = [run_dir / PLAN_FILE] if (run_dir / PLAN_FILE).is_file() else []
+    if (run_dir / PLANS_DIR).is_dir():
+        found += sorted(p for p in (run_dir / PLANS_DIR).glob("*.json") if not p.name.startswith("."))
+    return found

@@ -1,0 +1,45 @@
+"""The experiment's vocabulary, named once: arms, kinds of traced state, jobs, ROME's token groups, metrics."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# Arms: text prompt -> text answer, spoken prompt -> text answer.
+ARMS: tuple[str, ...] = ("t2t", "s2t")
+ARM_LABELS: dict[str, str] = {"t2t": "T->T", "s2t": "S->T"}
+
+# The state a causal trace restores: block output ("hidden"), MLP output, attention output.
+Kind = Literal["hidden", "mlp", "attn"]
+KINDS: tuple[Kind, ...] = ("hidden", "mlp", "attn")
+KIND_NAMES: dict[str, str] = {"hidden": "hidden state", "mlp": "MLP", "attn": "attention"}  # in prose
+SEVERABLE: tuple[Kind, ...] = ("mlp", "attn")  # paths the severed-path experiment can cut (ROME Fig. 3)
+SEVERED = "severed"
+JOBS: tuple[str, ...] = (*KINDS, SEVERED)  # one result file per fact and job
+
+# ROME's six token groups, in the order of every [fact, group, layer] array.
+GROUPS: tuple[str, ...] = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")
+GROUP_LABELS: dict[str, str] = {
+    "first_subject": "first subject token",
+    "middle_subject": "middle subject tokens",
+    "last_subject": "last subject token",
+    "first_subsequent": "first subsequent token",
+    "further": "further tokens",
+    "last": "last token",
+}
+SUBJECT_GROUPS: tuple[str, ...] = ("first_subject", "middle_subject", "last_subject")
+NEAR_SUBJECT_GROUPS: tuple[str, ...] = (*SUBJECT_GROUPS, "first_subsequent")
+FURTHER_GROUP = "further"
+# Every group but the last token: restoring the last token's state at late layers restores the output whatever the
+# mechanism, so grid statistics about the mechanism leave it out.
+MECHANISM_GROUPS: tuple[str, ...] = tuple(g for g in GROUPS if g != "last")
+ALWAYS_PRESENT_GROUPS: tuple[str, ...] = ("first_subject", "last_subject", "last")  # never empty for a fact
+# Where the answer is read ("last" token) in each arm; figures say so.
+LAST_TOKEN_MEANING: dict[str, str] = {"t2t": "last = final prompt token", "s2t": "last = [Text] marker"}
+
+# Indirect effect metrics: probability of the answer, and its log (logit-linear).
+METRICS: tuple[str, ...] = ("prob", "logprob")
+METRIC_LABELS: dict[str, str] = {"prob": "AIE (probability)", "logprob": "AIE (log-probability)"}
+
+# Model families of a pipeline run, and the model spec of each arm.
+PIPELINE_MODELS: tuple[str, ...] = ("embedded", "spiritlm")
+EMBEDDED, EMBEDDED_SPEECH, SPIRITLM = "embedded", "embedded-speech", "spiritlm"

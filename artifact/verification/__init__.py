@@ -1,0 +1,32 @@
+"""Statistical comparison of regenerated results with a stored expected profile (what `verify.py` runs).
+
+Every check is a pure function returning `Check` records {check, arm, kind, metric, group, observed, expected,
+tolerance, verdict, detail}; `verify()` runs them all and never raises on bad input: a missing file, a NaN or a
+layer-count mismatch becomes a FAIL record naming it. The checks and the calibration of their tolerances are
+described in expected/README.md. Torch-free (numpy and scipy only), so verify.py starts fast.
+
+- `records.py`    Check, Report, verdict words, calibration defaults
+- `load.py`       an arm's per-fact effects, Known set and settings, from a results folder or an expected profile
+- `statistics.py` paired differences, the Bonferroni band, correlations, peaks, set overlaps, data sanity
+- `checks.py`     the checks (curves, Known and traced sets, settings, claims)
+- `verify.py`     `verify(results, expected)`: every possible check, and what was not possible and why
+- `calibrate.py`  tolerances from replicate runs, and the detection power of perturbations
+- `profile.py`    recording an expected profile
+- `report.py`     report.md, report.json and the terminal table
+"""
+
+from artifact.verification.calibrate import calibrate_tolerances, detection_power
+from artifact.verification.checks import check_claims, check_known_set, check_settings, compare_arm_kind
+from artifact.verification.load import ArmData, load_expected_arm, load_run_arm, load_tolerances
+from artifact.verification.profile import record_profile
+from artifact.verification.records import FAIL, INFO, PASS, SKIP, Check, Report, VerifyError
+from artifact.verification.report import render_markdown, render_table, write_report
+from artifact.verification.statistics import band_statistic, bonferroni_band, jaccard, pearson, pearson_rows
+from artifact.verification.verify import conclude, verify
+
+__all__ = [
+    "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_statistic", "bonferroni_band",
+    "calibrate_tolerances", "check_claims", "check_known_set", "check_settings", "compare_arm_kind",
+    "detection_power", "jaccard", "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows",
+    "conclude", "record_profile", "render_markdown", "render_table", "verify", "write_report",
+]

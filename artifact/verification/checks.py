@@ -1,0 +1,239 @@
+"""The checks: each a pure function of loaded data and tolerances returning `Check` records (curves, Known and
+traced sets, settings, claims).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from artifact.analysis.bootstrap import BOOTSTRAP_SEED, N_RESAMPLES
+from artifact.core.layout import (
+    comparison_file,
+)
+from artifact.core.names import GROUPS
+from artifact.verification.load import ArmData, _read_json
+from artifact.verification.records import (
+    ALPHA,
+    CHECK_GROUPS,
+    FAIL,
+    INFO,
+    MATCHED_SETTINGS,
+    NOISE_RTOL,
+    PASS,
+    SKIP,
+    Check,
+    VerifyError,
+)
+from artifact.verification.statistics import (
+    aie_curve,
+    bad_cells,
+    band_statistic,
+    bonferroni_band,
+    empty_group_mismatches,
+    fact_map_correlations,
+    jaccard,
+    pair,
+    peak_layer,
+    pearson,
+)
+
+
+def _tol(tolerances: dict[str, Any], arm: str, kind: str, metric: str, name: str, group: str | None = None) -> Any:
+    """A tolerance value from tolerances.json; VerifyError naming the missing entry."""
+    key = f"{arm}/{kind}/{metric}" + (f"/{group}" if group else "")
+    try:
+        value = tolerances["entries"][key][name]["value"]
+    except (KeyError, TypeError):
+        raise VerifyError(f"tolerances.json has no {name} for {key}: recalibrate the profile") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise VerifyError(f"tolerances.json: {name} for {key} is {value!r}, not a number (the calibration could not "
+                          "measure it; see its how_chosen): recalibrate with more facts or replicates")
+    return value
+
+
+def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, tolerances: dict[str, Any],
+                     groups: Sequence[str] = CHECK_GROUPS) -> list[Check]:
+    """Every statistical check of one arm, kind and metric (paired equivalence, per-fact maps, curve shape)."""
+    arm, out = regen.arm, []
+    base = {"arm": arm, "kind": kind, "metric": metric}
+    name = f"{kind}_{metric}"
+    for side, data in (("regenerated", regen), ("expected", expected)):
+        if name not in data.effects:
+            return [Check("data", FAIL, **base, detail=f"{side} {data.source} has no {name} array")]
+    L_r, L_e = regen.effects[name].shape[2], expected.effects[name].shape[2]
+    if L_r != L_e:
+        return [Check("layers", FAIL, **base, observed=L_r, expected=L_e,
+                      detail=f"regenerated results have {L_r} layers, expected {L_e}: the two come from different "
+                             f"models (regenerated model {(regen.settings or {}).get('model')!r}, expected "
+                             f"{(expected.settings or {}).get('model')!r}); curves cannot be compared")]
+    ids, r, e = pair(regen, expected, kind, metric)
+    only_r = sorted(set(regen.fact_ids[kind]) - set(ids))
+    only_e = sorted(set(expected.fact_ids[kind]) - set(ids))
+    pairing = f"{len(ids)} paired facts" + (f"; {len(only_r)} only regenerated" if only_r else "") + \
+              (f"; {len(only_e)} only expected" if only_e else "")
+    out.append(check_traced(regen, expected, kind, tolerances, base))
+    bad = bad_cells(r) if ids else bad_cells(regen.effects[name])
+    if bad:
+        f, g, layer = bad[0]
+        fact = ids[f] if ids else regen.fact_ids[kind][f]
+        return out + [Check("nan", FAIL, **base, observed=len(bad), expected=0,
+                      detail=f"NaN in regenerated {name} of {regen.source}: {len(bad)} cell(s), first at fact "
+                             f"{fact}, group {GROUPS[g]}, layer {layer}")]
+    out.append(Check("nan", PASS, **base, observed=0, expected=0, detail=f"no NaN where values belong; {pairing}"))
+    mismatched = empty_group_mismatches(r, e) if ids else []
+    out.append(Check("empty_groups", FAIL if mismatched else PASS, **base, observed=len(mismatched), expected=0,
+                     detail=(f"{len(mismatched)} (fact, group) pairs empty on one side only, first fact "
+                             f"{ids[mismatched[0][0]]} group {GROUPS[mismatched[0][1]]}: token groups differ (another "
+                             "tokenisation, or results attached to the wrong facts)") if mismatched
+                     else "the same token groups are empty (one-token subjects etc.) on both sides"))
+    if len(ids) < 2:
+        out.append(Check("paired_facts", FAIL, **base, observed=len(ids), expected=">= 2",
+                         detail=f"too few facts on both sides to compare ({pairing})"))
+        return out
+    boot = tolerances.get("bootstrap", {})
+    for group in groups:
+        g = GROUPS.index(group)
+        delta = _tol(tolerances, arm, kind, metric, "delta", group)
+        mean, low, high = bonferroni_band(r[:, g, :] - e[:, g, :], boot.get("alpha", ALPHA),
+                                          boot.get("n_resamples", N_RESAMPLES), boot.get("seed", BOOTSTRAP_SEED))
+        stat = band_statistic(low, high)
+        worst = int(np.nanargmax(np.maximum(np.abs(low), np.abs(high)))) if np.isfinite(stat) else None
+        ok = math.isfinite(stat) and stat <= delta
+        out.append(Check("paired_equivalence", PASS if ok else FAIL, **base, group=group, observed=stat,
+                         expected=0.0, tolerance=delta,
+                         detail=f"max |CI end| of mean(regenerated - expected) over {L_r} layers (Bonferroni "
+                                f"{1 - boot.get('alpha', ALPHA) / L_r:.4f} percentile bootstrap), worst layer "
+                                f"{worst} (mean diff {mean[worst] if worst is not None else math.nan:+.4g}); "
+                                f"{pairing}"))
+        rc, ec = aie_curve(r, group), aie_curve(e, group)
+        corr = pearson(rc, ec)
+        bound = _tol(tolerances, arm, kind, metric, "curve_correlation", group)
+        ok = math.isfinite(corr) and corr >= bound
+        out.append(Check("curve_correlation", PASS if ok else FAIL, **base, group=group, observed=corr,
+                         expected=1.0, tolerance=bound, detail="Pearson r of the AIE curves over layers (paired facts)"
+                                                               + ("" if math.isfinite(corr) else "; undefined")))
+        pr, pe = peak_layer(rc), peak_layer(ec)
+        k = _tol(tolerances, arm, kind, metric, "peak_shift", group)
+        ok = pr is not None and pe is not None and abs(pr - pe) <= k
+        out.append(Check("peak_layer", PASS if ok else FAIL, **base, group=group, observed=pr, expected=pe,
+                         tolerance=k, detail=f"argmax layer of the AIE curve; allowed shift +/- {k}"))
+    rs = fact_map_correlations(r, e)
+    bound = _tol(tolerances, arm, kind, metric, "fact_correlation")
+    q = _tol(tolerances, arm, kind, metric, "fact_fraction")
+    frac = float(np.mean(np.nan_to_num(rs, nan=-np.inf) >= bound))
+    worst = [ids[i] for i in np.argsort(np.nan_to_num(rs, nan=-2))[:3]]
+    out.append(Check("fact_correlation", PASS if frac >= q else FAIL, **base, observed=frac, expected=1.0,
+                     tolerance=q, detail=f"fraction of {len(ids)} facts whose centred [group, layer] map correlates "
+                                         f"with its expected one at r >= {bound:.3f} (median r {np.nanmedian(rs):.3f}; "
+                                         f"lowest: {', '.join(worst)})"))
+    return out
+
+
+def known_bound(tolerances: dict[str, Any] | None, arm: str) -> float | None:
+    """The calibrated Jaccard bound of an arm's Known set, or None when not calibrated."""
+    try:
+        value = (tolerances or {})["entries"][f"{arm}/known_set"]["jaccard"]["value"]
+    except (KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def check_traced(regen: ArmData, expected: ArmData, kind: str, tolerances: dict[str, Any] | None,
+                 labels: dict[str, Any]) -> Check:
+    """The traced facts of a kind agree as the Known sets must (an incomplete or truncated run fails here)."""
+    r, e = set(regen.fact_ids[kind]), set(expected.fact_ids[kind])
+    j = jaccard(r, e)
+    bound = known_bound(tolerances, regen.arm)
+    bound = 1.0 if bound is None else bound
+    return Check("traced_set", PASS if j >= bound else FAIL, **labels, observed=j, expected=1.0, tolerance=bound,
+                 detail=f"Jaccard of the traced facts: {len(r)} regenerated, {len(e)} expected, {len(r & e)} both; "
+                        f"missing {sorted(e - r)[:10]}, extra {sorted(r - e)[:10]} (bound: the Known-set one)")
+
+
+def check_known_set(regen: ArmData, expected: ArmData, tolerances: dict[str, Any] | None) -> Check:
+    """The Known sets agree within the Jaccard bound; every difference is listed (not a crash)."""
+    if regen.known is None or expected.known is None:
+        return Check("known_set", SKIP, arm=regen.arm, detail="Known set not recorded on one side")
+    j = jaccard(regen.known, expected.known)
+    extra, lost = sorted(set(regen.known) - set(expected.known)), sorted(set(expected.known) - set(regen.known))
+    bound = known_bound(tolerances, regen.arm)
+    detail = (f"{len(regen.known)} regenerated vs {len(expected.known)} expected known facts; "
+              f"{len(extra)} only regenerated {extra[:10]}, {len(lost)} only expected {lost[:10]}")
+    if bound is None:
+        return Check("known_set", PASS if j == 1.0 else FAIL, arm=regen.arm, observed=j, expected=1.0, tolerance=1.0,
+                     detail=detail + " (no calibrated bound: exact agreement required)")
+    return Check("known_set", PASS if j >= bound else FAIL, arm=regen.arm, observed=j, expected=1.0, tolerance=bound,
+                 detail=detail)
+
+
+def check_settings(regen: ArmData, expected: ArmData) -> Check:
+    """The runs compared used the same model, facts, noise rule, samples, window and positions."""
+    r, e = regen.settings or {}, expected.settings or {}
+    diff = {k: (r.get(k), e.get(k)) for k in MATCHED_SETTINGS if k in e and r.get(k) != e.get(k)}
+    notes = []
+    if isinstance(r.get("noise"), (int, float)) and isinstance(e.get("noise"), (int, float)) and not diff:
+        if not math.isclose(r["noise"], e["noise"], rel_tol=NOISE_RTOL):
+            diff["noise"] = (r["noise"], e["noise"])
+    for k in ("seed", "batch_size", "device"):
+        if r.get(k) != e.get(k):
+            notes.append(f"{k} {r.get(k)!r} (expected run {e.get(k)!r}; allowed to differ)")
+    if diff:
+        hint = " (are these results of another model than the profile's?)" if "model" in diff else ""
+        return Check("settings", FAIL, arm=regen.arm, observed={k: v[0] for k, v in diff.items()},
+                     expected={k: v[1] for k, v in diff.items()},
+                     detail=f"settings differ from the expected run's: {diff}{hint}")
+    return Check("settings", PASS, arm=regen.arm, detail="; ".join(notes) or "same settings")
+
+
+def check_claims(regenerated: dict[str, Any] | None, expected: dict[str, Any],
+                 unstable: Iterable[str] = ()) -> list[Check]:
+    """Each expected claim verdict against the regenerated one. `expected`: claim id -> {"verdict", "statement"}
+    (or a bare verdict); claims listed in `unstable` (verdict flipped between calibration runs) are INFO only."""
+    unstable = set(unstable)
+    out = []
+    for cid, entry in expected.items():
+        want = entry.get("verdict") if isinstance(entry, dict) else entry
+        statement = entry.get("statement", "") if isinstance(entry, dict) else ""
+        if regenerated is None:
+            out.append(Check("claim", FAIL, group=cid, expected=want, detail="no regenerated claims (see above)"))
+            continue
+        if cid not in regenerated:
+            out.append(Check("claim", FAIL, group=cid, expected=want,
+                             detail=f"claim {cid!r} missing from the regenerated claims: {statement}"))
+            continue
+        got = regenerated[cid]
+        verdict = PASS if got == want else (INFO if cid in unstable else FAIL)
+        note = " (verdict unstable across calibration seeds: reported, not judged)" if verdict == INFO else ""
+        out.append(Check("claim", verdict, group=cid, observed=got, expected=want, tolerance="equal",
+                         detail=statement + note))
+    return out
+
+
+def claim_verdicts(doc: Any) -> dict[str, Any]:
+    """Claim id -> verdict from a claims section: {id: verdict}, {id: {"verdict"|"holds"|"pass": v}} or a list of
+    {"id": ..., "verdict"|"holds"|"pass": ...}."""
+    if isinstance(doc, dict) and "claims" in doc:
+        doc = doc["claims"]
+    items = doc.items() if isinstance(doc, dict) else ((d.get("id"), d) for d in doc or [] if isinstance(d, dict))
+    out = {}
+    for cid, entry in items:
+        if isinstance(entry, dict):
+            for key in ("verdict", "holds", "pass", "passed"):
+                if key in entry:
+                    out[str(cid)] = entry[key]
+                    break
+        else:
+            out[str(cid)] = entry
+    return out
+
+
+def claims_from_comparison(results: Path) -> dict[str, Any]:
+    """The regenerated claim verdicts of a results folder (comparison/comparison.json, its claims section)."""
+    doc = _read_json(comparison_file(results))
+    if "claims" not in doc:
+        raise VerifyError(f"{comparison_file(results)} has no 'claims' section")
+    return claim_verdicts(doc["claims"])

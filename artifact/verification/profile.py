@@ -1,0 +1,121 @@
+"""Recording an expected profile: a results folder's per-fact effects, Known sets, settings, claims and
+tolerances copied into expected/<profile>/ with a manifest of sha256s (portable paths).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from artifact.core.fileio import sha256_file
+from artifact.core.jsonable import jsonable
+from artifact.core.layout import (
+    CLAIMS_FILE,
+    EFFECTS_FILE,
+    KNOWN_IDS_FILE,
+    MANIFEST_FILE,
+    SETTINGS_FILE,
+    TOLERANCES_FILE,
+    comparison_file,
+)
+from artifact.core.names import ARMS
+from artifact.verification.calibrate import _load_run_arms
+from artifact.verification.checks import claims_from_comparison
+from artifact.verification.load import _run_settings
+from artifact.verification.records import FORMAT_VERSION, ClaimsFn, VerifyError
+
+
+def _claims_document(results: Path, claims_fn: ClaimsFn) -> dict[str, Any]:
+    """claims.json content from a run: claim id -> {"verdict", "statement"} (statements from comparison.json)."""
+    verdicts = claims_fn(results)
+    statements: dict[str, str] = {}
+    path = comparison_file(results)
+    if path.is_file():
+        section = json.loads(path.read_text()).get("claims", {})
+        section = section.get("claims", section) if isinstance(section, dict) else section
+        items = section.items() if isinstance(section, dict) else ((d.get("id"), d) for d in section or []
+                                                                     if isinstance(d, dict))
+        for cid, entry in items:
+            if isinstance(entry, dict):
+                for key in ("statement", "claim", "text", "description"):
+                    if isinstance(entry.get(key), str):
+                        statements[str(cid)] = entry[key]
+                        break
+    return {"source": str(path), "claims": {c: {"verdict": v, "statement": statements.get(c, "")}
+                                            for c, v in verdicts.items()}}
+
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _portable(value: Any) -> Any:
+    """`value` with this machine's paths made portable (repo root -> '.', home -> '~'): a recorded profile is
+    committed to the repository and must not carry the recording machine's paths."""
+    if isinstance(value, str):
+        value = value.replace(_REPO_ROOT, ".")
+        home = str(Path.home())
+        return value.replace(home, "~") if home not in ("/", "") else value
+    if isinstance(value, dict):
+        return {_portable(k): _portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v) for v in value]
+    return value
+
+
+def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | None,
+                   claims_fn: ClaimsFn = claims_from_comparison, claims_only: bool = False,
+                   force: bool = False) -> list[str]:
+    """Store a results folder as the expected profile `profile`: per arm group_effects.npz, known_ids.json and
+    settings.json (unless `claims_only`), claims.json from the run's claims, tolerances.json (when given) and
+    manifest.json (source, time, sha256 of every file). Returns notes on what was (not) recorded."""
+    results, profile = Path(results), Path(profile)
+    if profile.exists() and any(profile.iterdir()) and not force:
+        raise VerifyError(f"{profile} already holds a profile; pass --force to overwrite it")
+    if not claims_only and tolerances is None:
+        raise VerifyError("recording curves needs tolerances: pass --calibrate-from with replicate results "
+                          "folders (other noise seeds / batch sizes), or --tolerances FILE, or --claims-only")
+    notes: list[str] = []
+    arms_info: dict[str, Any] = {}
+    if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
+        for arm in ARMS:
+            shutil.rmtree(profile / arm, ignore_errors=True)
+        for name in (CLAIMS_FILE, TOLERANCES_FILE, MANIFEST_FILE):
+            (profile / name).unlink(missing_ok=True)
+    profile.mkdir(parents=True, exist_ok=True)
+    if not claims_only:
+        arms = _load_run_arms(results)
+        for arm, data in arms.items():
+            folder = profile / arm
+            folder.mkdir(exist_ok=True)
+            shutil.copyfile(data.source / "aggregate" / EFFECTS_FILE, folder / EFFECTS_FILE)
+            (folder / SETTINGS_FILE).write_text(json.dumps(_portable(data.settings), indent=2) + "\n")
+            known_doc = json.loads((data.source / "known.json").read_text())
+            (folder / KNOWN_IDS_FILE).write_text(json.dumps(
+                {"run": data.source.name, "rule": known_doc.get("rule", ""), "n_facts": known_doc.get("n_facts"),
+                 "known": data.known}, indent=2) + "\n")
+            arms_info[arm] = {"run": data.source.name, "layers": data.num_layers(),
+                              "facts": {k: len(v) for k, v in data.fact_ids.items()}}
+            notes.append(f"recorded {arm} curves from {data.source}")
+        (profile / TOLERANCES_FILE).write_text(json.dumps(_portable(jsonable(tolerances)), indent=2) + "\n")
+        notes.append(f"tolerances: {tolerances.get('verdict', 'given')}")
+    try:
+        claims_document = _portable(jsonable(_claims_document(results, claims_fn)))
+        (profile / CLAIMS_FILE).write_text(json.dumps(claims_document, indent=2) + "\n")
+        notes.append("recorded claims")
+    except VerifyError as error:
+        notes.append(f"no claims recorded: {error}")
+    settings = _run_settings(results)
+    if not settings:
+        notes.append("no run settings found: a claims-only verify cannot check the model")
+    run_manifest = json.loads((results / MANIFEST_FILE).read_text()) if (results / MANIFEST_FILE).is_file() else None
+    files = {str(p.relative_to(profile)): sha256_file(p) for p in sorted(profile.rglob("*"))
+             if p.is_file() and p.name not in (MANIFEST_FILE, "README.md")}
+    manifest = {"format": FORMAT_VERSION, "profile": profile.name, "source": str(results),
+                "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "contents": "claims only" if claims_only else "curves, Known sets, claims, tolerances",
+                "arms": arms_info, "settings": settings, "files": files, "run_manifest": run_manifest}
+    (profile / MANIFEST_FILE).write_text(json.dumps(_portable(jsonable(manifest)), indent=2) + "\n")
+    return notes

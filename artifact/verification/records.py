@@ -1,0 +1,86 @@
+"""What verify.py produces and the defaults it works with: check records (one line of the report), the report,
+the verdict words, and the calibration constants documented in expected/README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from artifact.core.jsonable import jsonable
+
+PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "INFO"
+
+
+DEFAULT_METRICS: tuple[str, ...] = ("prob",)
+
+
+CHECK_GROUPS: tuple[str, ...] = ("last_subject", "last")
+
+
+FORMAT_VERSION = 1
+
+
+# Settings that must agree for the comparison to mean anything; the rest (seed, batch_size, device) may differ.
+MATCHED_SETTINGS: tuple[str, ...] = ("arm", "model", "dtype", "facts_fingerprint", "noise_spec", "samples", "window",
+                                     "positions")
+
+
+NOISE_RTOL = 1e-4
+
+
+# Calibration defaults (documented in expected/README.md).
+SAFETY = 1.5  # multiplicative margin on every measured spread
+
+
+ALPHA = 0.05  # family-wise error of the per-layer band
+
+
+SIMULATED_RERUNS = 1000  # resampled run-to-run differences per replicate for the curve-shape tolerances
+
+
+NULL_PERMUTATIONS = 20  # derangements of facts used to measure the "wrong facts" correlation distribution
+
+
+ClaimsFn = Callable[[Path], dict[str, Any]]
+
+
+class VerifyError(Exception):
+    """Input that makes a check impossible (missing file, bad format); turned into a FAIL record, never a traceback."""
+
+
+@dataclass
+class Check:
+    """One line of the report."""
+
+    check: str
+    verdict: str
+    arm: str | None = None
+    kind: str | None = None
+    metric: str | None = None
+    group: str | None = None
+    observed: Any = None
+    expected: Any = None
+    tolerance: Any = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Report:
+    """Everything verify found: the checks, what was possible, and the verdict."""
+
+    results: str
+    expected: str
+    checks: list[Check]
+    possible: list[str]
+    skipped: dict[str, str]
+    verdict: str = FAIL
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {v: sum(c.verdict == v for c in self.checks) for v in (PASS, FAIL, SKIP, INFO)}
+        return {"verdict": self.verdict, "results": self.results, "expected": self.expected, "counts": counts,
+                "possible": self.possible, "skipped": self.skipped, "checks": [c.to_dict() for c in self.checks]}

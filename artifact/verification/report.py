@@ -1,0 +1,68 @@
+"""The verify report: markdown (report.md), a terminal table, and JSON (report.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from artifact.core.jsonable import jsonable
+from artifact.verification.records import PASS, Report
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if not math.isfinite(value) else f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(jsonable(value))
+    return str(value)
+
+
+def render_markdown(report: Report) -> str:
+    """report.md: verdict, which checks were possible and which were skipped (why), and every check."""
+    doc = report.to_dict()
+    lines = [f"# verify.py: {report.verdict}", "",
+             f"- results: `{report.results}`", f"- expected: `{report.expected}`",
+             f"- checks: " + ", ".join(f"{n} {v}" for v, n in doc["counts"].items() if n), "",
+             "## Checks possible", ""]
+    lines += [f"- {p}" for p in report.possible] or ["- none"]
+    lines += ["", "## Checks skipped", ""]
+    lines += [f"- {k}: {v}" for k, v in report.skipped.items()] or ["- none"]
+    lines += ["", "## Every check", "",
+              "| verdict | check | arm | kind | metric | group | observed | expected | tolerance | detail |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in report.checks:
+        cells = [c.verdict, c.check, c.arm, c.kind, c.metric, c.group, c.observed, c.expected, c.tolerance,
+                 c.detail]
+        lines.append("| " + " | ".join(_fmt(x).replace("|", "\\|") for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_table(report: Report, width: int = 110) -> str:
+    """A short per-check table for the terminal, then the verdict."""
+    lines = []
+    for c in report.checks:
+        where = "/".join(x for x in (c.arm, c.kind, c.metric, c.group) if x)
+        obs = f"{_fmt(c.observed)} (tol {_fmt(c.tolerance)})" if c.tolerance is not None else _fmt(c.observed)
+        line = f"{c.verdict:4}  {c.check:19} {where:28} {obs}"
+        if c.verdict != PASS and c.detail:
+            line += f"  {c.detail}"
+        lines.append(line[:width] if c.verdict == PASS else line)
+    for k, v in report.skipped.items():
+        lines.append(f"SKIP  {k}: {v}")
+    lines.append(f"verify: {report.verdict} ({', '.join(report.possible) or 'no check possible'})")
+    return "\n".join(lines)
+
+
+def write_report(report: Report, folder: Path) -> tuple[Path, Path]:
+    """Write report.json and report.md into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / "report.json", folder / "report.md"
+    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    md_path.write_text(render_markdown(report))
+    return json_path, md_path

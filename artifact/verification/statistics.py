@@ -1,0 +1,133 @@
+"""The statistics behind the checks: paired differences, the Bonferroni band over layers (the shared bootstrap
+at level 1 - alpha/L), correlations of per-fact maps and of curves, peaks, set overlaps, and data sanity.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Iterable
+
+import numpy as np
+
+from artifact.analysis.bootstrap import BOOTSTRAP_SEED, N_RESAMPLES, bootstrap_mean_ci
+from artifact.core.names import ALWAYS_PRESENT_GROUPS, GROUPS
+from artifact.verification.load import ArmData
+from artifact.verification.records import ALPHA
+
+
+def pair(regen: ArmData, expected: ArmData, kind: str, metric: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Facts present on both sides (expected order) and their [fact, group, layer] arrays (regenerated, expected)."""
+    name = f"{kind}_{metric}"
+    r_index = {i: n for n, i in enumerate(regen.fact_ids[kind])}
+    ids = [i for i in expected.fact_ids[kind] if i in r_index]
+    e_index = {i: n for n, i in enumerate(expected.fact_ids[kind])}
+    r = regen.effects[name][[r_index[i] for i in ids]]
+    e = expected.effects[name][[e_index[i] for i in ids]]
+    return ids, r, e
+
+
+def bonferroni_band(diff: np.ndarray, alpha: float = ALPHA, n_resamples: int = N_RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over facts of `diff` [fact, layer] and its percentile bootstrap CI per layer at level 1 - alpha/L
+    (Bonferroni: all L intervals cover jointly with probability >= 1 - alpha). NaN facts of a layer are dropped;
+    a layer with < 2 facts gets a NaN interval; a constant layer gets that constant. Returns (mean, low, high) [layer].
+    """
+    diff = np.asarray(diff, dtype=np.float64)
+    level = 1 - alpha / max(diff.shape[1], 1)
+    _, mean, low, high, _ = bootstrap_mean_ci(diff, confidence=level, n_resamples=n_resamples, seed=seed,
+                                              method="percentile")
+    return mean, low, high
+
+
+def band_statistic(low: np.ndarray, high: np.ndarray) -> float:
+    """max over layers of max(|low|, |high|): the smallest delta with every interval inside [-delta, delta]."""
+    if not len(low) or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        return math.nan
+    return float(np.max(np.maximum(np.abs(low), np.abs(high))))
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r over cells finite in both (NaN when fewer than 3 or either side is constant)."""
+    x, y = np.ravel(np.asarray(x, dtype=np.float64)), np.ravel(np.asarray(y, dtype=np.float64))
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if x.size < 3:
+        return math.nan
+    x, y = x - x.mean(), y - y.mean()
+    denom = math.sqrt(float(x @ x) * float(y @ y))
+    return float(x @ y) / denom if denom > 0 else math.nan
+
+
+def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[row] Pearson r of each row of x [row, cell] with the same row of y (broadcast), over cells finite in both;
+    NaN for rows with fewer than 3 such cells or a constant side. Same numbers as `pearson`, vectorised."""
+    x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    keep = np.isfinite(x) & np.isfinite(y)
+    n = keep.sum(axis=1)
+    x0, y0 = np.where(keep, x, 0.0), np.where(keep, y, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xc = np.where(keep, x0 - (x0.sum(axis=1) / n)[:, None], 0.0)
+        yc = np.where(keep, y0 - (y0.sum(axis=1) / n)[:, None], 0.0)
+        denom = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
+        r = (xc * yc).sum(axis=1) / denom
+    r[(n < 3) | ~(denom > 0)] = np.nan
+    return r
+
+
+def fact_correlations(r: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """[fact] Pearson r between each fact's regenerated and expected [group, layer] maps (NaN cells dropped)."""
+    return pearson_rows(r.reshape(r.shape[0], -1), e.reshape(e.shape[0], -1))
+
+
+def centred(maps: np.ndarray) -> np.ndarray:
+    """[fact, group, layer] maps minus their mean over facts (NaN-mean per cell): each fact's own part."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return maps - np.nanmean(maps, axis=0, keepdims=True)
+
+
+def fact_map_correlations(r: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """[fact] Pearson r between each paired fact's regenerated and expected map, each side centred on its own mean
+    map over the paired facts. Centring removes the structure all facts share (on the embedded model's 40 T->T facts,
+    raw maps of *different* facts correlate at median r 0.4-0.8 by kind; centred, at about 0), so the statistic
+    tells a fact's own map from another fact's."""
+    return fact_correlations(centred(r), centred(e))
+
+
+def aie_curve(effects: np.ndarray, group: str) -> np.ndarray:
+    """[layer] AIE of one group: NaN-mean over facts of [fact, group, layer]."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(effects[:, GROUPS.index(group), :], axis=0)
+
+
+def peak_layer(curve: np.ndarray) -> int | None:
+    return int(np.nanargmax(curve)) if np.any(np.isfinite(curve)) else None
+
+
+def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
+    a, b = set(a), set(b)
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def bad_cells(regen: np.ndarray) -> list[tuple[int, int, int]]:
+    """(fact, group, layer) cells of a regenerated [fact, group, layer] array that should be finite but are not:
+    any non-finite cell of an always-present group or of a partly finite (fact, group) row. (A whole NaN row of a
+    group that can be empty, e.g. the middle of a one-token subject, is legitimate.)"""
+    bad = ~np.isfinite(regen)
+    if not bad.any():
+        return []
+    row_partial = bad.any(axis=2, keepdims=True) & ~bad.all(axis=2, keepdims=True)
+    always = np.zeros_like(bad)
+    for g in ALWAYS_PRESENT_GROUPS:
+        always[:, GROUPS.index(g), :] = True
+    return [tuple(int(v) for v in cell) for cell in np.argwhere(bad & (row_partial | always))]
+
+
+def empty_group_mismatches(regen: np.ndarray, expected: np.ndarray) -> list[tuple[int, int]]:
+    """(fact, group) pairs of paired [fact, group, layer] arrays where one side's group is empty (all NaN) and the
+    other's is not. Token groups follow from tokenisation alone, so they never differ between reruns."""
+    r_empty = ~np.isfinite(regen).any(axis=2)
+    e_empty = ~np.isfinite(expected).any(axis=2)
+    return [tuple(int(v) for v in cell) for cell in np.argwhere(r_empty != e_empty)]

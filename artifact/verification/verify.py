@@ -1,0 +1,169 @@
+"""Statistical comparison of regenerated results with a stored expected profile (what `verify.py` runs).
+
+Every check is a pure function returning `Check` records {check, arm, kind, metric, group, observed, expected,
+tolerance, verdict, detail}; `verify()` runs them all and never raises on bad input: a missing file, a NaN or a
+layer-count mismatch becomes a FAIL record naming it.
+
+Layouts (see expected/README.md):
+
+    results/<profile>/runs/<arm>-<model>-<key>/{settings.json, known.json, aggregate/group_effects.npz}
+    results/<profile>/selection.json                       which run folder of each arm (when several)
+    results/<profile>/comparison/comparison.json          claims section (regenerated claim verdicts)
+    expected/<profile>/<arm>/{group_effects.npz, known_ids.json, settings.json}
+    expected/<profile>/{claims.json, tolerances.json, manifest.json}
+
+Checks, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric (default prob):
+
+- paired_equivalence (per group last_subject, last): facts paired by known_id; per layer the percentile bootstrap CI
+  (scipy.stats.bootstrap, fixed seed) of the mean over facts of (regenerated - expected) IE at level 1 - 0.05/L
+  (Bonferroni over the L layers, so the L intervals hold jointly with >= 95%); every interval must lie in
+  [-delta, +delta]. Observed = max over layers of the larger |CI end|. Catches scaled or shifted curves.
+- fact_correlation: per fact, Pearson r between its regenerated and expected [group, layer] IE map, each side
+  centred on its mean map over the paired facts (NaN cells dropped); the fraction of facts with r >= bound must be
+  >= fact_fraction. Catches results attached to wrong facts.
+- curve_correlation / peak_layer (per group): Pearson r of the two AIE curves (mean over paired facts) >= bound;
+  argmax layers within +/- k. Catches moved peaks and changed shapes.
+- known_set (per arm): Jaccard index of the regenerated and expected Known sets >= bound; differences listed.
+- claims: each regenerated claim verdict equals the expected one (claims unstable across calibration seeds: INFO).
+- settings / files / nan / empty_groups / layers: the comparison is meaningful (same model, facts, noise rule,
+  samples...; every file present; no NaN where a value belongs; the same token groups empty; same layer count).
+
+A profile holding only claims.json (SpiritLM, whose curves need the gated weights and a GPU) gets the claims and the
+run settings checked; the report lists every check that was not possible and why.
+
+Tolerances come from `calibrate_tolerances` (replicate runs with other noise seeds and batch sizes against the
+reference run), each stored with how it was chosen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from artifact.core.layout import (
+    CLAIMS_FILE,
+    MANIFEST_FILE,
+    TOLERANCES_FILE,
+)
+from artifact.core.names import ARMS
+from artifact.verification.checks import (
+    check_claims,
+    check_known_set,
+    check_settings,
+    claims_from_comparison,
+    compare_arm_kind,
+)
+from artifact.verification.load import (
+    ArmData,
+    _read_json,
+    _run_settings,
+    expected_arms,
+    load_expected_arm,
+    load_run_arm,
+    load_tolerances,
+)
+from artifact.verification.records import (
+    CHECK_GROUPS,
+    DEFAULT_METRICS,
+    FAIL,
+    PASS,
+    Check,
+    ClaimsFn,
+    Report,
+    VerifyError,
+)
+
+
+def _guard(out: list[Check], what: str, fn: Callable[[], Any], **labels) -> Any:
+    """Run fn; a VerifyError becomes a FAIL record (`what` names the check), other errors too, with their type."""
+    try:
+        return fn()
+    except VerifyError as error:
+        out.append(Check(what, FAIL, detail=str(error), **labels))
+    except Exception as error:  # never a traceback in the reviewer's face, but say what broke
+        out.append(Check(what, FAIL, detail=f"{type(error).__name__}: {error}", **labels))
+    return None
+
+
+def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comparison,
+           tolerances: dict[str, Any] | None = None) -> Report:
+    """Compare a results folder with an expected profile; never raises on bad data (FAIL records instead)."""
+    results, expected = Path(results), Path(expected)
+    checks: list[Check] = []
+    possible: list[str] = []
+    skipped: dict[str, str] = {}
+    if not results.is_dir():
+        checks.append(Check("files", FAIL, detail=f"missing results folder: {results} (run ./run_all.sh first)"))
+    if not expected.is_dir():
+        checks.append(Check("files", FAIL, detail=f"missing expected profile folder: {expected}"))
+    if checks:
+        return conclude(Report(str(results), str(expected), checks, possible, skipped))
+    arms = expected_arms(expected)
+    if arms:
+        if tolerances is None:
+            tolerances = _guard(checks, "tolerances", lambda: load_tolerances(expected))
+        if tolerances is None:
+            skipped["curve statistics"] = (f"no usable {expected / TOLERANCES_FILE}: only settings and Known sets "
+                                           "(exact) were compared; record the profile with --calibrate-from")
+        metrics = tuple((tolerances or {}).get("metrics", DEFAULT_METRICS))
+        groups = tuple((tolerances or {}).get("groups", CHECK_GROUPS))
+        possible.append(f"curves ({', '.join(arms)}: paired equivalence, per-fact map correlation, curve shape, "
+                        f"Known sets; metric {', '.join(metrics)})")
+        for arm in ARMS:
+            if arm not in arms:
+                skipped[f"curves {arm}"] = f"the expected profile has no {arm}/ folder"
+        for arm in arms:
+            exp = _guard(checks, "files", lambda: load_expected_arm(expected, arm), arm=arm)
+            reg = _guard(checks, "files", lambda: load_run_arm(results, arm, exp.settings if exp else None), arm=arm)
+            if exp is None or reg is None:
+                continue
+            checks.append(check_settings(reg, exp))
+            checks.append(check_known_set(reg, exp, tolerances))
+            if tolerances is None:
+                continue
+            for kind in exp.kinds():
+                if kind not in reg.fact_ids:
+                    checks.append(Check("data", FAIL, arm=arm, kind=kind,
+                                        detail=f"regenerated {reg.source} has no {kind} effects"))
+                    continue
+                for metric in metrics:
+                    checks += _guard(checks, "statistics", lambda: compare_arm_kind(reg, exp, kind, metric,
+                                                                                  tolerances, groups),
+                                     arm=arm, kind=kind, metric=metric) or []
+    else:
+        skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so paired equivalence, "
+                             "per-fact correlation, curve shape and Known-set checks were not possible")
+        recorded = {}
+        if (expected / MANIFEST_FILE).is_file():
+            recorded = (_guard(checks, "files", lambda: _read_json(expected / MANIFEST_FILE)) or {}).get("settings")
+        if recorded:  # at least check that the claims come from the same model, facts and noise rule
+            regenerated = _run_settings(results, recorded)
+            for arm, exp_settings in recorded.items():
+                if arm not in regenerated:
+                    checks.append(Check("files", FAIL, arm=arm, detail=f"missing run folder: no {arm} run in "
+                                                                       f"{results}"))
+                    continue
+                checks.append(check_settings(ArmData(arm, results, regenerated[arm], None),
+                                             ArmData(arm, expected, exp_settings, None)))
+            possible.append("run settings (model, facts, noise rule) against the recorded ones")
+    claims_path = expected / CLAIMS_FILE
+    if claims_path.is_file():
+        doc = _guard(checks, "files", lambda: _read_json(claims_path))
+        if doc is not None:
+            expected_claims = doc.get("claims", doc)
+            regenerated = _guard(checks, "claims", lambda: claims_fn(results))
+            unstable = (tolerances or {}).get("claims", {}).get("unstable", []) if tolerances else []
+            checks += check_claims(regenerated, expected_claims, unstable)
+            possible.append(f"claims ({len(expected_claims)} from {claims_path.name})")
+    else:
+        skipped["claims"] = f"no {claims_path}"
+    if not possible:
+        checks.append(Check("profile", FAIL, detail=f"{expected} holds neither curves nor claims: nothing to check"))
+    return conclude(Report(str(results), str(expected), checks, possible, skipped))
+
+
+def conclude(report: Report) -> Report:
+    """The report with its verdict: PASS when at least one check was judged and none FAILed, else FAIL."""
+    judged = [c for c in report.checks if c.verdict in (PASS, FAIL)]
+    report.verdict = PASS if judged and all(c.verdict == PASS for c in judged) else FAIL
+    return report

@@ -1,0 +1,117 @@
+"""The pipeline's model selection (one banner line, clear errors for an incomplete SpiritLM layout) and step log."""
+
+from pathlib import Path
+
+import pytest
+
+from artifact.core.spiritlm import missing_checkpoint_files
+from artifact.experiments.choice import ModelSelectionError, select_model
+from artifact.experiments.pipeline import StepLog, check_results_folder
+from artifact.experiments.profiles import PROFILES
+
+
+def _layout(root: Path, skip: int | None = None) -> None:
+    for n, rel in enumerate(missing_checkpoint_files(root)):
+        if n != skip:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(b"x")
+
+
+def test_default_is_embedded_without_checkpoints(monkeypatch):
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
+    choice = select_model(None, None)
+    assert (choice.name, choice.t2t_model, choice.s2t_model) == ("embedded", "embedded", "embedded-speech")
+    assert "no SpiritLM checkpoints mounted" in choice.banner and "--checkpoints" in choice.banner
+    assert "\n" not in choice.banner
+
+
+def test_default_is_spiritlm_with_a_complete_layout(tmp_path, monkeypatch):
+    _layout(tmp_path)
+    monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
+    choice = select_model(None, None, front_end="offline")
+    assert choice.name == "spiritlm" and choice.front_end["unit_tokenizer"] == "spiritlm"
+    assert choice.front_end["tts"] == "espeak-ng" and "as asked" in choice.front_end_banner
+    assert str(tmp_path) in choice.banner
+
+
+def test_front_end_choice_per_model_and_stage():
+    """auto: the paper's stages that can run here, offline for the others, said in one line; paper: no fallback;
+    the embedded speech model takes the offline front end only (it was trained on its units)."""
+    from artifact.speech.front_end import FrontEndChoiceError, choose_front_end
+
+    def only_whisper_missing(stage, name):
+        return "no small.pt in /weights/whisper" if name == "whisper-small" else None
+
+    auto = choose_front_end("spiritlm", "auto", probe=only_whisper_missing)
+    assert auto.config == {"tts": "melotts", "recognizer": "none", "aligner": "mms-fa", "unit_tokenizer": "spiritlm",
+                           "validate_alignment": False}
+    assert auto.fallbacks == {"recognizer": "no small.pt in /weights/whisper"}
+    assert "whisper-small -> none" in auto.banner and "no small.pt" in auto.banner and "\n" not in auto.banner
+    everything = choose_front_end("spiritlm", "auto", probe=lambda stage, name: None)
+    assert (everything.config["tts"], everything.config["recognizer"], everything.fallbacks) == (
+        "melotts", "whisper-small", {})
+    with pytest.raises(FrontEndChoiceError, match="whisper-small .no small.pt.*--front-end offline"):
+        choose_front_end("spiritlm", "paper", probe=only_whisper_missing)
+    probed = []
+    offline = choose_front_end("spiritlm", "offline", probe=lambda stage, name: probed.append(name))
+    assert offline.config["tts"] == "espeak-ng" and offline.config["unit_tokenizer"] == "spiritlm" and not probed
+    embedded = choose_front_end("embedded", "auto", probe=lambda stage, name: None)
+    assert embedded.config == {"tts": "espeak-ng", "recognizer": "none", "aligner": "pocketsphinx",
+                               "unit_tokenizer": "kmeans-logmel", "validate_alignment": False}
+    with pytest.raises(FrontEndChoiceError, match="trained on the offline front end"):
+        choose_front_end("embedded", "paper")
+
+
+def test_incomplete_layout_falls_back_by_default_and_fails_when_asked(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
+    _layout(tmp_path, skip=0)
+    missing = missing_checkpoint_files(tmp_path)
+    assert len(missing) == 1
+    choice = select_model(None, str(tmp_path))
+    assert choice.name == "embedded" and "lacks 1 SpiritLM file" in choice.banner
+    with pytest.raises(ModelSelectionError, match=missing[0].replace("/", ".")):
+        select_model("spiritlm", str(tmp_path))
+    with pytest.raises(ModelSelectionError, match="--checkpoints DIR or set SPIRITLM_CHECKPOINTS_DIR"):
+        select_model("spiritlm", None)
+    with pytest.raises(ModelSelectionError, match="'embedded' or 'spiritlm'"):
+        select_model("gpt2", None)
+
+
+def test_step_log_survives_a_restart(tmp_path):
+    log = StepLog.load(tmp_path / "steps.json")
+    assert not log.done("known")
+    log.record("known", 1.5)
+    again = StepLog.load(tmp_path / "steps.json")
+    assert again.done("known") and again.steps["known"]["seconds"] == 1.5
+    assert not again.done("t2t")
+
+
+def test_command_lists_every_profile_without_loading_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from artifact.cli import main\ntry:\n    main(['pipeline', '--help'])\nexcept SystemExit: pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    for name in PROFILES:
+        assert name in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+def test_profiles_are_the_documented_scales():
+    smoke, full = PROFILES["smoke"], PROFILES["full"]
+    assert smoke.facts == "own" and smoke.limit >= 5 and smoke.paired_only
+    assert (full.facts, full.samples, full.t2t_positions, full.s2t_positions, full.limit) == (
+        "known_1000", 10, "all", "all", None)
+
+
+def test_a_results_folder_refuses_other_settings(tmp_path):
+    """Finished steps are skipped on a rerun, so a folder must never be reused for other settings."""
+    from dataclasses import asdict, replace
+
+    smoke = asdict(PROFILES["smoke"])
+    check_results_folder(tmp_path, {"profile": smoke, "model": "embedded"})
+    check_results_folder(tmp_path, {"profile": smoke, "model": "embedded"})  # the same run resumes
+    other = asdict(replace(PROFILES["smoke"], seed=2))
+    with pytest.raises(ValueError, match="profile differ.*another --out"):
+        check_results_folder(tmp_path, {"profile": other, "model": "embedded"})

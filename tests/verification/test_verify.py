@@ -1,0 +1,445 @@
+"""verify.py and artifact.verification on synthetic results folders in run_all.sh's layout.
+
+A generative model stands in for real runs: per arm and kind a true AIE curve over layers per token group (T->T
+strong and peaked, S->T weaker and broader), per-fact amplitudes and fact-specific shapes (so facts are
+distinguishable), and per-run noise drawn from the run's noise seed (its size too varies by +/-20% with the
+seed; the batch size is only a label, as real batch sizes change results in the last bits only). Tolerances are
+calibrated from three seed replicates; a fresh replicate (another seed, another batch size) must PASS, and each
+corruption must FAIL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from artifact import verification as v
+from artifact.core.names import GROUPS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+LAYERS = 12
+POOL = 80  # facts in the fact file
+KINDS = ("hidden", "mlp", "attn")
+N_RESAMPLES = 2000  # fewer than the default 9999, to keep the file fast; stored in tolerances.json
+
+# (peak layer, amplitude, width) per arm and kind at the last subject token; the last token peaks late.
+TRUTH = {
+    "t2t": {"hidden": (4, 0.20, 2.0), "mlp": (5, 0.12, 1.5), "attn": (7, 0.05, 1.5)},
+    "s2t": {"hidden": (5, 0.06, 3.0), "mlp": (6, 0.04, 3.0), "attn": (7, 0.03, 3.0)},
+}
+KNOWN = {"t2t": list(range(0, 60, 2)), "s2t": list(range(20, 66, 2))}  # 30 and 23 facts, 10 in common
+
+
+def truth_maps(arm: str, kind: str) -> tuple[list[int], np.ndarray]:
+    """Noise-free per-fact [fact, group, layer] effects of one arm and kind (fixed: independent of the run)."""
+    peak, amp, width = TRUTH[arm][kind]
+    ids = KNOWN[arm]
+    layers = np.arange(LAYERS)
+    maps = np.zeros((len(ids), len(GROUPS), LAYERS))
+    for f, fact in enumerate(ids):
+        frng = np.random.default_rng(1000 + fact)  # a fact's own shape, shared by its kinds
+        a = amp * frng.lognormal(0.0, 0.4)
+        shift = frng.integers(-2, 3)
+        texture = frng.normal(0, 0.35, (len(GROUPS), LAYERS))
+        for g, group in enumerate(GROUPS):
+            p = peak + shift + (4 if group == "last" else 0)
+            scale = {"last_subject": 1.0, "last": 0.8, "first_subject": 0.4, "middle_subject": 0.5,
+                     "first_subsequent": 0.3, "further": 0.2}[group]
+            maps[f, g] = a * scale * (np.exp(-0.5 * ((layers - p) / width) ** 2) + texture[g])
+        if fact % 3 == 0:  # one-token subject: no middle subject tokens
+            maps[f, GROUPS.index("middle_subject")] = np.nan
+    return ids, maps
+
+
+def claims_of(effects: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """Toy claims in comparison.json's format (claims.evaluate_claims: id -> {"claim", "verdict", ...}), computed
+    from the data: T->T MLP peak at the last subject token above S->T's; S->T's peak positive."""
+    peak = {arm: float(np.nanmax(np.nanmean(effects[arm]["mlp_prob"][:, GROUPS.index("last_subject")], axis=0)))
+            for arm in effects}
+    yes = lambda ok: "supported" if ok else "not supported"  # noqa: E731
+    return {"C2": {"set": "both", "claim": "S->T: the AIE is lower than in T->T.", "rule": "toy",
+                   "verdict": yes(peak["t2t"] > peak["s2t"]), "conditions": []},
+            "C3": {"set": "own", "claim": "S->T: some localisation near the subject tokens remains.", "rule": "toy",
+                   "verdict": yes(peak["s2t"] > 0.0), "conditions": []}}
+
+
+def make_results(root: Path, seed: int, batch_size: int, noise: float = 0.25) -> Path:
+    """A results folder (results/<profile> layout) of one synthetic run with noise seed `seed`."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    size = noise * rng.uniform(0.8, 1.2)  # the run's noise level varies with the seed too
+    all_effects = {}
+    for arm in ("t2t", "s2t"):
+        run = root / "runs" / f"{arm}-synthetic-{seed:04d}{batch_size:04d}"
+        (run / "aggregate").mkdir(parents=True)
+        settings = {"arm": arm, "model": "synthetic", "dtype": "torch.float32", "device": "cpu",
+                    "facts_fingerprint": "f" * 64, "noise_spec": "3sigma", "noise": 0.35, "samples": 10,
+                    "window": 10, "seed": seed, "batch_size": batch_size, "positions": "all"}
+        (run / "settings.json").write_text(json.dumps(settings))
+        checks = [{"known_id": i, "known": i in KNOWN[arm]} for i in range(POOL)]
+        (run / "known.json").write_text(json.dumps({"rule": "synthetic", "checks": checks}))
+        arrays = {"groups": np.asarray(GROUPS)}
+        for kind in KINDS:
+            ids, maps = truth_maps(arm, kind)
+            amp = TRUTH[arm][kind][1]
+            noisy = maps + rng.normal(0, size * amp, maps.shape)  # the run's noise: drawn from its seed
+            arrays[f"{kind}_prob"] = noisy
+            arrays[f"{kind}_logprob"] = 5 * noisy
+            arrays[f"{kind}_known_ids"] = np.asarray(ids)
+        np.savez(run / "aggregate" / "group_effects.npz", **arrays)
+        all_effects[arm] = arrays
+    (root / "comparison").mkdir()
+    (root / "comparison" / "comparison.json").write_text(json.dumps({"claims": claims_of(all_effects)}))
+    (root / "manifest.json").write_text(json.dumps({"profile": {"name": "smoke"}, "model_choice": {"name": "synth"}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Reference run, three calibration replicates, the recorded profile and a fresh replicate."""
+    base = tmp_path_factory.mktemp("verify")
+    ref = make_results(base / "ref", seed=1, batch_size=128)
+    reps = [make_results(base / f"rep{s}", seed=s, batch_size=b) for s, b in ((2, 128), (3, 64), (4, 128))]
+    tolerances = v.calibrate_tolerances(reps, ref, n_resamples=N_RESAMPLES)
+    profile = base / "expected" / "synthetic"
+    v.record_profile(ref, profile, tolerances)
+    fresh = make_results(base / "fresh", seed=7, batch_size=32)
+    return {"base": base, "ref": ref, "reps": reps, "tolerances": tolerances, "profile": profile, "fresh": fresh}
+
+
+def corrupted(world, name: str) -> Path:
+    """A copy of the fresh replicate to corrupt."""
+    target = world["base"] / name
+    shutil.copytree(world["fresh"], target)
+    return target
+
+
+def edit_effects(results: Path, arm: str, fn) -> None:
+    """Rewrite every per-fact array of one arm's group_effects.npz through fn(array [fact, group, layer])."""
+    edit_effects_in(next((results / "runs").glob(f"{arm}-*")), fn)
+
+
+def edit_effects_in(run: Path, fn) -> None:
+    path = run / "aggregate" / "group_effects.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for k in list(arrays):
+        if arrays[k].ndim == 3:
+            arrays[k] = fn(arrays[k])
+    np.savez(path, **arrays)
+
+
+def failed(report: v.Report) -> set[str]:
+    return {c.check for c in report.checks if c.verdict == v.FAIL}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "verify.py"), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+# ----------------------------------------------------------------------------------------------------- tests
+
+
+def test_calibration_records_how_and_has_power(world):
+    tol = world["tolerances"]
+    assert tol["verdict"] == "ok", tol["power"]
+    assert {"scale_0.5", "peak_moved_3_layers", "facts_shuffled", "arms_swapped"} <= set(tol["power"])
+    assert all(p["detected"] for p in tol["power"].values())
+    assert tol["replicates_failing"] == []
+    entry = tol["entries"]["t2t/mlp/prob/last_subject"]
+    for name in ("delta", "curve_correlation", "peak_shift"):
+        assert entry[name]["how_chosen"] and len(entry[name]["observed"]) == 3
+    assert "seed 3 batch 64" in entry["delta"]["how_chosen"]
+    # delta also spans the 3 replicate-vs-replicate distances (3 replicates: 3 + 3 pairs of runs)
+    between = entry["delta"]["observed_between_replicates"]
+    assert len(between) == 3 and all(x > 0 for x in between)
+    assert entry["delta"]["value"] == pytest.approx(1.5 * max(entry["delta"]["observed"] + between))
+    assert tol["bootstrap"]["n_resamples"] == N_RESAMPLES
+    assert [r["arms"]["t2t"]["seed"] for r in tol["runs"]] == [2, 3, 4]
+    saved = json.loads((world["profile"] / "tolerances.json").read_text())
+    assert saved["entries"].keys() == tol["entries"].keys()
+    claims = json.loads((world["profile"] / "claims.json").read_text())["claims"]
+    assert claims["C3"] == {"verdict": "supported",
+                            "statement": "S->T: some localisation near the subject tokens remains."}
+    manifest = json.loads((world["profile"] / "manifest.json").read_text())
+    assert "t2t/group_effects.npz" in manifest["files"]
+
+
+def test_calibration_says_when_the_profile_is_too_small(tmp_path):
+    """Seed noise 8x larger: a 0.5 scaling hides in it, and the calibration says to grow the profile."""
+    ref = make_results(tmp_path / "ref", seed=1, batch_size=128, noise=2.0)
+    reps = [make_results(tmp_path / f"rep{s}", seed=s, batch_size=64, noise=2.0) for s in (2, 3)]
+    tol = v.calibrate_tolerances(reps, ref, n_resamples=1000)
+    assert not tol["power"]["scale_0.5"]["detected"]
+    assert tol["verdict"] == "profile too small: grow it (scale_0.5 not detected)"
+
+
+def test_fresh_replicate_passes_cli(world):
+    """Another noise seed and batch size: exit 0, report files with every check."""
+    proc = run_cli("--results", str(world["fresh"]), "--expected", str(world["profile"]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verify: PASS" in proc.stdout
+    report = json.loads((world["fresh"] / "verify" / "report.json").read_text())
+    assert report["verdict"] == "PASS"
+    checks = {c["check"] for c in report["checks"]}
+    assert {"paired_equivalence", "fact_correlation", "curve_correlation", "peak_layer", "known_set", "claim",
+            "settings"} <= checks
+    row = next(c for c in report["checks"] if c["check"] == "paired_equivalence")
+    assert set(row) >= {"check", "arm", "kind", "group", "observed", "expected", "tolerance", "verdict", "detail"}
+    md = (world["fresh"] / "verify" / "report.md").read_text()
+    assert md.startswith("# verify.py: PASS") and "| paired_equivalence |" in md
+    assert "batch_size 32" in md  # differing seed/batch noted, allowed
+
+
+def test_default_expected_from_manifest(world, tmp_path):
+    """Without --expected: expected/<model>-<profile> from the results' manifest (as the pipeline names folders)."""
+    proc = run_cli("--results", str(world["fresh"]), "--report", str(tmp_path))
+    assert proc.returncode == 2  # expected/synth-smoke does not exist at the repo: no verdict, not a FAIL
+    assert f"no expected profile applies to {world['fresh']}: {REPO / 'expected' / 'synth-smoke'} does not exist" \
+        in proc.stdout
+    stored = sorted(p.name for p in (REPO / "expected").iterdir() if p.is_dir())
+    assert f"Stored profiles: {', '.join(stored)}." in proc.stdout and "embedded-smoke" in stored
+
+
+@pytest.mark.parametrize("case", ["peak_moved", "scaled", "facts_shuffled", "arms_swapped"])
+def test_corruptions_fail(world, case):
+    results = corrupted(world, case)
+    if case == "peak_moved":
+        edit_effects(results, "t2t", lambda a: np.roll(a, 3, axis=2))
+        expect = {"peak_layer"}
+    elif case == "scaled":
+        for arm in ("t2t", "s2t"):
+            edit_effects(results, arm, lambda a: 0.5 * a)
+        expect = {"paired_equivalence"}
+    elif case == "facts_shuffled":
+        perm = np.roll(np.arange(30), 1)
+        edit_effects(results, "t2t", lambda a: a[perm] if a.shape[0] == 30 else a)
+        expect = {"fact_correlation"}
+    else:
+        t2t, s2t = next((results / "runs").glob("t2t-*")), next((results / "runs").glob("s2t-*"))
+        for name in ("aggregate/group_effects.npz", "known.json"):
+            tmp = results / "swap.tmp"
+            shutil.move(t2t / name, tmp)
+            shutil.move(s2t / name, t2t / name)
+            shutil.move(tmp, s2t / name)
+        expect = {"known_set", "paired_equivalence"}
+    report = v.verify(results, world["profile"])
+    assert report.verdict == v.FAIL
+    assert expect <= failed(report), v.render_table(report)
+
+
+def test_missing_file_fails_cli_without_traceback(world):
+    results = corrupted(world, "missing")
+    path = next((results / "runs").glob("s2t-*")) / "aggregate" / "group_effects.npz"
+    path.unlink()
+    proc = run_cli("--results", str(results), "--expected", str(world["profile"]))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert f"missing file: {path}" in proc.stdout
+    report = json.loads((results / "verify" / "report.json").read_text())
+    assert report["verdict"] == "FAIL" and any(c["check"] == "files" for c in report["checks"])
+    # the other arm is still checked
+    assert any(c["arm"] == "t2t" and c["check"] == "paired_equivalence" and c["verdict"] == "PASS"
+               for c in report["checks"])
+
+
+def test_nan_fails(world):
+    results = corrupted(world, "nan")
+
+    def poke(a):
+        a = a.copy()
+        a[4, GROUPS.index("last"), 6] = np.nan
+        return a
+
+    edit_effects(results, "s2t", poke)
+    report = v.verify(results, world["profile"])
+    assert report.verdict == v.FAIL
+    nan = [c for c in report.checks if c.check == "nan" and c.verdict == v.FAIL]
+    assert nan and nan[0].detail.startswith("NaN in regenerated") and "layer 6" in nan[0].detail
+
+
+def test_empty_group_nan_is_not_a_failure(world):
+    """Whole NaN rows of an empty group (middle of a one-token subject) are legitimate."""
+    report = v.verify(world["fresh"], world["profile"])
+    assert report.verdict == v.PASS
+    assert all(c.verdict == v.PASS for c in report.checks if c.check == "nan")
+
+
+def test_layer_count_mismatch_says_so(world):
+    results = corrupted(world, "layers")
+    edit_effects(results, "t2t", lambda a: a[:, :, :10])
+    report = v.verify(results, world["profile"])
+    bad = [c for c in report.checks if c.check == "layers"]
+    assert report.verdict == v.FAIL and bad and "10 layers, expected 12" in bad[0].detail
+
+
+def test_known_set_mismatch_is_reported(world):
+    results = corrupted(world, "known")
+    path = next((results / "runs").glob("t2t-*")) / "known.json"
+    doc = json.loads(path.read_text())
+    for row in doc["checks"][:20]:
+        row["known"] = False
+    path.write_text(json.dumps(doc))
+    report = v.verify(results, world["profile"])
+    known = next(c for c in report.checks if c.check == "known_set" and c.arm == "t2t")
+    assert known.verdict == v.FAIL and "only expected" in known.detail
+
+
+def test_incomplete_run_fails(world):
+    """A run with a third of its traces missing: the traced-set check fails, the rest still compares."""
+    results = corrupted(world, "incomplete")
+    path = next((results / "runs").glob("t2t-*")) / "aggregate" / "group_effects.npz"
+    with np.load(path) as data:
+        arrays = {k: (data[k][:20] if data[k].ndim and data[k].shape[0] == 30 else data[k]) for k in data.files}
+    np.savez(path, **arrays)
+    report = v.verify(results, world["profile"])
+    traced = [c for c in report.checks if c.check == "traced_set" and c.arm == "t2t"]
+    assert report.verdict == v.FAIL and traced and all(c.verdict == v.FAIL for c in traced)
+    assert "missing" in traced[0].detail and "20 paired facts" in " ".join(c.detail for c in report.checks)
+
+
+def test_other_model_settings_fail(world):
+    results = corrupted(world, "model")
+    path = next((results / "runs").glob("t2t-*")) / "settings.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model": "spiritlm"}))
+    report = v.verify(results, world["profile"])
+    settings = next(c for c in report.checks if c.check == "settings" and c.arm == "t2t")
+    assert settings.verdict == v.FAIL and "another model" in settings.detail
+
+
+def test_claims(world):
+    results = corrupted(world, "claims")
+    path = results / "comparison" / "comparison.json"
+    doc = json.loads(path.read_text())
+    doc["claims"]["C3"]["verdict"] = "inconclusive"
+    path.write_text(json.dumps(doc))
+    report = v.verify(results, world["profile"])
+    claim = next(c for c in report.checks if c.group == "C3")
+    assert report.verdict == v.FAIL and claim.verdict == v.FAIL and claim.observed == "inconclusive"
+    # the verdict function is a parameter
+    report = v.verify(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported"})
+    assert {c.group for c in report.checks if c.check == "claim" and c.verdict == v.FAIL} == {"C3"}
+
+
+def test_unstable_claims_are_reported_not_judged(world):
+    tolerances = {**world["tolerances"], "claims": {"unstable": ["C3"]}}
+    report = v.verify(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported", "C3": "inconclusive"},
+                      tolerances=tolerances)
+    assert report.verdict == v.PASS
+    assert next(c for c in report.checks if c.group == "C3").verdict == v.INFO
+
+
+def test_selection_picks_the_run_folder(world):
+    """Several run folders per arm: the one the pipeline's selection.json names is compared."""
+    results = corrupted(world, "selection")
+    t2t = next((results / "runs").glob("t2t-*"))
+    stale = results / "runs" / "t2t-synthetic-old"
+    shutil.copytree(t2t, stale)
+    edit_effects_in(stale, lambda a: 0.5 * a)
+    assert "several t2t run folders" in " ".join(c.detail for c in v.verify(results, world["profile"]).checks)
+    s2t = next((results / "runs").glob("s2t-*"))
+    (results / "selection.json").write_text(json.dumps({"t2t_run": t2t.name, "s2t_run": s2t.name}))
+    assert v.verify(results, world["profile"]).verdict == v.PASS
+    (results / "selection.json").write_text(json.dumps({"t2t_run": stale.name, "s2t_run": s2t.name}))
+    assert "paired_equivalence" in failed(v.verify(results, world["profile"]))
+
+
+def test_claims_only_profile_says_what_was_possible(world, tmp_path):
+    """SpiritLM: a profile with only claims.json; the report names the skipped checks and why."""
+    proc = run_cli("--record", str(tmp_path / "spiritlm"), "--results", str(world["ref"]), "--claims-only")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "spiritlm").iterdir()) == ["claims.json", "manifest.json"]
+    assert run_cli("--record", str(tmp_path / "spiritlm"), "--results", str(world["ref"]),
+                   "--claims-only").returncode == 2  # exists: --force needed
+    proc = run_cli("--results", str(world["fresh"]), "--expected", str(tmp_path / "spiritlm"),
+                   "--report", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stdout
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "claims (2 from claims.json)" in md and "holds no recorded curves" in md
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert set(report["skipped"]) == {"curves"}
+    assert [c["verdict"] for c in report["checks"] if c["check"] == "settings"] == ["PASS", "PASS"]
+    # the claims of another model's run are not taken for SpiritLM's
+    results = corrupted(world, "claims-only-other-model")
+    for path in (results / "runs").glob("*/settings.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model": "embedded"}))
+    report = v.verify(results, tmp_path / "spiritlm")
+    settings = next(c for c in report.checks if c.check == "settings")
+    assert report.verdict == v.FAIL and "another model" in settings.detail
+
+
+def test_record_refuses_without_tolerances(world, tmp_path):
+    proc = run_cli("--record", str(tmp_path / "p"), "--results", str(world["ref"]))
+    assert proc.returncode == 2 and "--calibrate-from" in proc.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_record_with_calibration_cli(world, tmp_path):
+    """The one-liner: record a profile and calibrate it from replicates; then the fresh run passes it."""
+    proc = run_cli("--record", str(tmp_path / "p"), "--results", str(world["ref"]),
+                   "--calibrate-from", *map(str, world["reps"][:2]), "--n-resamples", "1000")
+    assert proc.returncode == 0, proc.stderr
+    assert "calibration verdict" in proc.stdout
+    tol = json.loads((tmp_path / "p" / "tolerances.json").read_text())
+    assert len(tol["runs"]) == 2 and tol["bootstrap"]["n_resamples"] == 1000
+    # --force replaces the profile: claims-only now, no stale curves left behind
+    v.record_profile(world["ref"], tmp_path / "p", None, claims_only=True, force=True)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["claims.json", "manifest.json"]
+    v.record_profile(world["ref"], tmp_path / "p", tol, force=True)
+    proc = run_cli("--results", str(world["fresh"]), "--expected", str(tmp_path / "p"), "--report", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run_cli("--calibrate-from", str(tmp_path)).returncode == 2
+    assert run_cli("--bogus").returncode == 2
+
+
+def test_missing_results_and_tolerances(world, tmp_path):
+    report = v.verify(tmp_path / "nothing", world["profile"])
+    assert report.verdict == v.FAIL and "missing results folder" in report.checks[0].detail
+    profile = tmp_path / "p"
+    shutil.copytree(world["profile"], profile)
+    (profile / "tolerances.json").unlink()
+    report = v.verify(world["fresh"], profile)
+    assert report.verdict == v.FAIL
+    assert any(c.check == "tolerances" and "tolerances.json" in c.detail for c in report.checks)
+
+
+def test_verification_imports_no_torch():
+    code = "import sys, verify; import artifact.verification; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_statistics_units():
+    assert v.jaccard({"1", "2"}, {"2", "3"}) == pytest.approx(1 / 3)
+    assert np.isnan(v.pearson(np.ones(5), np.arange(5.0)))
+    x, y = np.random.default_rng(1).normal(size=(2, 7, 9))
+    x[2, :4] = np.nan
+    assert np.allclose(v.pearson_rows(x, y), [v.pearson(a, b) for a, b in zip(x, y)])
+    rng = np.random.default_rng(0)
+    diff = rng.normal(0.0, 1.0, (40, 6))
+    mean, low, high = v.bonferroni_band(diff, n_resamples=2000)
+    assert np.all(low < mean) and np.all(mean < high)
+    _, low95, high95 = v.bonferroni_band(diff[:, :1], n_resamples=2000)  # one layer: plain 95%
+    assert (high - low)[0] > (high95 - low95)[0]  # Bonferroni widens
+    const = np.zeros((5, 3))
+    assert v.band_statistic(*v.bonferroni_band(const)[1:]) == 0.0
+
+
+def test_recorded_profile_carries_no_machine_paths(world, tmp_path, monkeypatch):
+    """A profile is committed: paths under the repository or the home folder are written portably."""
+    import artifact.verification.profile
+
+    monkeypatch.setattr(artifact.verification.profile, "_REPO_ROOT", str(world["base"]))  # the synthetic runs live here, as results/ would
+    v.record_profile(world["ref"], tmp_path / "p", world["tolerances"], force=True)
+    text = "".join(p.read_text() for p in (tmp_path / "p").rglob("*.json"))
+    assert str(world["base"]) not in text and "./ref" in text
