@@ -14,6 +14,7 @@
 #     --no-cache            build every layer anew (docker build --no-cache), for the full build time
 #     --skip-build          check an image already built under --tag
 #     --no-outside          skip the smoke run outside the container (the time comparison)
+#     --no-smoke            skip the embedded smoke runs (in the container and outside): the other checks only
 #   DOCKER=/usr/bin/docker  the client to use (its own, with BuildKit; default: /usr/bin/docker if present)
 #
 # Checks, each printed with PASS/FAIL and its wall time, then a summary (image size, build time, run times):
@@ -40,6 +41,7 @@ work=""
 skip_build=0
 no_cache=0
 outside=1
+smoke_runs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --base) base="$2"; shift 2 ;;
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
     --no-cache) no_cache=1; shift ;;
     --skip-build) skip_build=1; shift ;;
     --no-outside) outside=0; shift ;;
+    --no-smoke) smoke_runs=0; outside=0; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "container_check: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -207,8 +210,12 @@ EOF
   [ "$(stat -c %u "$report" 2>/dev/null)" = "$huid" ]
   verdict "report owned by the host uid $huid ($name)" $?
 }
-smoke image-user 1000 1000
-smoke "uid-$other_uid" "$other_uid" "$other_gid" --user "$other_uid:$other_gid"
+if [ "$smoke_runs" = 1 ]; then
+  smoke image-user 1000 1000
+  smoke "uid-$other_uid" "$other_uid" "$other_gid" --user "$other_uid:$other_gid"
+else
+  log "smoke runs skipped (--no-smoke)"
+fi
 
 time_outside="(skipped)"
 if [ "$outside" = 1 ]; then
