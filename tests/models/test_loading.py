@@ -111,6 +111,17 @@ def test_incomplete_layout_names_missing_files(spiritlm_root, tmp_path, monkeypa
         load_model("spiritlm")
 
 
+def test_truncated_weights_file_is_a_load_error_naming_the_folder(spiritlm_root, tmp_path, monkeypatch):
+    """A damaged pytorch_model.bin (an interrupted copy) must give the CLI's one-line error, not an OSError trace."""
+    broken = tmp_path / SPIRITLM_BASE_SUBDIR
+    shutil.copytree(spiritlm_root / SPIRITLM_BASE_SUBDIR, broken)
+    with open(broken / "pytorch_model.bin", "r+b") as handle:
+        handle.truncate(1000)
+    monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
+    with pytest.raises(ModelLoadError, match=f"Could not load the model weights in {broken}.*damaged or incomplete"):
+        load_model("spiritlm", device="cpu")
+
+
 def test_unknown_spec_and_embedded_dtype():
     with pytest.raises(ModelLoadError, match="Unknown model spec 'nonsense'"):
         load_model("nonsense")
