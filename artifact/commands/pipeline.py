@@ -9,8 +9,9 @@ from artifact.experiments.profiles import PROFILES
 
 EXAMPLE = """examples:
   ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
-  ./run_all.sh --profile full                    # the paper's scale (hours on a CPU)
-  ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # SpiritLM on a GPU
+  ./run_all.sh --profile standard                # C1-C3 verdicts on the embedded models (about 2 h on 2 cores)
+  ./run_all.sh --model spiritlm --checkpoints /checkpoints   # SpiritLM, review profile (about 2 h on one H100)
+  ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # the paper's scale
   ./run_all.sh --model spiritlm --checkpoints DIR --profile smoke --front-end offline   # SpiritLM path, no downloads
 
 A rerun skips finished steps and resumes traces fact by fact. Results: results/<model>-<profile>/."""
@@ -28,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--profile", choices=sorted(PROFILES),
-                        help="smoke (minutes on a CPU; default for the embedded models) or full (the paper's scale; "
-                             "default for SpiritLM, whose expected profile holds the paper's claims)")
+                        help="smoke (minutes on a CPU; default for the embedded models), standard (embedded, C1-C3 "
+                             "verdicts, about 2 h on 2 cores), review (SpiritLM's default: about 2 h on one H100) or "
+                             "full (the paper's scale); `python -m artifact cost --profile NAME` estimates each")
     parser.add_argument("--model", choices=["embedded", "spiritlm"],
                         help="default: spiritlm when the checkpoints folder holds its layout, else embedded")
     parser.add_argument("--checkpoints", help="SpiritLM checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)")

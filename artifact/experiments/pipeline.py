@@ -318,7 +318,7 @@ def run_pipeline(
     batch_size: int | None = None,
     front_end: str = "auto",
 ) -> int:
-    """Run every step of `profile` (default: smoke for the embedded models, full for SpiritLM) into `<out>` (default
+    """Run every step of `profile` (default: smoke for the embedded models, review for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL, 2 no verdict) or 0 when `verify` is
     off. `seed` and `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances);
     `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage)."""
