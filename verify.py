@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calibrate-from", type=Path, nargs="+", metavar="RESULTS_DIR", default=None,
                         help="with --record: replicate results folders (other noise seeds / batch sizes) to "
                              "calibrate the tolerances from")
+    parser.add_argument("--same-seed-from", type=Path, nargs="+", metavar="RESULTS_DIR", default=None,
+                        help="with --calibrate-from: reruns with the reference's seed and batch size (other thread "
+                             "counts or devices) to calibrate the same-seed tier from")
     parser.add_argument("--tolerances", type=Path, metavar="FILE", default=None,
                         help="with --record: an existing tolerances.json to store instead of calibrating")
     parser.add_argument("--claims-only", action="store_true",
@@ -86,7 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     recording_only = [name for name, value in (("--calibrate-from", args.calibrate_from),
                                                ("--tolerances", args.tolerances),
                                                ("--claims-only", args.claims_only), ("--force", args.force),
-                                               ("--n-resamples", args.n_resamples))
+                                               ("--n-resamples", args.n_resamples),
+                                               ("--same-seed-from", args.same_seed_from))
                       if value]
     if args.record is None and recording_only:
         parser.error(f"{', '.join(recording_only)} only go with --record PROFILE_DIR")
@@ -111,6 +115,11 @@ def record(args: argparse.Namespace) -> int:
                 print(f"  power {name:22} {'detected' if power['detected'] else 'NOT detected'}"
                       f" ({power['replicates_detected']}/{power['replicates']} replicates)")
             print(f"  calibration verdict: {tolerances['verdict']}")
+            if args.same_seed_from:
+                tolerances["same_seed"] = v.calibrate_same_seed(args.same_seed_from, args.results,
+                                                                tolerances["metrics"])
+                print(f"  same-seed tier: {tolerances['same_seed']['value']:.3g} "
+                      f"({tolerances['same_seed']['how_chosen']})")
         elif args.tolerances:
             tolerances = json.loads(args.tolerances.read_text())
         elif not args.claims_only:

@@ -12,6 +12,9 @@ described in expected/README.md. Torch-free (numpy and scipy only), so verify.py
 - `verify.py`     `verify(results, expected)`: every possible check, and what was not possible and why
 - `calibrate.py`  tolerances from replicate runs, and the detection power of perturbations
 - `profile.py`    recording an expected profile
+- `identity.py`   what an experiment is (model, weights, facts, profile settings), checked first
+- `recompute.py`  trace files against their sha256 lists; aggregates and comparison recomputed from them
+- `same_seed.py`  the same-seed tier: a rerun with the reference's noise, judged cell by cell
 - `report.py`     report.md, report.json and the terminal table
 """
 
@@ -21,12 +24,13 @@ from artifact.verification.load import ArmData, load_expected_arm, load_run_arm,
 from artifact.verification.profile import record_profile
 from artifact.verification.records import FAIL, INFO, PASS, SKIP, Check, Report, VerifyError
 from artifact.verification.report import render_markdown, render_table, write_report
+from artifact.verification.same_seed import calibrate_same_seed
 from artifact.verification.statistics import band_statistic, bonferroni_band, jaccard, pearson, pearson_rows
 from artifact.verification.verify import conclude, verify
 
 __all__ = [
     "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_statistic", "bonferroni_band",
-    "calibrate_tolerances", "check_claims", "check_known_set", "check_settings", "compare_arm_kind",
+    "calibrate_same_seed", "calibrate_tolerances", "check_claims", "check_known_set", "check_settings", "compare_arm_kind",
     "detection_power", "jaccard", "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows",
     "conclude", "record_profile", "render_markdown", "render_table", "verify", "write_report",
 ]

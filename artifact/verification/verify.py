@@ -64,6 +64,7 @@ from artifact.verification.load import (
 )
 from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
+from artifact.verification.same_seed import check_same_seed, same_noise
 from artifact.verification.records import (
     CHECK_GROUPS,
     DEFAULT_METRICS,
@@ -122,11 +123,21 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         for arm in ARMS:
             if arm not in arms:
                 skipped[f"curves {arm}"] = f"the expected profile has no {arm}/ folder"
+        same_seed_tolerance = ((tolerances or {}).get("same_seed") or {}).get("value")
+        tiers: dict[str, str] = {}
         for arm in arms:
             exp = _guard(checks, "files", lambda: load_expected_arm(expected, arm), arm=arm)
             reg = _guard(checks, "files", lambda: load_run_arm(results, arm, exp.settings if exp else None), arm=arm)
             if exp is None or reg is None:
                 continue
+            tiers[arm] = "same-seed" if same_noise(reg, exp) and same_seed_tolerance is not None else "other-seed"
+            if tiers[arm] == "same-seed":
+                for kind in exp.kinds():
+                    for metric in metrics:
+                        checks.append(_guard(checks, "same_seed_cells", lambda: check_same_seed(
+                            reg, exp, kind, metric, same_seed_tolerance), arm=arm, kind=kind, metric=metric)
+                            or Check("same_seed_cells", FAIL, arm=arm, kind=kind, metric=metric,
+                                     detail="could not be computed (see above)"))
             checks.append(check_settings(reg, exp))
             checks.append(check_known_set(reg, exp, tolerances))
             if tolerances is None:
@@ -140,6 +151,8 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                     checks += _guard(checks, "statistics", lambda: compare_arm_kind(reg, exp, kind, metric,
                                                                                   tolerances, groups),
                                      arm=arm, kind=kind, metric=metric) or []
+        if tiers:
+            possible.insert(0, _tier_sentence(tiers, same_seed_tolerance))
     else:
         skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so paired equivalence, "
                              "per-fact correlation, curve shape and Known-set checks were not possible")
@@ -170,6 +183,17 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
     if not possible:
         checks.append(Check("profile", FAIL, detail=f"{expected} holds neither curves nor claims: nothing to check"))
     return conclude(Report(str(results), str(expected), checks, possible, skipped))
+
+
+def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | None) -> str:
+    """Which tolerance tier judged the curves, and why."""
+    if set(tiers.values()) == {"same-seed"}:
+        return (f"tier: same-seed (the run used the reference's noise seed and batch size, so it drew the same noise): "
+                f"every cell within {same_seed_tolerance:.3g}, on top of the other-seed checks")
+    why = ("the profile has no same-seed calibration" if same_seed_tolerance is None
+           else "the run used another noise seed or batch size than the reference")
+    mixed = "" if set(tiers.values()) == {"other-seed"} else f" ({', '.join(f'{a}: {t}' for a, t in tiers.items())})"
+    return f"tier: other-seed ({why}): statistical tolerances calibrated from other-seed replicates{mixed}"
 
 
 def _identity_check(results: Path, expected: Path) -> Check:

@@ -543,3 +543,45 @@ def test_every_group_and_both_metrics_are_banded(world, arm, key, fn, group):
     assert all((c.arm, c.kind, c.metric) == (arm, kind, metric) for c in bad)
     if group is not None:
         assert {c.group for c in bad} == {group}
+
+
+def _float_noise(scale: float, seed: int):
+    """What another thread count or device does to a same-seed rerun: last-digit differences."""
+    rng = np.random.default_rng(seed)
+    return lambda a: a + rng.uniform(-scale, scale, a.shape)
+
+
+def test_same_seed_tier_judges_every_cell(world, tmp_path):
+    """A rerun with the reference's seed and batch size drew the same noise: judged cell by cell (1e-4 here, the
+    floor), so a 0.01 change of one fact's cell FAILs although the other-seed tolerances would let it pass."""
+    same = make_results(tmp_path / "same-a", seed=1, batch_size=128)  # the reference's seed and batch
+    for arm in ("t2t", "s2t"):
+        edit_effects(same, arm, _float_noise(2e-7, 1))
+    tolerances = {**world["tolerances"], "same_seed": v.calibrate_same_seed([same], world["ref"], ("prob",))}
+    assert tolerances["same_seed"]["value"] == 1e-4  # 1.5 x 2e-7 is below the floor
+    assert 0 < max(tolerances["same_seed"]["observed"].values()) <= 2e-7
+    rerun = make_results(tmp_path / "same-b", seed=1, batch_size=128)
+    for arm in ("t2t", "s2t"):
+        edit_effects(rerun, arm, _float_noise(3e-6, 2))
+    report = verify_synthetic(rerun, world["profile"], tolerances=tolerances)
+    assert report.verdict == v.PASS and report.possible[0].startswith("tier: same-seed")
+    cells = [c for c in report.checks if c.check == "same_seed_cells"]
+    assert len(cells) == 2 * 3 * len(tolerances["metrics"]) and all(c.verdict == v.PASS for c in cells)
+
+    def one_cell(a):
+        a[0, GROUPS.index("last_subject"), 5] += 0.01
+        return a
+    edit_effects(rerun, "t2t", one_cell)
+    report = verify_synthetic(rerun, world["profile"], tolerances=tolerances)
+    bad = [c for c in report.checks if c.verdict == v.FAIL]
+    assert report.verdict == v.FAIL and {c.check for c in bad} == {"same_seed_cells"}
+    assert "group last_subject, layer 5" in bad[0].detail
+    # another seed: the other-seed tier, and the report says why
+    report = verify_synthetic(world["fresh"], world["profile"], tolerances=tolerances)
+    assert report.possible[0].startswith("tier: other-seed (the run used another noise seed")
+    assert not [c for c in report.checks if c.check == "same_seed_cells"]
+
+
+def test_same_seed_calibration_refuses_another_seed(world):
+    with pytest.raises(v.VerifyError, match="not a same-seed rerun"):
+        v.calibrate_same_seed([world["fresh"]], world["ref"], ("prob",))
