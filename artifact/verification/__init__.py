@@ -30,7 +30,8 @@ from artifact.verification.verify import conclude, verify
 
 __all__ = [
     "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_statistic", "bonferroni_band",
-    "calibrate_same_seed", "calibrate_tolerances", "check_claims", "check_known_set", "check_settings", "compare_arm_kind",
+    "calibrate_same_seed", "calibrate_tolerances", "check_claims", "check_known_set", "check_settings",
+    "compare_arm_kind",
     "detection_power", "jaccard", "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows",
     "conclude", "record_profile", "render_markdown", "render_table", "verify", "write_report",
 ]
