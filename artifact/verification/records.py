@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from artifact.core.jsonable import jsonable
-from artifact.core.names import GROUPS
 
 PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "INFO"
 
@@ -17,10 +16,11 @@ PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "INFO"
 DEFAULT_METRICS: tuple[str, ...] = ("prob", "logprob")  # both metrics the claims and figures use
 
 
-CHECK_GROUPS: tuple[str, ...] = GROUPS  # paired equivalence: every ROME token group (a fact's empty group is left out)
-# Curve shape (correlation, peak layer): only where the curves have a peak to compare; the weak groups' curves are
-# mostly noise, and their offsets and scale are checked by the paired band.
-SHAPE_GROUPS: tuple[str, ...] = ("last_subject", "last")
+# Other-seed tier: bands and curve shapes at the two groups with a peak. The four weak groups' curves are mostly noise
+# between seeds: with their bands added, a leave-one-out replicate of the embedded smoke profile FAILed 5 of 5 times
+# (expected/README.md). Every cell of every group is checked in the same-seed tier (same_seed.py).
+CHECK_GROUPS: tuple[str, ...] = ("last_subject", "last")
+SHAPE_GROUPS: tuple[str, ...] = CHECK_GROUPS
 
 
 FORMAT_VERSION = 1
