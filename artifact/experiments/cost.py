@@ -63,8 +63,9 @@ TYPICAL_PROMPTS: dict[tuple[str, str], PromptShape] = {
     # 14-unit subject), subject starts chosen so the per-fact cost matches the median cost (3.7 and 15 TFLOP)
     ("embedded", "t2t"): PromptShape(8, 1, 2),  # no BOS
     ("embedded", "s2t"): PromptShape(47, 6, 14),  # [Speech] + units + [Text]; 23.7 units per second
-    ("spiritlm", "t2t"): PromptShape(14, 3, 3),  # <s>, '▁', [Text], prompt
-    ("spiritlm", "s2t"): PromptShape(62, 3, 20),  # <s>, '▁', [Speech] + HuBERT units + [Text]
+    # the `cost` command's defaults (REPRODUCE.md, "Cost of the full paper run"): one set of numbers for SpiritLM
+    ("spiritlm", "t2t"): PromptShape(12, 2, 3),  # <s>, [Text], prompt: subject from position 2
+    ("spiritlm", "s2t"): PromptShape(60, 3, 20),  # <s>, [Speech], HuBERT units ..., [Text]: subject from position 3
 }
 
 
