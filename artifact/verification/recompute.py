@@ -35,8 +35,9 @@ def check_trace_files(run_dir: Path, arm: str) -> Check:
     """Every trace file listed in aggregate/traces.sha256 is present with its digest, and no other trace exists."""
     listing = run_dir / AGGREGATE_DIR / TRACE_LIST_FILE
     if not listing.is_file():
-        return Check("trace_files", FAIL, arm=arm, detail=f"missing {listing}: the aggregate step writes it (rerun "
-                                                           "./run_all.sh, which resumes); without it the traces "
+        return Check("trace_files", FAIL, arm=arm, detail=f"missing {listing}: the aggregate step writes it (a run "
+                                                           "aggregated before it existed: `python -m artifact "
+                                                           f"aggregate --results {run_dir}`); without it the traces "
                                                            "behind the aggregate cannot be checked")
     try:
         listed = read_digest_list(listing)
