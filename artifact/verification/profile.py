@@ -52,17 +52,27 @@ def _claims_document(results: Path, claims_fn: ClaimsFn) -> dict[str, Any]:
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def _portable(value: Any) -> Any:
-    """`value` with this machine's paths made portable (repo root -> '.', home -> '~'): a recorded profile is
-    committed to the repository and must not carry the recording machine's paths."""
+def _checkout_of(results: Path) -> str | None:
+    """The checkout a results folder lies in (the nearest ancestor holding artifact/ and expected/), if any: a
+    profile may be recorded by another checkout of the code than the one that ran the results."""
+    for folder in Path(results).resolve().parents:
+        if (folder / "artifact").is_dir() and (folder / "expected").is_dir():
+            return str(folder)
+    return None
+
+
+def _portable(value: Any, roots: tuple[str, ...] = ()) -> Any:
+    """`value` with this machine's paths made portable (repo root and `roots` -> '.', home -> '~'): a recorded
+    profile is committed to the repository and must not carry the recording machine's paths."""
     if isinstance(value, str):
-        value = value.replace(_REPO_ROOT, ".")
+        for root in (*roots, _REPO_ROOT):
+            value = value.replace(root, ".")
         home = str(Path.home())
         return value.replace(home, "~") if home not in ("/", "") else value
     if isinstance(value, dict):
-        return {_portable(k): _portable(v) for k, v in value.items()}
+        return {_portable(k, roots): _portable(v, roots) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_portable(v) for v in value]
+        return [_portable(v, roots) for v in value]
     return value
 
 
@@ -80,6 +90,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                           "folders (other noise seeds / batch sizes), or --tolerances FILE, or --claims-only")
     notes: list[str] = []
     arms_info: dict[str, Any] = {}
+    roots = tuple(r for r in (_checkout_of(results),) if r)
     if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
         for arm in ARMS:
             shutil.rmtree(profile / arm, ignore_errors=True)
@@ -92,7 +103,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             folder = profile / arm
             folder.mkdir(exist_ok=True)
             shutil.copyfile(data.source / "aggregate" / EFFECTS_FILE, folder / EFFECTS_FILE)
-            (folder / SETTINGS_FILE).write_text(json.dumps(_portable(data.settings), indent=2) + "\n")
+            (folder / SETTINGS_FILE).write_text(json.dumps(_portable(data.settings, roots), indent=2) + "\n")
             known_doc = json.loads((data.source / "known.json").read_text())
             (folder / KNOWN_IDS_FILE).write_text(json.dumps(
                 {"run": data.source.name, "rule": known_doc.get("rule", ""), "n_facts": known_doc.get("n_facts"),
@@ -100,10 +111,10 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             arms_info[arm] = {"run": data.source.name, "layers": data.num_layers(),
                               "facts": {k: len(v) for k, v in data.fact_ids.items()}}
             notes.append(f"recorded {arm} curves from {data.source}")
-        (profile / TOLERANCES_FILE).write_text(json.dumps(_portable(jsonable(tolerances)), indent=2) + "\n")
+        (profile / TOLERANCES_FILE).write_text(json.dumps(_portable(jsonable(tolerances), roots), indent=2) + "\n")
         notes.append(f"tolerances: {tolerances.get('verdict', 'given')}")
     try:
-        claims_document = _portable(jsonable(_claims_document(results, claims_fn)))
+        claims_document = _portable(jsonable(_claims_document(results, claims_fn)), roots)
         (profile / CLAIMS_FILE).write_text(json.dumps(claims_document, indent=2) + "\n")
         notes.append("recorded claims")
     except VerifyError as error:
@@ -122,5 +133,5 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "contents": "claims only" if claims_only else "curves, Known sets, claims, tolerances",
                 "arms": arms_info, "settings": settings, "files": files, "run_manifest": run_manifest}
-    (profile / MANIFEST_FILE).write_text(json.dumps(_portable(jsonable(manifest)), indent=2) + "\n")
+    (profile / MANIFEST_FILE).write_text(json.dumps(_portable(jsonable(manifest), roots), indent=2) + "\n")
     return notes

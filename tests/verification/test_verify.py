@@ -473,6 +473,17 @@ def test_recorded_profile_carries_no_machine_paths(world, tmp_path, monkeypatch)
     assert str(world["base"]) not in text and "./ref" in text
 
 
+def test_a_profile_recorded_from_another_checkout_carries_no_machine_paths(world, tmp_path):
+    """Results run by another checkout of the code (a worktree): its root is written as '.' too."""
+    other = tmp_path / "other-checkout"
+    (other / "artifact").mkdir(parents=True)
+    (other / "expected").mkdir()
+    shutil.copytree(world["ref"], other / "results" / "ref")
+    v.record_profile(other / "results" / "ref", tmp_path / "p", world["tolerances"], force=True)
+    text = "".join(p.read_text() for p in (tmp_path / "p").rglob("*.json"))
+    assert str(other) not in text and "./results/ref" in text
+
+
 def _edit_manifest(results: Path, **changes) -> None:
     path = results / "manifest.json"
     doc = json.loads(path.read_text())
