@@ -40,6 +40,7 @@ and usable by a verifier on a stored comparison.json); `claims_by_set` judges ev
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Sequence
 
 MID_BAND: tuple[float, float] = (0.1, 0.7)
@@ -60,6 +61,21 @@ RULES: dict[str, str] = {
 }
 COMBINATION = ("supported when every condition's CI lies on the claimed side; not supported when any CI lies wholly "
                "on the other side; inconclusive otherwise")
+
+
+_REQUIREMENT = re.compile(r"\s*(?:(?P<op>[<>])\s*(?P<t>-?[\d.eE+-]+)"
+                          r"|within\s+(?P<a>-?[\d.eE+]+)\s*-\s*(?P<b>-?[\d.eE+]+))\s*")
+
+
+def parse_requirement(requirement: str) -> tuple[str, tuple[float, ...]] | None:
+    """A condition's requirement as written here ("> 0", "< 1", "within 0.1-0.7") as (">" | "<" | "within",
+    thresholds); None for anything else. The one reader of the format, for the report and the sizing."""
+    m = _REQUIREMENT.fullmatch(str(requirement))
+    if m is None:
+        return None
+    if m.group("op"):
+        return m.group("op"), (float(m.group("t")),)
+    return "within", (float(m.group("a")), float(m.group("b")))
 
 
 def _side(stat: Mapping[str, Any] | None, threshold: float, greater: bool) -> tuple[bool | None, float | None]:

@@ -5,10 +5,9 @@ threshold: 0, or 1 for a ratio) at n0 facts needs n > n0 (2w/|v|)^2 facts."""
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-_THRESHOLD = re.compile(r"^\s*[<>]=?\s*(-?[0-9.]+)\s*$")
+from artifact.analysis.claims import parse_requirement
 
 
 def facts_needed(comparison: dict[str, Any], traced: int) -> list[dict[str, Any]]:
@@ -17,10 +16,11 @@ def facts_needed(comparison: dict[str, Any], traced: int) -> list[dict[str, Any]
     rows = []
     for claim, doc in comparison.get("claims", {}).items():
         for condition in doc.get("conditions", []):
-            match = _THRESHOLD.match(str(condition.get("requirement", "")))
-            if not match or condition.get("ci_low") is None or condition.get("ci_high") is None:
+            parsed = parse_requirement(condition.get("requirement", ""))
+            if parsed is None or parsed[0] == "within" or condition.get("ci_low") is None \
+                    or condition.get("ci_high") is None:
                 continue
-            effect = abs(float(condition["value"]) - float(match.group(1)))
+            effect = abs(float(condition["value"]) - parsed[1][0])
             width = float(condition["ci_high"]) - float(condition["ci_low"])
             needed = traced * (2 * width / effect) ** 2 if effect > 0 else math.inf
             rows.append({"claim": claim, "kind": condition.get("kind"), "statistic": condition["statistic"],

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from artifact.analysis.claims import parse_requirement
 from artifact.core.layout import (
     COMPARISON_DIR,
     COMPARISON_FILE,
@@ -119,24 +120,21 @@ def _claim_class(verdict: Any) -> str:
 def margin(condition: dict[str, Any]) -> float | None:
     """How far the CI's nearer end lies on the required side of the threshold (negative: the CI reaches across it
     by that much); None when the CI or the requirement is unknown."""
-    lo, hi, req = condition.get("ci_low"), condition.get("ci_high"), str(condition.get("requirement", ""))
-    if lo is None or hi is None:
+    lo, hi = condition.get("ci_low"), condition.get("ci_high")
+    parsed = parse_requirement(condition.get("requirement", ""))
+    if lo is None or hi is None or parsed is None:
         return None
-    if m := re.fullmatch(r"\s*>\s*(-?[\d.eE+-]+)\s*", req):
-        return lo - float(m.group(1))
-    if m := re.fullmatch(r"\s*<\s*(-?[\d.eE+-]+)\s*", req):
-        return float(m.group(1)) - hi
-    if m := re.fullmatch(r"\s*within\s+(-?[\d.eE+]+)\s*-\s*(-?[\d.eE+]+)\s*", req):
-        return min(lo - float(m.group(1)), float(m.group(2)) - hi)
-    return None
+    op, thresholds = parsed
+    if op == ">":
+        return lo - thresholds[0]
+    if op == "<":
+        return thresholds[0] - hi
+    return min(lo - thresholds[0], thresholds[1] - hi)
 
 
 def _thresholds(requirement: str) -> list[float]:
-    if m := re.fullmatch(r"\s*[<>]\s*(-?[\d.eE+-]+)\s*", requirement):
-        return [float(m.group(1))]
-    if m := re.fullmatch(r"\s*within\s+(-?[\d.eE+]+)\s*-\s*(-?[\d.eE+]+)\s*", requirement):
-        return [float(m.group(1)), float(m.group(2))]
-    return []
+    parsed = parse_requirement(requirement)
+    return list(parsed[1]) if parsed else []
 
 
 def ci_svg(condition: dict[str, Any], width: int = 150, height: int = 18) -> str:

@@ -53,9 +53,9 @@ def calibrate_same_seed(reruns: Sequence[Path], reference: Path, metrics: Sequen
     if not reruns:
         raise ValueError("calibrate_same_seed needs at least one same-seed rerun")
     observed: dict[str, float] = {}
+    refs = {arm: load_run_arm(Path(reference), arm) for arm in ("t2t", "s2t")}  # read once, not per rerun
     for rerun in reruns:
-        for arm in ("t2t", "s2t"):
-            ref = load_run_arm(Path(reference), arm)
+        for arm, ref in refs.items():
             other = load_run_arm(Path(rerun), arm, ref.settings)
             if not same_noise(other, ref):
                 raise VerifyError(f"{rerun} is not a same-seed rerun of {reference} ({arm}: seed/batch "
