@@ -77,9 +77,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --record: an existing tolerances.json to store instead of calibrating")
     parser.add_argument("--claims-only", action="store_true",
                         help="with --record: store only the run's claims (no replicates to calibrate curves from)")
-    parser.add_argument("--n-resamples", type=int, default=None, metavar="N",
-                        help="with --calibrate-from: bootstrap resamples per interval, stored in tolerances.json "
-                             "and used by every later verify (default 9999)")
     parser.add_argument("--force", action="store_true", help="with --record: overwrite an existing profile")
     parser.add_argument("--no-recompute", action="store_true",
                         help="trust the derived files (aggregates, comparison) instead of checking the traces "
@@ -89,7 +86,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     recording_only = [name for name, value in (("--calibrate-from", args.calibrate_from),
                                                ("--tolerances", args.tolerances),
                                                ("--claims-only", args.claims_only), ("--force", args.force),
-                                               ("--n-resamples", args.n_resamples),
                                                ("--same-seed-from", args.same_seed_from))
                       if value]
     if args.record is None and recording_only:
@@ -109,12 +105,15 @@ def record(args: argparse.Namespace) -> int:
     try:
         if args.calibrate_from:
             print(f"calibrating tolerances: {len(args.calibrate_from)} replicate(s) against {args.results} ...")
-            extra = {} if args.n_resamples is None else {"n_resamples": args.n_resamples}
-            tolerances = v.calibrate_tolerances(args.calibrate_from, args.results, **extra)
+            tolerances = v.calibrate_tolerances(args.calibrate_from, args.results)
             for name, power in tolerances["power"].items():
                 print(f"  power {name:22} {'detected' if power['detected'] else 'NOT detected'}"
                       f" ({power['replicates_detected']}/{power['replicates']} replicates)")
             print(f"  calibration verdict: {tolerances['verdict']}")
+            if "leave_one_out" in tolerances:
+                loo = tolerances["leave_one_out"]
+                print(f"  leave-one-out: {loo['replicates_failing']} of {loo['replicates']} replicates FAIL when "
+                      "held out of the calibration")
             if args.same_seed_from:
                 tolerances["same_seed"] = v.calibrate_same_seed(args.same_seed_from, args.results,
                                                                 tolerances["metrics"])

@@ -7,7 +7,8 @@ described in expected/README.md. Torch-free (numpy and scipy only), so verify.py
 
 - `records.py`    Check, Report, verdict words, calibration defaults
 - `load.py`       an arm's per-fact effects, Known set and settings, from a results folder or an expected profile
-- `statistics.py` paired differences, the Bonferroni band, correlations, peaks, set overlaps, data sanity
+- `statistics.py` paired differences, the per-layer band scaled by the run-to-run spread, correlations, peaks,
+                  set overlaps, data sanity
 - `checks.py`     the checks (curves, Known and traced sets, settings, claims)
 - `verify.py`     `verify(results, expected)`: every possible check, and what was not possible and why
 - `calibrate.py`  tolerances from replicate runs, and the detection power of perturbations
@@ -25,11 +26,19 @@ from artifact.verification.profile import record_profile
 from artifact.verification.records import FAIL, INFO, PASS, SKIP, Check, Report, VerifyError
 from artifact.verification.report import render_markdown, render_table, write_report
 from artifact.verification.same_seed import calibrate_same_seed
-from artifact.verification.statistics import band_statistic, bonferroni_band, jaccard, pearson, pearson_rows
+from artifact.verification.statistics import (
+    band_multiplier,
+    band_scale,
+    band_statistic,
+    jaccard,
+    pearson,
+    pearson_rows,
+)
 from artifact.verification.verify import conclude, verify
 
 __all__ = [
-    "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_statistic", "bonferroni_band",
+    "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_multiplier", "band_scale",
+    "band_statistic",
     "calibrate_same_seed", "calibrate_tolerances", "check_claims", "check_known_set", "check_settings",
     "compare_arm_kind",
     "detection_power", "jaccard", "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows",

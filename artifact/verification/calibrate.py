@@ -11,13 +11,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from artifact.analysis.bootstrap import BOOTSTRAP_SEED, N_RESAMPLES
+from artifact.analysis.bootstrap import BOOTSTRAP_SEED
 from artifact.core.jsonable import jsonable
 from artifact.core.names import ARMS, GROUPS
 from artifact.verification.checks import check_known_set, claims_from_comparison, compare_arm_kind
 from artifact.verification.load import ArmData, load_run_arm
 from artifact.verification.records import (
     ALPHA,
+    BAND_FLOOR,
     CHECK_GROUPS,
     DEFAULT_METRICS,
     FAIL,
@@ -30,9 +31,11 @@ from artifact.verification.records import (
 )
 from artifact.verification.statistics import (
     aie_curve,
+    band_multiplier,
+    band_scale,
     band_statistic,
-    bonferroni_band,
     centred,
+    curve_difference,
     fact_correlations,
     fact_map_correlations,
     jaccard,
@@ -111,19 +114,51 @@ def simulated_reruns(rep: np.ndarray, ref: np.ndarray, n: int | None = None, see
     return corrs, shifts
 
 
+def _band_tolerance(per_run: list[np.ndarray], between: dict[tuple[int, int], np.ndarray], alpha: float,
+                    runs_text: str) -> dict[str, Any]:
+    """The band of one curve from its curve differences: `per_run[j]` replicate j minus the reference, `between`
+    (i, j) replicate j minus replicate i. Every pair of independent runs measures the run-to-run spread; the
+    multiplier is a Student t prediction bound (statistics.band_multiplier). Leave-one-out: each replicate judged
+    by the band of the reference and the other replicates (observed ratio of its statistic to that multiplier)."""
+    L = per_run[0].shape[0]
+    k = len(per_run)
+
+    def band_without(skip: int | None) -> tuple[float, np.ndarray]:
+        pairs = [d for j, d in enumerate(per_run) if j != skip]
+        pairs += [d for (i, j), d in between.items() if skip not in (i, j)]
+        runs = k + 1 - (skip is not None)
+        return band_multiplier(runs, L, alpha), band_scale(pairs)
+
+    multiplier, scale = band_without(None)
+    observed = [band_statistic(d, scale)[0] for d in per_run]
+    loo = []
+    for j, d in enumerate(per_run):
+        m_j, s_j = band_without(j) if k > 1 else (math.nan, scale)
+        loo.append(band_statistic(d, s_j)[0] / m_j if math.isfinite(m_j) else math.nan)
+    return {"value": multiplier, "scale": scale.tolist(), "runs": k + 1, "observed": observed,
+            "leave_one_out_ratio": loo,
+            "how_chosen": f"per layer, |curve difference| <= value x scale[layer]; scale = root mean square of the "
+                          f"curve differences over all {len(per_run) + len(between)} pairs of the {k + 1} runs "
+                          f"(reference and replicates: sqrt(2) x the per-layer SD over runs), its square "
+                          f"averaged with the median square over layers (empirical-Bayes moderation) and floored at "
+                          f"{BAND_FLOOR}; value = Student t quantile 1 - {alpha}/(2 x {L} layers) with {k} degrees of "
+                          f"freedom (a prediction bound for one more run, Bonferroni over layers); "
+                          f"leave_one_out_ratio = each replicate's statistic over the multiplier of a band "
+                          f"calibrated without it (> 1 would FAIL); {runs_text}"}
+
+
 def _group_tolerances(per_run: list[tuple[list[str], np.ndarray, np.ndarray]], group: str, runs_text: str,
-                      safety: float, alpha: float, n_resamples: int, seed: int,
-                      between_replicates: Sequence[tuple[list[str], np.ndarray, np.ndarray]] = ()
+                      safety: float, alpha: float, seed: int,
+                      between_replicates: dict[tuple[int, int], tuple[list[str], np.ndarray, np.ndarray]]
                       ) -> dict[str, Any]:
-    """delta, curve_correlation and peak_shift of one group from the paired (ids, replicate, reference) arrays of
-    every replicate, and for delta also the (ids, replicate j, replicate i) pairs (see calibrate_tolerances)."""
+    """band, curve_correlation and peak_shift of one group from the paired (ids, replicate, reference) arrays of
+    every replicate, and for the band also the (ids, replicate j, replicate i) pairs (see calibrate_tolerances)."""
+    band = _band_tolerance([curve_difference(rr, ee, group) for _, rr, ee in per_run],
+                           {ij: curve_difference(a, b, group) for ij, (_, a, b) in between_replicates.items()},
+                           alpha, runs_text)
     g = GROUPS.index(group)
-    between = [band_statistic(*bonferroni_band(a[:, g, :] - b[:, g, :], alpha, n_resamples, seed)[1:])
-               for _, a, b in between_replicates]
-    stats_, corrs, shifts, sim_corrs, sim_shifts = [], [], [], [], []
+    corrs, shifts, sim_corrs, sim_shifts = [], [], [], []
     for n_run, (_, rr, ee) in enumerate(per_run):
-        _, lo, hi = bonferroni_band(rr[:, g, :] - ee[:, g, :], alpha, n_resamples, seed)
-        stats_.append(band_statistic(lo, hi))
         rc, ec = aie_curve(rr, group), aie_curve(ee, group)
         corrs.append(pearson(rc, ec))
         pr, pe = peak_layer(rc), peak_layer(ec)
@@ -131,9 +166,6 @@ def _group_tolerances(per_run: list[tuple[list[str], np.ndarray, np.ndarray]], g
         c_sim, s_sim = simulated_reruns(rr[:, g, :], ee[:, g, :], seed=seed + n_run)
         sim_corrs.append(c_sim)
         sim_shifts.append(s_sim)
-    L = per_run[0][2].shape[2]
-    finite_stats = [x for x in stats_ + between if math.isfinite(x)]
-    delta = max(safety * max(finite_stats), 1e-12) if finite_stats else math.nan
     sim_c, sim_s = np.concatenate(sim_corrs), np.concatenate(sim_shifts)
     sim_c = sim_c[np.isfinite(sim_c)]
     q_corr = float(np.quantile(sim_c, 0.01)) if sim_c.size else math.nan
@@ -143,12 +175,7 @@ def _group_tolerances(per_run: list[tuple[list[str], np.ndarray, np.ndarray]], g
     q_shift = int(np.quantile(sim_s, 0.99)) if sim_s.size else 0
     m_obs = int(max((x for x in shifts if math.isfinite(x)), default=0))
     return {
-        "delta": {"value": delta, "observed": stats_, "observed_between_replicates": between,
-                  "how_chosen": f"{safety} x the max over every pair of runs (each replicate against the reference, "
-                                f"and each pair of replicates: any two independent runs are as far apart as a fresh "
-                                f"run and the reference) of (max over layers of |end of the {1 - alpha / L:.4f} "
-                                f"Bonferroni percentile bootstrap CI| of the mean over facts of their difference); "
-                                f"{runs_text}"},
+        "band": band,
         "curve_correlation": {"value": c_bound, "observed": corrs, "simulated_q01": q_corr,
                               "how_chosen": f"1 - {safety} x (1 - r_min), clipped to [-1, 1]; r_min = the smaller of "
                                             f"the min Pearson r of the AIE curves over replicates and the 1st "
@@ -195,10 +222,10 @@ def _kind_tolerances(arm: str, kind: str, metric: str, ref_arm: ArmData, runs: l
         if kind not in r[arm].fact_ids:
             raise VerifyError(f"replicate {r[arm].source} has no {kind} effects")
         per_run.append(pair(r[arm], ref_arm, kind, metric))
-    between = [pair(runs[j][arm], runs[i][arm], kind, metric)
-               for i in range(len(runs)) for j in range(i + 1, len(runs))]
+    between = {(i, j): pair(runs[j][arm], runs[i][arm], kind, metric)
+               for i in range(len(runs)) for j in range(i + 1, len(runs))}
     entries = {f"{arm}/{kind}/{metric}/{group}": _group_tolerances(
-        per_run, group, which, safety, boot["alpha"], boot["n_resamples"], boot["seed"], between) for group in groups}
+        per_run, group, which, safety, boot["alpha"], boot["seed"], between) for group in groups}
     same = [fact_map_correlations(rr, ee) for _, rr, ee in per_run]
     null = []
     for n_run, (_, rr, ee) in enumerate(per_run):
@@ -245,18 +272,18 @@ def calibrate_tolerances(
     groups: Sequence[str] = CHECK_GROUPS,
     safety: float = SAFETY,
     alpha: float = ALPHA,
-    n_resamples: int = N_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     claims_fn: ClaimsFn | None = claims_from_comparison,
+    leave_one_out: bool = True,
 ) -> dict[str, Any]:
     """Tolerances for an expected profile recorded from `reference`, from replicate results folders of the same
     profile run with other noise seeds (and batch sizes). Each statistic verify computes is measured for every
     replicate against the reference, and the tolerance set from its spread with margin `safety`:
 
-    - delta = safety x max over every pair of runs, each replicate against the reference and each pair of
-      replicates, of (max over layers of |end of the Bonferroni CI| of the mean paired difference): k replicates
-      give k(k+1)/2 such distances instead of k (with 3, a fresh seed failed one of 67 checks on the embedded smoke
-      profile);
+    - band (per curve): at every layer |AIE curve difference| <= multiplier x the layer's run-to-run spread, the
+      spread measured from all k(k+1)/2 pairs of the k + 1 runs (reference and replicates) and the multiplier a
+      Student t prediction bound (k degrees of freedom, Bonferroni over layers), not a fitted safety factor: the
+      old max-distance rule with a 1.5 margin FAILed 3 of 5 leave-one-out replicates of the embedded smoke profile;
     - curve_correlation bound = 1 - safety x (1 - r_min), clipped to [-1, 1], r_min = the smaller of the min over
       replicates of r and the 1st percentile of r over simulated reruns (`simulated_reruns`);
     - peak_shift k = 1 + max(max observed |argmax shift|, 99th percentile over simulated reruns);
@@ -268,7 +295,9 @@ def calibrate_tolerances(
 
     Then the power: with these tolerances, does verify FAIL a replicate scaled by 0.5, its layers rolled by 3, its
     facts deranged, and (both arms present) the two arms swapped? `verdict` says "ok" or "profile too small: grow it"
-    naming what went undetected. Returns the tolerances.json document.
+    naming what went undetected. `leave_one_out`: also calibrate without each replicate in turn and judge that
+    replicate by the result (every check): the measured false-FAIL rate of a held-out replicate, in
+    doc["leave_one_out"]. Returns the tolerances.json document.
     """
     if not result_dirs:
         raise ValueError("calibrate_tolerances needs at least one replicate results folder (other noise seed).")
@@ -281,7 +310,7 @@ def calibrate_tolerances(
                                                     for arm, v in lab.items())
                          for d, lab in zip(result_dirs, labels)))
     entries: dict[str, Any] = {}
-    boot = {"alpha": alpha, "n_resamples": n_resamples, "seed": seed}
+    boot = {"alpha": alpha, "seed": seed}
     for arm, ref_arm in ref.items():
         entries[f"{arm}/known_set"] = _known_set_tolerance([r[arm] for r in runs], ref_arm, safety, which)
         for kind in ref_arm.kinds():
@@ -292,8 +321,10 @@ def calibrate_tolerances(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": list(metrics),
         "groups": list(groups),
-        "bootstrap": {**boot, "method": "percentile", "correction": "Bonferroni over layers",
-                      "unit": "fact (paired by known_id)"},
+        "band": {"alpha": alpha, "floor": BAND_FLOOR,
+                 "rule": "per layer |curve difference| <= Student t(1 - alpha/2L, runs - 1) x run-to-run spread "
+                         "(moderated with its median over layers)"},
+        "seed": seed,
         "safety": safety,
         "reference": {"path": str(reference), "arms": _run_labels(ref)},
         "runs": [{"path": str(d), "arms": lab} for d, lab in zip(result_dirs, labels)],
@@ -305,7 +336,29 @@ def calibrate_tolerances(
     doc["replicates_failing"] = sorted({f for r in runs for arm in ref for f in _fails(r[arm], ref[arm], doc)})
     undetected = [name for name, p in doc["power"].items() if not p["detected"]]
     doc["verdict"] = "ok" if not undetected else f"profile too small: grow it ({', '.join(undetected)} not detected)"
+    if leave_one_out and len(result_dirs) >= 2:
+        doc["leave_one_out"] = _leave_one_out(result_dirs, reference, runs, ref, metrics, groups, safety, alpha,
+                                              seed, claims_fn)
     return doc
+
+
+def _leave_one_out(result_dirs: Sequence[Path], reference: Path, runs: list[dict[str, ArmData]],
+                   ref: dict[str, ArmData], metrics: Sequence[str], groups: Sequence[str], safety: float,
+                   alpha: float, seed: int, claims_fn: ClaimsFn | None) -> dict[str, Any]:
+    """Each replicate judged (every curve check) by tolerances calibrated from the reference and the others."""
+    per_replicate = []
+    for j, held_out in enumerate(result_dirs):
+        others = [d for i, d in enumerate(result_dirs) if i != j]
+        doc = calibrate_tolerances(others, reference, metrics, groups, safety, alpha, seed, claims_fn,
+                                   leave_one_out=False)
+        failed = sorted({f for arm in ref for f in _fails(runs[j][arm], ref[arm], doc)})
+        per_replicate.append({"held_out": str(held_out), "failed": failed})
+    n_failed = sum(bool(r["failed"]) for r in per_replicate)
+    return {"replicates": len(per_replicate), "replicates_failing": n_failed,
+            "rate": n_failed / len(per_replicate), "per_replicate": per_replicate,
+            "how_measured": "each replicate left out of the calibration in turn and judged by the tolerances of the "
+                            "reference and the other replicates (every curve and Known-set check; power not "
+                            "recomputed)"}
 
 
 def _perturbed(data: ArmData, fn: Callable[[np.ndarray], np.ndarray]) -> ArmData:

@@ -10,14 +10,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from artifact.analysis.bootstrap import BOOTSTRAP_SEED, N_RESAMPLES
 from artifact.core.layout import (
     comparison_file,
 )
 from artifact.core.names import GROUPS
 from artifact.verification.load import ArmData, _read_json
 from artifact.verification.records import (
-    ALPHA,
     CHECK_GROUPS,
     SHAPE_GROUPS,
     FAIL,
@@ -33,7 +31,7 @@ from artifact.verification.statistics import (
     aie_curve,
     bad_cells,
     band_statistic,
-    bonferroni_band,
+    curve_difference,
     empty_group_mismatches,
     fact_map_correlations,
     jaccard,
@@ -54,6 +52,34 @@ def _tol(tolerances: dict[str, Any], arm: str, kind: str, metric: str, name: str
         raise VerifyError(f"tolerances.json: {name} for {key} is {value!r}, not a number (the calibration could not "
                           "measure it; see its how_chosen): recalibrate with more facts or replicates")
     return value
+
+
+def _band(tolerances: dict[str, Any], arm: str, kind: str, metric: str, group: str, layers: int
+          ) -> tuple[float, np.ndarray]:
+    """The band of one curve from tolerances.json: (multiplier, [layer] spread); VerifyError when unusable."""
+    key = f"{arm}/{kind}/{metric}/{group}"
+    multiplier = _tol(tolerances, arm, kind, metric, "band", group)
+    scale = np.asarray(tolerances["entries"][key]["band"].get("scale", []), dtype=np.float64)
+    if scale.shape != (layers,) or not np.all(scale > 0):
+        raise VerifyError(f"tolerances.json: the band spread of {key} has {scale.size} positive values for {layers} "
+                          "layers: recalibrate the profile")
+    return float(multiplier), scale
+
+
+def check_curve_band(r: np.ndarray, e: np.ndarray, group: str, band: tuple[float, np.ndarray],
+                     labels: dict[str, Any], pairing: str = "") -> Check:
+    """The regenerated AIE curve of one group lies within multiplier x spread of the expected one at every layer
+    (paired facts). Catches curves scaled, shifted or moved by more than another noise seed moves them."""
+    multiplier, scale = band
+    difference = curve_difference(r, e, group)
+    stat, worst = band_statistic(difference, scale)
+    ok = math.isfinite(stat) and stat <= multiplier
+    where = (f"worst layer {worst}: difference {difference[worst]:+.4g}, allowed +/- {multiplier * scale[worst]:.4g}"
+             if worst is not None else "undefined (NaN curve)")
+    return Check("curve_band", PASS if ok else FAIL, **labels, group=group, observed=stat, expected=0.0,
+                 tolerance=multiplier,
+                 detail=f"max over layers of |AIE curve difference| / run-to-run spread of that layer; {where}"
+                        + (f"; {pairing}" if pairing else ""))
 
 
 def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, tolerances: dict[str, Any],
@@ -95,21 +121,9 @@ def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, 
         out.append(Check("paired_facts", FAIL, **base, observed=len(ids), expected=">= 2",
                          detail=f"too few facts on both sides to compare ({pairing})"))
         return out
-    boot = tolerances.get("bootstrap", {})
     for group in groups:
-        g = GROUPS.index(group)
-        delta = _tol(tolerances, arm, kind, metric, "delta", group)
-        mean, low, high = bonferroni_band(r[:, g, :] - e[:, g, :], boot.get("alpha", ALPHA),
-                                          boot.get("n_resamples", N_RESAMPLES), boot.get("seed", BOOTSTRAP_SEED))
-        stat = band_statistic(low, high)
-        worst = int(np.nanargmax(np.maximum(np.abs(low), np.abs(high)))) if np.isfinite(stat) else None
-        ok = math.isfinite(stat) and stat <= delta
-        out.append(Check("paired_equivalence", PASS if ok else FAIL, **base, group=group, observed=stat,
-                         expected=0.0, tolerance=delta,
-                         detail=f"max |CI end| of mean(regenerated - expected) over {L_r} layers (Bonferroni "
-                                f"{1 - boot.get('alpha', ALPHA) / L_r:.4f} percentile bootstrap), worst layer "
-                                f"{worst} (mean diff {mean[worst] if worst is not None else math.nan:+.4g}); "
-                                f"{pairing}"))
+        out.append(check_curve_band(r, e, group, _band(tolerances, arm, kind, metric, group, L_r), base, pairing))
+    for group in groups:
         if group not in SHAPE_GROUPS:
             continue
         rc, ec = aie_curve(r, group), aie_curve(e, group)

@@ -38,7 +38,11 @@ NOISE_RTOL = 1e-4
 SAFETY = 1.5  # multiplicative margin on every measured spread
 
 
-ALPHA = 0.05  # family-wise error of the per-layer band
+ALPHA = 0.05  # family-wise error of the per-layer band (per curve, over its layers)
+
+
+# The band's spread is floored at this absolute value (the same-seed tier's floor: numerics).
+BAND_FLOOR = 1e-4
 
 
 SIMULATED_RERUNS = 1000  # resampled run-to-run differences per replicate for the curve-shape tolerances

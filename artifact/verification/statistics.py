@@ -1,19 +1,19 @@
-"""The statistics behind the checks: paired differences, the Bonferroni band over layers (the shared bootstrap
-at level 1 - alpha/L), correlations of per-fact maps and of curves, peaks, set overlaps, and data sanity.
+"""The statistics behind the checks: paired differences, the per-layer band scaled by the run-to-run spread,
+correlations of per-fact maps and of curves, peaks, set overlaps, and data sanity.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
+from scipy.stats import t as student_t
 
-from artifact.analysis.bootstrap import BOOTSTRAP_SEED, N_RESAMPLES, bootstrap_mean_ci
 from artifact.core.names import ALWAYS_PRESENT_GROUPS, GROUPS
 from artifact.verification.load import ArmData
-from artifact.verification.records import ALPHA
+from artifact.verification.records import ALPHA, BAND_FLOOR
 
 
 def pair(regen: ArmData, expected: ArmData, kind: str, metric: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -27,24 +27,46 @@ def pair(regen: ArmData, expected: ArmData, kind: str, metric: str) -> tuple[lis
     return ids, r, e
 
 
-def bonferroni_band(diff: np.ndarray, alpha: float = ALPHA, n_resamples: int = N_RESAMPLES,
-                    seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over facts of `diff` [fact, layer] and its percentile bootstrap CI per layer at level 1 - alpha/L
-    (Bonferroni: all L intervals cover jointly with probability >= 1 - alpha). NaN facts of a layer are dropped;
-    a layer with < 2 facts gets a NaN interval; a constant layer gets that constant. Returns (mean, low, high) [layer].
-    """
-    diff = np.asarray(diff, dtype=np.float64)
-    level = 1 - alpha / max(diff.shape[1], 1)
-    _, mean, low, high, _ = bootstrap_mean_ci(diff, confidence=level, n_resamples=n_resamples, seed=seed,
-                                              method="percentile")
-    return mean, low, high
+def curve_difference(regen: np.ndarray, expected: np.ndarray, group: str) -> np.ndarray:
+    """[layer] difference of two paired [fact, group, layer] arrays' AIE curves at one token group."""
+    return aie_curve(regen, group) - aie_curve(expected, group)
 
 
-def band_statistic(low: np.ndarray, high: np.ndarray) -> float:
-    """max over layers of max(|low|, |high|): the smallest delta with every interval inside [-delta, delta]."""
-    if not len(low) or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+def band_scale(pair_differences: Sequence[np.ndarray], floor: float = BAND_FLOOR) -> np.ndarray:
+    """[layer] run-to-run spread of an AIE curve from the curve differences between pairs of independent runs:
+    per layer the root mean square of the differences (= sqrt(2) x the SD over runs), its square moderated
+    half-and-half with the median square over layers (an empirical-Bayes prior with as many degrees of freedom as
+    the layer's own: a handful of runs agrees closely at some layer by chance, and an unmoderated band there is
+    far too narrow), floored at `floor` (numerics)."""
+    d = np.asarray(pair_differences, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        square = np.nanmean(d * d, axis=0)
+        prior = float(np.nanmedian(square)) if np.any(np.isfinite(square)) else math.nan
+    if not math.isfinite(prior):
+        return np.sqrt(square)
+    return np.maximum(np.sqrt((np.nan_to_num(square, nan=prior) + prior) / 2), floor)
+
+
+def band_multiplier(runs: int, layers: int, alpha: float = ALPHA) -> float:
+    """How many spreads a new run's curve may lie from the reference's at any layer: the two-sided Student t
+    quantile at 1 - alpha/(2 L) with runs - 1 degrees of freedom: a prediction bound for one more independent run,
+    Bonferroni over the L layers. The moderated spread (band_scale) would earn more degrees of freedom; they are
+    not credited, because the spread does differ between layers (on the embedded smoke profile, crediting them
+    FAILed 1 of 5 leave-one-out replicates)."""
+    if runs < 2:
         return math.nan
-    return float(np.max(np.maximum(np.abs(low), np.abs(high))))
+    return float(student_t.ppf(1 - alpha / (2 * max(layers, 1)), runs - 1))
+
+
+def band_statistic(difference: np.ndarray, scale: np.ndarray) -> tuple[float, int | None]:
+    """(max over layers of |difference| / scale, the layer where it is reached); (NaN, None) when undefined."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(np.asarray(difference, dtype=np.float64)) / np.asarray(scale, dtype=np.float64)
+    if not z.size or not np.all(np.isfinite(z)):
+        return math.nan, None
+    worst = int(np.argmax(z))
+    return float(z[worst]), worst
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -72,7 +72,7 @@ def make_results(root: Path) -> Path:
         "t2t_run": t2t.name, "s2t_run": s2t.name, "known_t2t": [str(i) for i in range(10, 20)],
         "known_s2t": [str(i) for i in range(12, 22)], "known_both": both, "traced": both}))
     checks = [v.Check("known_set", v.PASS, arm="t2t", observed=1.0, expected=1.0, tolerance=0.98, detail="same"),
-              v.Check("paired_equivalence", v.FAIL, arm="s2t", kind="mlp", metric="prob", group="last_subject",
+              v.Check("curve_band", v.FAIL, arm="s2t", kind="mlp", metric="prob", group="last_subject",
                       observed=0.31, expected=0.0, tolerance=0.12, detail="curve outside its equivalence band"),
               v.Check("claim", v.INFO, group="C2", observed="supported", expected="not supported",
                       tolerance="unstable", detail="S->T: the AIE is lower and more diffuse than in T->T."),
@@ -103,7 +103,7 @@ def test_the_page_reads_in_order_and_embeds_everything(results):
     verdict = page[starts[0]:starts[1]]
     assert '<div class="big">FAIL</div>' in verdict and "No: 1 of 3 checks" in verdict
     assert "1 check only informative" in verdict and "curves t2t severed" in verdict
-    assert "Failed: " in verdict and "paired_equivalence (s2t/mlp/prob/last_subject)" in verdict
+    assert "Failed: " in verdict and "curve_band (s2t/mlp/prob/last_subject)" in verdict
     # Claims: each verdict with its conditions, CI chart and margin.
     claims = json.loads((results / "comparison" / "comparison.json").read_text())["claims"]
     for cid, c in claims.items():

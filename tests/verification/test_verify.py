@@ -4,7 +4,7 @@ A generative model stands in for real runs: per arm and kind a true AIE curve ov
 strong and peaked, S->T weaker and broader), per-fact amplitudes and fact-specific shapes (so facts are
 distinguishable), and per-run noise drawn from the run's noise seed (its size too varies by +/-20% with the
 seed; the batch size is only a label, as real batch sizes change results in the last bits only). Tolerances are
-calibrated from three seed replicates; a fresh replicate (another seed, another batch size) must PASS, and each
+calibrated from five seed replicates; a fresh replicate (another seed, another batch size) must PASS, and each
 corruption must FAIL.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from artifact import verification as v
 from artifact.core.names import GROUPS  # noqa: E402
@@ -26,7 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 LAYERS = 12
 POOL = 80  # facts in the fact file
 KINDS = ("hidden", "mlp", "attn")
-N_RESAMPLES = 2000  # fewer than the default 9999, to keep the file fast; stored in tolerances.json
 
 # (peak layer, amplitude, width) per arm and kind at the last subject token; the last token peaks late.
 TRUTH = {
@@ -107,11 +107,12 @@ def make_results(root: Path, seed: int, batch_size: int, noise: float = 0.25) ->
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Reference run, three calibration replicates, the recorded profile and a fresh replicate."""
+    """Reference run, five calibration replicates, the recorded profile and a fresh replicate."""
     base = tmp_path_factory.mktemp("verify")
     ref = make_results(base / "ref", seed=1, batch_size=128)
-    reps = [make_results(base / f"rep{s}", seed=s, batch_size=b) for s, b in ((2, 128), (3, 64), (4, 128))]
-    tolerances = v.calibrate_tolerances(reps, ref, n_resamples=N_RESAMPLES)
+    reps = [make_results(base / f"rep{s}", seed=s, batch_size=b)
+            for s, b in ((2, 128), (3, 64), (4, 128), (5, 96), (6, 48))]
+    tolerances = v.calibrate_tolerances(reps, ref)
     profile = base / "expected" / "synthetic"
     v.record_profile(ref, profile, tolerances)
     fresh = make_results(base / "fresh", seed=7, batch_size=32)
@@ -167,15 +168,20 @@ def test_calibration_records_how_and_has_power(world):
     assert all(p["detected"] for p in tol["power"].values())
     assert tol["replicates_failing"] == []
     entry = tol["entries"]["t2t/mlp/prob/last_subject"]
-    for name in ("delta", "curve_correlation", "peak_shift"):
-        assert entry[name]["how_chosen"] and len(entry[name]["observed"]) == 3
-    assert "seed 3 batch 64" in entry["delta"]["how_chosen"]
-    # delta also spans the 3 replicate-vs-replicate distances (3 replicates: 3 + 3 pairs of runs)
-    between = entry["delta"]["observed_between_replicates"]
-    assert len(between) == 3 and all(x > 0 for x in between)
-    assert entry["delta"]["value"] == pytest.approx(1.5 * max(entry["delta"]["observed"] + between))
-    assert tol["bootstrap"]["n_resamples"] == N_RESAMPLES
-    assert [r["arms"]["t2t"]["seed"] for r in tol["runs"]] == [2, 3, 4]
+    for name in ("band", "curve_correlation", "peak_shift"):
+        assert entry[name]["how_chosen"] and len(entry[name]["observed"]) == 5
+    assert "seed 3 batch 64" in entry["band"]["how_chosen"]
+    # the band's spread comes from all 15 pairs of the 6 runs; its multiplier is Student t with 5 degrees of freedom
+    band = entry["band"]
+    assert band["runs"] == 6 and "15 pairs" in band["how_chosen"]
+    assert band["value"] == pytest.approx(scipy.stats.t.ppf(1 - 0.05 / (2 * LAYERS), 5))
+    assert len(band["scale"]) == LAYERS and min(band["scale"]) >= np.median(band["scale"]) / 2 ** 0.5 - 1e-12
+    assert max(band["observed"]) <= band["value"]  # in-sample replicates lie inside their own band
+    loo = tol["leave_one_out"]  # each replicate judged by a calibration without it
+    assert loo["replicates"] == 5 and len(band["leave_one_out_ratio"]) == 5
+    assert loo["replicates_failing"] == 0, loo  # honest replicates held out of the calibration pass
+    assert loo["replicates_failing"] == sum(bool(r["failed"]) for r in loo["per_replicate"])
+    assert [r["arms"]["t2t"]["seed"] for r in tol["runs"]] == [2, 3, 4, 5, 6]
     saved = json.loads((world["profile"] / "tolerances.json").read_text())
     assert saved["entries"].keys() == tol["entries"].keys()
     claims = json.loads((world["profile"] / "claims.json").read_text())["claims"]
@@ -189,7 +195,7 @@ def test_calibration_says_when_the_profile_is_too_small(tmp_path):
     """Seed noise 8x larger: a 0.5 scaling hides in it, and the calibration says to grow the profile."""
     ref = make_results(tmp_path / "ref", seed=1, batch_size=128, noise=2.0)
     reps = [make_results(tmp_path / f"rep{s}", seed=s, batch_size=64, noise=2.0) for s in (2, 3)]
-    tol = v.calibrate_tolerances(reps, ref, n_resamples=1000)
+    tol = v.calibrate_tolerances(reps, ref, leave_one_out=False)
     assert not tol["power"]["scale_0.5"]["detected"]
     assert tol["verdict"] == "profile too small: grow it (scale_0.5 not detected)"
 
@@ -202,12 +208,12 @@ def test_fresh_replicate_passes_cli(world):
     report = json.loads((world["fresh"] / "verify" / "report.json").read_text())
     assert report["verdict"] == "PASS"
     checks = {c["check"] for c in report["checks"]}
-    assert {"paired_equivalence", "fact_correlation", "curve_correlation", "peak_layer", "known_set", "claim",
+    assert {"curve_band", "fact_correlation", "curve_correlation", "peak_layer", "known_set", "claim",
             "settings"} <= checks
-    row = next(c for c in report["checks"] if c["check"] == "paired_equivalence")
+    row = next(c for c in report["checks"] if c["check"] == "curve_band")
     assert set(row) >= {"check", "arm", "kind", "group", "observed", "expected", "tolerance", "verdict", "detail"}
     md = (world["fresh"] / "verify" / "report.md").read_text()
-    assert md.startswith("# verify.py: PASS") and "| paired_equivalence |" in md
+    assert md.startswith("# verify.py: PASS") and "| curve_band |" in md
     assert "batch_size 32" in md  # differing seed/batch noted, allowed
 
 
@@ -230,7 +236,7 @@ def test_corruptions_fail(world, case):
     elif case == "scaled":
         for arm in ("t2t", "s2t"):
             edit_effects(results, arm, lambda a: 0.5 * a)
-        expect = {"paired_equivalence"}
+        expect = {"curve_band"}
     elif case == "facts_shuffled":
         perm = np.roll(np.arange(30), 1)
         edit_effects(results, "t2t", lambda a: a[perm] if a.shape[0] == 30 else a)
@@ -242,7 +248,7 @@ def test_corruptions_fail(world, case):
             shutil.move(t2t / name, tmp)
             shutil.move(s2t / name, t2t / name)
             shutil.move(tmp, s2t / name)
-        expect = {"known_set", "paired_equivalence"}
+        expect = {"known_set", "curve_band"}
     report = verify_synthetic(results, world["profile"])
     assert report.verdict == v.FAIL
     assert expect <= failed(report), v.render_table(report)
@@ -259,7 +265,7 @@ def test_missing_file_fails_cli_without_traceback(world):
     report = json.loads((results / "verify" / "report.json").read_text())
     assert report["verdict"] == "FAIL" and any(c["check"] == "files" for c in report["checks"])
     # the other arm is still checked
-    assert any(c["arm"] == "t2t" and c["check"] == "paired_equivalence" and c["verdict"] == "PASS"
+    assert any(c["arm"] == "t2t" and c["check"] == "curve_band" and c["verdict"] == "PASS"
                for c in report["checks"])
 
 
@@ -375,7 +381,7 @@ def test_selection_picks_the_run_folder(world):
     (results / "selection.json").write_text(json.dumps({"t2t_run": t2t.name, "s2t_run": s2t.name}))
     assert verify_synthetic(results, world["profile"]).verdict == v.PASS
     (results / "selection.json").write_text(json.dumps({"t2t_run": stale.name, "s2t_run": s2t.name}))
-    assert "paired_equivalence" in failed(verify_synthetic(results, world["profile"]))
+    assert "curve_band" in failed(verify_synthetic(results, world["profile"]))
 
 
 def test_claims_only_profile_says_what_was_possible(world, tmp_path):
@@ -411,11 +417,11 @@ def test_record_refuses_without_tolerances(world, tmp_path):
 def test_record_with_calibration_cli(world, tmp_path):
     """The one-liner: record a profile and calibrate it from replicates; then the fresh run passes it."""
     proc = run_cli("--record", str(tmp_path / "p"), "--results", str(world["ref"]),
-                   "--calibrate-from", *map(str, world["reps"][:2]), "--n-resamples", "1000")
+                   "--calibrate-from", *map(str, world["reps"][:2]))
     assert proc.returncode == 0, proc.stderr
     assert "calibration verdict" in proc.stdout
     tol = json.loads((tmp_path / "p" / "tolerances.json").read_text())
-    assert len(tol["runs"]) == 2 and tol["bootstrap"]["n_resamples"] == 1000
+    assert len(tol["runs"]) == 2 and tol["band"]["alpha"] == 0.05 and tol["leave_one_out"]["replicates"] == 2
     # --force replaces the profile: claims-only now, no stale curves left behind
     v.record_profile(world["ref"], tmp_path / "p", None, claims_only=True, force=True)
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["claims.json", "manifest.json"]
@@ -452,14 +458,13 @@ def test_statistics_units():
     x, y = np.random.default_rng(1).normal(size=(2, 7, 9))
     x[2, :4] = np.nan
     assert np.allclose(v.pearson_rows(x, y), [v.pearson(a, b) for a, b in zip(x, y)])
-    rng = np.random.default_rng(0)
-    diff = rng.normal(0.0, 1.0, (40, 6))
-    mean, low, high = v.bonferroni_band(diff, n_resamples=2000)
-    assert np.all(low < mean) and np.all(mean < high)
-    _, low95, high95 = v.bonferroni_band(diff[:, :1], n_resamples=2000)  # one layer: plain 95%
-    assert (high - low)[0] > (high95 - low95)[0]  # Bonferroni widens
-    const = np.zeros((5, 3))
-    assert v.band_statistic(*v.bonferroni_band(const)[1:]) == 0.0
+    # the band: spread from pairs of runs (sqrt(2) x SD) moderated with its median over layers; a t multiplier that
+    # shrinks with more runs
+    pairs = [np.array([0.1, 0.0, 0.3]), np.array([-0.1, 0.0, 0.3])]
+    assert np.allclose(v.band_scale(pairs) ** 2, [0.01, 0.005, (0.09 + 0.01) / 2])  # the agreeing layer: half prior
+    assert np.allclose(v.band_scale([np.zeros(3)]), 1e-4)  # all runs agree everywhere: the numerics floor
+    assert v.band_multiplier(6, 30) < v.band_multiplier(4, 30) and np.isnan(v.band_multiplier(1, 30))
+    assert v.band_statistic(np.array([0.05, -0.01, 0.6]), np.array([0.1, 0.025, 0.3])) == (2.0, 2)
 
 
 def test_recorded_profile_carries_no_machine_paths(world, tmp_path, monkeypatch):
@@ -548,7 +553,7 @@ def test_both_metrics_are_banded(world, arm, key, fn, group):
     _edit_array(results, arm, key, fn)
     report = verify_synthetic(results, world["profile"])
     kind, metric = key.split("_")
-    bad = [c for c in report.checks if c.verdict == v.FAIL and c.check == "paired_equivalence"]
+    bad = [c for c in report.checks if c.verdict == v.FAIL and c.check == "curve_band"]
     assert report.verdict == v.FAIL and bad
     assert all((c.arm, c.kind, c.metric) == (arm, kind, metric) for c in bad)
     if group is not None:
