@@ -105,7 +105,8 @@ def record(args: argparse.Namespace) -> int:
     try:
         if args.calibrate_from:
             print(f"calibrating tolerances: {len(args.calibrate_from)} replicate(s) against {args.results} ...")
-            tolerances = v.calibrate_tolerances(args.calibrate_from, args.results)
+            tolerances = v.calibrate_tolerances(args.calibrate_from, args.results,
+                                                same_seed_from=args.same_seed_from or ())
             for name, power in tolerances["power"].items():
                 print(f"  power {name:22} {'detected' if power['detected'] else 'NOT detected'}"
                       f" ({power['replicates_detected']}/{power['replicates']} replicates)")
@@ -115,8 +116,6 @@ def record(args: argparse.Namespace) -> int:
                 print(f"  leave-one-out: {loo['replicates_failing']} of {loo['replicates']} replicates FAIL when "
                       "held out of the calibration")
             if args.same_seed_from:
-                tolerances["same_seed"] = v.calibrate_same_seed(args.same_seed_from, args.results,
-                                                                tolerances["metrics"])
                 print(f"  same-seed tier: {tolerances['same_seed']['value']:.3g} "
                       f"({tolerances['same_seed']['how_chosen']})")
         elif args.tolerances:

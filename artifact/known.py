@@ -57,6 +57,9 @@ class KnownCheck:
     predicted: str  # decoded predicted token
     p_answer: float | None  # softmax probability of the answer token (None when the fact could not be checked)
     problem: str = ""  # why the fact could not be checked (its answer token is undefined); known is then False
+    # logit of the answer minus the largest logit of any other text-mode token: > 0 exactly when known; for a known
+    # fact the top-1/top-2 gap. How far the fact is from flipping its Known verdict (float noise moves it ~1e-5).
+    margin: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +117,21 @@ def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0)
         return torch.softmax(last_token_logits(model, rows, pad_id), dim=-1).cpu()
 
 
+def answer_margins(logits: Any, answer_ids: Sequence[int], banned: Sequence[int] = ()) -> list[float]:
+    """Per row of [batch, vocab] logits: the answer's logit minus the largest logit of any other token that is not
+    `banned` (> 0 exactly when the answer is the greedy token)."""
+    import torch
+
+    others = logits.detach().float().clone()
+    if len(banned):
+        others[:, list(banned)] = -torch.inf
+    rows = torch.arange(others.shape[0])
+    answers = torch.as_tensor(list(answer_ids), dtype=torch.long)
+    answer_logits = others[rows, answers].clone()
+    others[rows, answers] = -torch.inf
+    return (answer_logits - others.max(dim=1).values).tolist()
+
+
 def check_known_prompts(
     loaded: Any, facts: Sequence[Fact], prompts: Sequence[Any], batch_size: int = 32, progress: bool = True,
     desc: str = "known check",
@@ -138,9 +156,14 @@ def check_known_prompts(
     with tqdm(total=len(facts), desc=desc, unit="fact", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            probs = next_token_probs(loaded.model, [prompts[i].input_ids for i in chunk], pad_id)  # [batch, vocab]
+            import torch
+
+            with torch.inference_mode():
+                logits = last_token_logits(loaded.model, [prompts[i].input_ids for i in chunk], pad_id).cpu()
+            probs = torch.softmax(logits, dim=-1)  # [batch, vocab]
             allowed = probs.clone()
             allowed[:, banned] = -1.0  # below every probability: never the argmax
+            margins = answer_margins(logits, [int(prompts[i].target_id) for i in chunk], banned)
             for row, i in enumerate(chunk):
                 answer_id = int(prompts[i].target_id)
                 predicted_id = int(allowed[row].argmax())
@@ -152,6 +175,7 @@ def check_known_prompts(
                     answer=tokenizer.decode([answer_id]),
                     predicted=tokenizer.decode([predicted_id]),
                     p_answer=float(probs[row, answer_id]),
+                    margin=float(margins[row]),
                 )
             bar.update(len(chunk))
     return checks  # type: ignore[return-value]

@@ -44,6 +44,10 @@ def test_rule_on_facts_the_embedded_model_knows_and_does_not(embedded):
             logits = embedded.model(torch.tensor([prompt.input_ids])).logits[0, -1]
         assert c.predicted_id == int(logits.argmax())
         assert c.p_answer == pytest.approx(float(torch.softmax(logits, -1)[c.answer_id]), abs=1e-5)
+        # the margin: answer logit minus the best other logit; the top-1/top-2 gap when known, < 0 exactly when not
+        top2 = torch.topk(logits, 2).values
+        gap = float(top2[0] - top2[1]) if c.known else float(logits[c.answer_id] - logits[c.predicted_id])
+        assert c.margin == pytest.approx(gap, abs=1e-4) and (c.margin > 0) == c.known
     assert known_facts(facts, checks) == [EIFFEL, FRANCE]
     assert "greedy next token" in KNOWN_RULE and "first token of the attribute" in KNOWN_RULE
 
@@ -57,6 +61,7 @@ def test_batched_equals_one_by_one(embedded):
     for b, s in zip(batched, single):
         assert (b.known_id, b.known, b.answer_id, b.predicted_id) == (s.known_id, s.known, s.answer_id, s.predicted_id)
         assert b.p_answer == pytest.approx(s.p_answer, abs=1e-5)
+        assert (b.margin is None) == (s.margin is None) and (b.margin is None or abs(b.margin - s.margin) < 1e-4)
 
 
 def test_padding_does_not_leak(llama_tiny):
@@ -118,6 +123,7 @@ def test_greedy_token_is_taken_in_text_mode(sentencepiece_tokenizer):
     loaded = SimpleNamespace(model=model, tokenizer=tok, is_spiritlm=True)
     check = check_known(loaded, [vinson], progress=False)[0]
     assert check.predicted_id == prompt.target_id and check.known
+    assert check.margin > 0  # measured against the best *text* token, not against [Speech] 4 logits higher
     assert "get_forbidden_tokens(generate_only_text=True)" in KNOWN_RULE
     # a fact whose answer starts with a bare '▁' (digits: ' 1889' -> '▁', '1', ...) is not known, and says why,
     # without stopping the check of the others

@@ -88,6 +88,13 @@ def _section_verdict(page: _Page, report: dict[str, Any] | None, problem: str | 
                                                                 if c.get(k) is not None) or "-") for c in failed[:4]]
         more = f" and {len(failed) - 4} more" if len(failed) > 4 else ""
         page.add(f'<p class="failed">Failed: <a href="#checks">{esc(", ".join(names))}{more}</a></p>')
+    tier = next((p for p in (report or {}).get("possible", []) if str(p).startswith("tier:")), None)
+    if tier:
+        page.add(f'<p class="tier">{esc(str(tier)[0].upper() + str(tier)[1:])}</p>')
+    closest = (report or {}).get("closest") or []
+    if closest:
+        page.add('<p class="closest">Closest to their tolerances (share used): '
+                 + esc("; ".join(f"{c.get('check')} {float(c.get('used', 0)):.2f}" for c in closest)) + "</p>")
     claims = (comparison or {}).get("claims") or {}
     checks = _claim_checks(report)
     if claims:

@@ -30,7 +30,7 @@ from artifact.verification.statistics import (
     band_multiplier,
     band_scale,
     band_statistic,
-    jaccard,
+    known_changes,
     pearson,
     pearson_rows,
 )
@@ -38,9 +38,8 @@ from artifact.verification.verify import conclude, verify
 
 __all__ = [
     "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_multiplier", "band_scale",
-    "band_statistic",
-    "calibrate_same_seed", "calibrate_tolerances", "check_claims", "check_known_set", "check_settings",
-    "compare_arm_kind",
-    "detection_power", "jaccard", "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows",
-    "conclude", "record_profile", "render_markdown", "render_table", "verify", "write_report",
+    "band_statistic", "calibrate_same_seed", "calibrate_tolerances", "check_claims", "check_known_set",
+    "check_settings", "compare_arm_kind", "conclude", "detection_power", "known_changes", "load_expected_arm",
+    "load_run_arm", "load_tolerances", "pearson", "pearson_rows", "record_profile", "render_markdown", "render_table",
+    "verify", "write_report",
 ]

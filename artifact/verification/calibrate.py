@@ -29,6 +29,7 @@ from artifact.verification.records import (
     ClaimsFn,
     VerifyError,
 )
+from artifact.verification.same_seed import calibrate_same_seed
 from artifact.verification.statistics import (
     aie_curve,
     band_multiplier,
@@ -38,7 +39,7 @@ from artifact.verification.statistics import (
     curve_difference,
     fact_correlations,
     fact_map_correlations,
-    jaccard,
+    known_changes,
     pair,
     peak_layer,
     pearson,
@@ -205,13 +206,20 @@ def _check_replicates(ref: dict[str, ArmData], runs: list[dict[str, ArmData]], r
             raise VerifyError(f"replicate {d} lacks arm(s) {sorted(missing)} that the reference {reference} has")
 
 
-def _known_set_tolerance(replicates: list[ArmData], ref_arm: ArmData, safety: float, which: str) -> dict[str, Any]:
-    """The Known-set Jaccard bound: min observed minus max(0.02, safety x (1 - min observed))."""
-    js = [jaccard(r.known or [], ref_arm.known or []) for r in replicates]
-    bound = max(0.0, min(js) - max(0.02, safety * (1 - min(js))))
-    return {"jaccard": {"value": round(bound, 6), "observed": js,
-                        "how_chosen": f"min Jaccard of the Known sets over replicates ({min(js):.4f}) minus "
-                                      f"max(0.02, {safety} x (1 - it)); {which}"}}
+def _known_set_tolerance(replicates: list[ArmData], ref_arm: ArmData, safety: float, which: str,
+                         reruns: Sequence[ArmData] = ()) -> dict[str, Any]:
+    """How many facts may enter or leave the Known set: max(1, ceil(safety x the most any replicate or same-seed
+    rerun changed)). The Known filter does not depend on the noise seed, only on float numerics (batch size,
+    threads, device); the floor of 1 stands for a fact within float noise of a tie on other hardware."""
+    observed = [known_changes(r.known or [], ref_arm.known or []) for r in replicates]
+    observed_reruns = [known_changes(r.known or [], ref_arm.known or []) for r in reruns]
+    most = max(observed + observed_reruns)
+    return {"changed": {"value": max(1, math.ceil(safety * most)), "observed": observed,
+                        "observed_same_seed": observed_reruns,
+                        "how_chosen": f"max(1, ceil({safety} x the most facts that entered or left the Known set in "
+                                      f"a replicate or same-seed rerun = {most})); the floor of 1: one fact within "
+                                      f"float noise of a tie on other hardware (GPU numerics, not measured here); "
+                                      f"{which}"}}
 
 
 def _kind_tolerances(arm: str, kind: str, metric: str, ref_arm: ArmData, runs: list[dict[str, ArmData]],
@@ -275,6 +283,7 @@ def calibrate_tolerances(
     seed: int = BOOTSTRAP_SEED,
     claims_fn: ClaimsFn | None = claims_from_comparison,
     leave_one_out: bool = True,
+    same_seed_from: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Tolerances for an expected profile recorded from `reference`, from replicate results folders of the same
     profile run with other noise seeds (and batch sizes). Each statistic verify computes is measured for every
@@ -290,12 +299,15 @@ def calibrate_tolerances(
     - fact_correlation r0 and fact_fraction q: r0 maximises (min over replicates of the fraction of facts with
       r >= r0) - (95th percentile of the same fraction when facts are deranged, i.e. attached to wrong facts);
       q is halfway between those two fractions;
-    - known_set Jaccard bound = min observed - max(0.02, safety x (1 - min observed));
+    - known_set: how many facts may enter or leave the Known (and traced) set: max(1, ceil(safety x the most that
+      any replicate or same-seed rerun changed));
     - claims whose verdict differs between a replicate and the reference are marked unstable (reported, not judged).
 
     Then the power: with these tolerances, does verify FAIL a replicate scaled by 0.5, its layers rolled by 3, its
     facts deranged, and (both arms present) the two arms swapped? `verdict` says "ok" or "profile too small: grow it"
-    naming what went undetected. `leave_one_out`: also calibrate without each replicate in turn and judge that
+    naming what went undetected. `same_seed_from`: reruns with the reference's seed and batch size (other thread
+    counts or devices) that calibrate the same-seed tier (same_seed.calibrate_same_seed, doc["same_seed"]) and count
+    towards the Known-set allowance. `leave_one_out`: also calibrate without each replicate in turn and judge that
     replicate by the result (every check): the measured false-FAIL rate of a held-out replicate, in
     doc["leave_one_out"]. Returns the tolerances.json document.
     """
@@ -309,10 +321,12 @@ def calibrate_tolerances(
              + "; ".join(f"{Path(d).name} " + ", ".join(f"{arm} seed {v['seed']} batch {v['batch_size']}"
                                                     for arm, v in lab.items())
                          for d, lab in zip(result_dirs, labels)))
+    reruns = [_load_run_arms(Path(d)) for d in same_seed_from]
     entries: dict[str, Any] = {}
     boot = {"alpha": alpha, "seed": seed}
     for arm, ref_arm in ref.items():
-        entries[f"{arm}/known_set"] = _known_set_tolerance([r[arm] for r in runs], ref_arm, safety, which)
+        entries[f"{arm}/known_set"] = _known_set_tolerance([r[arm] for r in runs], ref_arm, safety, which,
+                                                           [r[arm] for r in reruns if arm in r])
         for kind in ref_arm.kinds():
             for metric in metrics:
                 entries.update(_kind_tolerances(arm, kind, metric, ref_arm, runs, groups, which, safety, boot))
@@ -331,6 +345,8 @@ def calibrate_tolerances(
         "entries": jsonable(entries),
         "claims": _unstable_claims(claims_fn, reference, result_dirs, which),
     }
+    if same_seed_from:
+        doc["same_seed"] = calibrate_same_seed(same_seed_from, reference, metrics, safety)
     doc["power"] = detection_power(ref, runs, doc)
     # Sanity: the unperturbed replicates pass the tolerances they set (they must, by construction).
     doc["replicates_failing"] = sorted({f for r in runs for arm in ref for f in _fails(r[arm], ref[arm], doc)})
@@ -363,7 +379,7 @@ def _leave_one_out(result_dirs: Sequence[Path], reference: Path, runs: list[dict
 
 def _perturbed(data: ArmData, fn: Callable[[np.ndarray], np.ndarray]) -> ArmData:
     return ArmData(data.arm, data.source, data.settings, data.known,
-                   {k: fn(v) for k, v in data.effects.items()}, data.fact_ids)
+                   {k: fn(v) for k, v in data.effects.items()}, data.fact_ids, data.margins)
 
 
 def _fails(regen: ArmData, expected: ArmData, tolerances: dict[str, Any]) -> list[str]:
@@ -404,7 +420,8 @@ def detection_power(ref: dict[str, ArmData], runs: list[dict[str, ArmData]], tol
         for r in runs:
             failed = []
             for a, b in (("t2t", "s2t"), ("s2t", "t2t")):
-                swapped = ArmData(a, r[b].source, r[b].settings, r[b].known, r[b].effects, r[b].fact_ids)
+                swapped = ArmData(a, r[b].source, r[b].settings, r[b].known, r[b].effects, r[b].fact_ids,
+                                  r[b].margins)
                 failed += _fails(swapped, ref[a], tolerances)
             caught.append(failed)
         out["arms_swapped"] = {"detected": all(caught), "caught_by": sorted({f for c in caught for f in c})[:20],

@@ -34,7 +34,7 @@ from artifact.verification.statistics import (
     curve_difference,
     empty_group_mismatches,
     fact_map_correlations,
-    jaccard,
+    known_changes,
     pair,
     peak_layer,
     pearson,
@@ -150,41 +150,60 @@ def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, 
     return out
 
 
-def known_bound(tolerances: dict[str, Any] | None, arm: str) -> float | None:
-    """The calibrated Jaccard bound of an arm's Known set, or None when not calibrated."""
+def known_limit(tolerances: dict[str, Any] | None, arm: str) -> int | None:
+    """How many facts may enter or leave an arm's Known (and traced) set, or None when not calibrated."""
     try:
-        value = (tolerances or {})["entries"][f"{arm}/known_set"]["jaccard"]["value"]
+        value = (tolerances or {})["entries"][f"{arm}/known_set"]["changed"]["value"]
     except (KeyError, TypeError):
         return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _margin_text(fact: str, *sides: ArmData) -> str:
+    values = [f"{side.margins[fact]:+.3g}" for side in sides if side.margins and fact in side.margins]
+    return f"{fact} (margin {' -> '.join(values)})" if values else fact
+
+
+def closest_to_flipping(data: ArmData, count: int = 3) -> str:
+    """The facts whose Known verdict is closest to flipping (smallest |margin|), as text; '' without margins."""
+    if not data.margins:
+        return ""
+    nearest = sorted(data.margins.items(), key=lambda item: abs(item[1]))[:count]
+    return ("closest to flipping (|answer logit - best other logit|): "
+            + ", ".join(f"{fact} {margin:+.3g}" for fact, margin in nearest))
 
 
 def check_traced(regen: ArmData, expected: ArmData, kind: str, tolerances: dict[str, Any] | None,
                  labels: dict[str, Any]) -> Check:
     """The traced facts of a kind agree as the Known sets must (an incomplete or truncated run fails here)."""
     r, e = set(regen.fact_ids[kind]), set(expected.fact_ids[kind])
-    j = jaccard(r, e)
-    bound = known_bound(tolerances, regen.arm)
-    bound = 1.0 if bound is None else bound
-    return Check("traced_set", PASS if j >= bound else FAIL, **labels, observed=j, expected=1.0, tolerance=bound,
-                 detail=f"Jaccard of the traced facts: {len(r)} regenerated, {len(e)} expected, {len(r & e)} both; "
-                        f"missing {sorted(e - r)[:10]}, extra {sorted(r - e)[:10]} (bound: the Known-set one)")
+    changed = known_changes(r, e)
+    limit = known_limit(tolerances, regen.arm)
+    limit = 0 if limit is None else limit
+    return Check("traced_set", PASS if changed <= limit else FAIL, **labels, observed=changed, expected=0,
+                 tolerance=limit,
+                 detail=f"traced facts: {len(r)} regenerated, {len(e)} expected, {len(r & e)} both; missing "
+                        f"{sorted(e - r)[:10]}, extra {sorted(r - e)[:10]} (allowed: as many as the Known set's)")
 
 
 def check_known_set(regen: ArmData, expected: ArmData, tolerances: dict[str, Any] | None) -> Check:
-    """The Known sets agree within the Jaccard bound; every difference is listed (not a crash)."""
+    """At most the calibrated number of facts entered or left the Known set; each change is listed with its
+    margins, and the regenerated facts closest to flipping are named (not a crash)."""
     if regen.known is None or expected.known is None:
         return Check("known_set", SKIP, arm=regen.arm, detail="Known set not recorded on one side")
-    j = jaccard(regen.known, expected.known)
     extra, lost = sorted(set(regen.known) - set(expected.known)), sorted(set(expected.known) - set(regen.known))
-    bound = known_bound(tolerances, regen.arm)
+    changed = len(extra) + len(lost)
+    limit = known_limit(tolerances, regen.arm)
     detail = (f"{len(regen.known)} regenerated vs {len(expected.known)} expected known facts; "
-              f"{len(extra)} only regenerated {extra[:10]}, {len(lost)} only expected {lost[:10]}")
-    if bound is None:
-        return Check("known_set", PASS if j == 1.0 else FAIL, arm=regen.arm, observed=j, expected=1.0, tolerance=1.0,
-                     detail=detail + " (no calibrated bound: exact agreement required)")
-    return Check("known_set", PASS if j >= bound else FAIL, arm=regen.arm, observed=j, expected=1.0, tolerance=bound,
-                 detail=detail)
+              f"{len(extra)} only regenerated {[_margin_text(f, expected, regen) for f in extra[:10]]}, "
+              f"{len(lost)} only expected {[_margin_text(f, expected, regen) for f in lost[:10]]}")
+    nearest = closest_to_flipping(regen) or closest_to_flipping(expected)
+    detail += f"; {nearest}" if nearest else "; margins not recorded (run from before they were)"
+    if limit is None:
+        return Check("known_set", PASS if changed == 0 else FAIL, arm=regen.arm, observed=changed, expected=0,
+                     tolerance=0, detail=detail + " (no calibrated allowance: exact agreement required)")
+    return Check("known_set", PASS if changed <= limit else FAIL, arm=regen.arm, observed=changed, expected=0,
+                 tolerance=limit, detail=detail)
 
 
 def check_settings(regen: ArmData, expected: ArmData) -> Check:

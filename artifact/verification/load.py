@@ -32,6 +32,8 @@ class ArmData:
     known: list[str] | None  # ids of the facts the Known filter kept (None: not recorded)
     effects: dict[str, np.ndarray] = field(default_factory=dict)  # "<kind>_<metric>" -> [fact, group, layer]
     fact_ids: dict[str, list[str]] = field(default_factory=dict)  # kind -> [fact] ids (as strings)
+    # fact id -> the Known check's margin (answer logit minus the best other one; None: not recorded by the run)
+    margins: dict[str, float] | None = None
 
     def kinds(self) -> list[str]:
         return [k for k in KINDS if k in self.fact_ids]
@@ -118,17 +120,20 @@ def load_run_arm(results: Path, arm: str, settings_hint: dict[str, Any] | None =
         raise VerifyError(f"{run_dir / SETTINGS_FILE} says arm {settings.get('arm')!r}, the folder name {arm!r}")
     known_doc = _read_json(run_dir / "known.json")
     known = [str(r["known_id"]) for r in known_doc.get("checks", []) if r.get("known")]
+    margins = {str(r["known_id"]): float(r["margin"]) for r in known_doc.get("checks", [])
+               if isinstance(r.get("margin"), (int, float))}
     effects, ids = _read_effects(run_dir / "aggregate" / EFFECTS_FILE)
-    return ArmData(arm, run_dir, settings, known, effects, ids)
+    return ArmData(arm, run_dir, settings, known, effects, ids, margins or None)
 
 
 def load_expected_arm(profile: Path, arm: str) -> ArmData:
     """One arm of an expected profile: `<profile>/<arm>/{group_effects.npz, known_ids.json, settings.json}`."""
     folder = Path(profile) / arm
     settings = _read_json(folder / SETTINGS_FILE)
-    known = [str(i) for i in _read_json(folder / KNOWN_IDS_FILE)["known"]]
+    known_doc = _read_json(folder / KNOWN_IDS_FILE)
+    known = [str(i) for i in known_doc["known"]]
     effects, ids = _read_effects(folder / EFFECTS_FILE)
-    return ArmData(arm, folder, settings, known, effects, ids)
+    return ArmData(arm, folder, settings, known, effects, ids, known_doc.get("margins") or None)
 
 
 def expected_arms(profile: Path) -> list[str]:

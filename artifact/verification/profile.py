@@ -107,7 +107,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             known_doc = json.loads((data.source / "known.json").read_text())
             (folder / KNOWN_IDS_FILE).write_text(json.dumps(
                 {"run": data.source.name, "rule": known_doc.get("rule", ""), "n_facts": known_doc.get("n_facts"),
-                 "known": data.known}, indent=2) + "\n")
+                 "known": data.known, "margins": data.margins}, indent=2) + "\n")
             arms_info[arm] = {"run": data.source.name, "layers": data.num_layers(),
                               "facts": {k: len(v) for k, v in data.fact_ids.items()}}
             notes.append(f"recorded {arm} curves from {data.source}")

@@ -4,6 +4,7 @@ the verdict words, and the calibration constants documented in expected/README.m
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,12 @@ SHAPE_GROUPS: tuple[str, ...] = CHECK_GROUPS
 
 
 FORMAT_VERSION = 1
+
+
+# Checks whose observed value must stay at or below the tolerance, and those whose observed value (at most 1) must
+# stay at or above it: for the report's "closest to their tolerances".
+UPPER_BOUND_CHECKS: tuple[str, ...] = ("curve_band", "same_seed_cells", "known_set", "traced_set")
+LOWER_BOUND_CHECKS: tuple[str, ...] = ("curve_correlation", "fact_correlation")
 
 
 # Settings that must agree for the comparison to mean anything; the rest (seed, batch_size, device) may differ.
@@ -90,5 +97,30 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         counts = {v: sum(c.verdict == v for c in self.checks) for v in (PASS, FAIL, SKIP, INFO)}
+        closest = [{"check": label, "used": used} for label, used in closest_margins(self.checks)]
         return {"verdict": self.verdict, "results": self.results, "expected": self.expected, "counts": counts,
-                "possible": self.possible, "skipped": self.skipped, "checks": [c.to_dict() for c in self.checks]}
+                "possible": self.possible, "skipped": self.skipped, "closest": closest,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def used_tolerance(check: Check) -> float | None:
+    """How much of its tolerance a judged check used (0: exact agreement, 1: at the limit, > 1: FAIL), for the checks
+    with a numeric tolerance; None for the others (claims, settings, files)."""
+    obs, exp, tol = check.observed, check.expected, check.tolerance
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (obs, tol))
+    if check.verdict not in (PASS, FAIL) or not numbers:
+        return None
+    if check.check in UPPER_BOUND_CHECKS:  # observed <= tolerance
+        return obs / tol if tol > 0 else (0.0 if obs == 0 else math.inf)
+    if check.check == "peak_layer" and isinstance(exp, (int, float)):  # |shift| <= tolerance
+        return abs(obs - exp) / tol if tol > 0 else (0.0 if obs == exp else math.inf)
+    if check.check in LOWER_BOUND_CHECKS:  # observed >= tolerance, 1 at best
+        return (1 - obs) / (1 - tol) if tol < 1 else (0.0 if obs >= 1 else math.inf)
+    return None
+
+
+def closest_margins(checks: list[Check], count: int = 3) -> list[tuple[str, float]]:
+    """The passed checks that came closest to their tolerances: (label, share of the tolerance used)."""
+    scored = [(used_tolerance(c), c) for c in checks if c.verdict == PASS]
+    scored = sorted(((u, c) for u, c in scored if u is not None), key=lambda item: -item[0])[:count]
+    return [(f"{c.check} " + "/".join(str(x) for x in (c.arm, c.kind, c.metric, c.group) if x), u) for u, c in scored]

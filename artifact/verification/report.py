@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from artifact.core.jsonable import jsonable
-from artifact.verification.records import PASS, Report
+from artifact.verification.records import PASS, Report, closest_margins
 
 
 def _fmt(value: Any) -> str:
@@ -27,8 +27,12 @@ def render_markdown(report: Report) -> str:
     doc = report.to_dict()
     lines = [f"# verify.py: {report.verdict}", "",
              f"- results: `{report.results}`", f"- expected: `{report.expected}`",
-             "- checks: " + ", ".join(f"{n} {v}" for v, n in doc["counts"].items() if n), "",
-             "## Checks possible", ""]
+             "- checks: " + ", ".join(f"{n} {v}" for v, n in doc["counts"].items() if n)]
+    lines += [f"- {p}" for p in report.possible if p.startswith("tier:")]
+    if doc["closest"]:
+        lines.append("- closest to their tolerances (share used): "
+                     + "; ".join(f"{c['check']} {c['used']:.2f}" for c in doc["closest"]))
+    lines += ["", "## Checks possible", ""]
     lines += [f"- {p}" for p in report.possible] or ["- none"]
     lines += ["", "## Checks skipped", ""]
     lines += [f"- {k}: {v}" for k, v in report.skipped.items()] or ["- none"]
@@ -54,6 +58,10 @@ def render_table(report: Report, width: int = 110) -> str:
         lines.append(line[:width] if c.verdict == PASS else line)
     for k, v in report.skipped.items():
         lines.append(f"SKIP  {k}: {v}")
+    closest = closest_margins(report.checks)
+    if closest:
+        lines.append("closest to their tolerances (share used): "
+                     + "; ".join(f"{label} {used:.2f}" for label, used in closest))
     lines.append(f"verify: {report.verdict} ({', '.join(report.possible) or 'no check possible'})")
     return "\n".join(lines)
 

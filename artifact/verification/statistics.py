@@ -133,6 +133,11 @@ def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
+def known_changes(a: Iterable[str], b: Iterable[str]) -> int:
+    """How many facts are in one set but not the other (the symmetric difference)."""
+    return len(set(a) ^ set(b))
+
+
 def bad_cells(regen: np.ndarray) -> list[tuple[int, int, int]]:
     """(fact, group, layer) cells of a regenerated [fact, group, layer] array that should be finite but are not:
     any non-finite cell of an always-present group or of a partly finite (fact, group) row. (A whole NaN row of a

@@ -71,7 +71,7 @@ def make_results(root: Path) -> Path:
     (root / "selection.json").write_text(json.dumps({
         "t2t_run": t2t.name, "s2t_run": s2t.name, "known_t2t": [str(i) for i in range(10, 20)],
         "known_s2t": [str(i) for i in range(12, 22)], "known_both": both, "traced": both}))
-    checks = [v.Check("known_set", v.PASS, arm="t2t", observed=1.0, expected=1.0, tolerance=0.98, detail="same"),
+    checks = [v.Check("known_set", v.PASS, arm="t2t", observed=0, expected=0, tolerance=1, detail="same"),
               v.Check("curve_band", v.FAIL, arm="s2t", kind="mlp", metric="prob", group="last_subject",
                       observed=0.31, expected=0.0, tolerance=0.12, detail="curve outside its equivalence band"),
               v.Check("claim", v.INFO, group="C2", observed="supported", expected="not supported",
@@ -79,7 +79,8 @@ def make_results(root: Path) -> Path:
               v.Check("curve_correlation", v.PASS, arm="t2t", kind="mlp", metric="prob", group="last",
                       observed=0.999, expected=1.0, tolerance=0.99, detail="Pearson r")]
     report = v.Report(str(root), str(root.parent / "expected" / "tiny-smoke"), checks,
-                      ["curves (t2t, s2t)", "claims (3 from claims.json)"], {"curves t2t severed": "not traced"})
+                      ["tier: other-seed (another noise seed)", "curves (t2t, s2t)", "claims (3 from claims.json)"],
+                      {"curves t2t severed": "not traced"})
     v.write_report(v.conclude(report), root / "verify")
     steps = {"known": 1.5, "t2t": 12.0, "s2t": 30.0, "aggregate": 0.5, "compare": 3.0, "figures": 2.0}
     (root / "steps.json").write_text(json.dumps({k: {"done": True, "seconds": s} for k, s in steps.items()}))
@@ -104,6 +105,10 @@ def test_the_page_reads_in_order_and_embeds_everything(results):
     assert '<div class="big">FAIL</div>' in verdict and "No: 1 of 3 checks" in verdict
     assert "1 check only informative" in verdict and "curves t2t severed" in verdict
     assert "Failed: " in verdict and "curve_band (s2t/mlp/prob/last_subject)" in verdict
+    # the tier and the passed checks closest to their tolerances, on the first screen
+    assert "Tier: other-seed (another noise seed)" in verdict
+    assert "Closest to their tolerances (share used): curve_correlation t2t/mlp/prob/last 0.10; known_set t2t 0.00" \
+        in verdict
     # Claims: each verdict with its conditions, CI chart and margin.
     claims = json.loads((results / "comparison" / "comparison.json").read_text())["claims"]
     for cid, c in claims.items():
