@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --record: an existing tolerances.json to store instead of calibrating")
     parser.add_argument("--claims-only", action="store_true",
                         help="with --record: store only the run's claims (no replicates to calibrate curves from)")
+    parser.add_argument("--same-seed-tier-from", type=Path, metavar="PROFILE",
+                        help="with --record, instead of --calibrate-from: record the curves with the same-seed tier "
+                             "only, its tolerance and Known-set allowance taken from PROFILE (same model, code and "
+                             "numerics); other-seed reruns cannot be judged against the result")
     parser.add_argument("--force", action="store_true", help="with --record: overwrite an existing profile")
     parser.add_argument("--no-recompute", action="store_true",
                         help="trust the derived files (aggregates, comparison) instead of checking the traces "
@@ -86,12 +90,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     recording_only = [name for name, value in (("--calibrate-from", args.calibrate_from),
                                                ("--tolerances", args.tolerances),
                                                ("--claims-only", args.claims_only), ("--force", args.force),
-                                               ("--same-seed-from", args.same_seed_from))
+                                               ("--same-seed-from", args.same_seed_from),
+                                               ("--same-seed-tier-from", args.same_seed_tier_from))
                       if value]
     if args.record is None and recording_only:
         parser.error(f"{', '.join(recording_only)} only go with --record PROFILE_DIR")
-    if args.record is not None and args.calibrate_from and args.tolerances:
-        parser.error("give either --calibrate-from or --tolerances, not both")
+    if args.record is not None and sum(map(bool, (args.calibrate_from, args.tolerances,
+                                                   args.same_seed_tier_from))) > 1:
+        parser.error("give one of --calibrate-from, --tolerances and --same-seed-tier-from")
     return args
 
 
@@ -120,6 +126,9 @@ def record(args: argparse.Namespace) -> int:
                       f"({tolerances['same_seed']['how_chosen']})")
         elif args.tolerances:
             tolerances = json.loads(args.tolerances.read_text())
+        elif args.same_seed_tier_from:
+            tolerances = v.borrow_same_seed_tier(args.same_seed_tier_from)
+            print(f"  same-seed tier only: {tolerances['same_seed']['how_chosen']}")
         elif not args.claims_only:
             print("verify.py --record: the tolerances must be calibrated from replicate runs. Rerun the same profile "
                   "with other noise seeds (and batch sizes) into other results folders, then pass them:\n"

@@ -25,7 +25,7 @@ from artifact.verification.load import ArmData, load_expected_arm, load_run_arm,
 from artifact.verification.profile import record_profile
 from artifact.verification.records import FAIL, INFO, PASS, SKIP, Check, Report, VerifyError
 from artifact.verification.report import render_markdown, render_table, write_report
-from artifact.verification.same_seed import calibrate_same_seed
+from artifact.verification.same_seed import borrow_same_seed_tier, calibrate_same_seed
 from artifact.verification.statistics import (
     band_multiplier,
     band_scale,
@@ -38,8 +38,8 @@ from artifact.verification.verify import conclude, verify
 
 __all__ = [
     "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_multiplier", "band_scale",
-    "band_statistic", "calibrate_same_seed", "calibrate_tolerances", "check_claims", "check_known_set",
-    "check_settings", "compare_arm_kind", "conclude", "detection_power", "known_changes", "load_expected_arm",
-    "load_run_arm", "load_tolerances", "pearson", "pearson_rows", "record_profile", "render_markdown", "render_table",
-    "verify", "write_report",
+    "band_statistic", "borrow_same_seed_tier", "calibrate_same_seed", "calibrate_tolerances", "check_claims",
+    "check_known_set", "check_settings", "compare_arm_kind", "conclude", "detection_power", "known_changes",
+    "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows", "record_profile",
+    "render_markdown", "render_table", "verify", "write_report",
 ]

@@ -84,7 +84,7 @@ def check_curve_band(r: np.ndarray, e: np.ndarray, group: str, band: tuple[float
 
 def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, tolerances: dict[str, Any],
                      groups: Sequence[str] = CHECK_GROUPS) -> list[Check]:
-    """Every statistical check of one arm, kind and metric (paired equivalence, per-fact maps, curve shape)."""
+    """Every statistical check of one arm, kind and metric (bands over layers, per-fact maps, curve shape)."""
     arm, out = regen.arm, []
     base = {"arm": arm, "kind": kind, "metric": metric}
     name = f"{kind}_{metric}"

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from artifact.core.names import GROUPS
-from artifact.verification.load import ArmData, load_run_arm
+from artifact.verification.load import ArmData, load_run_arm, load_tolerances
 from artifact.verification.records import FAIL, PASS, SAFETY, Check, VerifyError
 from artifact.verification.statistics import pair
 
@@ -84,3 +84,24 @@ def check_same_seed(regen: ArmData, expected: ArmData, kind: str, metric: str, t
               + ("; a group empty on one side only" if worst == math.inf else ""))
     return Check("same_seed_cells", PASS if ok else FAIL, **base, observed=worst, expected=0.0, tolerance=tolerance,
                  detail=detail)
+
+
+def borrow_same_seed_tier(profile: Path) -> dict[str, Any]:
+    """A tolerances document with only the same-seed tier (and the Known-set allowances) of another recorded profile
+    of the same model and code: for a profile too costly to replicate (each other-seed replicate of the embedded
+    standard profile takes 2 h on 2 cores). Float reductions depend on the model, code and machine, not on how many
+    facts are traced, so the calibrated same-seed tolerance carries over; verify then judges same-seed reruns cell
+    by cell and says that other-seed reruns cannot be judged."""
+    source = load_tolerances(Path(profile))
+    if "same_seed" not in source:
+        raise VerifyError(f"{profile} has no same-seed tier to borrow: record it with --same-seed-from")
+    entries = {key: value for key, value in (source.get("entries") or {}).items() if key.endswith("/known_set")}
+    for entry in entries.values():
+        for tolerance in entry.values():
+            tolerance["how_chosen"] = f"borrowed from {Path(profile).name}: {tolerance.get('how_chosen', '')}"
+    same_seed = dict(source["same_seed"])
+    same_seed["how_chosen"] = (f"borrowed from {Path(profile).name} (same model, code and numerics; float reductions "
+                               f"do not depend on the number of facts): {same_seed.get('how_chosen', '')}")
+    return {"format": source.get("format"), "metrics": source.get("metrics"), "groups": source.get("groups"),
+            "entries": entries, "same_seed": same_seed, "claims": {"unstable": [], "how_chosen": "not calibrated"},
+            "verdict": f"same-seed tier only (borrowed from {Path(profile).name}); no other-seed replicates"}

@@ -12,18 +12,20 @@ Layouts (see expected/README.md):
     expected/<profile>/<arm>/{group_effects.npz, known_ids.json, settings.json}
     expected/<profile>/{claims.json, tolerances.json, manifest.json}
 
-Checks, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric (default prob):
+First the identity (model, weights, facts, profile settings), the trace files against their sha256 lists and the
+aggregates and comparison recomputed from them; then the same-seed tier (every cell within ~1e-4) when the run used
+the reference's seed and batch size. Then, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric (prob, logprob):
 
-- paired_equivalence (per group last_subject, last): facts paired by known_id; per layer the percentile bootstrap CI
-  (scipy.stats.bootstrap, fixed seed) of the mean over facts of (regenerated - expected) IE at level 1 - 0.05/L
-  (Bonferroni over the L layers, so the L intervals hold jointly with >= 95%); every interval must lie in
-  [-delta, +delta]. Observed = max over layers of the larger |CI end|. Catches scaled or shifted curves.
+- curve_band (per group last_subject, last): facts paired by known_id; per layer |AIE curve difference| over that
+  layer's run-to-run spread (calibrated from replicates) <= a Student t prediction multiplier. Catches scaled or
+  shifted curves.
 - fact_correlation: per fact, Pearson r between its regenerated and expected [group, layer] IE map, each side
   centred on its mean map over the paired facts (NaN cells dropped); the fraction of facts with r >= bound must be
   >= fact_fraction. Catches results attached to wrong facts.
 - curve_correlation / peak_layer (per group): Pearson r of the two AIE curves (mean over paired facts) >= bound;
   argmax layers within +/- k. Catches moved peaks and changed shapes.
-- known_set (per arm): Jaccard index of the regenerated and expected Known sets >= bound; differences listed.
+- known_set / traced_set (per arm): facts that entered or left the Known (traced) set <= the calibrated count; each
+  listed with its logit margins, and the facts closest to flipping named.
 - claims: each regenerated claim verdict equals the expected one (claims unstable across calibration seeds: INFO).
 - settings / files / nan / empty_groups / layers: the comparison is meaningful (same model, facts, noise rule,
   samples...; every file present; no NaN where a value belongs; the same token groups empty; same layer count).
@@ -118,7 +120,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                                            "(exact) were compared; record the profile with --calibrate-from")
         metrics = tuple((tolerances or {}).get("metrics", DEFAULT_METRICS))
         groups = tuple((tolerances or {}).get("groups", CHECK_GROUPS))
-        possible.append(f"curves ({', '.join(arms)}: paired equivalence, per-fact map correlation, curve shape, "
+        possible.append(f"curves ({', '.join(arms)}: bands over layers, per-fact map correlation, curve shape, "
                         f"Known sets; metric {', '.join(metrics)})")
         for arm in ARMS:
             if arm not in arms:
@@ -142,6 +144,19 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
             checks.append(check_known_set(reg, exp, tolerances))
             if tolerances is None:
                 continue
+            if not other_seed_calibrated(tolerances):  # a profile recorded with the same-seed tier only
+                if tiers[arm] == "same-seed":
+                    skipped["other-seed statistics"] = (
+                        "the profile records no other-seed replicates (same-seed tier only): the run's cells were "
+                        "compared one by one instead")
+                else:
+                    checks.append(Check("tier", FAIL, arm=arm, detail=(
+                        "this profile is recorded for same-seed reruns only (no other-seed replicates were run for "
+                        f"it), and this run used seed/batch {(reg.settings or {}).get('seed')}/"
+                        f"{(reg.settings or {}).get('batch_size')} instead of the reference's "
+                        f"{(exp.settings or {}).get('seed')}/{(exp.settings or {}).get('batch_size')}: rerun without "
+                        "--seed and --batch-size")))
+                continue
             for kind in exp.kinds():
                 if kind not in reg.fact_ids:
                     checks.append(Check("data", FAIL, arm=arm, kind=kind,
@@ -152,9 +167,10 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                                                                                   tolerances, groups),
                                      arm=arm, kind=kind, metric=metric) or []
         if tiers:
-            possible.insert(0, _tier_sentence(tiers, same_seed_tolerance))
+            possible.insert(0, _tier_sentence(tiers, same_seed_tolerance,
+                                              tolerances is not None and other_seed_calibrated(tolerances)))
     else:
-        skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so paired equivalence, "
+        skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so curve bands, "
                              "per-fact correlation, curve shape and Known-set checks were not possible")
         recorded = {}
         if (expected / MANIFEST_FILE).is_file():
@@ -185,11 +201,18 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
     return conclude(Report(str(results), str(expected), checks, possible, skipped))
 
 
-def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | None) -> str:
+def other_seed_calibrated(tolerances: dict[str, Any]) -> bool:
+    """Whether a tolerances document holds the other-seed tier's curve tolerances (bands from replicates)."""
+    return any(isinstance(entry, dict) and "band" in entry for entry in (tolerances.get("entries") or {}).values())
+
+
+def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | None, other_seed: bool = True) -> str:
     """Which tolerance tier judged the curves, and why."""
     if set(tiers.values()) == {"same-seed"}:
         return (f"tier: same-seed (the run used the reference's noise seed and batch size, so it drew the same noise): "
-                f"every cell within {same_seed_tolerance:.3g}, on top of the other-seed checks")
+                f"every cell within {same_seed_tolerance:.3g}"
+                + (", on top of the other-seed checks" if other_seed else
+                   " (the profile has no other-seed calibration)"))
     why = ("the profile has no same-seed calibration" if same_seed_tolerance is None
            else "the run used another noise seed or batch size than the reference")
     mixed = "" if set(tiers.values()) == {"other-seed"} else f" ({', '.join(f'{a}: {t}' for a, t in tiers.items())})"

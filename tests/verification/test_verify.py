@@ -645,3 +645,28 @@ def test_same_seed_tier_judges_every_cell(world, tmp_path):
 def test_same_seed_calibration_refuses_another_seed(world):
     with pytest.raises(v.VerifyError, match="not a same-seed rerun"):
         v.calibrate_same_seed([world["fresh"]], world["ref"], ("prob",))
+
+
+def test_a_same_seed_only_profile_judges_cells_and_refuses_other_seeds(world, tmp_path):
+    """A profile too costly to replicate borrows the same-seed tier of another profile: a same-seed rerun PASSes
+    cell by cell (the other-seed statistics are listed as not possible), another seed FAILs with what to do."""
+    rerun = make_results(tmp_path / "rerun", seed=1, batch_size=128)  # the synthetic noise depends on the seed only
+    donor = tmp_path / "expected" / "donor"
+    v.record_profile(world["ref"], donor, {**world["tolerances"],
+                                           "same_seed": v.calibrate_same_seed([rerun], world["ref"], ("prob",))})
+    borrowed = v.borrow_same_seed_tier(donor)
+    assert "borrowed from donor" in borrowed["same_seed"]["how_chosen"]
+    assert set(borrowed["entries"]) == {"t2t/known_set", "s2t/known_set"}
+    proc = run_cli("--record", str(tmp_path / "expected" / "bigger"), "--results", str(world["ref"]),
+                   "--same-seed-tier-from", str(donor))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = verify_synthetic(rerun, tmp_path / "expected" / "bigger")
+    assert report.verdict == v.PASS, v.render_table(report)
+    assert "no other-seed calibration" in report.possible[0] and "other-seed statistics" in report.skipped
+    assert not any(c.check == "curve_band" for c in report.checks)
+    other = verify_synthetic(world["fresh"], tmp_path / "expected" / "bigger")
+    tier = [c for c in other.checks if c.check == "tier"]
+    assert other.verdict == v.FAIL and tier and "rerun without --seed and --batch-size" in tier[0].detail
+    no_tier = run_cli("--record", str(tmp_path / "expected" / "none"), "--results", str(world["ref"]),
+                      "--same-seed-tier-from", str(world["profile"]))
+    assert no_tier.returncode == 2 and "no same-seed tier to borrow" in no_tier.stderr

@@ -1,0 +1,212 @@
+"""The mutation suite, on a small real run: the embedded models through the whole pipeline (a 4-fact, 1-sample,
+MLP-only variant of the smoke profile), recorded as an expected profile like expected/embedded-smoke (same-seed
+tier from a rerun at another thread count; other-seed tolerances from one replicate).
+
+Each perturbation that an independent review found to PASS the old verify must now FAIL and name the right check;
+the perturbations of trace values are carried through the artifact's own aggregate and comparison code first (as a
+careless or dishonest rerun would), so only the comparison with the reference can catch them. The honest cases
+(same seed at another thread count; one untraced fact leaving the Known set) must PASS; an honest other-seed
+replicate held out of a calibration is tested on the synthetic world (test_verify.py) and measured on the embedded
+smoke profile (expected/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from artifact import verification as v
+from artifact.analysis.aggregate import aggregate_run
+from artifact.analysis.compare import compare_runs, speech_model_subsets
+from artifact.core.fileio import write_json_atomic, write_npz_atomic
+from artifact.core.groups import token_groups
+from artifact.core.layout import AGGREGATE_DIR, COMPARISON_DIR, ResultsFolderError
+from artifact.experiments.profiles import PROFILES
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = replace(PROFILES["smoke"], samples=1, count=4, candidates=60, kinds=("mlp",))
+
+
+def run_tiny(out: Path, seed: int, batch_size: int) -> Path:
+    from artifact.experiments.pipeline import run_pipeline
+
+    code = run_pipeline(profile="smoke", model="embedded", out=out, progress=False, verify=False, seed=seed,
+                        batch_size=batch_size, front_end="offline")
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """Reference (seed 1, batch 128), same-seed rerun (one thread), other-seed replicate (seed 2, batch 64), and the
+    profile recorded from them."""
+    base = tmp_path_factory.mktemp("mutations")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PROFILES, "smoke", TINY)
+        ref = run_tiny(base / "ref", 1, 128)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            rerun = run_tiny(base / "rerun", 1, 128)
+        finally:
+            torch.set_num_threads(threads)
+        replicate = run_tiny(base / "replicate", 2, 64)
+    tolerances = v.calibrate_tolerances([replicate], ref, same_seed_from=[rerun])
+    profile = base / "expected" / "embedded-smoke"
+    v.record_profile(ref, profile, tolerances)
+    return {"base": base, "ref": ref, "rerun": rerun, "profile": profile, "tolerances": tolerances}
+
+
+def copy_of(real, name: str) -> Path:
+    target = real["base"] / name
+    shutil.copytree(real["rerun"], target)
+    return target
+
+
+def run_dir(results: Path, arm: str) -> Path:
+    return results / "runs" / json.loads((results / "selection.json").read_text())[f"{arm}_run"]
+
+
+def rebuild(results: Path) -> None:
+    """Aggregates (with their traces.sha256) and the comparison rewritten from the traces by the artifact's own
+    code, as the pipeline writes them."""
+    t2t, s2t = run_dir(results, "t2t"), run_dir(results, "s2t")
+    for run in (t2t, s2t):
+        shutil.rmtree(run / AGGREGATE_DIR)
+        aggregate_run(run, kinds=TINY.kinds)
+    shutil.rmtree(results / COMPARISON_DIR)
+    compare_runs(t2t, s2t, results / COMPARISON_DIR, kinds=TINY.kinds, subsets=speech_model_subsets(s2t))
+
+
+def edit_traces(results: Path, arm: str, groups: tuple[str, ...], edit, metric: str = "scores") -> None:
+    """Rewrite the MLP trace rows of the given token groups of every fact of one arm through edit(rows)."""
+    for path in sorted((run_dir(results, arm) / "traces" / "mlp").glob("*.npz")):
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        positions = token_groups(arrays["scores"].shape[0], tuple(arrays["subject_range"]),
+                                 int(arrays["last_position"]))
+        rows = sorted({p for g in groups for p in positions[g]})
+        if rows:
+            arrays[metric][rows] = edit(arrays[metric][rows])
+        write_npz_atomic(path, arrays)
+
+
+def verify(results: Path, profile: Path) -> v.Report:
+    return v.verify(results, profile)
+
+
+def failed(report: v.Report) -> set[str]:
+    return {c.check for c in report.checks if c.verdict == v.FAIL}
+
+
+def test_the_honest_same_seed_rerun_passes_in_the_same_seed_tier(real):
+    report = verify(real["rerun"], real["profile"])
+    assert report.verdict == v.PASS, v.render_table(report)
+    assert report.possible[0].startswith("tier: same-seed")
+    cells = [c for c in report.checks if c.check == "same_seed_cells"]
+    assert len(cells) == 4 and all(c.observed < 1e-4 for c in cells)  # 2 arms x 1 kind x 2 metrics
+    assert real["tolerances"]["same_seed"]["value"] == pytest.approx(1e-4)  # observed differences below the floor
+
+
+def test_one_untraced_known_flip_passes(real):
+    """A fact the sample did not trace leaves Known-s2t (as on other numerics), and the run is rebuilt: PASS."""
+    results = copy_of(real, "known-flip")
+    path = run_dir(results, "s2t") / "known.json"
+    doc = json.loads(path.read_text())
+    traced = {p.stem for p in (run_dir(results, "s2t") / "traces" / "mlp").glob("*.npz")}
+    flip = next(row for row in doc["checks"] if row["known"] and str(row["known_id"]) not in traced)
+    flip["known"], flip["margin"] = False, -abs(flip["margin"])
+    write_json_atomic(path, doc)
+    rebuild(results)
+    report = verify(results, real["profile"])
+    assert report.verdict == v.PASS, v.render_table(report)
+    known = next(c for c in report.checks if c.check == "known_set" and c.arm == "s2t")
+    assert known.observed == 1 and known.tolerance == 1 and f"{flip['known_id']} (margin" in known.detail
+
+
+def _swap_two_facts(results: Path) -> None:
+    a, b = sorted((run_dir(results, "t2t") / "traces" / "mlp").glob("*.npz"))[:2]
+    tmp = a.with_suffix(".tmp")
+    a.rename(tmp), b.rename(a), tmp.rename(b)
+
+
+def _truncate_one(results: Path) -> None:
+    path = sorted((run_dir(results, "s2t") / "traces" / "mlp").glob("*.npz"))[0]
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _delete_one(results: Path) -> None:
+    sorted((run_dir(results, "t2t") / "traces" / "mlp").glob("*.npz"))[-1].unlink()
+
+
+def _comparison_with_arms_swapped(results: Path) -> None:
+    """compare_runs refuses swapped run folders (each run says its arm), so the labels are swapped in the file."""
+    t2t, s2t = run_dir(results, "t2t"), run_dir(results, "s2t")
+    with pytest.raises(ResultsFolderError, match="is a S->T run"):
+        compare_runs(s2t, t2t, results / "elsewhere", kinds=TINY.kinds)
+    path = results / COMPARISON_DIR / "comparison.json"
+    path.write_text(path.read_text().replace("t2t", "@arm@").replace("s2t", "t2t").replace("@arm@", "s2t"))
+
+
+def _claims_edited(results: Path) -> None:
+    path = results / COMPARISON_DIR / "comparison.json"
+    doc = json.loads(path.read_text())
+    for cid in ("C2", "C3"):
+        doc["claims"][cid]["verdict"] = ("supported" if doc["claims"][cid]["verdict"] != "supported"
+                                         else "not supported")
+    write_json_atomic(path, doc)
+
+
+@pytest.mark.parametrize("mutate, check", [
+    (_swap_two_facts, "trace_files"),
+    (_truncate_one, "trace_files"),
+    (_delete_one, "trace_files"),
+    (_comparison_with_arms_swapped, "comparison_fresh"),
+    (_claims_edited, "comparison_fresh"),
+], ids=["two-facts-swapped", "trace-truncated", "trace-deleted", "comparison-arms-swapped", "claims-edited"])
+def test_derived_and_trace_files_are_not_trusted(real, mutate, check):
+    results = copy_of(real, mutate.__name__)
+    mutate(results)
+    report = verify(results, real["profile"])
+    assert report.verdict == v.FAIL and check in failed(report), v.render_table(report)
+
+
+@pytest.mark.parametrize("arm, groups, edit, metric", [
+    ("t2t", ("last_subject",), lambda x: x - 0.094, "scores"),  # wipes out the mid-layer MLP effect
+    ("t2t", ("last_subject",), lambda x: x - 0.17, "scores"),  # (with S->T +0.13 below: the arms traded places)
+    ("s2t", ("last_subject",), lambda x: x + 0.13, "scores"),
+    ("s2t", ("first_subsequent", "further"), lambda x: x * 3, "scores"),
+    ("s2t", ("first_subsequent", "further"), lambda x: x + 0.1, "scores"),
+    ("s2t", ("first_subject", "middle_subject"), lambda x: np.zeros_like(x), "scores"),
+    ("t2t", ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last"),
+     lambda x: x * 0.5, "logprobs"),  # log-prob effects x0.5, prob untouched
+], ids=["t2t-mlp-minus-0.094", "t2t-mlp-minus-0.17", "s2t-mlp-plus-0.13", "s2t-subsequent-x3", "s2t-further-plus-0.1",
+        "s2t-first-middle-zero", "logprob-x0.5"])
+def test_trace_values_changed_and_carried_through_fail(real, arm, groups, edit, metric):
+    results = copy_of(real, f"{arm}-{'-'.join(groups)}-{metric}-{edit(np.ones(1))[0]:.3f}")
+    edit_traces(results, arm, groups, edit, metric)
+    rebuild(results)
+    report = verify(results, real["profile"])
+    assert not failed(report) & {"trace_files", "aggregate_fresh", "comparison_fresh"}  # consistent files...
+    bad = [c for c in report.checks if c.verdict == v.FAIL and c.check == "same_seed_cells"]
+    assert report.verdict == v.FAIL and bad, v.render_table(report)  # ...but not the reference's numbers
+    assert {c.arm for c in bad} == {arm}
+    assert {c.metric for c in bad} == ({"logprob"} if metric == "logprobs" else {"prob"})  # traces keep both apart
+
+
+def test_an_embedded_run_claiming_the_paper_fails_against_the_spiritlm_profile(real):
+    results = copy_of(real, "claims-supported")
+    path = results / COMPARISON_DIR / "comparison.json"
+    doc = json.loads(path.read_text())
+    for claim in doc["claims"].values():
+        claim["verdict"] = "supported"
+    write_json_atomic(path, doc)
+    report = verify(results, REPO / "expected" / "spiritlm-review")
+    identity = next(c for c in report.checks if c.check == "identity")
+    assert report.verdict == v.FAIL and identity.verdict == v.FAIL and "model" in identity.detail
