@@ -29,7 +29,7 @@ from artifact.verification.records import (
     ClaimsFn,
     VerifyError,
 )
-from artifact.verification.same_seed import calibrate_same_seed
+from artifact.verification.same_seed import calibrate_same_seed, same_noise
 from artifact.verification.statistics import (
     aie_curve,
     band_multiplier,
@@ -191,15 +191,14 @@ def _group_tolerances(per_run: list[tuple[list[str], np.ndarray, np.ndarray]], g
 
 def _check_replicates(ref: dict[str, ArmData], runs: list[dict[str, ArmData]], result_dirs: Sequence[Path],
                       reference: Path) -> None:
-    """Every replicate measures variation (another folder, seed or batch size) and has the reference's arms."""
+    """Every replicate measures seed variation (another folder and noise seed) and has the reference's arms."""
     for d, arms in zip(result_dirs, runs):
         same = [arm for arm in ref if arm in arms and arms[arm].source.resolve() == ref[arm].source.resolve()]
-        same += [arm for arm in ref if arm in arms and arm not in same and all(
-            (arms[arm].settings or {}).get(k) == (ref[arm].settings or {}).get(k) for k in ("seed", "batch_size"))]
+        same += [arm for arm in ref if arm in arms and arm not in same and same_noise(arms[arm], ref[arm])]
         if same:
-            raise VerifyError(f"replicate {d} repeats the reference's {', '.join(same)} run (same folder, or same "
-                              "noise seed and batch size, hence bitwise the same numbers): it measures no variation. "
-                              "Rerun with another --seed (and --batch-size) into another results folder.")
+            raise VerifyError(f"replicate {d} repeats the reference's {', '.join(same)} noise (same folder or noise "
+                              "seed: only float reductions differ): it measures no seed variation. Rerun with another "
+                              "--seed into another results folder (or pass it with --same-seed-from).")
     for d, arms in zip(result_dirs, runs):
         missing = set(ref) - set(arms)
         if missing:
@@ -305,7 +304,7 @@ def calibrate_tolerances(
 
     Then the power: with these tolerances, does verify FAIL a replicate scaled by 0.5, its layers rolled by 3, its
     facts deranged, and (both arms present) the two arms swapped? `verdict` says "ok" or "profile too small: grow it"
-    naming what went undetected. `same_seed_from`: reruns with the reference's seed and batch size (other thread
+    naming what went undetected. `same_seed_from`: reruns with the reference's seed (other batch sizes, thread
     counts or devices) that calibrate the same-seed tier (same_seed.calibrate_same_seed, doc["same_seed"]) and count
     towards the Known-set allowance. `leave_one_out`: also calibrate without each replicate in turn and judge that
     replicate by the result (every check): the measured false-FAIL rate of a held-out replicate, in

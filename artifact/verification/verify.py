@@ -14,7 +14,7 @@ Layouts (see expected/README.md):
 
 First the identity (model, weights, facts, profile settings), the trace files against their sha256 lists and the
 aggregates and comparison recomputed from them; then the same-seed tier (every cell within ~1e-4) when the run used
-the reference's seed and batch size. Then, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric (prob, logprob):
+the reference's noise seed. Then, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric (prob, logprob):
 
 - curve_band (per group last_subject, last): facts paired by known_id; per layer |AIE curve difference| over that
   layer's run-to-run spread (calibrated from replicates) <= a Student t prediction multiplier. Catches scaled or
@@ -152,10 +152,9 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                 else:
                     checks.append(Check("tier", FAIL, arm=arm, detail=(
                         "this profile is recorded for same-seed reruns only (no other-seed replicates were run for "
-                        f"it), and this run used seed/batch {(reg.settings or {}).get('seed')}/"
-                        f"{(reg.settings or {}).get('batch_size')} instead of the reference's "
-                        f"{(exp.settings or {}).get('seed')}/{(exp.settings or {}).get('batch_size')}: rerun without "
-                        "--seed and --batch-size")))
+                        f"it), and this run used noise seed {(reg.settings or {}).get('seed')} instead of the "
+                        f"reference's {(exp.settings or {}).get('seed')}: rerun without "
+                        "--seed")))
                 continue
             for kind in exp.kinds():
                 if kind not in reg.fact_ids:
@@ -209,12 +208,12 @@ def other_seed_calibrated(tolerances: dict[str, Any]) -> bool:
 def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | None, other_seed: bool = True) -> str:
     """Which tolerance tier judged the curves, and why."""
     if set(tiers.values()) == {"same-seed"}:
-        return (f"tier: same-seed (the run used the reference's noise seed and batch size, so it drew the same noise): "
+        return (f"tier: same-seed (the run used the reference's noise seed, so it drew the same noise): "
                 f"every cell within {same_seed_tolerance:.3g}"
                 + (", on top of the other-seed checks" if other_seed else
                    " (the profile has no other-seed calibration)"))
     why = ("the profile has no same-seed calibration" if same_seed_tolerance is None
-           else "the run used another noise seed or batch size than the reference")
+           else "the run used another noise seed than the reference")
     mixed = "" if set(tiers.values()) == {"other-seed"} else f" ({', '.join(f'{a}: {t}' for a, t in tiers.items())})"
     return f"tier: other-seed ({why}): statistical tolerances calibrated from other-seed replicates{mixed}"
 
