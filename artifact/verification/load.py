@@ -34,6 +34,8 @@ class ArmData:
     fact_ids: dict[str, list[str]] = field(default_factory=dict)  # kind -> [fact] ids (as strings)
     # fact id -> the Known check's margin (answer logit minus the best other one; None: not recorded by the run)
     margins: dict[str, float] | None = None
+    # kind -> facts the run planned but had not traced when it aggregated (aggregate/aie.json; None: not recorded)
+    untraced: dict[str, list[str]] | None = None
 
     def kinds(self) -> list[str]:
         return [k for k in KINDS if k in self.fact_ids]
@@ -123,7 +125,11 @@ def load_run_arm(results: Path, arm: str, settings_hint: dict[str, Any] | None =
     margins = {str(r["known_id"]): float(r["margin"]) for r in known_doc.get("checks", [])
                if isinstance(r.get("margin"), (int, float))}
     effects, ids = _read_effects(run_dir / "aggregate" / EFFECTS_FILE)
-    return ArmData(arm, run_dir, settings, known, effects, ids, margins or None)
+    untraced = None
+    if (run_dir / "aggregate" / "aie.json").is_file():
+        missing = _read_json(run_dir / "aggregate" / "aie.json").get("missing") or {}
+        untraced = {str(kind): [str(i) for i in ids_] for kind, ids_ in missing.items()}
+    return ArmData(arm, run_dir, settings, known, effects, ids, margins or None, untraced)
 
 
 def load_expected_arm(profile: Path, arm: str) -> ArmData:

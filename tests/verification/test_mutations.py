@@ -200,6 +200,18 @@ def test_trace_values_changed_and_carried_through_fail(real, arm, groups, edit, 
     assert {c.metric for c in bad} == ({"logprob"} if metric == "logprobs" else {"prob"})  # traces keep both apart
 
 
+def test_an_incomplete_run_rebuilt_from_its_traces_fails(real):
+    """One planned trace never written (a run stopped early) and the derived files rebuilt from what is there: the
+    digests and recomputation agree, and one fact is within the Known allowance, but the run itself says it is
+    incomplete."""
+    results = copy_of(real, "incomplete")
+    sorted((run_dir(results, "t2t") / "traces" / "mlp").glob("*.npz"))[0].unlink()
+    rebuild(results)
+    report = verify(results, real["profile"])
+    traced = [c for c in report.checks if c.check == "traced_set" and c.arm == "t2t" and c.verdict == v.FAIL]
+    assert report.verdict == v.FAIL and traced and "incomplete run" in traced[0].detail, v.render_table(report)
+
+
 def test_an_embedded_run_claiming_the_paper_fails_against_the_spiritlm_profile(real):
     results = copy_of(real, "claims-supported")
     path = results / COMPARISON_DIR / "comparison.json"
