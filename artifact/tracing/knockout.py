@@ -1,0 +1,98 @@
+"""Attention knockout (Geva et al. 2023, "Dissecting Recall of Factual Associations"): block the attention edges
+from one position (the last) to a set of positions (the subject's) in a window of layers, and measure P(answer)
+per window centre (issue 18's second analysis). Where blocking hurts is where subject information moves to the
+prediction.
+
+Edges are blocked through the attention mask each attention module receives (a forward pre-hook replaces it by an
+additive mask: causal, plus the dtype's minimum on the blocked edges), so the same code serves every family whose
+attention takes `attention_mask` as a keyword (Llama, Mistral, Qwen2, GPT-2), eager or SDPA. Pure: tensors in,
+arrays out. `knockout` runs every window centre as one row of one batch; `knockout_reference` runs one forward per
+centre.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from artifact.models.adapters import ModelAdapter, get_module
+
+
+def window_layers(layer: int, window: int, num_layers: int) -> range:
+    """The layers blocked for a window centred on `layer` (the tracing engine's window rule)."""
+    return range(max(0, layer - window // 2), min(num_layers, layer - (-window // 2)))
+
+
+def _masks(rows: int, tokens: int, blocked: Sequence[bool], source: int, targets: Sequence[int],
+           dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[rows, 1, T, T] additive masks: causal everywhere; row r also blocks source -> targets when blocked[r]."""
+    low = torch.finfo(dtype).min
+    mask = torch.full((tokens, tokens), low, dtype=dtype, device=device).triu(1)[None, None].repeat(rows, 1, 1, 1)
+    for row, block in enumerate(blocked):
+        if block:
+            mask[row, 0, source, list(targets)] = low
+    return mask
+
+
+def _answer_probs(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, target_id: int,
+                  source: int, targets: Sequence[int], blocked_by_layer: list[list[bool]]) -> np.ndarray:
+    """P(answer) at the last position for len(blocked_by_layer[0]) rows, where row r blocks source -> targets at
+    layer j when blocked_by_layer[j][r]."""
+    rows = len(blocked_by_layer[0])
+    device = adapter.embed.weight.device
+    dtype = adapter.embed.weight.dtype
+    tokens = int(input_ids.shape[0])
+    handles = []
+    for layer, blocked in enumerate(blocked_by_layer):
+        mask = _masks(rows, tokens, blocked, source, targets, dtype, device)
+
+        def replace_mask(_module, args, kwargs, mask=mask):
+            kwargs["attention_mask"] = mask
+            return args, kwargs
+
+        attention = get_module(model, adapter.family.attn.format(layer))
+        handles.append(attention.register_forward_pre_hook(replace_mask, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=input_ids[None].repeat(rows, 1).to(device)).logits[:, -1].float()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.softmax(logits, dim=-1)[:, target_id].double().cpu().numpy()
+
+
+def _check(input_ids: torch.Tensor, source: int, targets: Sequence[int]) -> None:
+    tokens = int(input_ids.shape[0])
+    if not 0 <= source < tokens or any(not 0 <= t <= source for t in targets):
+        raise ValueError(f"knockout edges must run from a position in the prompt ({tokens} tokens) to positions at or "
+                         f"before it; got {source} -> {list(targets)}")
+
+
+def knockout(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, target_id: int,
+             targets: Sequence[int], window: int = 9, source: int | None = None) -> tuple[float, np.ndarray]:
+    """(clean P(answer), [layer] P(answer) with the edges source -> targets blocked in the window centred on each
+    layer); source defaults to the last position. One forward: row 0 clean, row 1 + l the window around l."""
+    source = int(input_ids.shape[0]) - 1 if source is None else int(source)
+    _check(input_ids, source, targets)
+    L = adapter.num_layers
+    blocked = [[False] + [layer in window_layers(centre, window, L) for centre in range(L)] for layer in range(L)]
+    probs = _answer_probs(model, adapter, input_ids, target_id, source, targets, blocked)
+    return float(probs[0]), probs[1:]
+
+
+def knockout_reference(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, target_id: int,
+                       targets: Sequence[int], window: int = 9, source: int | None = None
+                       ) -> tuple[float, np.ndarray]:
+    """The same numbers the plain way: one forward for the clean run and one per window centre."""
+    source = int(input_ids.shape[0]) - 1 if source is None else int(source)
+    _check(input_ids, source, targets)
+    L = adapter.num_layers
+    clean = float(_answer_probs(model, adapter, input_ids, target_id, source, targets, [[False]] * L)[0])
+    out = np.zeros(L)
+    for centre in range(L):
+        layers = window_layers(centre, window, L)
+        out[centre] = _answer_probs(model, adapter, input_ids, target_id, source, targets,
+                                    [[layer in layers] for layer in range(L)])[0]
+    return clean, out
