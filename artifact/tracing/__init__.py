@@ -8,6 +8,9 @@
 - `severed.py`    the severed-path trace (ROME Fig. 3)
 - `reference.py`  the plain one-forward-per-cell method, the oracle of the tests
 - `noise.py`      the noise level: 3 x std of subject-token embeddings
+- `crossmodal.py` cross-modal activation patching: a donor run's state written into the corrupted prompt
+- `knockout.py`   attention knockout: last -> subject edges blocked in a window of layers (Geva et al. 2023)
+- `lens.py`       logit lens: P(answer) and rank per layer through the final norm and unembedding
 - `flops.py`      matmul FLOP counts (benchmark, cost model; torch-free)
 
 Names load on first use (PEP 562): `artifact.tracing.flops` and `.config` import no torch.
