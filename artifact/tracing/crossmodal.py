@@ -16,6 +16,7 @@ import torch
 from artifact.models.adapters import ModelAdapter, main_tensor
 from artifact.tracing.config import TraceConfig
 from artifact.tracing.corruption import noise_delta
+from artifact.tracing.hooks import attached, final_logits
 
 
 def donor_states(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, position: int,
@@ -29,12 +30,8 @@ def donor_states(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch
         return keep
 
     handles = [adapter.module(kind, layer).register_forward_hook(keeper(layer)) for layer in range(adapter.num_layers)]
-    try:
-        with torch.no_grad():
-            model(input_ids=input_ids[None].to(adapter.embed.weight.device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with attached(handles), torch.no_grad():
+        model(input_ids=input_ids[None].to(adapter.embed.weight.device))
     return torch.stack([states[layer] for layer in range(adapter.num_layers)])
 
 
@@ -67,12 +64,8 @@ def _patched_run(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch
         hook, used = patcher(layer)
         if used:
             handles.append(adapter.module(config.kind, layer).register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            logits = model(input_ids=input_ids[None].repeat(rows, 1).to(device)).logits[:, -1].float()
-    finally:
-        for handle in handles:
-            handle.remove()
+    with attached(handles), torch.no_grad():
+        logits = final_logits(model, input_ids[None].repeat(rows, 1).to(device))  # [rows, vocab]
     probs = torch.softmax(logits, dim=-1)[:, target_id].view(len(centres), S).mean(dim=1)
     logps = torch.log_softmax(logits, dim=-1)[:, target_id].double().view(len(centres), S).mean(dim=1)
     return probs.double().cpu().numpy(), logps.cpu().numpy()

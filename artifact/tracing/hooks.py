@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -52,8 +52,8 @@ class RunContext:
 
 
 @contextmanager
-def _hooks(model_modules: Sequence[tuple[torch.nn.Module, object]]) -> Iterator[None]:
-    handles = [module.register_forward_hook(fn) for module, fn in model_modules]  # type: ignore[arg-type]
+def attached(handles: Sequence[Any]) -> Iterator[None]:
+    """Keep already registered hooks (their handles) for the `with` block, and remove them all when it ends."""
     try:
         yield
     finally:
@@ -61,7 +61,13 @@ def _hooks(model_modules: Sequence[tuple[torch.nn.Module, object]]) -> Iterator[
             handle.remove()
 
 
-def _final_logits(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+@contextmanager
+def _hooks(model_modules: Sequence[tuple[torch.nn.Module, object]]) -> Iterator[None]:
+    with attached([module.register_forward_hook(fn) for module, fn in model_modules]):  # type: ignore[arg-type]
+        yield
+
+
+def final_logits(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     """[batch, vocab] fp32 logits at the last position only (the base model's final state through the LM head)."""
     hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state[:, -1]
     return model.get_output_embeddings()(hidden).float()
@@ -104,7 +110,7 @@ def prepare_context(
     stores: dict[Kind, list[torch.Tensor]] = {kind: [] for kind in KINDS}
     hooks = [(adapter.module(kind, layer), _capture_hook(stores[kind])) for kind in KINDS for layer in range(L)]
     with torch.no_grad(), _hooks(hooks):
-        logits = _final_logits(model, ids[None])
+        logits = final_logits(model, ids[None])
     for kind in KINDS:
         # hooks fire layer by layer; stores[kind][l] is [1, pos, d_model]
         ctx.clean[kind] = torch.cat(stores[kind], dim=0)
@@ -165,7 +171,7 @@ def forward_groups(ctx: RunContext, groups: Sequence[Sequence[Patch]]) -> tuple[
     hooks: list[tuple[torch.nn.Module, object]] = [(ctx.adapter.embed, corrupt_embeddings)]
     hooks += [(ctx.adapter.module(kind, layer), restore_hook(entries)) for (kind, layer), entries in plan.items()]
     with torch.no_grad(), _hooks(hooks):
-        logits = _final_logits(ctx.model, ctx.input_ids[None].expand(G * S, -1))
+        logits = final_logits(ctx.model, ctx.input_ids[None].expand(G * S, -1))
     probs, logps = _target_metrics(logits, ctx.target_id)
     probs = probs.double().view(G, S).mean(dim=1)
     logps = logps.double().view(G, S).mean(dim=1)

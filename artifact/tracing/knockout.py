@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from artifact.models.adapters import ModelAdapter, get_module
+from artifact.tracing.hooks import attached, final_logits
 
 
 def window_layers(layer: int, window: int, num_layers: int) -> range:
@@ -54,12 +55,8 @@ def _answer_probs(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torc
 
         attention = get_module(model, adapter.family.attn.format(layer))
         handles.append(attention.register_forward_pre_hook(replace_mask, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            logits = model(input_ids=input_ids[None].repeat(rows, 1).to(device)).logits[:, -1].float()
-    finally:
-        for handle in handles:
-            handle.remove()
+    with attached(handles), torch.no_grad():
+        logits = final_logits(model, input_ids[None].repeat(rows, 1).to(device))  # [rows, vocab]
     return torch.softmax(logits, dim=-1)[:, target_id].double().cpu().numpy()
 
 

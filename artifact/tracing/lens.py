@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from artifact.models.adapters import ModelAdapter, get_module, main_tensor
+from artifact.tracing.hooks import attached
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,10 @@ def logit_lens(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.T
 
     handles = [get_module(model, adapter.family.block.format(layer)).register_forward_hook(keep)
                for layer in range(adapter.num_layers)]
-    try:
-        with torch.no_grad():
-            model(input_ids=input_ids[None].to(adapter.embed.weight.device))
-            states = torch.stack(captured, dim=1)  # [position, layer, d_model]
-            prob, rank = _read_out(adapter, states, target_id, banned)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with attached(handles), torch.no_grad():
+        model(input_ids=input_ids[None].to(adapter.embed.weight.device))
+        states = torch.stack(captured, dim=1)  # [position, layer, d_model]
+        prob, rank = _read_out(adapter, states, target_id, banned)
     return LensResult(positions, prob, rank)
 
 
@@ -77,12 +74,9 @@ def lens_reference(model: torch.nn.Module, adapter: ModelAdapter, input_ids: tor
             stored["h"] = main_tensor(output)[0].clone()
 
         handle = get_module(model, adapter.family.block.format(layer)).register_forward_hook(store)
-        try:
-            with torch.no_grad():
-                model(input_ids=input_ids[None].to(adapter.embed.weight.device))
-                for i, position in enumerate(positions):
-                    p, r = _read_out(adapter, stored["h"][position], target_id, banned)
-                    prob[i, layer], rank[i, layer] = float(p), int(r)
-        finally:
-            handle.remove()
+        with attached([handle]), torch.no_grad():
+            model(input_ids=input_ids[None].to(adapter.embed.weight.device))
+            for i, position in enumerate(positions):
+                p, r = _read_out(adapter, stored["h"][position], target_id, banned)
+                prob[i, layer], rank[i, layer] = float(p), int(r)
     return LensResult(tuple(int(p) for p in positions), prob, rank)
