@@ -315,12 +315,32 @@ def calibrate_tolerances(
     ref = _load_run_arms(Path(reference))
     runs = [_load_run_arms(Path(d)) for d in result_dirs]
     _check_replicates(ref, runs, result_dirs, reference)
+    reruns = [_load_run_arms(Path(d)) for d in same_seed_from]
+    doc, which = _tolerance_document(ref, runs, result_dirs, reference, metrics, groups, safety, alpha, seed, reruns)
+    doc["claims"] = _unstable_claims(claims_fn, reference, result_dirs, which)
+    if same_seed_from:
+        doc["same_seed"] = calibrate_same_seed(same_seed_from, reference, metrics, safety)
+    doc["power"] = detection_power(ref, runs, doc)
+    # Sanity: the unperturbed replicates pass the tolerances they set (they must, by construction).
+    doc["replicates_failing"] = sorted({f for r in runs for arm in ref for f in _fails(r[arm], ref[arm], doc)})
+    undetected = [name for name, p in doc["power"].items() if not p["detected"]]
+    doc["verdict"] = "ok" if not undetected else f"profile too small: grow it ({', '.join(undetected)} not detected)"
+    if leave_one_out and len(result_dirs) >= 2:
+        doc["leave_one_out"] = _leave_one_out(result_dirs, reference, runs, ref, metrics, groups, safety, alpha,
+                                              seed)
+    return doc
+
+
+def _tolerance_document(ref: dict[str, ArmData], runs: list[dict[str, ArmData]], result_dirs: Sequence[Path],
+                        reference: Path, metrics: Sequence[str], groups: Sequence[str], safety: float, alpha: float,
+                        seed: int, reruns: Sequence[dict[str, ArmData]] = ()) -> tuple[dict[str, Any], str]:
+    """Every curve and Known-set tolerance from loaded runs (the part of tolerances.json that `_fails` reads), and
+    the text saying which runs they came from (for the other entries' how_chosen)."""
     labels = [_run_labels(a) for a in runs]
     which = (f"runs: {len(runs)} replicate(s) against the reference {Path(reference).name}: "
              + "; ".join(f"{Path(d).name} " + ", ".join(f"{arm} seed {v['seed']} batch {v['batch_size']}"
                                                     for arm, v in lab.items())
                          for d, lab in zip(result_dirs, labels)))
-    reruns = [_load_run_arms(Path(d)) for d in same_seed_from]
     entries: dict[str, Any] = {}
     boot = {"alpha": alpha, "seed": seed}
     for arm, ref_arm in ref.items():
@@ -329,7 +349,7 @@ def calibrate_tolerances(
         for kind in ref_arm.kinds():
             for metric in metrics:
                 entries.update(_kind_tolerances(arm, kind, metric, ref_arm, runs, groups, which, safety, boot))
-    doc = {
+    return {
         "format": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": list(metrics),
@@ -342,30 +362,19 @@ def calibrate_tolerances(
         "reference": {"path": str(reference), "arms": _run_labels(ref)},
         "runs": [{"path": str(d), "arms": lab} for d, lab in zip(result_dirs, labels)],
         "entries": jsonable(entries),
-        "claims": _unstable_claims(claims_fn, reference, result_dirs, which),
-    }
-    if same_seed_from:
-        doc["same_seed"] = calibrate_same_seed(same_seed_from, reference, metrics, safety)
-    doc["power"] = detection_power(ref, runs, doc)
-    # Sanity: the unperturbed replicates pass the tolerances they set (they must, by construction).
-    doc["replicates_failing"] = sorted({f for r in runs for arm in ref for f in _fails(r[arm], ref[arm], doc)})
-    undetected = [name for name, p in doc["power"].items() if not p["detected"]]
-    doc["verdict"] = "ok" if not undetected else f"profile too small: grow it ({', '.join(undetected)} not detected)"
-    if leave_one_out and len(result_dirs) >= 2:
-        doc["leave_one_out"] = _leave_one_out(result_dirs, reference, runs, ref, metrics, groups, safety, alpha,
-                                              seed, claims_fn)
-    return doc
+    }, which
 
 
 def _leave_one_out(result_dirs: Sequence[Path], reference: Path, runs: list[dict[str, ArmData]],
                    ref: dict[str, ArmData], metrics: Sequence[str], groups: Sequence[str], safety: float,
-                   alpha: float, seed: int, claims_fn: ClaimsFn | None) -> dict[str, Any]:
-    """Each replicate judged (every curve check) by tolerances calibrated from the reference and the others."""
+                   alpha: float, seed: int) -> dict[str, Any]:
+    """Each replicate judged (every curve and Known-set check) by tolerances calibrated from the reference and the
+    other replicates, already loaded (no power, claims or same-seed tier: `_fails` reads none of them)."""
     per_replicate = []
     for j, held_out in enumerate(result_dirs):
-        others = [d for i, d in enumerate(result_dirs) if i != j]
-        doc = calibrate_tolerances(others, reference, metrics, groups, safety, alpha, seed, claims_fn,
-                                   leave_one_out=False)
+        others = [i for i in range(len(result_dirs)) if i != j]
+        doc, _ = _tolerance_document(ref, [runs[i] for i in others], [result_dirs[i] for i in others], reference,
+                                     metrics, groups, safety, alpha, seed)
         failed = sorted({f for arm in ref for f in _fails(runs[j][arm], ref[arm], doc)})
         per_replicate.append({"held_out": str(held_out), "failed": failed})
     n_failed = sum(bool(r["failed"]) for r in per_replicate)
