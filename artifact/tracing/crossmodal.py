@@ -5,7 +5,9 @@ subject speech token. The recovered P(answer) per layer says where the two modal
 model can use. With the prompt's own clean run as donor at the same position it is ordinary causal tracing.
 
 Pure: tensors in, arrays out. `donor_states` takes the donor's states in one forward; `cross_patch` runs every
-layer's patch as its own group of noise samples in one batch; `cross_patch_reference` runs one forward per layer.
+layer's patch as its own group of noise samples, on the engine's fast path where the family has a layer stepper
+(`receiver` builds its corrupted-run cache once, `patch_receiver` reuses it for any state, position and donor) and
+in hook-patched batches otherwise; `cross_patch_reference` runs one plain forward per layer.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import numpy as np
 import torch
 
 from artifact.models.adapters import ModelAdapter, main_tensor
+from artifact.models.stepping import stepper_for
 from artifact.tracing.config import TraceConfig
 from artifact.tracing.corruption import noise_delta
+from artifact.tracing.fast import FastTracer
 from artifact.tracing.hooks import attached, final_logits
 
 
@@ -82,13 +86,46 @@ def _check(input_ids: torch.Tensor, subject_range: tuple[int, int], position: in
                          "run must come from the same model")
 
 
+def receiver(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, subject_range: tuple[int, int],
+             target_id: int, config: TraceConfig) -> FastTracer | None:
+    """The receiving prompt's clean and corrupted runs, cached once for every patch into it (the fast path's cache:
+    `.cache.high` and `.cache.low` are its clean and corrupted (P, log P)); None for a family without a stepper."""
+    stepper = stepper_for(model, adapter, int(input_ids.shape[0]))
+    if stepper is None:
+        return None
+    ids = input_ids.to(adapter.embed.weight.device)
+    b, e = subject_range
+    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed)
+    return FastTracer(stepper, ids, subject_range, target_id, delta)
+
+
+def patch_receiver(tracer: FastTracer, position: int, donor: torch.Tensor, config: TraceConfig
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """`cross_patch` on a cached receiver: every layer's patch (config.kind; samples and noise as the receiver was
+    built with), config.batch_size rows per forward; each run recomputes only the layers and positions it changes."""
+    if donor.shape[0] != tracer.L:
+        raise ValueError(f"the donor has states of {donor.shape[0]} layers, the model {tracer.L}: the donor run must "
+                         "come from the same model")
+    per_chunk = max(1, config.batch_size // config.samples)
+    probs, logps = np.empty(tracer.L), np.empty(tracer.L)
+    for start in range(0, tracer.L, per_chunk):
+        layers = list(range(start, min(tracer.L, start + per_chunk)))
+        probs[layers], logps[layers] = tracer.run_token(config, position, layers, states=donor)
+    return probs, logps
+
+
 def cross_patch(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor,
                 subject_range: tuple[int, int], target_id: int, position: int, donor: torch.Tensor,
-                config: TraceConfig) -> tuple[np.ndarray, np.ndarray]:
+                config: TraceConfig, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """([layer] mean P(answer), [layer] mean log P) of the corrupted prompt with the donor's state written at
-    `position` (window of layers centred on each layer, config.kind), every layer in one batch of layers x samples
-    rows (split by config.batch_size)."""
+    `position` (window of layers centred on each layer, config.kind), every layer as its own group of samples rows
+    (config.batch_size rows per forward). fast=False: hook-patched full forwards (what families without a layer
+    stepper get)."""
     _check(input_ids, subject_range, position, donor, adapter)
+    if fast and position >= subject_range[0]:  # before the subject the corruption cannot reach: the plain path is exact
+        tracer = receiver(model, adapter, input_ids, subject_range, target_id, config)
+        if tracer is not None:
+            return patch_receiver(tracer, position, donor, config)
     per_forward = max(1, config.batch_size // config.samples)
     layers = list(range(adapter.num_layers))
     parts = [_patched_run(model, adapter, input_ids, subject_range, target_id, position, donor, config,

@@ -102,8 +102,11 @@ class FastTracer:
             return layer + 1
         return config.restored_layers(layer, self.L).start
 
-    def run_token(self, config: TraceConfig, token: int, layers: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Cells (token, l) for l in `layers`, in one chunk; mean P(target) and mean log P(target) per cell [cells]."""
+    def run_token(self, config: TraceConfig, token: int, layers: list[int], states: torch.Tensor | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Cells (token, l) for l in `layers`, in one chunk; mean P(target) and mean log P(target) per cell [cells].
+        `states` [layer, d_model], when given, are written at the token instead of this prompt's clean states (a
+        donor run's, for cross-modal patching)."""
         st, cache, S, L, t = self.stepper, self.cache, self.samples, self.L, token
         kind = config.kind
         order = sorted(range(len(layers)), key=lambda i: self.start_layer(config, layers[i]))  # stable
@@ -111,6 +114,7 @@ class FastTracer:
         windows = [config.restored_layers(layers[i], L) for i in order]
         C = len(order)
         device = self.ids.device
+        values = cache.clean[kind][:, t] if states is None else states.to(device)  # [layer, d_model]
         mask = causal_mask(t, self.T, cache.corrupt_inputs[0].dtype, device)
         prefix = [(k[:, :, :t], v[:, :, :t]) for k, v in cache.corrupt_kv]
         hidden: torch.Tensor | None = None  # [active cells * samples, pos - t, d_model]
@@ -123,7 +127,7 @@ class FastTracer:
                 if active > first:  # cells starting here: the corrupted run's state at this block's input
                     new = cache.corrupt_inputs[layer][:, t:].repeat(active - first, 1, 1)
                     if kind == "hidden":  # the restored block (layer - 1) output at token t is the clean one
-                        new[:, 0] = cache.clean["hidden"][layer - 1, t]
+                        new[:, 0] = values[layer - 1]
                     hidden = new if hidden is None else torch.cat([hidden, new])
                 if layer == L:
                     break
@@ -132,7 +136,7 @@ class FastTracer:
                     restoring = [c for c in range(active) if layer in windows[c]]
                     if restoring:
                         rows = torch.cat([torch.arange(c * S, (c + 1) * S) for c in restoring]).to(device)
-                        value = cache.clean[kind][layer, t]
+                        value = values[layer]
 
                         def edit(which, _layer, output, rows=rows, value=value):
                             if which == kind:

@@ -7,7 +7,9 @@ Edges are blocked through the attention mask each attention module receives (a f
 additive mask: causal, plus the dtype's minimum on the blocked edges), so the same code serves every family whose
 attention takes `attention_mask` as a keyword (Llama, Mistral, Qwen2, GPT-2), eager or SDPA. Pure: tensors in,
 arrays out. `knockout` runs every window centre as one row of one batch; `knockout_reference` runs one forward per
-centre.
+centre. When the edges leave the last position and the family has a layer stepper, only the last position is
+recomputed (blocking its attention cannot change any earlier position in a causal model): the rows share the clean
+run's keys and values of the positions before it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from artifact.models.adapters import ModelAdapter, get_module
+from artifact.models.stepping import PrefixKV, causal_mask, stepper_for
 from artifact.tracing.hooks import attached, final_logits
 
 
@@ -60,6 +63,30 @@ def _answer_probs(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torc
     return torch.softmax(logits, dim=-1)[:, target_id].double().cpu().numpy()
 
 
+def _last_position_probs(stepper, adapter: ModelAdapter, input_ids: torch.Tensor, target_id: int,
+                         targets: Sequence[int], blocked_by_layer: list[list[bool]]) -> np.ndarray:
+    """`_answer_probs` for edges from the last position: one clean run records every layer's keys and values, then
+    the rows recompute the last position only, each layer with its own [rows, 1, 1, T] mask."""
+    device = adapter.embed.weight.device
+    dtype = adapter.embed.weight.dtype
+    ids = input_ids.to(device)
+    T, rows, low = int(ids.shape[0]), len(blocked_by_layer[0]), torch.finfo(dtype).min
+    stepper.prepare(T)
+    with torch.no_grad():
+        h, kv = stepper.embed(ids, None, 1), PrefixKV(record=True)
+        for layer in range(stepper.num_layers):
+            h = stepper.block(layer, h, 0, kv, causal_mask(0, T, dtype, device), None)
+        prefix = [(k[:, :, :T - 1], v[:, :, :T - 1]) for k, v in kv.recorded]
+        x = stepper.embed(ids, None, 1)[:, T - 1:].repeat(rows, 1, 1)  # [rows, 1, d_model]
+        for layer, blocked in enumerate(blocked_by_layer):
+            mask = torch.zeros(rows, 1, 1, T, dtype=dtype, device=device)
+            for row in (r for r, block in enumerate(blocked) if block):
+                mask[row, 0, 0, list(targets)] = low
+            x = stepper.block(layer, x, T - 1, PrefixKV(prefix, repeats=rows), mask, None)
+        logits = stepper.logits(x[:, -1])
+    return torch.softmax(logits, dim=-1)[:, target_id].double().cpu().numpy()
+
+
 def _check(input_ids: torch.Tensor, source: int, targets: Sequence[int]) -> None:
     tokens = int(input_ids.shape[0])
     if not 0 <= source < tokens or any(not 0 <= t <= source for t in targets):
@@ -68,14 +95,21 @@ def _check(input_ids: torch.Tensor, source: int, targets: Sequence[int]) -> None
 
 
 def knockout(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, target_id: int,
-             targets: Sequence[int], window: int = 9, source: int | None = None) -> tuple[float, np.ndarray]:
+             targets: Sequence[int], window: int = 9, source: int | None = None, fast: bool = True
+             ) -> tuple[float, np.ndarray]:
     """(clean P(answer), [layer] P(answer) with the edges source -> targets blocked in the window centred on each
-    layer); source defaults to the last position. One forward: row 0 clean, row 1 + l the window around l."""
-    source = int(input_ids.shape[0]) - 1 if source is None else int(source)
+    layer); source defaults to the last position. One batch: row 0 clean, row 1 + l the window around l. With
+    `fast` (and a layer stepper, edges from the last position) only the last position is recomputed."""
+    T = int(input_ids.shape[0])
+    source = T - 1 if source is None else int(source)
     _check(input_ids, source, targets)
     L = adapter.num_layers
     blocked = [[False] + [layer in window_layers(centre, window, L) for centre in range(L)] for layer in range(L)]
-    probs = _answer_probs(model, adapter, input_ids, target_id, source, targets, blocked)
+    stepper = stepper_for(model, adapter, T) if fast and source == T - 1 and len(targets) else None
+    if stepper is not None:
+        probs = _last_position_probs(stepper, adapter, input_ids, target_id, targets, blocked)
+    else:
+        probs = _answer_probs(model, adapter, input_ids, target_id, source, targets, blocked)
     return float(probs[0]), probs[1:]
 
 

@@ -25,9 +25,10 @@ def _plain_probs(model, input_ids, **kwargs) -> torch.Tensor:
         return torch.softmax(model(input_ids=input_ids[None], **kwargs).logits[0, -1].float(), -1)
 
 
-def test_one_batch_equals_one_forward_per_window(model):
+@pytest.mark.parametrize("fast", [True, False], ids=["last-position-only", "full-forward"])
+def test_one_batch_equals_one_forward_per_window(model, fast):
     adapter = ModelAdapter(model)
-    fast_clean, fast = knockout(model, adapter, PROMPT, target_id=11, targets=[1, 2, 3], window=3)
+    fast_clean, fast = knockout(model, adapter, PROMPT, target_id=11, targets=[1, 2, 3], window=3, fast=fast)
     slow_clean, slow = knockout_reference(model, adapter, PROMPT, target_id=11, targets=[1, 2, 3], window=3)
     assert fast.shape == (adapter.num_layers,)
     np.testing.assert_allclose(fast, slow, atol=1e-5, rtol=0)
@@ -42,12 +43,13 @@ def test_blocking_nothing_changes_nothing(model):
     np.testing.assert_allclose(probs, clean, atol=1e-6, rtol=0)
 
 
-def test_the_last_token_attending_only_to_itself(model):
+@pytest.mark.parametrize("fast", [True, False], ids=["last-position-only", "full-forward"])
+def test_the_last_token_attending_only_to_itself(model, fast):
     """Every edge from the last token to earlier ones blocked in every layer: its output depends on its own token
     and position only, which a one-token forward at that position gives."""
     adapter = ModelAdapter(model)
     L, last = adapter.num_layers, len(PROMPT) - 1
-    _, probs = knockout(model, adapter, PROMPT, target_id=11, targets=range(last), window=2 * L + 1)
+    _, probs = knockout(model, adapter, PROMPT, target_id=11, targets=range(last), window=2 * L + 1, fast=fast)
     position = {"position_ids": torch.tensor([[last]])}  # rotary: irrelevant for self-attention; GPT-2: learned
     alone = float(_plain_probs(model, PROMPT[-1:], **position)[11])
     np.testing.assert_allclose(probs, alone, atol=1e-5, rtol=0)
