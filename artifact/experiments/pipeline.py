@@ -26,12 +26,18 @@ from artifact.core.layout import (
     RUNS_DIR,
     SELECTION_FILE,
     STEPS_FILE,
+    SUMMARY_FILE,
     VERIFY_DIR,
 )
 from artifact.experiments.choice import ModelChoice, select_model
 from artifact.experiments.profiles import DEFAULT_PROFILE, PROFILES, Profile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Profile fields added after results folders existed; each only configures a step that comes later (carryover), so
+# an older folder takes the current value once and resumes.
+LATER_PROFILE_FIELDS: tuple[str, ...] = ("carryover",)
+# Profile fields that describe rather than define a run (rewording them must not orphan a results folder).
+DESCRIPTIVE_PROFILE_FIELDS: tuple[str, ...] = ("purpose", "budget", "description")
 
 
 @dataclass
@@ -60,12 +66,23 @@ def check_results_folder(out: Path, identity: dict[str, Any]) -> None:
     path = out / PIPELINE_FILE
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored != json.loads(json.dumps(identity)):
-            changed = sorted(k for k in identity if stored.get(k) != json.loads(json.dumps(identity[k])))
+        wanted = json.loads(json.dumps(identity))
+        for key in LATER_PROFILE_FIELDS:  # a folder written before these fields existed has none of their steps
+            if isinstance(stored.get("profile"), dict) and key not in stored["profile"] and key in wanted["profile"]:
+                stored["profile"][key] = wanted["profile"][key]
+                write_json_atomic(path, stored)
+        if _defining(stored) != _defining(wanted):
+            changed = sorted(k for k in identity if _defining(stored).get(k) != _defining(wanted).get(k))
             raise ValueError(f"{out} holds a pipeline run with other settings ({', '.join(changed)} differ); "
                              "pass another --out (or remove the folder to start over).")
     else:
         write_json_atomic(path, identity)
+
+
+def _defining(identity: dict[str, Any]) -> dict[str, Any]:
+    """A results folder's identity without the profile's descriptive fields."""
+    profile = {k: v for k, v in (identity.get("profile") or {}).items() if k not in DESCRIPTIVE_PROFILE_FIELDS}
+    return {**identity, "profile": profile} if "profile" in identity else identity
 
 
 def _banner(text: str) -> None:
@@ -234,6 +251,47 @@ def compare_step(run: PipelineRun) -> None:
         print(summary.read_text())
 
 
+def carryover_step(run: PipelineRun) -> None:
+    """Cross-modal patching, attention knockout and logit lens on the facts known in both arms (the traced ones in
+    paired profiles), in the S->T model; statistics per fact set, the summary's carry-over section, figures."""
+    from artifact.analysis.compare import speech_model_subsets
+    from artifact.experiments.carryover import (
+        CARRYOVER_DIR,
+        CarryOverSettings,
+        aggregate_carryover,
+        run_carryover,
+        write_summaries,
+    )
+    from artifact.figures.carryover import plot_carryover
+
+    p = run.profile
+    t2t, s2t = run.prepared("t2t"), run.prepared("s2t")
+    selection = run.selection()
+    wanted = selection["traced"] if p.paired_only else selection["known_both"]
+    text = {str(f.known_id): (f, prompt) for f, prompt in t2t.items}
+    speech = {str(f.known_id): prompt for f, prompt in s2t.items}
+    pairs = [(text[i][0], {"text": text[i][1], "speech": speech[i]}) for i in map(str, wanted)
+             if i in text and i in speech]
+    if not pairs:
+        print("no fact is known in both arms: nothing to measure")
+        return
+    settings = CarryOverSettings(models={"text": t2t.loaded.name, "speech": s2t.loaded.name},
+                                 text_noise=t2t.settings.noise, speech_noise=s2t.settings.noise, samples=p.samples, window=p.window, seed=p.seed,
+                                 batch_size=p.batch_size, plan=p.carryover)
+    computed, reused = run_carryover({"text": t2t.loaded, "speech": s2t.loaded}, pairs, settings, run.out, run.progress)
+    print(f"{len(computed)} facts computed, {len(reused)} already present ({', '.join(p.carryover.analyses)})")
+    t2t_dir, s2t_dir = run.run_dirs()
+    document = aggregate_carryover(run.out, [str(f.known_id) for f, _ in pairs], t2t_dir, s2t_dir,
+                                   speech_model_subsets(s2t_dir))
+    write_summaries(run.out, document, run.out / COMPARISON_DIR / SUMMARY_FILE)
+    written = plot_carryover(document, run.out / CARRYOVER_DIR / "figures")
+    for name, entry in document["sets"].items():
+        print(f"set {name} ({len(entry['known_ids'])} facts):")
+        for sentence in entry["sentences"].values():
+            print(f"  {sentence}")
+    print(f"{len(written)} figures -> {run.out / CARRYOVER_DIR / 'figures'}")
+
+
 def figures_step(run: PipelineRun) -> None:
     from artifact.figures.comparison import plot_comparison
     from artifact.figures.run import plot_run
@@ -273,6 +331,7 @@ STEPS: tuple[Step, ...] = (
     Step("s2t", "S->T traces", trace_step("s2t")),
     Step("aggregate", "aggregates (bootstrap CIs over facts)", aggregate_step),
     Step("compare", "comparison T->T vs S->T", compare_step),
+    Step("carryover", "carry-over: cross-modal patching, attention knockout, logit lens", carryover_step),
     Step("figures", "figures", figures_step),
     Step("manifest", "run manifest", manifest_step, always=True),
 )

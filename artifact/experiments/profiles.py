@@ -2,7 +2,7 @@
 Torch-free, so the CLI lists them cheaply.
 
 - smoke (both models): 12 facts of our own set across >= 8 relations, 2 noise samples per cell; does the pipeline
-  run, a quick look; 12 min on 2 CPU cores with the embedded models.
+  run, a quick look; 12 min on 2 CPU cores with the embedded models. Carry-over patching of hidden and MLP states.
 - standard (embedded): 56 facts of our own set across all 15 relations, 5 noise samples; C1-C3 verdicts on the
   embedded models; 2 h on 2 CPU cores.
 - review (SpiritLM): 150 facts of ROME's known_1000; C1-C3 verdicts on SpiritLM; 2 h on one H100 (cost model).
@@ -16,6 +16,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from artifact.core.names import KINDS
+
+CARRYOVER_ANALYSES: tuple[str, ...] = ("patching", "knockout", "lens")
+DIRECTIONS: tuple[str, ...] = ("text_to_speech", "speech_to_text")  # donor modality -> corrupted (receiving) modality
+MAPPED_POSITIONS: tuple[str, ...] = ("last_subject", "last")  # token groups with one position in both modalities
+
+
+@dataclass(frozen=True)
+class CarryOverPlan:
+    """What the carry-over step measures on the facts known in both arms (issue 18): which analyses, and for
+    cross-modal patching which states (kinds), mapped positions and directions. The lens reads both mapped positions;
+    knockout blocks last -> subject edges."""
+
+    analyses: tuple[str, ...] = CARRYOVER_ANALYSES
+    patch_kinds: tuple[str, ...] = KINDS
+    positions: tuple[str, ...] = MAPPED_POSITIONS
+    directions: tuple[str, ...] = DIRECTIONS
+
+    def __post_init__(self) -> None:
+        for name, given, allowed in (("analyses", self.analyses, CARRYOVER_ANALYSES),
+                                     ("patch_kinds", self.patch_kinds, KINDS),
+                                     ("positions", self.positions, MAPPED_POSITIONS),
+                                     ("directions", self.directions, DIRECTIONS)):
+            unknown = [x for x in given if x not in allowed]
+            if unknown or len(set(given)) != len(given):
+                raise ValueError(f"carry-over {name} must be distinct values of {', '.join(allowed)}; got {given!r}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +60,7 @@ class Profile:
     window: int = 10
     seed: int = 1
     batch_size: int = 128
+    carryover: CarryOverPlan = CarryOverPlan()  # the carry-over step (cross-modal patching, knockout, logit lens)
     purpose: str = ""
     budget: str = ""  # what it should take, and on what
     description: str = ""
@@ -48,12 +74,15 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", facts="own", samples=2, t2t_positions="all", s2t_positions="representatives:1", count=12,
-        held_out_share=0.25, purpose="does the whole pipeline run; a first look at both arms",
+        held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
+        purpose="does the whole pipeline run; a first look at both arms",
         budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
                     "relations, a quarter from the speech model's held-out facts where it knows some), all kinds, "
                     "2 noise samples per cell (10 would take about 40 min here: representative facts have long "
-                    "spoken prompts), speech traced at one representative per middle/further group",
+                    "spoken prompts), speech traced at one representative per middle/further group; carry-over: "
+                    "knockout, logit lens, and cross-modal patching of hidden and MLP states (attention left out "
+                    "for time)",
     ),
     "standard": Profile(
         name="standard", facts="own", samples=5, t2t_positions="all", s2t_positions="representatives:1",

@@ -284,6 +284,14 @@ def _figure_caption(stem: str) -> str:
         return f"{KIND_NAMES.get(words[2], words[2])}: AIE by token group and layer ({words[3]})"
     if stem.startswith("aie_layers_"):
         return f"AIE by layer at the last subject token and the last token, every kind ({words[-1]})"
+    if words[0] in ("patching", "knockout", "lens") and len(words) >= 2:
+        what = {"patching": "cross-modal patching: each modality's clean state written into the other's corrupted "
+                            "run, beside each modality's own restore",
+                "knockout": "attention knockout: change of P(answer) when the last token cannot attend to the "
+                            "subject, text and speech",
+                "lens": "logit lens: P(answer) read out per layer at the last subject token and the last token, "
+                        "text and speech"}[words[0]]
+        return f"{what} (set '{'_'.join(words[1:])}')"
     if stem.startswith("severed"):
         return "severed path (ROME Fig. 3): " + " ".join(words[1:])
     return stem.replace("_", " ")

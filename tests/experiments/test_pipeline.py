@@ -109,6 +109,19 @@ def test_profiles_are_the_documented_scales():
         "known_1000", 10, "all", "all", None) and not full.paired_only
     for p in PROFILES.values():
         assert p.purpose and p.budget and p.description
+    # carry-over: every analysis everywhere; smoke leaves attention out of cross-modal patching for time
+    assert smoke.carryover.patch_kinds == ("hidden", "mlp")
+    for p in (standard, review, full):
+        assert p.carryover.patch_kinds == ("hidden", "mlp", "attn") and len(p.carryover.analyses) == 3
+
+
+def test_carryover_plan_refuses_unknown_values():
+    from artifact.experiments.profiles import CarryOverPlan
+
+    with pytest.raises(ValueError, match="patch_kinds must be distinct values of hidden, mlp, attn"):
+        CarryOverPlan(patch_kinds=("hidden", "residual"))
+    with pytest.raises(ValueError, match="positions"):
+        CarryOverPlan(positions=("last", "last"))
 
 
 def test_cost_model_estimates_each_profile_per_device():
@@ -131,6 +144,28 @@ def test_a_results_folder_refuses_other_settings(tmp_path):
     check_results_folder(tmp_path, {"profile": smoke, "model": "embedded"})  # the same run resumes
     other = asdict(replace(PROFILES["smoke"], seed=2))
     with pytest.raises(ValueError, match="profile differ.*another --out"):
+        check_results_folder(tmp_path, {"profile": other, "model": "embedded"})
+
+
+def test_a_folder_from_before_the_carryover_step_resumes(tmp_path):
+    """A results folder written before profiles had a carry-over plan takes today's plan once and resumes (the plan
+    only configures a later step); afterwards another plan is refused like any other setting."""
+    import json
+    from dataclasses import asdict, replace
+
+    from artifact.core.layout import PIPELINE_FILE
+    from artifact.experiments.profiles import CarryOverPlan
+
+    old = asdict(PROFILES["standard"])
+    old.pop("carryover")
+    (tmp_path / PIPELINE_FILE).write_text(json.dumps({"profile": old, "model": "embedded"}))
+    check_results_folder(tmp_path, {"profile": asdict(PROFILES["standard"]), "model": "embedded"})
+    assert json.loads((tmp_path / PIPELINE_FILE).read_text())["profile"]["carryover"]["patch_kinds"] == [
+        "hidden", "mlp", "attn"]
+    reworded = asdict(replace(PROFILES["standard"], description="said otherwise", budget="elsewhere"))
+    check_results_folder(tmp_path, {"profile": reworded, "model": "embedded"})  # words do not define a run
+    other = asdict(replace(PROFILES["standard"], carryover=CarryOverPlan(patch_kinds=("hidden",))))
+    with pytest.raises(ValueError, match="profile differ"):
         check_results_folder(tmp_path, {"profile": other, "model": "embedded"})
 
 
