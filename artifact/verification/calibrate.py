@@ -14,6 +14,7 @@ import numpy as np
 from artifact.analysis.bootstrap import BOOTSTRAP_SEED
 from artifact.core.jsonable import jsonable
 from artifact.core.names import ARMS, GROUPS
+from artifact.verification.carryover import calibrate_bands
 from artifact.verification.checks import check_known_set, claims_from_comparison, compare_arm_kind
 from artifact.verification.load import ArmData, load_run_arm
 from artifact.verification.records import (
@@ -320,6 +321,9 @@ def calibrate_tolerances(
     doc["claims"] = _unstable_claims(claims_fn, reference, result_dirs, which)
     if same_seed_from:
         doc["same_seed"] = calibrate_same_seed(same_seed_from, reference, metrics, safety)
+    bands = calibrate_bands(Path(reference), [Path(d) for d in result_dirs])
+    if bands:
+        doc["carryover_bands"] = bands
     doc["power"] = detection_power(ref, runs, doc)
     # Sanity: the unperturbed replicates pass the tolerances they set (they must, by construction).
     doc["replicates_failing"] = sorted({f for r in runs for arm in ref for f in _fails(r[arm], ref[arm], doc)})

@@ -23,6 +23,8 @@ from artifact.core.layout import (
 )
 from artifact.core.names import ARMS
 from artifact.verification.calibrate import _load_run_arms
+from artifact.verification.carryover import EXPECTED_DIR as CARRYOVER_EXPECTED
+from artifact.verification.carryover import record_carryover
 from artifact.verification.checks import claims_from_comparison
 from artifact.verification.identity import identity_of
 from artifact.verification.load import _run_settings
@@ -92,7 +94,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
     arms_info: dict[str, Any] = {}
     roots = tuple(r for r in (_checkout_of(results),) if r)
     if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
-        for arm in ARMS:
+        for arm in (*ARMS, CARRYOVER_EXPECTED):
             shutil.rmtree(profile / arm, ignore_errors=True)
         for name in (CLAIMS_FILE, TOLERANCES_FILE, MANIFEST_FILE):
             (profile / name).unlink(missing_ok=True)
@@ -112,6 +114,9 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                               "facts": {k: len(v) for k, v in data.fact_ids.items()}}
             notes.append(f"recorded {arm} curves from {data.source}")
         (profile / TOLERANCES_FILE).write_text(json.dumps(_portable(jsonable(tolerances), roots), indent=2) + "\n")
+        note = record_carryover(results, profile)
+        if note:
+            notes.append(note)
         notes.append(f"tolerances: {tolerances.get('verdict', 'given')}")
     try:
         claims_document = _portable(jsonable(_claims_document(results, claims_fn)), roots)

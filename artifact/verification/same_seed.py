@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from artifact.core.names import GROUPS
+from artifact.verification.carryover import rerun_differences
 from artifact.verification.load import ArmData, load_run_arm, load_tolerances
 from artifact.verification.records import FAIL, PASS, SAFETY, Check, VerifyError
 from artifact.verification.statistics import pair
@@ -66,11 +67,14 @@ def calibrate_same_seed(reruns: Sequence[Path], reference: Path, metrics: Sequen
                     worst, _, _ = max_cell_difference(other, ref, kind, metric)
                     key = f"{arm}/{kind}/{metric}"
                     observed[key] = max(observed.get(key, 0.0), worst)
+        for key, worst in rerun_differences(Path(rerun), Path(reference)).items():
+            observed[key] = max(observed.get(key, 0.0), worst)
     largest = max(observed.values())
     value = max(SAME_SEED_FLOOR, safety * largest)
     return {"value": value, "observed": observed, "reruns": [str(r) for r in reruns],
             "how_chosen": f"max({SAME_SEED_FLOOR:g}, {safety} x the largest |rerun - reference| over every paired "
-                          f"cell (fact, group, layer), arm, kind and metric of {len(reruns)} same-seed rerun(s) = "
+                          f"cell (fact, group, layer), arm, kind and metric, and every carry-over cell, of "
+                          f"{len(reruns)} same-seed rerun(s) = "
                           f"{largest:.3g}); the floor stands for other CPUs' and GPUs' float reductions"}
 
 

@@ -64,6 +64,7 @@ from artifact.verification.load import (
     load_run_arm,
     load_tolerances,
 )
+from artifact.verification.carryover import carryover_verdicts
 from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
 from artifact.verification.same_seed import check_same_seed, same_noise
@@ -168,6 +169,13 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         if tiers:
             possible.insert(0, _tier_sentence(tiers, same_seed_tolerance,
                                               tolerances is not None and other_seed_calibrated(tolerances)))
+        same = bool(tiers) and set(tiers.values()) == {"same-seed"}
+        more, not_possible = carryover_verdicts(results, expected, same, same_seed_tolerance, tolerances)
+        checks += more
+        skipped.update(not_possible)
+        if more:
+            possible.append("carry-over analyses (recomputed from their fact files; knockout and logit lens cell by "
+                            "cell in either tier, patching cell by cell in the same-seed tier)")
     else:
         skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so curve bands, "
                              "per-fact correlation, curve shape and Known-set checks were not possible")

@@ -27,10 +27,12 @@ from artifact.analysis.compare import compare_runs, speech_model_subsets
 from artifact.core.fileio import write_json_atomic, write_npz_atomic
 from artifact.core.groups import token_groups
 from artifact.core.layout import AGGREGATE_DIR, COMPARISON_DIR, ResultsFolderError
-from artifact.experiments.profiles import PROFILES
+from artifact.experiments.carryover import CARRYOVER_DIR, aggregate_carryover, fact_path
+from artifact.experiments.profiles import PROFILES, CarryOverPlan
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = replace(PROFILES["smoke"], samples=1, count=4, candidates=60, kinds=("mlp",))
+TINY = replace(PROFILES["smoke"], samples=1, count=4, candidates=60, kinds=("mlp",),
+               carryover=CarryOverPlan(patch_kinds=("mlp",)))
 
 
 def run_tiny(out: Path, seed: int, batch_size: int) -> Path:
@@ -60,7 +62,8 @@ def real(tmp_path_factory):
     tolerances = v.calibrate_tolerances([replicate], ref, same_seed_from=[rerun])
     profile = base / "expected" / "embedded-smoke"
     v.record_profile(ref, profile, tolerances)
-    return {"base": base, "ref": ref, "rerun": rerun, "profile": profile, "tolerances": tolerances}
+    return {"base": base, "ref": ref, "rerun": rerun, "replicate": replicate, "profile": profile,
+            "tolerances": tolerances}
 
 
 def copy_of(real, name: str) -> Path:
@@ -82,6 +85,14 @@ def rebuild(results: Path) -> None:
         aggregate_run(run, kinds=TINY.kinds)
     shutil.rmtree(results / COMPARISON_DIR)
     compare_runs(t2t, s2t, results / COMPARISON_DIR, kinds=TINY.kinds, subsets=speech_model_subsets(s2t))
+    rebuild_carryover(results)
+
+
+def rebuild_carryover(results: Path) -> None:
+    """carryover.json and facts.sha256 rewritten from the carry-over fact files (and the arms' traces)."""
+    ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
+    s2t = run_dir(results, "s2t")
+    aggregate_carryover(results, ids, run_dir(results, "t2t"), s2t, speech_model_subsets(s2t))
 
 
 def edit_traces(results: Path, arm: str, groups: tuple[str, ...], edit, metric: str = "scores") -> None:
@@ -111,6 +122,10 @@ def test_the_honest_same_seed_rerun_passes_in_the_same_seed_tier(real):
     assert report.possible[0].startswith("tier: same-seed")
     cells = [c for c in report.checks if c.check == "same_seed_cells"]
     assert len(cells) == 4 and all(c.observed < 1e-4 for c in cells)  # 2 arms x 1 kind x 2 metrics
+    carry = {c.group: c for c in report.checks if c.check == "carryover_cells"}
+    assert set(carry) == {"knockout_prob", "knockout_clean", "lens_prob", "patch_ie_prob", "patch_ie_logprob"}
+    assert all(c.verdict == v.PASS and c.observed < 1e-4 for c in carry.values())
+    assert {c.check for c in report.checks} >= {"carryover_files", "carryover_fresh", "carryover_facts"}
     assert real["tolerances"]["same_seed"]["value"] == pytest.approx(1e-4)  # observed differences below the floor
 
 
@@ -222,3 +237,85 @@ def test_an_embedded_run_claiming_the_paper_fails_against_the_spiritlm_profile(r
     report = verify(results, REPO / "expected" / "spiritlm-review")
     identity = next(c for c in report.checks if c.check == "identity")
     assert report.verdict == v.FAIL and identity.verdict == v.FAIL and "model" in identity.detail
+
+
+# ------------------------------------------------------------------------------------------------- carry-over
+
+
+def _edit_carryover_fact(results: Path, key: str, edit) -> None:
+    ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
+    path = fact_path(results, ids[0])
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays[key] = edit(arrays[key])
+    write_npz_atomic(path, arrays)
+
+
+@pytest.mark.parametrize("key, edit, check", [
+    ("knockout_prob", lambda x: x * 0.5, "knockout_prob"),
+    ("lens_prob", lambda x: x + 0.01, "lens_prob"),
+    ("patch_prob", lambda x: x + 0.05, "patch_ie_prob"),
+    ("patch_logprob", lambda x: x - 0.5, "patch_ie_logprob"),
+], ids=["knockout-x0.5", "lens-plus-0.01", "patching-plus-0.05", "patching-logprob-minus-0.5"])
+def test_carryover_values_changed_are_caught(real, key, edit, check):
+    """One fact's carry-over numbers edited: the digest list catches the file; rebuilt through the artifact's own
+    aggregate, the comparison with the reference catches the numbers, naming the array."""
+    results = copy_of(real, f"carryover-{key}")
+    _edit_carryover_fact(results, key, edit)
+    report = verify(results, real["profile"])
+    assert "carryover_files" in failed(report), v.render_table(report)
+    rebuild_carryover(results)
+    report = verify(results, real["profile"])
+    bad = {c.group for c in report.checks if c.check == "carryover_cells" and c.verdict == v.FAIL}
+    assert not failed(report) & {"carryover_files", "carryover_fresh"} and bad == {check}, v.render_table(report)
+
+
+def test_carryover_statistics_edited_or_missing_fail(real):
+    results = copy_of(real, "carryover-json-edited")
+    path = results / CARRYOVER_DIR / "carryover.json"
+    doc = json.loads(path.read_text())
+    drop = doc["sets"]["all"]["statistics"]["knockout"]["text"]["strongest_drop"]
+    drop["value"] = (drop["value"] or 0.0) - 0.3
+    write_json_atomic(path, doc)
+    assert "carryover_fresh" in failed(verify(results, real["profile"]))
+    results = copy_of(real, "carryover-missing")
+    shutil.rmtree(results / CARRYOVER_DIR)
+    report = verify(results, real["profile"])
+    facts = next(c for c in report.checks if c.check == "carryover_facts")
+    assert facts.verdict == v.FAIL and "rerun the same ./run_all.sh" in facts.detail
+
+
+def test_other_seed_replicate_keeps_noise_free_carryover_cells(real):
+    """Knockout and logit lens draw no noise: a replicate with another seed and batch size matches them cell by cell;
+    its patching curves are judged by the bands the replicates calibrated."""
+    report = verify(real["replicate"], real["profile"])
+    cells = {c.group: c for c in report.checks if c.check == "carryover_cells"}
+    assert set(cells) == {"knockout_prob", "knockout_clean", "lens_prob"}
+    assert all(c.verdict == v.PASS for c in cells.values()), v.render_table(report)
+    bands = [c for c in report.checks if c.check == "carryover_band"]
+    assert len(bands) == 4 and real["tolerances"]["carryover_bands"]  # 2 directions x 1 kind x 2 positions
+
+
+def test_a_killed_carryover_step_resumes_fact_by_fact(real):
+    """A fact file lost (the step was killed while writing it): the rerun computes that fact only, to the same
+    bits, and reuses the others."""
+    from artifact.experiments.pipeline import run_pipeline
+
+    results = copy_of(real, "carryover-resume")
+    ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
+    before = {i: fact_path(results, i).read_bytes() for i in ids}
+    fact_path(results, ids[1]).unlink()
+    steps = json.loads((results / "steps.json").read_text())
+    steps.pop("carryover")
+    write_json_atomic(results / "steps.json", steps)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PROFILES, "smoke", TINY)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            assert run_pipeline(profile="smoke", model="embedded", out=results, progress=False, verify=False,
+                                seed=1, batch_size=3, front_end="offline") == 0
+        finally:
+            torch.set_num_threads(threads)
+    assert {i: fact_path(results, i).read_bytes() for i in ids} == before
+    assert "## Carry-over" in (results / COMPARISON_DIR / "summary.md").read_text()
