@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The reproduction, end to end: facts -> speech front end -> known filters -> T->T and S->T traces (hidden, mlp,
-# attn) -> aggregates -> comparison -> figures -> run manifest -> verify.py (PASS/FAIL).
+# attn) -> aggregates -> comparison -> carry-over (cross-modal patching, knockout, logit lens) -> figures -> run
+# manifest -> verify.py (PASS/FAIL).
 #
 #   ./run_all.sh                          embedded models, smoke profile (offline, CPU, minutes), ends with PASS/FAIL
 #   ./run_all.sh --profile full           the paper's scale on the embedded models (hours on a CPU)

@@ -347,6 +347,12 @@ def summary_section(document: dict[str, Any]) -> str:
         lines += [f"- {text}" for text in entry["sentences"].values()]
         lines.append("")
         lines += patching_table(entry["statistics"].get("patching") or {}, document.get("layers") or 0)
+    all_ids = set(document["sets"]["all"]["known_ids"])
+    for name, members in (document.get("subsets") or {}).items():
+        if name not in document["sets"]:
+            inside = len(all_ids & set(members))
+            lines += [f"Set `{name}`: " + ("no facts (skipped)." if not inside else
+                                           f"all {inside} facts: the same as `all`."), ""]
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
 """The whole pipeline behind `run_all.sh`: facts -> known filters (text and speech) -> T->T and S->T traces ->
-aggregates -> comparison -> figures -> manifest -> verdict (`verify.py`).
+aggregates -> comparison -> carry-over analyses -> figures -> manifest -> verdict (`verify.py`).
 
 The pipeline is a table of steps (`STEPS`) over one run object (`PipelineRun`). Each step prints a banner and its wall
 time, is recorded in `<results>/steps.json`, and is skipped on a rerun once done (the trace steps also resume fact by
