@@ -63,6 +63,18 @@ def _checkout_of(results: Path) -> str | None:
     return None
 
 
+def _code_root_of(results: Path) -> str | None:
+    """The checkout whose code last ran on a results folder (from its manifest's command, `<root>/artifact/
+    __main__.py ...`): its paths (the command, the model files in its .venv) must not be committed either."""
+    path = Path(results) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    command = (json.loads(path.read_text()).get("command") or [None])[0]
+    if isinstance(command, str) and command.endswith("artifact/__main__.py"):
+        return str(Path(command).parents[1])
+    return None
+
+
 def _portable(value: Any, roots: tuple[str, ...] = ()) -> Any:
     """`value` with this machine's paths made portable (repo root and `roots` -> '.', home -> '~'): a recorded
     profile is committed to the repository and must not carry the recording machine's paths."""
@@ -92,7 +104,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                           "folders (other noise seeds / batch sizes), or --tolerances FILE, or --claims-only")
     notes: list[str] = []
     arms_info: dict[str, Any] = {}
-    roots = tuple(r for r in (_checkout_of(results),) if r)
+    roots = tuple(r for r in (_checkout_of(results), _code_root_of(results)) if r)
     if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
         for arm in (*ARMS, CARRYOVER_EXPECTED):
             shutil.rmtree(profile / arm, ignore_errors=True)

@@ -671,3 +671,19 @@ def test_a_same_seed_only_profile_judges_cells_and_refuses_other_seeds(world, tm
     no_tier = run_cli("--record", str(tmp_path / "expected" / "none"), "--results", str(world["ref"]),
                       "--same-seed-tier-from", str(world["profile"]))
     assert no_tier.returncode == 2 and "no same-seed tier to borrow" in no_tier.stderr
+
+
+def test_recorded_profiles_carry_no_machine_paths(tmp_path):
+    """A run made from another checkout than the recording one: its paths (command, model files in that checkout's
+    .venv) become relative too."""
+    import json
+
+    from artifact.verification.profile import _code_root_of, _portable
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"command": ["/elsewhere/co/artifact/__main__.py", "pipeline"]}))
+    root = _code_root_of(tmp_path)
+    assert root == "/elsewhere/co"
+    assert _portable({"model": "/elsewhere/co/.venv/lib/m.gguf", "argv": ["/elsewhere/co/artifact/__main__.py"]},
+                     (root,)) == {"model": "./.venv/lib/m.gguf", "argv": ["./artifact/__main__.py"]}
+    (tmp_path / "manifest.json").write_text(json.dumps({"command": ["python"]}))
+    assert _code_root_of(tmp_path) is None
