@@ -276,9 +276,10 @@ def carryover_step(run: PipelineRun) -> None:
         print("no fact is known in both arms: nothing to measure")
         return
     settings = CarryOverSettings(models={"text": t2t.loaded.name, "speech": s2t.loaded.name},
-                                 text_noise=t2t.settings.noise, speech_noise=s2t.settings.noise, samples=p.samples, window=p.window, seed=p.seed,
-                                 batch_size=p.batch_size, plan=p.carryover)
-    computed, reused = run_carryover({"text": t2t.loaded, "speech": s2t.loaded}, pairs, settings, run.out, run.progress)
+                                 text_noise=t2t.settings.noise, speech_noise=s2t.settings.noise, samples=p.samples,
+                                 window=p.window, seed=p.seed, batch_size=p.batch_size, plan=p.carryover)
+    models = {"text": t2t.loaded, "speech": s2t.loaded}
+    computed, reused = run_carryover(models, pairs, settings, run.out, run.progress)
     print(f"{len(computed)} facts computed, {len(reused)} already present ({', '.join(p.carryover.analyses)})")
     t2t_dir, s2t_dir = run.run_dirs()
     document = aggregate_carryover(run.out, [str(f.known_id) for f, _ in pairs], t2t_dir, s2t_dir,
