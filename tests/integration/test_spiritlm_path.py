@@ -176,7 +176,8 @@ def test_run_all_on_spiritlm_end_to_end(checkpoint, tmp_path):
     assert done.returncode in (0, 1), log[-4000:]  # a verdict, PASS or FAIL: never an error
     assert "model: SpiritLM base 7B from" in log and "with SpiritLM's HuBERT units, as asked" in log
     steps = json.loads((out / "steps.json").read_text())
-    assert all(steps[name]["done"] for name in ("known", "t2t", "s2t", "aggregate", "compare", "figures"))
+    assert all(steps[name]["done"] for name in ("known", "t2t", "s2t", "aggregate", "compare", "carryover",
+                                                "figures"))
     print("step times (s):", {name: entry["seconds"] for name, entry in steps.items()})
     selection = json.loads((out / "selection.json").read_text())
     assert len(selection["traced"]) == 12
@@ -190,6 +191,13 @@ def test_run_all_on_spiritlm_end_to_end(checkpoint, tmp_path):
     first = np.load(traces[0])
     assert str(first["prompt_text"]).startswith("[Speech][Hu") and str(first["prompt_text"]).endswith("[Text]")
     assert int(first["input_ids"][first["last_position"]]) == 32000  # the answer is read at [Text]
+    carry = json.loads((out / "carryover" / "carryover.json").read_text())  # one model runs both modalities
+    assert carry["settings"]["models"]["text"] == carry["settings"]["models"]["speech"]
+    assert len(carry["sets"]["all"]["known_ids"]) == 12 and set(carry["sets"]["all"]["sentences"]) == {
+        "patching", "knockout", "lens"}
+    fact = np.load(sorted((out / "carryover" / "facts").glob("*.npz"))[0])
+    assert int(fact["speech_input_ids"][int(fact["speech_positions"][1])]) == 32000  # last <-> [Text]
+    assert np.isfinite(fact["patch_prob"]).all() and np.isfinite(fact["lens_prob"]).all()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_name"] == "spiritlm"
     report = (out / "verify" / "report.md").read_text()

@@ -82,7 +82,8 @@ def make_results(root: Path) -> Path:
                       ["tier: other-seed (another noise seed)", "curves (t2t, s2t)", "claims (3 from claims.json)"],
                       {"curves t2t severed": "not traced"})
     v.write_report(v.conclude(report), root / "verify")
-    steps = {"known": 1.5, "t2t": 12.0, "s2t": 30.0, "aggregate": 0.5, "compare": 3.0, "figures": 2.0}
+    steps = {"known": 1.5, "t2t": 12.0, "s2t": 30.0, "aggregate": 0.5, "compare": 3.0, "carryover": 4.0,
+             "figures": 2.0}
     (root / "steps.json").write_text(json.dumps({k: {"done": True, "seconds": s} for k, s in steps.items()}))
     write_manifest(root, {**collect_manifest(settings={"profile": {"name": "smoke"}}, steps=steps,
                                              facts_fingerprint="f" * 64),
@@ -123,7 +124,7 @@ def test_the_page_reads_in_order_and_embeds_everything(results):
     order = [table.index(f'class="r-{x}"') for x in ("fail", "info", "pass")]
     assert order == sorted(order)
     # Manifest: code, environment, step times.
-    assert "Step times" in page and "total (sum of steps)" in page and "49 s" in page
+    assert "Step times" in page and "total (sum of steps)" in page and "53 s" in page
     # Self-contained: no script, no network link; every relative link names an existing file.
     assert "<script" not in page and not re.search(r'(src|href)="(https?:)?//', page)
     for href in re.findall(r'href="([^"#][^"]*)"', page):
