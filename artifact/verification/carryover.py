@@ -245,9 +245,11 @@ def calibrate_bands(reference: Path, replicates: Sequence[Path]) -> dict[str, An
 
 
 def carryover_verdicts(results: Path, profile: Path, same_seed: bool, tolerance: float | None,
-                       tolerances: dict[str, Any] | None) -> tuple[list[Check], dict[str, str]]:
-    """What verify() adds for carry-over: recomputation when the run has it, comparison when the profile has it."""
-    checks = check_carryover_recomputed(results)
+                       tolerances: dict[str, Any] | None, recompute: bool = True
+                       ) -> tuple[list[Check], dict[str, str]]:
+    """What verify() adds for carry-over: recomputation when the run has it (unless `recompute` is off), comparison
+    when the profile has it."""
+    checks = check_carryover_recomputed(results) if recompute else []
     skipped: dict[str, str] = {}
     if (Path(profile) / EXPECTED_DIR / STACKED_FILE).is_file():
         more, skipped = check_carryover(results, profile, same_seed, tolerance,

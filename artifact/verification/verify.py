@@ -169,14 +169,9 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         if tiers:
             possible.insert(0, _tier_sentence(tiers, same_seed_tolerance,
                                               tolerances is not None and other_seed_calibrated(tolerances)))
-        same = bool(tiers) and set(tiers.values()) == {"same-seed"}
-        more, not_possible = carryover_verdicts(results, expected, same, same_seed_tolerance, tolerances)
-        checks += more
-        skipped.update(not_possible)
-        if more:
-            possible.append("carry-over analyses (recomputed from their fact files; knockout and logit lens cell by "
-                            "cell in either tier, patching cell by cell in the same-seed tier)")
+        carryover_tier = (bool(tiers) and set(tiers.values()) == {"same-seed"}, same_seed_tolerance)
     else:
+        carryover_tier = (False, None)
         skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so curve bands, "
                              "per-fact correlation, curve shape and Known-set checks were not possible")
         recorded = {}
@@ -192,6 +187,14 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                 checks.append(check_settings(ArmData(arm, results, regenerated[arm], None),
                                              ArmData(arm, expected, exp_settings, None)))
             possible.append("run settings (model, facts, noise rule) against the recorded ones")
+    more, not_possible = carryover_verdicts(results, expected, *carryover_tier, tolerances, recompute)
+    checks += more
+    skipped.update(not_possible)
+    if any(c.check in ("carryover_facts", "carryover_cells", "carryover_band") for c in more):
+        possible.append("carry-over analyses (recomputed from their fact files; knockout and logit lens cell by cell "
+                        "in either tier, patching cell by cell in the same-seed tier)")
+    elif more:
+        possible.append("carry-over analyses recomputed from their fact files (the profile records none to compare)")
     claims_path = expected / CLAIMS_FILE
     if claims_path.is_file():
         doc = _guard(checks, "files", lambda: _read_json(claims_path))

@@ -202,3 +202,4 @@ def test_run_all_on_spiritlm_end_to_end(checkpoint, tmp_path):
     assert manifest["model_name"] == "spiritlm"
     report = (out / "verify" / "report.md").read_text()
     assert report.startswith("# verify.py:")
+    assert "| PASS | carryover_files |" in report and "| PASS | carryover_fresh |" in report  # claims-only profile
