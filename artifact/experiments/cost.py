@@ -88,7 +88,7 @@ def fact_flops(shape: ModelShape, prompt: PromptShape, positions: str, samples: 
 def carryover_flops(shape: ModelShape, prompt: PromptShape, samples: int, window: int, plan: Any) -> int:
     """Matmul FLOPs of the carry-over patches one prompt receives (every patched kind at the mapped positions: last
     subject token and last token, as a trace of those cells); knockout (one token x layers rows) and the lens (one
-    forward) are left out: under 5% of it on the embedded prompts."""
+    forward) are left out: about a tenth of it on the embedded prompts (bench/bench_carryover.py times)."""
     if "patching" not in plan.analyses:
         return 0
     mapped = {"last_subject": prompt.subject_start + prompt.subject_tokens - 1, "last": prompt.tokens - 1}
