@@ -302,12 +302,15 @@ def carryover_document(out: Path, known_ids: Sequence[Any], t2t_dir: Path, s2t_d
                                               "seed": BOOTSTRAP_SEED},
                                 "sets": {}}
     layers = None
+    every = load_fact_files(out, ids)  # read once; each set takes its rows
+    every_own = own_restore_curves(t2t_dir, s2t_dir, ids, plan["patch_kinds"], plan["positions"]) \
+        if "patching" in plan["analyses"] else {}
+    layers = int(every["knockout_prob"].shape[-1] if every["knockout_prob"].size else every["patch_prob"].shape[-1])
+    row = {i: n for n, i in enumerate(ids)}
     for name, members in sets.items():
-        arrays = load_fact_files(out, members)
-        layers = int(arrays["knockout_prob"].shape[-1] if arrays["knockout_prob"].size else
-                     arrays["patch_prob"].shape[-1])
-        own = own_restore_curves(t2t_dir, s2t_dir, members, plan["patch_kinds"], plan["positions"]) \
-            if "patching" in plan["analyses"] else {}
+        rows = [row[i] for i in members]
+        arrays = {key: value[rows] for key, value in every.items()}
+        own = {key: value[rows] for key, value in every_own.items()}
         stats = carryover_statistics(arrays, own, plan)
         document["sets"][name] = {"known_ids": members, "statistics": stats, "sentences": sentences(stats, layers)}
     document["layers"] = layers

@@ -253,7 +253,8 @@ def compare_step(run: PipelineRun) -> None:
 
 def carryover_step(run: PipelineRun) -> None:
     """Cross-modal patching, attention knockout and logit lens on the facts known in both arms (the traced ones in
-    paired profiles), in the S->T model; statistics per fact set, the summary's carry-over section, figures."""
+    paired profiles), each modality in its arm's model; statistics per fact set, the summary's carry-over section,
+    figures."""
     from artifact.analysis.compare import speech_model_subsets
     from artifact.experiments.carryover import (
         CARRYOVER_DIR,

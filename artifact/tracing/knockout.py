@@ -21,12 +21,13 @@ import torch
 
 from artifact.models.adapters import ModelAdapter, get_module
 from artifact.models.stepping import PrefixKV, causal_mask, stepper_for
+from artifact.tracing.config import TraceConfig
 from artifact.tracing.hooks import attached, final_logits
 
 
 def window_layers(layer: int, window: int, num_layers: int) -> range:
-    """The layers blocked for a window centred on `layer` (the tracing engine's window rule)."""
-    return range(max(0, layer - window // 2), min(num_layers, layer - (-window // 2)))
+    """The layers blocked for a window centred on `layer`: the tracing engine's window rule (TraceConfig)."""
+    return TraceConfig(kind="attn", window=window).restored_layers(layer, num_layers)
 
 
 def _masks(rows: int, tokens: int, blocked: Sequence[bool], source: int, targets: Sequence[int],

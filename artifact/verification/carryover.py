@@ -81,7 +81,7 @@ def check_carryover_recomputed(results: Path) -> list[Check]:
     from artifact.core.fileio import sha256_file
     from artifact.experiments.carryover import CARRYOVER_DIR, DIGESTS_FILE, carryover_document
     from artifact.verification.load import find_run_dir
-    from artifact.verification.recompute import _differences
+    from artifact.verification.recompute import _differences, digest_problems
 
     document = _results_document(results)
     if document is None:
@@ -93,13 +93,8 @@ def check_carryover_recomputed(results: Path) -> list[Check]:
         return [Check("carryover_files", FAIL, detail=f"missing {listing}: the carry-over step writes it beside "
                                                       "carryover.json; rerun that step")]
     listed = read_digest_list(listing)
-    present = {path.relative_to(folder).as_posix() for path in folder.glob("facts/*.npz")}
-    missing = sorted(set(listed) - present)
-    unlisted = sorted(present - set(listed))
-    changed = sorted(name for name in set(listed) & present if sha256_file(folder / name) != listed[name])
-    problems = [f"{label}: {', '.join(names[:SHOWN])}{' ...' if len(names) > SHOWN else ''} ({len(names)})"
-                for label, names in (("missing", missing), ("changed since aggregation (sha256 differs)", changed),
-                                     ("not aggregated", unlisted)) if names]
+    present = {path.relative_to(folder).as_posix(): sha256_file(path) for path in sorted(folder.glob("facts/*.npz"))}
+    problems = digest_problems(listed, present)
     if problems:
         return [Check("carryover_files", FAIL, observed=len(present), expected=len(listed),
                       detail=f"carry-over fact files do not match {listing.name}: " + "; ".join(problems))]

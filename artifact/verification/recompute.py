@@ -31,6 +31,17 @@ PATH_KEYS = ("t2t_run", "s2t_run")  # absolute paths: a moved results folder is 
 SHOWN = 3  # differences named per failed check
 
 
+def digest_problems(listed: dict[str, str], present: dict[str, str]) -> list[str]:
+    """What differs between a sha256 list and the files present (name -> sha256): missing, changed and unlisted
+    files, each kind named (the first SHOWN) and counted; empty when they match."""
+    missing = sorted(set(listed) - set(present))
+    unlisted = sorted(set(present) - set(listed))
+    changed = sorted(name for name in set(listed) & set(present) if listed[name] != present[name])
+    return [f"{label}: {', '.join(names[:SHOWN])}{' ...' if len(names) > SHOWN else ''} ({len(names)})"
+            for label, names in (("missing", missing), ("changed since aggregation (sha256 differs)", changed),
+                                 ("not aggregated", unlisted)) if names]
+
+
 def check_trace_files(run_dir: Path, arm: str) -> Check:
     """Every trace file listed in aggregate/traces.sha256 is present with its digest, and no other trace exists."""
     listing = run_dir / AGGREGATE_DIR / TRACE_LIST_FILE
@@ -44,12 +55,7 @@ def check_trace_files(run_dir: Path, arm: str) -> Check:
     except ValueError as error:
         return Check("trace_files", FAIL, arm=arm, detail=str(error))
     present = trace_digests(run_dir)
-    missing = sorted(set(listed) - set(present))
-    unlisted = sorted(set(present) - set(listed))
-    changed = sorted(name for name in set(listed) & set(present) if listed[name] != present[name])
-    problems = [f"{label}: {', '.join(names[:SHOWN])}{' ...' if len(names) > SHOWN else ''} ({len(names)})"
-                for label, names in (("missing", missing), ("changed since aggregation (sha256 differs)", changed),
-                                     ("not aggregated", unlisted)) if names]
+    problems = digest_problems(listed, present)
     if problems:
         return Check("trace_files", FAIL, arm=arm, observed=len(present), expected=len(listed),
                      detail=f"trace files of {run_dir.name} do not match {listing.name}: " + "; ".join(problems))
