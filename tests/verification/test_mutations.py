@@ -305,6 +305,7 @@ def test_a_killed_carryover_step_resumes_fact_by_fact(real):
     ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
     before = {i: fact_path(results, i).read_bytes() for i in ids}
     fact_path(results, ids[1]).unlink()
+    kept = {i: fact_path(results, i).stat().st_mtime_ns for i in ids if i != ids[1]}
     steps = json.loads((results / "steps.json").read_text())
     steps.pop("carryover")
     write_json_atomic(results / "steps.json", steps)
@@ -318,4 +319,5 @@ def test_a_killed_carryover_step_resumes_fact_by_fact(real):
         finally:
             torch.set_num_threads(threads)
     assert {i: fact_path(results, i).read_bytes() for i in ids} == before
+    assert {i: fact_path(results, i).stat().st_mtime_ns for i in kept} == kept  # the others were not rewritten
     assert "## Carry-over" in (results / COMPARISON_DIR / "summary.md").read_text()
