@@ -10,6 +10,7 @@ later. Profiles fix the scale (`profiles.py`); `choice.py` picks the models and 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -102,8 +103,10 @@ class Step:
 class PipelineRun:
     """One pipeline run: its profile, models and front end, results folder and step log; each arm prepared once."""
 
-    def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True) -> None:
+    def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True,
+                 facts_source: str | None = None) -> None:
         self.profile, self.choice, self.out, self.progress = profile, choice, Path(out), progress
+        self.facts_source = facts_source or profile.facts  # where the arms read the facts (a name or a path)
         self.steps = StepLog.load(self.out / STEPS_FILE)
         self.started = time.time()
         self._models: dict[str, Any] = {}
@@ -125,7 +128,7 @@ class PipelineRun:
 
         p = self.profile
         speech = arm == "s2t"
-        return ArmRequest(facts=p.facts, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples, window=p.window,
+        return ArmRequest(facts=self.facts_source, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples, window=p.window,
                           seed=p.seed, batch_size=p.batch_size,
                           positions=p.s2t_positions if speech else p.t2t_positions,
                           candidates=p.candidates if speech else None,
@@ -315,7 +318,7 @@ def manifest_step(run: PipelineRun) -> None:
     models = {"t2t": model_fingerprints(choice.t2t_model), "s2t": model_fingerprints(choice.s2t_model)}
     data = collect_manifest(
         settings={"profile": asdict(run.profile), "model_choice": asdict(choice), "t2t": t2t_settings.to_dict(),
-                  "s2t": s2t_settings.to_dict(), "selection": run.selection()},
+                  "s2t": s2t_settings.to_dict(), "selection": run.selection(), "facts_source": run.facts_source},
         model_fingerprints=models, facts_fingerprint=t2t_settings.facts_fingerprint,
         steps={name: entry["seconds"] for name, entry in run.steps.steps.items()},
         dtype=t2t_settings.dtype, batch_size=t2t_settings.batch_size, device=t2t_settings.device,
@@ -364,6 +367,43 @@ def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
     return describe_estimate(est)
 
 
+def resolve_facts(given: str | None, default: str) -> tuple[str, str]:
+    """`--facts NAME_OR_PATH` against the profile's fact set: (where the arms read the facts, the name recorded as
+    the profile's `facts`). The facts are loaded once here, so a missing file or a failed download stops the run
+    before any model loads. A file whose content is ROME's known_1000.json (same fingerprint) or the project's own
+    set is recorded under that name: the same experiment, wherever the file lies (an offline node's copy verifies
+    against the recorded profile); any other file is recorded by its absolute path."""
+    from artifact.facts import KNOWN_1000_FINGERPRINT, OWN_FACTS_PATH, SOURCES, facts_fingerprint, load_facts
+
+    source = given or default
+    facts = load_facts(source)
+    if source in SOURCES:
+        return source, source
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"--facts {source}: no such file. Pass {' or '.join(SOURCES)} or the path of a JSON "
+                                "file in ROME's known_1000 schema.")
+    fingerprint = facts_fingerprint(facts)
+    if fingerprint == KNOWN_1000_FINGERPRINT:
+        return str(path.resolve()), "known_1000"
+    if fingerprint == facts_fingerprint(load_facts(OWN_FACTS_PATH)):
+        return str(path.resolve()), "own"
+    return str(path.resolve()), str(path.resolve())
+
+
+def run_label(model: str, profile: Profile, default_facts: str) -> str:
+    """`<model>-<profile>`, the default results and expected folder's name; `-<facts>` is appended when `--facts`
+    replaced the profile's fact set, so such a run neither resumes nor verifies against the profile's own."""
+    label = f"{model}-{profile.name}"
+    if profile.facts == default_facts:
+        return label
+    from artifact.facts import SOURCES
+
+    if profile.facts in SOURCES:
+        return f"{label}-{profile.facts}"
+    return f"{label}-facts-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(profile.facts).stem)
+
+
 # --------------------------------------------------------------------------------------------------------- run
 
 
@@ -378,18 +418,21 @@ def run_pipeline(
     seed: int | None = None,
     batch_size: int | None = None,
     front_end: str = "auto",
+    facts: str | None = None,
 ) -> int:
     """Run every step of `profile` (default: smoke for the embedded models, review for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL, 2 no verdict) or 0 when `verify` is
     off. `seed` and `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances);
-    `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage)."""
+    `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage). `facts`
+    (a name or a path, `resolve_facts`) replaces the profile's fact set."""
     choice = select_model(model, checkpoints, front_end)
     name = profile or DEFAULT_PROFILE[choice.name]
     if name not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {name!r}")
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size}.items() if v is not None}
-    prof = replace(PROFILES[name], **overrides)
-    label = f"{choice.name}-{prof.name}"
+    facts_source, facts_name = resolve_facts(facts, PROFILES[name].facts)
+    prof = replace(PROFILES[name], facts=facts_name, **overrides)
+    label = run_label(choice.name, prof, PROFILES[name].facts)
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
     out.mkdir(parents=True, exist_ok=True)
@@ -400,7 +443,11 @@ def run_pipeline(
         print(f"note: profile {prof.name} is meant for {' and '.join(prof.models)}, not {choice.name}", flush=True)
     print(f"profile: {prof.name}: {prof.purpose}; {prof.description}", flush=True)
     print(f"budget: {prof.budget}; results: {out}", flush=True)
-    run = PipelineRun(prof, choice, out, progress)
+    if prof.facts != PROFILES[name].facts:
+        print(f"facts: {prof.facts} (--facts), instead of the profile's {PROFILES[name].facts}", flush=True)
+    elif facts_source != prof.facts:
+        print(f"facts: {prof.facts}, read from {facts_source} (--facts)", flush=True)
+    run = PipelineRun(prof, choice, out, progress, facts_source)
     print(run_estimate(run), flush=True)
     for number, step in enumerate(STEPS, 1):
         run.perform(step, number, len(STEPS))
