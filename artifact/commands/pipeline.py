@@ -49,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "profile's gets its own results folder and no recorded profile to verify against")
     parser.add_argument("--seed", type=int, help="noise seed (default: the profile's, 1); for replicate runs")
     parser.add_argument("--batch-size", type=int, help="rows per forward pass (default: the profile's, 128)")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="run SpiritLM's review or full profile without a CUDA GPU (refused otherwise: fp32 on "
+                             "the CPU needs about 27 GB of RAM and days; the message gives the estimate); smoke runs "
+                             "on a CPU without it")
     parser.add_argument("--no-verify", action="store_true", help="stop before verify.py")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -59,4 +63,5 @@ def run(args: argparse.Namespace) -> int:
 
     return run_pipeline(args.profile, args.model, args.checkpoints, args.out, args.expected,
                         progress=not args.no_progress, verify=not args.no_verify, seed=args.seed,
-                        batch_size=args.batch_size, front_end=args.front_end, facts=args.facts)
+                        batch_size=args.batch_size, front_end=args.front_end, facts=args.facts,
+                        allow_cpu=args.allow_cpu)

@@ -342,14 +342,57 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def device_name() -> str:
-    """The cost model's device for this machine: 'h100' when CUDA is available (an assumption), else 'cpu'."""
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (False without torch)."""
     try:
         import torch
 
-        return "h100" if torch.cuda.is_available() else "cpu"
+        return bool(torch.cuda.is_available())
     except ImportError:
-        return "cpu"
+        return False
+
+
+def device_name() -> str:
+    """The cost model's device for this machine: 'h100' when CUDA is available (an assumption), else 'cpu'."""
+    return "h100" if cuda_available() else "cpu"
+
+
+# SpiritLM profiles that may run on a CPU without --allow-cpu: smoke checks the path (minutes on the
+# SpiritLM-shaped test checkpoint; with the real 7B weights its estimate is printed before it starts).
+CPU_EXEMPT_PROFILES: tuple[str, ...] = ("smoke",)
+
+
+class CpuRefusedError(ValueError):
+    """SpiritLM asked to run a large profile without a CUDA device; the message has the CPU estimate and the fixes."""
+
+
+def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
+                 has_cuda: Callable[[], bool] | None = None) -> str | None:
+    """Refuse SpiritLM's profiles other than smoke on a machine without CUDA (days in fp32 on a CPU, ~27 GB of
+    RAM), unless `allow_cpu`: CpuRefusedError with the cost model's CPU estimate. Returns a note to print when
+    SpiritLM runs on the CPU anyway (smoke, or --allow-cpu), else None. `has_cuda` (default `cuda_available`) is
+    injectable for tests. The estimate is the cost model's for SpiritLM base 7B, whatever checkpoint is mounted."""
+    if choice.name != "spiritlm" or (has_cuda or cuda_available)():
+        return None
+    from artifact.experiments.cost import MODEL_SHAPES, describe_estimate, estimate, weight_bytes
+    from artifact.facts import KNOWN_1000_RECORDS
+
+    facts = None if profile.count is not None else {arm: KNOWN_1000_RECORDS for arm in ("t2t", "s2t")}
+    est = estimate(profile, "spiritlm", "cpu", facts)
+    ram = weight_bytes(MODEL_SHAPES["spiritlm"]) / 1e9
+    hours = (est["trace_seconds"] + (est.get("carryover_seconds") or 0.0)) / 3600
+    cost = (f"on the CPU SpiritLM base 7B runs in fp32 (about {ram:.0f} GB of RAM for its weights) and the {profile.name} "
+            f"profile's traces take about {hours:.0f} h ({hours / 24:.1f} days)"
+            + (f", all {KNOWN_1000_RECORDS} facts assumed known" if facts else "") + f": {describe_estimate(est)}")
+    if profile.name in CPU_EXEMPT_PROFILES:
+        return (f"note: no CUDA device; SpiritLM runs on the CPU because the {profile.name} profile only checks the "
+                f"path ({cost}). Review and full refuse to start on a CPU without --allow-cpu.")
+    if allow_cpu:
+        return f"warning: no CUDA device, running SpiritLM on the CPU as asked (--allow-cpu): {cost}."
+    raise CpuRefusedError(
+        f"SpiritLM's {profile.name} profile needs a CUDA GPU and torch sees none here: {cost}. Fix: give the "
+        "container the GPU (docker run --gpus all ...), or run on a GPU node; or pass --allow-cpu to run on the CPU "
+        "anyway. The smoke profile (--profile smoke) checks the SpiritLM path on a CPU without it.")
 
 
 def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
@@ -419,17 +462,21 @@ def run_pipeline(
     batch_size: int | None = None,
     front_end: str = "auto",
     facts: str | None = None,
+    allow_cpu: bool = False,
+    has_cuda: Callable[[], bool] | None = None,
 ) -> int:
     """Run every step of `profile` (default: smoke for the embedded models, review for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL, 2 no verdict) or 0 when `verify` is
     off. `seed` and `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances);
     `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage). `facts`
-    (a name or a path, `resolve_facts`) replaces the profile's fact set."""
+    (a name or a path, `resolve_facts`) replaces the profile's fact set. SpiritLM's profiles other than smoke refuse
+    to start without a CUDA device unless `allow_cpu` (`check_device`; `has_cuda` is injectable for tests)."""
     choice = select_model(model, checkpoints, front_end)
     name = profile or DEFAULT_PROFILE[choice.name]
     if name not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {name!r}")
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size}.items() if v is not None}
+    device_note = check_device(choice, replace(PROFILES[name], **overrides), allow_cpu, has_cuda)
     facts_source, facts_name = resolve_facts(facts, PROFILES[name].facts)
     prof = replace(PROFILES[name], facts=facts_name, **overrides)
     label = run_label(choice.name, prof, PROFILES[name].facts)
@@ -447,6 +494,8 @@ def run_pipeline(
         print(f"facts: {prof.facts} (--facts), instead of the profile's {PROFILES[name].facts}", flush=True)
     elif facts_source != prof.facts:
         print(f"facts: {prof.facts}, read from {facts_source} (--facts)", flush=True)
+    if device_note:
+        print(device_note, flush=True)
     run = PipelineRun(prof, choice, out, progress, facts_source)
     print(run_estimate(run), flush=True)
     for number, step in enumerate(STEPS, 1):
