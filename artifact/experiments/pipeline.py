@@ -32,6 +32,7 @@ from artifact.core.layout import (
 )
 from artifact.experiments.choice import ModelChoice, select_model
 from artifact.experiments.profiles import DEFAULT_PROFILE, PROFILES, Profile
+from artifact.experiments.spiritlm_install import ensure_spiritlm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Profile fields added after results folders existed; each only configures a step that comes later (carryover), so
@@ -480,6 +481,8 @@ def run_pipeline(
     facts_source, facts_name = resolve_facts(facts, PROFILES[name].facts)
     prof = replace(PROFILES[name], facts=facts_name, **overrides)
     label = run_label(choice.name, prof, PROFILES[name].facts)
+    if choice.name == "spiritlm":  # Meta's package at the pinned commit, installed here when missing
+        ensure_spiritlm()
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
     out.mkdir(parents=True, exist_ok=True)

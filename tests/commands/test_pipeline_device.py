@@ -19,7 +19,8 @@ EMBEDDED = ModelChoice("embedded", "embedded", "embedded-speech", {}, "model: em
 
 @pytest.fixture
 def layout(tmp_path, monkeypatch):
-    """A complete SpiritLM layout of placeholder files (nothing here loads them), no GPU, and steps that record."""
+    """A complete SpiritLM layout of placeholder files (nothing here loads them), no GPU, and steps (and the spiritlm
+    install step, tests/experiments/test_spiritlm_install.py) that record."""
     root = tmp_path / "checkpoints"
     for rel in missing_checkpoint_files(root):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +29,7 @@ def layout(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline_module, "cuda_available", lambda: False)
     ran: list[str] = []
     monkeypatch.setattr(pipeline_module, "STEPS", (Step("known", "record", lambda run: ran.append(run.profile.name)),))
-    monkeypatch.setattr(pipeline_module, "ensure_spiritlm", lambda: None, raising=False)
+    monkeypatch.setattr(pipeline_module, "ensure_spiritlm", lambda: ran.append("install spiritlm"))
     return root, ran
 
 
@@ -56,7 +57,7 @@ def test_allow_cpu_runs_with_a_warning_and_smoke_is_exempt(layout, tmp_path, cap
     assert _run(root, tmp_path / "smoke", "--profile", "smoke") == 0
     out = capsys.readouterr().out
     assert "SpiritLM runs on the CPU because the smoke profile only checks the path" in out
-    assert ran == ["review", "smoke"]
+    assert ran == ["install spiritlm", "review", "install spiritlm", "smoke"]  # the package first (when missing)
 
 
 def test_the_check_only_concerns_spiritlm_without_cuda():
