@@ -129,8 +129,8 @@ class PipelineRun:
 
         p = self.profile
         speech = arm == "s2t"
-        return ArmRequest(facts=self.facts_source, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples, window=p.window,
-                          seed=p.seed, batch_size=p.batch_size,
+        return ArmRequest(facts=self.facts_source, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples,
+                          window=p.window, seed=p.seed, batch_size=p.batch_size,
                           positions=p.s2t_positions if speech else p.t2t_positions,
                           candidates=p.candidates if speech else None,
                           front_end=FrontEndConfig(**self.choice.front_end) if speech else None,
@@ -382,8 +382,8 @@ def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
     est = estimate(profile, "spiritlm", "cpu", facts)
     ram = weight_bytes(MODEL_SHAPES["spiritlm"]) / 1e9
     hours = (est["trace_seconds"] + (est.get("carryover_seconds") or 0.0)) / 3600
-    cost = (f"on the CPU SpiritLM base 7B runs in fp32 (about {ram:.0f} GB of RAM for its weights) and the {profile.name} "
-            f"profile's traces take about {hours:.0f} h ({hours / 24:.1f} days)"
+    cost = (f"on the CPU SpiritLM base 7B runs in fp32 (about {ram:.0f} GB of RAM for its weights) and the "
+            f"{profile.name} profile's traces take about {hours:.0f} h ({hours / 24:.1f} days)"
             + (f", all {KNOWN_1000_RECORDS} facts assumed known" if facts else "") + f": {describe_estimate(est)}")
     if profile.name in CPU_EXEMPT_PROFILES:
         return (f"note: no CUDA device; SpiritLM runs on the CPU because the {profile.name} profile only checks the "

@@ -16,7 +16,7 @@ from artifact.core.layout import PIPELINE_FILE
 from artifact.experiments import pipeline as pipeline_module
 from artifact.experiments.pipeline import Step, run_label
 from artifact.experiments.profiles import PROFILES
-from artifact.facts import KNOWN_1000_FINGERPRINT, OWN_FACTS_PATH
+from artifact.facts import OWN_FACTS_PATH
 
 
 @pytest.fixture
@@ -112,4 +112,3 @@ def test_a_named_set_other_than_the_profiles_is_labelled():
 
     assert run_label("embedded", replace(PROFILES["smoke"], facts="known_1000"), "own") == "embedded-smoke-known_1000"
     assert run_label("embedded", PROFILES["smoke"], "own") == "embedded-smoke"
-    assert KNOWN_1000_FINGERPRINT  # the name a copy is recorded under (test above)
