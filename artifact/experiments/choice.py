@@ -68,22 +68,20 @@ def nested_layouts(root: Path, depth: int = NESTED_DEPTH) -> tuple[list[Path], l
     return complete, partial
 
 
-def checkpoints_problem(root: Path, given_by: str) -> str | None:
-    """Why the checkpoints folder `root` (given by `given_by`) cannot be used, with the fix; None when it holds BRIEF
-    section 2's layout."""
+def checkpoints_problem(root: Path, given: str) -> str | None:
+    """Why the checkpoints folder `root` (as `given`: '--checkpoints DIR' or 'SPIRITLM_CHECKPOINTS_DIR=DIR') cannot
+    be used, with the fix, in one line; None when it holds BRIEF section 2's layout."""
     fix_embedded = "To run the embedded models instead, pass --model embedded (or give no checkpoints)."
+    root_folder = "it must be the SpiritLM checkpoints root folder (holding spiritlm_model/ and speech_tokenizer/)"
     if not root.exists():
-        return f"SpiritLM checkpoints {root} ({given_by}) do not exist. Pass the folder that holds " \
-               f"spiritlm_model/ and speech_tokenizer/. {fix_embedded}"
+        return f"{given} does not exist: {root_folder}. {fix_embedded}"
     if not root.is_dir():
-        return f"SpiritLM checkpoints {root} ({given_by}) is a file, not a folder. Pass the folder that holds " \
-               f"spiritlm_model/ and speech_tokenizer/ (unpack a downloaded archive first, or use `python -m " \
-               f"artifact checkpoints fetch`). {fix_embedded}"
+        return (f"{given} is a file: {root_folder}; unpack a downloaded archive first, or use `python -m artifact "
+                f"checkpoints fetch`. {fix_embedded}")
     missing = missing_checkpoint_files(root)
     if not missing:
         return None
-    message = (f"SpiritLM checkpoints {root} ({given_by}) lack {len(missing)} file(s) of SpiritLM's layout: "
-               + "; ".join(missing) + ".")
+    message = f"{given} lacks {len(missing)} file(s) of SpiritLM's layout: " + "; ".join(missing) + "."
     complete, partial = nested_layouts(root)
     if complete:
         message += (f" Did you mean {complete[0]}? It holds the complete layout: pass --checkpoints {complete[0]} "
@@ -112,10 +110,10 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
 
     if requested not in (None, "embedded", "spiritlm"):
         raise ModelSelectionError(f"--model must be 'embedded' or 'spiritlm'; got {requested!r}")
-    given_by = "--checkpoints" if checkpoints else f"${CHECKPOINTS_ENV}"
     root = checkpoints or os.environ.get(CHECKPOINTS_ENV) or None
     if requested != "embedded" and root:
-        problem = checkpoints_problem(Path(root), given_by)
+        given = f"--checkpoints {root}" if checkpoints else f"{CHECKPOINTS_ENV}={root}"
+        problem = checkpoints_problem(Path(root), given)
         if problem:
             raise ModelSelectionError(problem)
         os.environ[CHECKPOINTS_ENV] = str(root)

@@ -70,10 +70,11 @@ def test_incomplete_checkpoints_are_refused_never_ignored(tmp_path, monkeypatch)
     missing = missing_checkpoint_files(tmp_path)
     assert len(missing) == 1
     for requested in (None, "spiritlm"):
-        with pytest.raises(ModelSelectionError, match=f"lack 1 file.*{missing[0]}.*--model embedded"):
+        with pytest.raises(ModelSelectionError, match=f"^--checkpoints {tmp_path} lacks 1 file.*{missing[0]}.*"
+                                                      "--model embedded"):
             select_model(requested, str(tmp_path))
     monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
-    with pytest.raises(ModelSelectionError, match=r"\$SPIRITLM_CHECKPOINTS_DIR\) lack 1 file"):
+    with pytest.raises(ModelSelectionError, match=f"^SPIRITLM_CHECKPOINTS_DIR={tmp_path} lacks 1 file"):
         select_model(None, None)
     choice = select_model("embedded", None)
     assert choice.name == "embedded" and f"the checkpoints at {tmp_path} are not used" in choice.banner
@@ -96,7 +97,7 @@ def test_a_mount_one_level_too_high_names_the_nested_layout(tmp_path, monkeypatc
             select_model(None, str(given))
         message = str(info.value)
         assert f"Did you mean {nested}? It holds the complete layout: pass --checkpoints {nested}" in message
-        assert "lack 8 file(s)" in message and "spiritlm_model/spirit-lm-base-7b/pytorch_model.bin" in message
+        assert "lacks 8 file(s)" in message and "spiritlm_model/spirit-lm-base-7b/pytorch_model.bin" in message
         assert "\n" not in message
     assert select_model(None, str(nested)).name == "spiritlm"
     deep = tmp_path / "deep"
@@ -117,9 +118,10 @@ def test_a_folder_one_level_too_low_or_a_file_is_refused_clearly(tmp_path, monke
         select_model(None, str(tmp_path / "root" / "spiritlm_model"))
     archive = tmp_path / "spirit-lm-base-7b.tar.gz"
     archive.write_bytes(b"x")
-    with pytest.raises(ModelSelectionError, match="is a file, not a folder"):
+    with pytest.raises(ModelSelectionError, match=f"--checkpoints {archive} is a file: it must be the SpiritLM "
+                                                  "checkpoints root folder"):
         select_model(None, str(archive))
-    with pytest.raises(ModelSelectionError, match="do not exist"):
+    with pytest.raises(ModelSelectionError, match="does not exist: it must be"):
         select_model("spiritlm", str(tmp_path / "absent"))
 
 
@@ -136,7 +138,7 @@ def test_the_cli_exits_2_on_a_wrong_mount(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
     assert main(["pipeline", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: SpiritLM checkpoints") and f"Did you mean {tmp_path / 'checkpoints'}?" in err
+    assert err.startswith(f"error: SPIRITLM_CHECKPOINTS_DIR={tmp_path} lacks 8 file(s)") and f"Did you mean {tmp_path / 'checkpoints'}?" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
