@@ -112,3 +112,16 @@ def test_a_named_set_other_than_the_profiles_is_labelled():
 
     assert run_label("embedded", replace(PROFILES["smoke"], facts="known_1000"), "own") == "embedded-smoke-known_1000"
     assert run_label("embedded", PROFILES["smoke"], "own") == "embedded-smoke"
+
+
+def test_run_all_sh_takes_the_options():
+    """run_all.sh passes its arguments to the pipeline command: --facts and --allow-cpu are among them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ARTIFACT_SKIP_BOOTSTRAP": "1", "ARTIFACT_PYTHON": sys.executable}
+    done = subprocess.run([str(pipeline_module.REPO_ROOT / "run_all.sh"), "--help"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--facts NAME_OR_PATH" in done.stdout and "--allow-cpu" in done.stdout
