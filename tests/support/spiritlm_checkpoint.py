@@ -1,6 +1,6 @@
 """A SpiritLM-shaped checkpoint for tests: BRIEF section 2's exact layout and file formats, with tiny weights.
 
-    .venv/bin/python tests/support/spiritlm_checkpoint.py OUT [--seed 0] [--layout pieces|added-legacy|added]
+    .venv/bin/python tests/support/spiritlm_checkpoint.py OUT [--seed 0] [--layout pieces|added-legacy|added|pieces-nonlegacy]
 
 writes, under the checkpoints root OUT,
 
@@ -10,7 +10,7 @@ writes, under the checkpoints root OUT,
 
 so that the whole SpiritLM path runs on a CPU through SpiritLM's own code: the slow `LlamaTokenizer` on a Llama-style
 SentencePiece model with `[Text]`, `[Speech]`, `[Hu0]`..`[Hu500]` at 32000..32502 (as pieces of the model, or as added
-tokens with legacy true or false: `TOKENIZER_LAYOUTS`, `--layout`), a `LlamaForCausalLM` with 32512 embedding rows
+tokens, with legacy true or false: `TOKENIZER_LAYOUTS`, `--layout`), a `LlamaForCausalLM` with 32512 embedding rows
 (SpiritLM base's padded vocabulary), and spiritlm's HuBERT + linear quantizer checkpoints.
 
 A random LM knows no fact, so nothing would pass the Known filters and nothing would be traced. The LM is therefore
@@ -67,6 +67,7 @@ TOKENIZER_LAYOUTS: dict[str, str] = {
                     "generate's skip_special_tokens keeps [Hu..] in spiritlm's output) over Llama's 32000 pieces, "
                     "\"legacy\": true",
     "added": "added tokens as in added-legacy, \"legacy\": false",
+    "pieces-nonlegacy": "pieces as in pieces, \"legacy\": false",
 }
 
 
@@ -75,7 +76,7 @@ def write_tokenizer(folder: Path, layout: str = "pieces") -> None:
     units in `layout` (TOKENIZER_LAYOUTS)."""
     if layout not in TOKENIZER_LAYOUTS:
         raise ValueError(f"Unknown tokenizer layout {layout!r}; choose one of {', '.join(TOKENIZER_LAYOUTS)}.")
-    added = layout != "pieces"
+    added = layout.startswith("added")
     train_llama_sentencepiece(folder, default_corpus(), extra_pieces=() if added else SPIRITLM_MARKERS)
     config: dict[str, Any] = {
         "add_bos_token": True, "add_eos_token": False, "bos_token": _added("<s>"), "eos_token": _added("</s>"),
@@ -88,6 +89,7 @@ def write_tokenizer(folder: Path, layout: str = "pieces") -> None:
         config["added_tokens_decoder"] = {
             str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
                      "special": i < 3} for i, t in entries.items()}
+    if layout != "pieces":
         config["legacy"] = layout == "added-legacy"
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (folder / "special_tokens_map.json").write_text(json.dumps(
