@@ -45,8 +45,8 @@ def text_mode_banned_ids(tokenizer: Any, rows: int | None = None) -> list[int]:
 
     With `rows`, the model's output rows, also every row the tokenizer has no token for: SpiritLM base's output layer
     has 32512 rows for 32503 tokens, and an argmax on a padding row (32503..32511) makes `tokenizer.decode` raise
-    IndexError. spiritlm's own list leaves them out; they are untrained rows, so banning them changes no decision of
-    a trained model. Empty for a plain tokenizer as large as its model."""
+    IndexError (spiritlm's own list leaves them out, so its decoding would fail there). They stand for no token, so no
+    answer can be one. Empty for a plain tokenizer as large as its model."""
     vocab = tokenizer.get_vocab()
     banned = {int(i) for token, i in vocab.items() if _NON_TEXT_TOKEN.fullmatch(token)}
     if rows is not None:
