@@ -6,6 +6,11 @@ may be pieces of `tokenizer.model` or added tokens of `tokenizer_config.json`, a
 spiritlm's own `Spiritlm` class does (it loads the tokenizer with the same call and encodes the same prompt strings);
 what differs between layouts is where a bare '▁' can appear, and `answer_token_id` handles that. The check reports
 the layout so that a reviewer sees what the files hold and what the S->T answer token is.
+
+A hint at what Meta ships: with the markers as added tokens (either legacy mode), transformers decodes them with a
+space around each ('[Speech] [Hu1] [Text] Paris'), so spiritlm's own `generate`, which cuts the decoded text at
+len(prompt), returns misaligned text ('xt] Paris'); only the pieces layout gives its documented output. The artifact
+compares token ids, never that text, so it is unaffected either way.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ class TokenizerLayout:
                  f"  S->T answer: '{prompt}' + ' {word}' -> {list(self.example)}; answer token {self.answer!r}"
                  + (" (legacy mode's '▁' after an added token is the word's space)"
                     if self.markers == "added" and self.legacy else "")]
+        if self.markers == "added":
+            lines.append("  note: transformers decodes added markers with spaces around them, so spiritlm's own "
+                         "generate() returns misaligned text with this layout (it cuts at len(prompt)); the artifact "
+                         "compares token ids and is unaffected")
         if self.rows is not None:
             beyond = self.rows - self.tokens
             lines.append(f"  vocabulary: {self.tokens} tokens, {self.rows} output rows (config.json)"

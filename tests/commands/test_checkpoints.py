@@ -41,6 +41,7 @@ def test_check_names_the_tokenizer_layout(tmp_path, capsys, layout):
         in out
     assert f"legacy {'false' if layout in ('added', 'pieces-nonlegacy') else 'true'}" in out
     assert "answer token '▁Paris'" in out  # never the bare '▁', whatever the layout
+    assert ("generate() returns misaligned text" in out) == layout.startswith("added")
     assert "32503 tokens, 32512 output rows (config.json): rows 32503..32511 decode to no token" in out
 
 

@@ -114,3 +114,18 @@ def test_prompts_and_answer_tokens_equal_spiritlms_own_in_every_layout(layout_ro
     if layout == "added-legacy":  # where today's rule had to look past the bare '▁' legacy mode puts after [Text]
         spaced = loaded.tokenizer(ours.text + " " + fact.attribute)["input_ids"]
         assert loaded.tokenizer.convert_ids_to_tokens(spaced[len(ours.input_ids)]) == "▁"
+
+
+@pytest.mark.parametrize("layout", list(TOKENIZER_LAYOUTS))
+def test_spiritlms_own_decoded_text_is_aligned_only_with_the_markers_as_pieces(tmp_path, layout):
+    """What `checkpoints check` notes for added markers: spiritlm's `generate` decodes prompt + answer with
+    `batch_decode(..., skip_special_tokens=True, clean_up_tokenization_spaces=False)` and cuts at len(prompt); with
+    added markers transformers puts spaces around them and the cut lands inside the prompt."""
+    from transformers import LlamaTokenizer
+
+    write_tokenizer(tmp_path, layout)
+    tok = LlamaTokenizer.from_pretrained(tmp_path, add_bos_token=True, add_eos_token=False)
+    prompt = "[Speech][Hu1][Hu2][Text]"
+    ids = tok(prompt)["input_ids"] + [tok.convert_tokens_to_ids("▁Paris")]
+    generated = tok.batch_decode([ids], skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
+    assert (generated[len(prompt):].strip() == "Paris") == layout.startswith("pieces"), generated
