@@ -8,7 +8,8 @@ itself (`artifact.prompts.text_prompt_string`, as `text_prompt` builds it).
 "Greedy" means SpiritLM's own text-output decoding: its `generate(output_modality=TEXT)` bans the modality markers
 and every speech token (`get_forbidden_tokens(generate_only_text=True)` in spiritlm's `model/utils.py`), so the argmax
 is taken over the other tokens (`text_mode_banned_ids`); after a spoken prompt `[Speech]` or a unit token can
-otherwise be the top token. A model without such tokens has nothing banned.
+otherwise be the top token. Output rows the tokenizer has no token for (SpiritLM base's padding rows) are left out
+too: they cannot be decoded. A model without such tokens or rows has nothing banned.
 """
 
 from __future__ import annotations
@@ -38,11 +39,24 @@ KNOWN_RULE_S2T = (
 _NON_TEXT_TOKEN = re.compile(r"\[(?:Text|Speech|Hu\d+|Pi\d+|St\d+)\]")
 
 
-def text_mode_banned_ids(tokenizer: Any) -> list[int]:
+def text_mode_banned_ids(tokenizer: Any, rows: int | None = None) -> list[int]:
     """Sorted ids of the tokens SpiritLM never generates when asked for text: `[Text]`, `[Speech]` and every speech
     token (`[HuN]`; `[PiN]`, `[StN]` in Expressive), found by name in the tokenizer's vocabulary (never hard-coded).
-    Empty for a tokenizer without them."""
-    return sorted({int(i) for token, i in tokenizer.get_vocab().items() if _NON_TEXT_TOKEN.fullmatch(token)})
+
+    With `rows`, the model's output rows, also every row the tokenizer has no token for: SpiritLM base's output layer
+    has 32512 rows for 32503 tokens, and an argmax on a padding row (32503..32511) makes `tokenizer.decode` raise
+    IndexError (spiritlm's own list leaves them out, so its decoding would fail there). They stand for no token, so no
+    answer can be one. Empty for a plain tokenizer as large as its model."""
+    vocab = tokenizer.get_vocab()
+    banned = {int(i) for token, i in vocab.items() if _NON_TEXT_TOKEN.fullmatch(token)}
+    if rows is not None:
+        banned |= set(range(rows)) - {int(i) for i in vocab.values()}
+    return sorted(banned)
+
+
+def output_rows(model: Any) -> int:
+    """How many next-token logits `model` gives: the rows of its output layer (may exceed the tokenizer's size)."""
+    return int(model.get_output_embeddings().weight.shape[0])
 
 
 @dataclass(frozen=True)
@@ -151,7 +165,7 @@ def check_known_prompts(
     tokenizer = loaded.tokenizer
     order = sorted(range(len(facts)), key=lambda i: (len(prompts[i].input_ids), i))
     pad_id = _pad_id(tokenizer)
-    banned = text_mode_banned_ids(tokenizer)
+    banned = text_mode_banned_ids(tokenizer, output_rows(loaded.model))
     checks: list[KnownCheck | None] = [None] * len(facts)
     with tqdm(total=len(facts), desc=desc, unit="fact", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -155,3 +156,66 @@ def test_known_command(embedded, tmp_path, capsys, monkeypatch):
     assert result["rule"] == KNOWN_RULE
     assert (result["checked"], result["known"], result["known_ids"], result["facts_in_file"]) == (2, 1, [0], 3)
     assert [c["known"] for c in result["checks"]] == [True, False]
+
+
+@pytest.fixture(scope="module")
+def spiritlm_folder(tmp_path_factory):
+    """SpiritLM base's model folder in its formats (tests/support/spiritlm_checkpoint.py): a tokenizer of 32503 tokens
+    and an LM whose output layer has 32512 rows, the last nine padding rows no token decodes to; tiny random weights,
+    with padding row PADDING_ROW set so that it wins the plain argmax after every prompt of PADDED_FACTS."""
+    from artifact.models import load_model
+    from artifact.prompts.build import speech_prompt
+    from artifact.speech.base import SpeechUnits
+    from tests.support.spiritlm_checkpoint import MODEL_SUBDIR, random_model, save_model, write_tokenizer
+
+    folder = tmp_path_factory.mktemp("checkpoints") / MODEL_SUBDIR
+    write_tokenizer(folder)
+    save_model(folder, random_model())
+    loaded = load_model(str(folder), device="cpu")
+    tok = loaded.tokenizer
+    prompts = [text_prompt(tok, f.prompt, f.subject, f.attribute, spiritlm=True) for f in PADDED_FACTS]
+    units = SpeechUnits.from_frames([7, 7, 99, 3, 3, 3, 41, 250, 250, 12])
+    prompts += [speech_prompt(tok, units, (1, 3), f.attribute) for f in PADDED_FACTS]
+    with torch.no_grad():
+        hidden = torch.stack([loaded.model.model(torch.tensor([p.input_ids])).last_hidden_state[0, -1]
+                              for p in prompts])  # [prompts, d_model], after the final norm
+        row = torch.linalg.lstsq(hidden, torch.full((len(prompts), 1), 40.0)).solution[:, 0]  # logit 40 everywhere
+        loaded.model.get_output_embeddings().weight[PADDING_ROW] = row
+    save_model(folder, loaded.model)
+    return folder, prompts
+
+
+PADDING_ROW = 32507  # one of SpiritLM base's padding rows 32503..32511
+PADDED_FACTS = [EIFFEL, FRANCE, fact(5, "Vinson Massif", "{} is located in the continent of", "Antarctica", "P30")]
+
+
+def test_padding_rows_of_the_output_layer_are_never_the_greedy_token(spiritlm_folder, tmp_path):
+    """SpiritLM base's output layer has 32512 rows for 32503 tokens: an argmax on a padding row would make
+    tokenizer.decode raise IndexError. The Known check (T->T and S->T) and the trace command's default answer take
+    their argmax over the tokens the tokenizer can decode, in text mode."""
+    from artifact.known import check_known_prompts, output_rows
+    from artifact.models import load_model
+
+    folder, prompts = spiritlm_folder
+    loaded = load_model(str(folder), device="cpu")
+    tok = loaded.tokenizer
+    assert len(tok) == 32503 and output_rows(loaded.model) == 32512
+    with pytest.raises(IndexError):
+        tok.decode([PADDING_ROW])  # the trap
+    logits = torch.stack([loaded.model(torch.tensor([p.input_ids])).logits[0, -1] for p in prompts]).detach()
+    assert (logits.argmax(1) == PADDING_ROW).all()  # a plain argmax picks the padding row after every prompt
+    banned = text_mode_banned_ids(tok, output_rows(loaded.model))
+    assert banned == list(range(32000, 32512))  # the markers and units by name, then the rows beyond the tokenizer
+    allowed = logits.clone()
+    allowed[:, banned] = -torch.inf
+    text_checks = check_known(loaded, PADDED_FACTS, progress=False)
+    speech_checks = check_known_prompts(loaded, PADDED_FACTS, prompts[len(PADDED_FACTS):], progress=False)
+    for check, best in zip(text_checks + speech_checks, allowed.argmax(1).tolist()):
+        assert check.predicted_id == best < 32000 and check.predicted == tok.decode([best])
+        assert check.margin is not None and check.margin < 40  # measured against decodable text tokens only
+    out = tmp_path / "trace"
+    assert main(["trace", "--model", str(folder), "--prompt", prompts[0].text, "--subject", EIFFEL.subject,
+                 "--samples", "2", "--noise", "0.5", "--out", str(out)]) == 0
+    settings = json.loads((out / "trace_hidden.json").read_text())
+    assert settings["answer"] == tok.decode([int(allowed[0].argmax())])
+    assert int(np.load(out / "trace_hidden.npz")["target_id"]) == int(allowed[0].argmax())

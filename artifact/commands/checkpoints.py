@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from artifact.core.spiritlm import missing_checkpoint_files
+from artifact.core.spiritlm import SPIRITLM_BASE_SUBDIR, missing_checkpoint_files
+
+if TYPE_CHECKING:
+    from artifact.models.tokenizer_layout import TokenizerLayout
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check a SpiritLM checkpoints folder, or fetch it from Meta's emailed links",
         description="check: does a folder hold SpiritLM base 7B and its HuBERT speech tokenizer in the layout the "
         "pipeline reads (spiritlm_model/spirit-lm-base-7b/..., speech_tokenizer/hubert_25hz/"
-        "{mhubert_base_25hz.pt, L11_quantizer_500.pt})? The vocoder (hifigan_*) is not needed.\n"
+        "{mhubert_base_25hz.pt, L11_quantizer_500.pt})? The vocoder (hifigan_*) is not needed. It also loads the "
+        "tokenizer as SpiritLM does and says its layout: markers as pieces of tokenizer.model or as added tokens, "
+        "legacy mode on or off, the S->T answer token, and the output rows beyond the tokenizer.\n"
         "fetch: download those artifacts into that layout from the links of Meta's approval email (one per line, "
         "or the whole email pasted into FILE; '-' reads standard input). Resumes interrupted downloads (rerun the "
         "same command), checks sizes and archives, skips the expressive model, vocoders, style encoder and F0 "
@@ -47,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def report_check(root: Path) -> int:
-    """Print the layout check of `root` (OK, or every missing file); 0 when complete, else 1."""
+    """Print the layout check of `root` (OK with the tokenizer's layout, or every missing file, or why the tokenizer
+    cannot be used); 0 when complete, else 1."""
     if not root.is_dir():
         print(f"FAIL: {root} is not a folder. Point it at the SpiritLM checkpoints root (see REPRODUCE.md).")
         return 1
@@ -57,9 +64,25 @@ def report_check(root: Path) -> int:
         for path in missing:
             print(f"  missing: {path}")
         return 1
+    layout = _tokenizer_layout(root / SPIRITLM_BASE_SUBDIR)
+    if isinstance(layout, str):
+        print(f"FAIL: {root / SPIRITLM_BASE_SUBDIR}'s tokenizer cannot be used: {layout}")
+        return 1
     print(f"OK: {root} holds SpiritLM base 7B and its HuBERT speech tokenizer (all the pipeline reads; no vocoder "
           "is needed).")
+    print("\n".join(layout.describe()))
     return 0
+
+
+def _tokenizer_layout(folder: Path) -> "TokenizerLayout | str":
+    """The tokenizer's layout, loaded as SpiritLM loads it, or why it cannot be loaded or used."""
+    from artifact.models.loading import load_spiritlm_tokenizer
+    from artifact.models.tokenizer_layout import tokenizer_layout
+
+    try:
+        return tokenizer_layout(load_spiritlm_tokenizer(folder), folder)
+    except Exception as exc:  # a damaged or foreign tokenizer.model / tokenizer_config.json: say so, no traceback
+        return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="embedded", help="'embedded', 'spiritlm' or a model folder")
     parser.add_argument("--prompt", required=True, help="the prompt text (for SpiritLM, the full prompt string)")
     parser.add_argument("--subject", required=True, help="the subject, verbatim as it appears in the prompt")
-    parser.add_argument("--attribute", help="expected answer; default: the model's own top prediction (as ROME)")
+    parser.add_argument("--attribute", help="expected answer; default: the model's own top prediction (as ROME; "
+                        "for SpiritLM, in text mode)")
     parser.add_argument("--kind", action="append", choices=["hidden", "mlp", "attn"],
                         help="state to restore; repeat for several (default: hidden)")
     parser.add_argument("--samples", type=int, default=10, help="corrupted runs per cell (default 10)")
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from artifact.figures.style import save_figure
     from artifact.figures.trace import trace_heatmap
+    from artifact.known import text_mode_banned_ids
     from artifact.models import load_model
     from artifact.prompts import answer_token_id, find_subject_range
     from artifact.tracing import TraceConfig, trace_fact
@@ -74,9 +76,11 @@ def run(args: argparse.Namespace) -> int:
     subject_range = find_subject_range(tokenizer, args.prompt, args.subject)
     if args.attribute:
         target = answer_token_id(tokenizer, args.prompt, args.attribute)
-    else:
+    else:  # the model's greedy token in text mode, over the tokens the tokenizer can decode (not padding rows)
         with torch.no_grad():
-            target = int(loaded.model(input_ids[None].to(loaded.device)).logits[0, -1].argmax())
+            logits = loaded.model(input_ids[None].to(loaded.device)).logits[0, -1].float()  # [vocab]
+        logits[text_mode_banned_ids(tokenizer, logits.shape[-1])] = -torch.inf
+        target = int(logits.argmax())
     answer = tokenizer.decode([target])
     noise = _noise_level(args, loaded)
     labels = [tokenizer.decode([i]) for i in input_ids.tolist()]

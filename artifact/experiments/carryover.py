@@ -90,7 +90,7 @@ def fact_carryover(models: dict[str, Any], prompts: dict[str, Any], settings: Ca
     [modality, position, layer]. Plans without an analysis get empty arrays for it."""
     import torch
 
-    from artifact.known import text_mode_banned_ids
+    from artifact.known import output_rows, text_mode_banned_ids
     from artifact.tracing.knockout import knockout
     from artifact.tracing.lens import logit_lens
 
@@ -123,7 +123,7 @@ def fact_carryover(models: dict[str, Any], prompts: dict[str, Any], settings: Ca
         if lens:
             result = logit_lens(model, adapter, ids[modality], prompt.target_id,
                                 [where[modality][p] for p in plan.positions],
-                                text_mode_banned_ids(models[modality].tokenizer))
+                                text_mode_banned_ids(models[modality].tokenizer, output_rows(model)))
             out["lens_prob"][m], out["lens_rank"][m] = result.prob, result.rank
     return out
 

@@ -212,25 +212,29 @@ def _check_marker_ids(tokenizer: Any, model: Any) -> None:
 
 
 def check_text_marker_spacing(tokenizer: Any, word: str = "Paris") -> None:
-    """`[Text]` followed by ` Paris` must encode as `[Text]`, `▁Paris`-like pieces: the answer of an S->T prompt is
-    the first token after its closing `[Text]`, taken from prompt + ' ' + attribute (BRIEF section 2).
+    """The answer of an S->T prompt after its closing `[Text]` must be the word's own first piece (e.g. `▁Paris`),
+    never a bare space: the prompt ids are whatever SpiritLM's tokenizer gives, and the answer token is taken by
+    `answer_token_id` (BRIEF section 2), which handles every layout spiritlm loads (markers as SentencePiece pieces,
+    or as added tokens with legacy true or false: see `artifact.models.tokenizer_layout`). A tokenizer for which it
+    still cannot find the word's piece is refused, with the tokens it gave."""
+    from artifact.prompts.tokens import answer_token_id
 
-    A tokenizer that splits the space off into a bare whitespace piece (`[Text]`, `▁`, `▁Paris`: SentencePiece in
-    legacy mode with the markers as added tokens) would make every S->T answer token that bare `▁`."""
-    marker = list(tokenizer("[Text]")["input_ids"])
-    full = list(tokenizer(f"[Text] {word}")["input_ids"])
+    prompt = "[Speech][Hu0][Text]"
+    marker = list(tokenizer(prompt)["input_ids"])
     text_id = tokenizer.convert_tokens_to_ids("[Text]")
-    after = full[len(marker):]
-    if full[: len(marker)] != marker or not marker or marker[-1] != text_id or not after:
-        raise ModelLoadError(f"This SpiritLM tokenizer does not encode '[Text] {word}' as '[Text]' followed by the "
-                             f"word's pieces (got {tokenizer.convert_ids_to_tokens(full)}); prompts would be wrong.")
-    if not tokenizer.decode(after[:1]).strip():
+    try:
+        if not marker or marker[-1] != text_id:
+            raise ValueError(f"'{prompt}' does not end in the [Text] token")
+        answer = answer_token_id(tokenizer, prompt, word)
+    except ValueError as exc:
         raise ModelLoadError(
-            f"This SpiritLM tokenizer encodes '[Text] {word}' as {tokenizer.convert_ids_to_tokens(full)}: the space "
-            "after [Text] becomes a token of its own, so the answer token of every S->T prompt would be that bare "
-            "space. This is SentencePiece's legacy mode with the markers as added tokens; load the tokenizer with "
-            "legacy=False (set \"legacy\": false in tokenizer_config.json) or keep the markers as pieces of "
-            "tokenizer.model, as SpiritLM ships them.")
+            f"This SpiritLM tokenizer gives no answer token for '{word}' after '{prompt}' (it encodes "
+            f"'{prompt} {word}' as {tokenizer.convert_ids_to_tokens(tokenizer(f'{prompt} {word}')['input_ids'])}; "
+            f"{exc}); S->T prompts would be wrong. Check its files with: python -m artifact checkpoints check ROOT"
+        ) from exc
+    if not word.startswith(tokenizer.decode([answer]).strip()):
+        raise ModelLoadError(f"This SpiritLM tokenizer's answer token for '{word}' after '{prompt}' is "
+                             f"{tokenizer.convert_ids_to_tokens([answer])}, not a piece of the word.")
 
 
 def load_model(

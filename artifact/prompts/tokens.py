@@ -68,12 +68,21 @@ def find_subject_range(tokenizer: Any, prompt: str, subject: str, occurrence: in
     return begin_tok, end_tok
 
 
+SPIECE_UNDERLINE = "\u2581"  # "▁", SentencePiece's word-start mark
+
+
 def answer_token_id(tokenizer: Any, prompt: str, attribute: str) -> int:
     """The first token of `attribute` as it continues `prompt`: first token of prompt + ' ' + attribute after the
     prompt's own tokens.
 
-    Right for SentencePiece too, where ' Paris' encoded alone starts with a bare '▁'. A target that decodes to
-    whitespace only is refused (ValueError): it would score P(space), not P(answer).
+    Right for SentencePiece too, where ' Paris' encoded alone starts with a bare '▁'. One more case where that first
+    token is a bare '▁': a SentencePiece tokenizer in legacy mode (transformers' `legacy=True`) encodes the text
+    after an added token (SpiritLM's `[Text]` when the markers are added tokens) on its own, with the dummy '▁' prefix
+    SentencePiece puts before every text: prompt + ' Paris' ends in '[Text]', '▁', '▁Paris', while prompt + 'Paris'
+    ends in '[Text]', '▁Paris'. The tokenizer itself then supplies the word's space, so the answer is the word-start
+    piece of prompt + attribute ('▁Paris', as in every other layout). Any other target that decodes to whitespace
+    only (e.g. before digits, ' 1889' -> '▁', '1', ...) is refused (ValueError): it would score P(space), not
+    P(answer).
     """
     if not attribute or not attribute.strip():
         raise ValueError("The attribute is empty: pass the expected answer text (e.g. 'Paris').")
@@ -86,10 +95,27 @@ def answer_token_id(tokenizer: Any, prompt: str, attribute: str) -> int:
         )
     target = int(full_ids[len(prompt_ids)])
     if not tokenizer.decode([target]).strip():
+        joined = _word_start_after(tokenizer, prompt_ids, prompt + attribute.strip())
+        if joined is not None:
+            return joined
         raise ValueError(
             f"The answer token of {attribute!r} after prompt {prompt!r} is a bare space "
             f"({tokenizer.convert_ids_to_tokens([target])}), not the start of the answer: the tokenizer splits the "
-            "space before the attribute into a token of its own (e.g. before digits, or after an added marker token "
-            "in SentencePiece's legacy mode). Such a fact cannot be scored by its answer token."
+            "space before the attribute into a token of its own (e.g. before digits). Such a fact cannot be scored by "
+            "its answer token."
         )
     return target
+
+
+def _word_start_after(tokenizer: Any, prompt_ids: list[int], joined_text: str) -> int | None:
+    """The first token after `prompt_ids` in `joined_text` (the prompt and the attribute with no space between) when
+    it is a SentencePiece word-start piece with text ('▁Paris': the tokenizer adds the '▁' itself, as legacy mode
+    does after an added token); None otherwise."""
+    ids = encode(tokenizer, joined_text)
+    if not _is_prefix(prompt_ids, ids) or len(ids) == len(prompt_ids):
+        return None
+    token = int(ids[len(prompt_ids)])
+    piece = tokenizer.convert_ids_to_tokens([token])[0]
+    if isinstance(piece, str) and piece.startswith(SPIECE_UNDERLINE) and tokenizer.decode([token]).strip():
+        return token
+    return None

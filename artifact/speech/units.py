@@ -24,6 +24,7 @@ import numpy as np
 from artifact.core.spiritlm import CHECKPOINTS_ENV
 from artifact.speech.base import SAMPLE_RATE, UNIT_HOP, UNIT_RATE, VOCABULARY, SpeechUnits, check_audio
 from artifact.speech.registry import Registry, require_module
+from artifact.speech.weight_names import check_weight_names, recorded_weight_loads
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CENTROIDS_PATH = DATA_DIR / "kmeans500_logmel40.npy"
@@ -181,12 +182,23 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
         self.fingerprint = {path.name: sha256_file(path) for path in paths}
         device = device or hubert_module.CURRENT_DEVICE
         try:
-            hubert = hubert_module.HubertTokenizer(hubert_ckpt=paths[0], hubert_layer=HUBERT_LAYER,
-                                                   quantizer_ckpt=paths[1], is_linear_quantizer=True).to(device)
+            with recorded_weight_loads() as loads:  # spiritlm loads HuBERT with strict=False: see weight_names
+                hubert = hubert_module.HubertTokenizer(hubert_ckpt=paths[0], hubert_layer=HUBERT_LAYER,
+                                                       quantizer_ckpt=paths[1], is_linear_quantizer=True)
         except Exception as exc:
             raise RuntimeError(f"spiritlm could not load its HuBERT tokenizer from {paths[0].parent} "
                                f"({type(exc).__name__}: {exc}). The files must be Meta's mhubert_base_25hz.pt and "
                                "L11_quantizer_500.pt.") from exc
+        if not any(load.module == "HubertModel" for load in loads):
+            raise RuntimeError("spiritlm's HubertTokenizer loaded no HubertModel weights through load_state_dict, so "
+                               "their names cannot be checked: is the installed spiritlm the pinned commit? Reinstall "
+                               f"it with {SPIRITLM_INSTALL}.")
+        for load in loads:  # before any audio is encoded, and before the model moves to the GPU
+            hubert_file = load.module == "HubertModel"
+            check_weight_names(load, paths[0] if hubert_file else paths[1],
+                               "Meta's " + ("mhubert_base_25hz.pt" if hubert_file else "L11_quantizer_500.pt")
+                               + f" in {paths[0].parent} (speech_tokenizer/hubert_25hz of Meta's checkpoints)")
+        hubert = hubert.to(device)
         if hubert.code_hop_size != UNIT_HOP:
             raise ValueError(f"{paths[0]} has a hop of {hubert.code_hop_size} samples, not {UNIT_HOP}: it is not the "
                              "25 Hz HuBERT that SpiritLM base was trained on.")

@@ -30,7 +30,10 @@ PATH_TOKEN = "tok7Hf3kQpath"  # an opaque token in each link's path
 
 def source_tree(root: Path) -> Path:
     """Meta's whole checkpoint tree (spiritlm checkpoints/README.md), tiny files; the LM weights are 300 kB of
-    seeded random bytes so that a transfer can be cut in the middle of its body."""
+    seeded random bytes so that a transfer can be cut in the middle of its body. The base model's tokenizer files are
+    a real SpiritLM-shaped tokenizer: the check that ends a fetch loads it."""
+    from tests.support.spiritlm_checkpoint import write_tokenizer
+
     rng = random.Random(0)
     for artifact in cf.ARTIFACTS:
         for name in artifact.files:
@@ -38,6 +41,7 @@ def source_tree(root: Path) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             big = name in ("pytorch_model.bin", "mhubert_base_25hz.pt", "generator.pt")
             path.write_bytes(rng.randbytes(300_000 if big else 64) if big else f"{artifact.name}/{name}\n".encode())
+    write_tokenizer(root / cf.BY_NAME["spirit-lm-base-7b"].folder)
     return root
 
 

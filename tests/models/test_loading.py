@@ -56,14 +56,17 @@ def test_loads_with_spiritlm_tokenizer_settings(spiritlm_root, monkeypatch):
     assert loaded.tokenizer.convert_ids_to_tokens(text[-2:]) == ["[Text]", "▁Paris"]
 
 
-def test_legacy_tokenizer_with_added_markers_is_refused(spiritlm_root, tmp_path):
-    """Markers as added tokens in SentencePiece's legacy mode split ' Paris' after [Text] into '▁', '▁Paris': every
-    S->T answer token would be the bare '▁'. The loader refuses such a tokenizer, naming the fix."""
+def test_legacy_tokenizer_with_added_markers_loads_and_answers_the_word(spiritlm_root, tmp_path):
+    """Markers as added tokens (here special ones, saved by transformers itself) in SentencePiece's legacy mode split
+    ' Paris' after [Text] into '▁', '▁Paris'. spiritlm loads such a tokenizer, so the loader must too (it used to
+    refuse it and name a fix that edits the read-only mounted tokenizer_config.json): the S->T answer token is
+    '▁Paris', the word's space being the '▁' legacy mode puts after an added token. With legacy false as well."""
     import json
 
     from sentencepiece import sentencepiece_model_pb2 as model_pb2
     from transformers import AddedToken, LlamaTokenizer
 
+    from artifact.prompts.tokens import answer_token_id
     from tests.support.llama_tokenizer import LLAMA_BASE_PIECES, SPIRITLM_MARKERS
 
     folder = tmp_path / SPIRITLM_BASE_SUBDIR
@@ -77,14 +80,14 @@ def test_legacy_tokenizer_with_added_markers_is_refused(spiritlm_root, tmp_path)
                          special_tokens=True)  # ... and become added tokens at the same ids
     tokenizer.save_pretrained(folder)
     assert tokenizer.convert_ids_to_tokens(tokenizer("[Text] Paris")["input_ids"])[-3:] == ["[Text]", "▁", "▁Paris"]
-    with pytest.raises(ModelLoadError, match="legacy=False"):
-        load_model(str(folder), device="cpu")
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    config["legacy"] = False  # the fix the message names
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    loaded = load_model(str(folder), device="cpu")
-    assert loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer("[Text] Paris")["input_ids"])[-2:] == [
-        "[Text]", "▁Paris"]
+    for legacy in (True, False):
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        config["legacy"] = legacy
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+        loaded = load_model(str(folder), device="cpu")
+        assert loaded.tokenizer.legacy is legacy
+        answer = answer_token_id(loaded.tokenizer, "[Speech][Hu99][Text]", "Paris")
+        assert loaded.tokenizer.convert_ids_to_tokens(answer) == "▁Paris"
 
 
 def test_bf16_folder_traces_with_fp32_softmax(spiritlm_root):

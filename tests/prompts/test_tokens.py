@@ -93,3 +93,36 @@ def test_answer_token_that_is_a_bare_space_is_refused(sentencepiece_tokenizer):
     assert tok.convert_ids_to_tokens(tok(prompt + " 1889")["input_ids"])[len(tok(prompt)["input_ids"])] == "▁"
     with pytest.raises(ValueError, match="bare space"):
         answer_token_id(tok, prompt, "1889")
+
+
+def test_fixture_sentencepiece_normalises_like_llama(sentencepiece_tokenizer):
+    """The test tokenizer's SentencePiece model treats text as Llama 2's does (tests/support/llama_tokenizer.py): a
+    dummy '▁' prefix, spaces kept as '▁' (a bare '▁' before a spaced word), text left unnormalised, and characters
+    outside its pieces as UTF-8 byte pieces (byte fallback), never <unk>."""
+    sp = sentencepiece_tokenizer.sp_model
+    assert sp.encode("Paris", out_type=str) == ["▁Paris"]  # dummy prefix
+    assert sp.encode(" Paris", out_type=str) == ["▁", "▁Paris"]  # BRIEF section 2's trap
+    assert sp.encode("of  Paris", out_type=str) == ["▁of", "▁", "▁Paris"]  # extra whitespace kept
+    assert sp.encode("東", out_type=str) == ["▁", "<0xE6>", "<0x9D>", "<0xB1>"]  # byte fallback
+    assert sp.encode("ﬁ", out_type=str) == ["▁", "<0xEF>", "<0xAC>", "<0x81>"]  # identity rule: no NFKC to 'fi'
+    assert sp.unk_id() not in sp.encode("東ﬁ ü")
+    assert sp.decode(sp.encode("Zürich 東京, ﬁne")) == "Zürich 東京, ﬁne"
+
+
+def test_answer_token_after_an_added_marker_in_legacy_mode(sentencepiece_tokenizer, tmp_path):
+    """With the markers as added tokens in legacy mode, prompt + ' Paris' ends in '[Text]', '▁', '▁Paris' (the text
+    after an added token gets SentencePiece's dummy '▁'); the answer is the word-start piece '▁Paris', the same
+    token as in the other layouts, and digits after the marker are still refused."""
+    from transformers import LlamaTokenizer
+
+    from tests.support.spiritlm_checkpoint import write_tokenizer
+
+    write_tokenizer(tmp_path, "added-legacy")
+    tok = LlamaTokenizer.from_pretrained(tmp_path, add_bos_token=True, add_eos_token=False)
+    prompt = "[Speech][Hu99][Hu49][Text]"
+    assert tok.convert_ids_to_tokens(tok(prompt + " Paris")["input_ids"])[-3:] == ["[Text]", "▁", "▁Paris"]
+    answer = answer_token_id(tok, prompt, "Paris")
+    assert tok.convert_ids_to_tokens(answer) == "▁Paris"
+    assert answer == answer_token_id(sentencepiece_tokenizer, prompt, "Paris")  # the pieces layout's answer
+    with pytest.raises(ValueError, match="bare space"):
+        answer_token_id(tok, prompt, "1889")

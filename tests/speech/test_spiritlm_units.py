@@ -188,3 +188,37 @@ def test_speech_cache_is_keyed_by_the_quantizer(root, tmp_path, monkeypatch):
         assert spoken[name].units == direct
     assert spoken["first"].units.frames != spoken["second"].units.frames
     assert front_end.cache.hits >= 2  # the audio and the alignment were shared, the units were not
+
+
+def test_a_hubert_checkpoint_with_other_weight_names_is_refused_naming_them(root, tmp_path):
+    """spiritlm loads HuBERT with strict=False: a file whose positional convolution was trained with batch norm,
+    under a config that says weight norm, would leave that layer random. It is refused before any audio is encoded,
+    naming the missing and unexpected keys with their counts; the matching fixture loads."""
+    SpiritLMUnitTokenizer(checkpoints_dir=root)
+    bad = tmp_path / "batch-norm"
+    write_hubert_25hz(bad / HUBERT_DIR, pos_conv_norm="batch")
+    with pytest.raises(ValueError, match=f"{HUBERT_FILE} does not match") as error:
+        SpiritLMUnitTokenizer(checkpoints_dir=bad)
+    message = str(error.value)
+    assert "2 weight(s) of spiritlm's HubertModel are missing" in message
+    assert "encoder.pos_conv.0.weight_g" in message and "encoder.pos_conv.0.weight_v" in message
+    # BatchNorm1d's weight, running_mean, running_var, num_batches_tracked and the plain conv's weight and bias (the
+    # batch norm's bias shares its name with the weight-norm conv's bias: it would load into the wrong layer)
+    assert "6 weight(s) of the file are unexpected" in message
+    assert "encoder.pos_conv.0.running_mean" in message and "2 more" in message
+    assert "random initialisation" in message and "\n" not in message
+
+
+def test_a_quantizer_with_other_weight_names_is_refused_naming_them(root, tmp_path):
+    bad = tmp_path / "prefixed"
+    shutil.copytree(root / HUBERT_DIR, bad / HUBERT_DIR)
+    path = bad / HUBERT_DIR / QUANTIZER_FILE
+    state = torch.load(path, weights_only=True)
+    state["model_weight"] = {f"encoder.{key}": value for key, value in state["model_weight"].items()}
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=f"{QUANTIZER_FILE} does not match") as error:
+        SpiritLMUnitTokenizer(checkpoints_dir=bad)
+    message = str(error.value)
+    assert "6 weight(s) of spiritlm's Sequential are missing from the file (0.weight, 0.bias, 2.weight, 2.bias, ..." \
+        in message
+    assert "6 weight(s) of the file are unexpected (encoder.0.weight" in message

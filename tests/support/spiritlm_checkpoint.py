@@ -1,6 +1,6 @@
 """A SpiritLM-shaped checkpoint for tests: BRIEF section 2's exact layout and file formats, with tiny weights.
 
-    .venv/bin/python tests/support/spiritlm_checkpoint.py OUT [--seed 0]
+    .venv/bin/python tests/support/spiritlm_checkpoint.py OUT [--seed 0] [--layout pieces|added-legacy|added|pieces-nonlegacy]
 
 writes, under the checkpoints root OUT,
 
@@ -9,8 +9,9 @@ writes, under the checkpoints root OUT,
     speech_tokenizer/hubert_25hz/      mhubert_base_25hz.pt, L11_quantizer_500.pt
 
 so that the whole SpiritLM path runs on a CPU through SpiritLM's own code: the slow `LlamaTokenizer` on a Llama-style
-SentencePiece model with `[Text]`, `[Speech]`, `[Hu0]`..`[Hu500]` at 32000..32502, a `LlamaForCausalLM` with 32512
-embedding rows (SpiritLM base's padded vocabulary), and spiritlm's HuBERT + linear quantizer checkpoints.
+SentencePiece model with `[Text]`, `[Speech]`, `[Hu0]`..`[Hu500]` at 32000..32502 (as pieces of the model, or as added
+tokens, with legacy true or false: `TOKENIZER_LAYOUTS`, `--layout`), a `LlamaForCausalLM` with 32512 embedding rows
+(SpiritLM base's padded vocabulary), and spiritlm's HuBERT + linear quantizer checkpoints.
 
 A random LM knows no fact, so nothing would pass the Known filters and nothing would be traced. The LM is therefore
 taught a few facts (`taught_facts`: the first three of each relation of the project's own set) in both modalities:
@@ -56,14 +57,41 @@ def _added(content: str) -> dict[str, Any]:
             "single_word": False}
 
 
-def write_tokenizer(folder: Path) -> None:
-    """tokenizer.model (Llama-style SentencePiece + SpiritLM's pieces) and Llama 2's two tokenizer JSON files."""
-    train_llama_sentencepiece(folder, default_corpus())
-    (folder / "tokenizer_config.json").write_text(json.dumps({
+# Where SpiritLM's markers and units live in its tokenizer files. Meta's tokenizer_config.json is not public, so the
+# fixture writes each layout that spiritlm's `LlamaTokenizer.from_pretrained(path, add_bos_token=True,
+# add_eos_token=False)` loads, all with [Text], [Speech], [Hu0]..[Hu500] at 32000..32502:
+TOKENIZER_LAYOUTS: dict[str, str] = {
+    "pieces": "user-defined pieces of tokenizer.model; tokenizer_config.json does not set legacy (transformers' "
+              "default, legacy mode)",
+    "added-legacy": "added tokens in tokenizer_config.json's added_tokens_decoder (not special, so that "
+                    "generate's skip_special_tokens keeps [Hu..] in spiritlm's output) over Llama's 32000 pieces, "
+                    "\"legacy\": true",
+    "added": "added tokens as in added-legacy, \"legacy\": false",
+    "pieces-nonlegacy": "pieces as in pieces, \"legacy\": false",
+}
+
+
+def write_tokenizer(folder: Path, layout: str = "pieces") -> None:
+    """tokenizer.model (Llama-style SentencePiece) and Llama 2's two tokenizer JSON files, with SpiritLM's markers and
+    units in `layout` (TOKENIZER_LAYOUTS)."""
+    if layout not in TOKENIZER_LAYOUTS:
+        raise ValueError(f"Unknown tokenizer layout {layout!r}; choose one of {', '.join(TOKENIZER_LAYOUTS)}.")
+    added = layout.startswith("added")
+    train_llama_sentencepiece(folder, default_corpus(), extra_pieces=() if added else SPIRITLM_MARKERS)
+    config: dict[str, Any] = {
         "add_bos_token": True, "add_eos_token": False, "bos_token": _added("<s>"), "eos_token": _added("</s>"),
         "unk_token": _added("<unk>"), "clean_up_tokenization_spaces": False, "model_max_length": 4096,
         "pad_token": None, "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer",
-    }, indent=2) + "\n")
+    }
+    if added:
+        markers = {LLAMA_BASE_PIECES + i: token for i, token in enumerate(SPIRITLM_MARKERS)}
+        entries = {0: "<unk>", 1: "<s>", 2: "</s>", **markers}
+        config["added_tokens_decoder"] = {
+            str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                     "special": i < 3} for i, t in entries.items()}
+    if layout != "pieces":
+        config["legacy"] = layout == "added-legacy"
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (folder / "special_tokens_map.json").write_text(json.dumps(
         {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, indent=2) + "\n")
 
@@ -153,8 +181,9 @@ def teach(model: Any, prompts: Sequence[Any], seed: int, max_steps: int = 600) -
     return step
 
 
-def write_spiritlm_checkpoint(root: Path, seed: int = 0) -> Path:
-    """Write a SpiritLM-shaped checkpoints root at `root` (see the module docstring); returns `root`."""
+def write_spiritlm_checkpoint(root: Path, seed: int = 0, layout: str = "pieces") -> Path:
+    """Write a SpiritLM-shaped checkpoints root at `root` (see the module docstring), its tokenizer in `layout`
+    (TOKENIZER_LAYOUTS); returns `root`."""
     from transformers import LlamaTokenizer
 
     from artifact.training.distill import cpu_threads
@@ -164,7 +193,7 @@ def write_spiritlm_checkpoint(root: Path, seed: int = 0) -> Path:
     model_dir = root / MODEL_SUBDIR
     model_dir.mkdir(parents=True, exist_ok=True)
     write_hubert_25hz(root / HUBERT_SUBDIR, seed=seed)
-    write_tokenizer(model_dir)
+    write_tokenizer(model_dir, layout)
     tokenizer = LlamaTokenizer.from_pretrained(model_dir, add_bos_token=True, add_eos_token=False)
     assert tokenizer.convert_tokens_to_ids(list(SPIRITLM_MARKERS)) == list(
         range(LLAMA_BASE_PIECES, LLAMA_BASE_PIECES + len(SPIRITLM_MARKERS)))
@@ -189,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the checkpoints root to write (what SPIRITLM_CHECKPOINTS_DIR names)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=list(TOKENIZER_LAYOUTS), default="pieces",
+                        help="where the markers live in the tokenizer files (default: pieces of tokenizer.model)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    write_spiritlm_checkpoint(args.out, args.seed)
+    write_spiritlm_checkpoint(args.out, args.seed, args.layout)
     print(f"wrote a SpiritLM-shaped checkpoint to {args.out}")
     return 0
 

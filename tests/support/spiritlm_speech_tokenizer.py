@@ -62,17 +62,24 @@ def quantizer_layers(dim: int, upstream_dim: int, vocab_size: int = UNITS) -> nn
                          nn.Linear(dim - mid // 2, out))
 
 
-def write_hubert_25hz(folder: Path, seed: int = 0) -> None:
-    """Write `mhubert_base_25hz.pt` and `L11_quantizer_500.pt` (tiny, random, seeded) into `folder`."""
+def write_hubert_25hz(folder: Path, seed: int = 0, pos_conv_norm: str = "weight") -> None:
+    """Write `mhubert_base_25hz.pt` and `L11_quantizer_500.pt` (tiny, random, seeded) into `folder`.
+
+    `pos_conv_norm="batch"` writes a mismatched HuBERT file: weights of a model built with a batch-norm positional
+    convolution (`encoder.pos_conv.0` a BatchNorm1d, `.1` the plain conv) under a config that says weight norm, as
+    spiritlm's code builds it (`encoder.pos_conv.0.weight_g`/`weight_v`): names spiritlm's strict=False load skips."""
     from spiritlm.speech_tokenizer.hubert.hubert_model.hubert_model import HubertModel
 
+    if pos_conv_norm not in ("weight", "batch"):
+        raise ValueError(f"pos_conv_norm must be 'weight' or 'batch'; got {pos_conv_norm!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model_cfg, task_cfg = hubert_configs()
+    built_cfg = dataclasses.replace(model_cfg, conv_pos_batch_norm=pos_conv_norm == "batch")
     symbols = [["<s>", "<pad>", "</s>", "<unk>", *(str(i) for i in range(UNITS))]]  # a fairseq label dictionary
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        hubert = HubertModel(model_cfg, task_cfg, dictionaries=symbols)  # with final_proj + label_embs, as trained
+        hubert = HubertModel(built_cfg, task_cfg, dictionaries=symbols)  # with final_proj + label_embs, as trained
         with torch.no_grad():
             for module in hubert.encoder.modules():
                 if isinstance(module, nn.Linear):
