@@ -59,7 +59,8 @@ class TranscriptionResult:
         `last`: at the last read position (the last subject speech token when `positions` is the subject's span);
         `any`: the best over the read positions (largest P, smallest rank)."""
         out: dict[str, np.ndarray] = {}
-        for token, prob, rank in (("first", self.first_prob, self.first_rank), ("best", self.best_prob, self.best_rank)):
+        views = (("first", self.first_prob, self.first_rank), ("best", self.best_prob, self.best_rank))
+        for token, prob, rank in views:
             out[f"{token}_prob_last"], out[f"{token}_rank_last"] = prob[-1], rank[-1]
             out[f"{token}_prob_any"], out[f"{token}_rank_any"] = prob.max(axis=0), rank.min(axis=0)
         return out
