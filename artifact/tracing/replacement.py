@@ -197,7 +197,7 @@ def replacement_reference(model: torch.nn.Module, input_ids: torch.Tensor, subje
                           config: TraceConfig) -> dict[str, np.ndarray | float]:
     """The same numbers cell by cell, ROME's way: per cell one forward of [clean prompt, replaced prompt] whose row 1
     gets row 0's `kind` output at the cell's token in the window of layers. scores/logprobs/logit_diffs [pos, layer]
-    (every position, every layer), low_* from the replaced prompt and high_* from the clean one."""
+    (config.positions, default all; others NaN), low_* from the replaced prompt and high_* from the clean one."""
     adapter = ModelAdapter(model)
     T, L = int(input_ids.shape[0]), adapter.num_layers
     device = adapter.embed.weight.device
@@ -223,7 +223,7 @@ def replacement_reference(model: torch.nn.Module, input_ids: torch.Tensor, subje
         "low_score": float(plain[0][1]), "low_logprob": float(plain[1][1]), "low_logit_diff": float(plain[2][1]),
     }
     arrays = [np.full((T, L), np.nan) for _ in range(3)]
-    for token in range(T):
+    for token in range(T) if config.positions is None else config.positions:
         for layer in range(L):
             values = run([(ly, token) for ly in config.restored_layers(layer, L)])
             for array, value in zip(arrays, values):

@@ -159,3 +159,36 @@ def test_the_fast_tracer_takes_one_corruption():
         FastTracer(stepper, PROMPT_A, SUBJECT, 11, torch.zeros(2, 3, 32), corrupt_ids=PROMPT_B)
     with pytest.raises(ValueError, match="keeps the length"):
         FastTracer(stepper, PROMPT_A, SUBJECT, 11, None, corrupt_ids=PROMPT_B[:-1])
+
+
+def test_on_the_real_embedded_model_the_colosseum_moves_the_eiffel_tower_to_rome(embedded):
+    """SmolLM2-135M: 'Eiffel Tower' and 'Colosseum' are three tokens each in one template and the model answers
+    Paris and Rome. With the Colosseum in its place the Eiffel Tower prompt is the Colosseum's: Rome wins (the logit
+    difference turns negative); the fast path equals the cell-by-cell oracle at the last subject token; restoring the
+    last token's final state is the clean run."""
+    from artifact.prompts import answer_token_id, find_subject_range
+
+    tok = embedded.tokenizer
+    template = "The {} is located in the city of"
+    eiffel, colosseum = template.format("Eiffel Tower"), template.format("Colosseum")
+    ids_e, ids_c = (torch.tensor(tok(p)["input_ids"]) for p in (eiffel, colosseum))
+    subject = find_subject_range(tok, eiffel, "Eiffel Tower")
+    assert subject == find_subject_range(tok, colosseum, "Colosseum") and len(ids_e) == len(ids_c)
+    paris, rome = answer_token_id(tok, eiffel, "Paris"), answer_token_id(tok, colosseum, "Rome")
+    partner = ids_c[subject[0]:subject[1]].tolist()
+    last = len(ids_e) - 1
+    config = TraceConfig(kind="hidden", positions=(subject[1] - 1, last), batch_size=16)
+    result = trace_replacement(embedded.model, ids_e, subject, paris, partner, rome, config)
+    at = subject[1] - 1  # the oracle at the last subject token only (30 plain forwards)
+    expected = replacement_reference(embedded.model, ids_e, subject, paris, partner, rome,
+                                     TraceConfig(kind="hidden", positions=(at,)))
+    expected = {name: expected[name][at] for name in ("scores", "logprobs", "logit_diffs")}
+    np.testing.assert_allclose(result.scores[at], expected["scores"], atol=1e-5, rtol=0)
+    # logit-scale metrics: fp32 logits of ~20 over a 49k vocabulary round at ~1e-6 relative with other batch shapes
+    # (measured: 1.1e-5 absolute on a log P of -5.7), so these get 1e-5 relative on top of 1e-5 absolute
+    for name in ("logprobs", "logit_diffs"):
+        np.testing.assert_allclose(getattr(result, name)[at], expected[name], atol=1e-5, rtol=1e-5, err_msg=name)
+    clean_c = _logits(embedded.model, ids_c)
+    assert result.low_score == pytest.approx(float(torch.softmax(clean_c, -1)[paris]), abs=1e-5)
+    assert result.high_logit_diff > 0 > result.low_logit_diff  # Paris over Rome, then Rome over Paris
+    assert result.scores[last, -1] == pytest.approx(result.high_score, abs=1e-5)
