@@ -90,3 +90,35 @@ def test_bad_inputs_say_what_is_wrong(llama_tiny):
         transcription_lens(llama_tiny, adapter, PROMPT, SPAN, [500])
     with pytest.raises(ValueError, match="banned from text mode"):
         transcription_lens(llama_tiny, adapter, PROMPT, SPAN, [11, 55], BANNED)
+
+
+@pytest.mark.slow
+def test_on_the_embedded_speech_model_with_a_spoken_prompt():
+    """The real path: the embedded speech-text model (SmolLM2 + SpiritLM's vocabulary), a prompt spoken by the offline
+    front end (espeak-ng), the subject's text tokens from its T->T prompt, SpiritLM's text-mode bans. The one-forward
+    lens equals the oracle (P to 1e-5; ranks exactly where they matter, off by at most 2 among float near-ties of
+    tokens ranked in the hundreds), and no marker or unit token is ever counted in a rank."""
+    from artifact.known import text_mode_banned_ids
+    from artifact.models import load_model
+    from artifact.prompts import speech_prompt, text_prompt
+    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
+
+    loaded = load_model("embedded-speech", device="cpu")
+    prompt, subject = "The Eiffel Tower is located in the city of", "Eiffel Tower"
+    spoken = SpeechFrontEnd(FrontEndConfig.offline("embedded")).process(prompt, subject)
+    speech = speech_prompt(loaded.tokenizer, spoken.units, spoken.subject_tokens, "Paris")
+    text = text_prompt(loaded.tokenizer, prompt, subject, "Paris", loaded.is_spiritlm)
+    subject_ids = text.input_ids[text.subject_range[0]:text.subject_range[1]]
+    banned = text_mode_banned_ids(loaded.tokenizer)
+    assert len(banned) == 503  # [Text], [Speech], [Hu0]..[Hu500]
+    b, e = speech.subject_range
+    positions = sorted({b, (b + e) // 2, e - 1})
+    ids = torch.tensor(speech.input_ids)
+    fast = transcription_lens(loaded.model, loaded.adapter, ids, positions, subject_ids, banned)
+    slow = transcription_reference(loaded.model, loaded.adapter, ids, positions, subject_ids, banned)
+    np.testing.assert_allclose(fast.prob, slow.prob, atol=1e-5, rtol=0)
+    top = np.minimum(fast.rank, slow.rank) < 100
+    np.testing.assert_array_equal(fast.rank[top], slow.rank[top])
+    assert np.abs(fast.rank - slow.rank).max() <= 2
+    counted = transcription_lens(loaded.model, loaded.adapter, ids, positions, subject_ids)  # units counted too
+    assert (counted.rank >= fast.rank).all() and (counted.rank > fast.rank).any()
