@@ -192,3 +192,20 @@ def test_on_the_real_embedded_model_the_colosseum_moves_the_eiffel_tower_to_rome
     assert result.low_score == pytest.approx(float(torch.softmax(clean_c, -1)[paris]), abs=1e-5)
     assert result.high_logit_diff > 0 > result.low_logit_diff  # Paris over Rome, then Rome over Paris
     assert result.scores[last, -1] == pytest.approx(result.high_score, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_both_paths_are_exact_in_float64(name):
+    """In float64 the paths agree to the fp32 rounding of the final logits (all three cast logits to fp32): the
+    fp32 gaps of ~1e-6 (log P, logit difference) are the rounding of different batch shapes only."""
+    from tests.conftest import tiny_gpt2, tiny_llama
+
+    model = (tiny_gpt2() if name == "gpt2" else tiny_llama()).double()
+    for kind, window in (("hidden", 1), ("mlp", 3), ("attn", 2)):
+        config = TraceConfig(kind=kind, window=window, batch_size=3)
+        expected = replacement_reference(model, PROMPT_A, SUBJECT, 11, [33, 71, 4], 12, config)
+        for fast in (True, False):
+            result = trace_replacement(model, PROMPT_A, SUBJECT, 11, [33, 71, 4], 12, config, fast=fast)
+            np.testing.assert_allclose(result.scores, expected["scores"], atol=3e-8, rtol=0)
+            np.testing.assert_allclose(result.logprobs, expected["logprobs"], atol=1e-6, rtol=0)
+            np.testing.assert_allclose(result.logit_diffs, expected["logit_diffs"], atol=1e-6, rtol=0)
