@@ -19,7 +19,7 @@ from typing import Any, Hashable, Sequence
 class Candidate:
     """One fact as token replacement sees it."""
 
-    key: Hashable  # the fact's id (known_id); keys must be distinct and mutually sortable
+    key: Hashable  # the fact's id (known_id); distinct. Ordered as numbers where they are integers, else as text
     subject_ids: tuple[int, ...]  # [subject_len] the subject's tokens in its prompt (text tokens or speech units)
     answer_id: int  # the fact's answer token
     relation: str = ""  # the fact's relation (preferred for the partner); "" = no preference
@@ -37,6 +37,14 @@ class Pairing:
         """Plain-JSON form (keys as given), for storing beside results."""
         return {"partners": [[k, v] for k, v in self.partners.items()], "skipped": list(self.skipped),
                 "n_paired": len(self.partners), "n_skipped": len(self.skipped), "same_relation": self.same_relation}
+
+
+def _order(key: Hashable) -> tuple:
+    """Sort key of a fact key: integers (and integer strings) numerically, before any other key as text."""
+    try:
+        return (0, int(key), "")  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return (1, 0, str(key))
 
 
 def _usable(fact: Candidate, other: Candidate) -> bool:
@@ -57,7 +65,7 @@ def pair_facts(candidates: Sequence[Candidate]) -> Pairing:
     partners: dict[Hashable, Hashable] = {}
     same = 0
     for group in groups.values():
-        group.sort(key=lambda c: c.key)
+        group.sort(key=lambda c: _order(c.key))
         n = len(group)
         for i, fact in enumerate(group):
             ring = [group[(i + j) % n] for j in range(1, n)]
@@ -67,8 +75,8 @@ def pair_facts(candidates: Sequence[Candidate]) -> Pairing:
             if choice is not None:
                 partners[fact.key] = choice.key
                 same += bool(fact.relation) and choice.relation == fact.relation
-    ordered = {c.key: partners[c.key] for c in sorted(candidates, key=lambda c: c.key) if c.key in partners}
-    skipped = tuple(sorted((c.key for c in candidates if c.key not in partners)))
+    ordered = {c.key: partners[c.key] for c in sorted(candidates, key=lambda c: _order(c.key)) if c.key in partners}
+    skipped = tuple(sorted((c.key for c in candidates if c.key not in partners), key=_order))
     return Pairing(ordered, skipped, int(same))
 
 

@@ -96,3 +96,10 @@ def test_noise_at_a_multiple_of_the_calibrated_sigma(llama_tiny):
     with pytest.raises(ValueError, match="sigma must be"):
         noise_scaled(base, float("inf"), 3)
     assert noise_scaled(base, np.float32(0.5), np.int64(2)).noise == 1.0
+
+
+def test_keys_of_mixed_types_are_ordered_numbers_first():
+    facts = [Candidate("b", (1,), 1), Candidate(10, (2,), 2), Candidate(9, (3,), 3), Candidate("a", (4,), 4)]
+    pairing = pair_facts(facts)
+    assert list(pairing.partners) == [9, 10, "a", "b"]
+    assert pairing.partners == {9: 10, 10: "a", "a": "b", "b": 9}  # numerically 9 before 10, then text
