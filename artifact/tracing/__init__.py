@@ -11,9 +11,12 @@
 - `crossmodal.py` cross-modal activation patching: a donor run's state written into the corrupted prompt
 - `knockout.py`   attention knockout: last -> subject edges blocked in a window of layers (Geva et al. 2023)
 - `lens.py`       logit lens: P(answer) and rank per layer through the final norm and unembedding
+- `transcription.py` implicit-transcription lens: the subject's text tokens at its speech positions
+- `pairing.py`    partners for token replacement: same subject length, another answer (torch-free)
+- `replacement.py` causal tracing with symmetric token replacement instead of noise; P, log P and logit difference
 - `flops.py`      matmul FLOP counts (benchmark, cost model; torch-free)
 
-Names load on first use (PEP 562): `artifact.tracing.flops` and `.config` import no torch.
+Names load on first use (PEP 562): `artifact.tracing.flops`, `.config` and `.pairing` import no torch.
 """
 
 from importlib import import_module

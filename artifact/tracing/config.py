@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from artifact.core.names import KINDS, Kind
+
+ROME_NOISE_MULTIPLE = 3.0  # ROME's corruption: 3 x the std of the subject-token embeddings (noise.calibrate_noise)
+NOISE_MULTIPLES: tuple[float, ...] = (1.0, 3.0, 5.0)  # issue 30's noise-scale sensitivity, in units of that std
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,14 @@ class TraceConfig:
         if self.kind == "hidden":
             return range(layer, layer + 1)
         return range(max(0, layer - self.window // 2), min(num_layers, layer - (-self.window // 2)))
+
+
+def noise_scaled(config: TraceConfig, sigma: float, multiple: float) -> TraceConfig:
+    """`config` with its noise at `multiple` x `sigma`, where sigma is the calibrated std of the subject-token
+    embeddings (`noise.subject_embedding_std`; a run's stored ROME noise / ROME_NOISE_MULTIPLE). Multiple 3 is ROME's
+    level; NOISE_MULTIPLES are the sensitivity analysis's. Everything else (seed, samples, kind) is unchanged, so
+    every level sees the same standard-normal draws, scaled."""
+    for name, value in (("sigma", sigma), ("multiple", multiple)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive finite number (noise = multiple x sigma); got {value!r}")
+    return replace(config, noise=float(multiple) * float(sigma))

@@ -11,6 +11,10 @@ Every corrupted row sees the same noise (ROME draws it from `RandomState(seed)` 
 run per fact provides every cell's cache. Cells restoring the same token share a chunk: rows are cell-major
 (row = cell * samples + sample), cells sorted by their first recomputed layer, and at block k only the cells already
 started (a prefix of the chunk) are computed.
+
+The corrupted run may also be another prompt of the same length instead of noise (symmetric token replacement,
+`replacement.py`): then it is one row, and everything above holds since the two prompts differ only inside the
+subject span.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class FactCache:
     corrupt_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [layer] x (keys, values) [samples, kv_heads, pos, head_dim]
     high: tuple[float, float]  # clean P(target), log P(target)
     low: tuple[float, float]  # corrupted mean P(target), mean log P(target)
+    clean_logits: torch.Tensor  # [1, vocab] fp32, last position of the clean run
+    corrupt_logits: torch.Tensor  # [samples, vocab] fp32, last position of the corrupted rows
 
 
 def _metrics(logits: torch.Tensor, target_id: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,24 +58,35 @@ class FastTracer:
     """Runs the clean and corrupted passes of one fact once, then restored cells at the least recomputation."""
 
     def __init__(self, stepper: LayerStepper, input_ids: torch.Tensor, subject_range: tuple[int, int],
-                 target_id: int, noise_delta: torch.Tensor):
+                 target_id: int, noise_delta: torch.Tensor | None, corrupt_ids: torch.Tensor | None = None):
+        """`noise_delta` [samples, subject_len, d_model]: ROME's noise on the subject's token embeddings; or, with
+        `noise_delta` None, `corrupt_ids` [pos]: the corrupted run is that prompt (token replacement), one row."""
+        if (noise_delta is None) == (corrupt_ids is None):
+            raise ValueError("give either noise_delta (Gaussian corruption) or corrupt_ids (token replacement)")
         self.stepper = stepper
         self.ids = input_ids  # [pos]
         self.T = int(input_ids.shape[0])
         self.L = stepper.num_layers
         self.target_id = target_id
-        self.samples = int(noise_delta.shape[0])
+        self.samples = 1 if noise_delta is None else int(noise_delta.shape[0])
         b, e = subject_range
-        delta = noise_delta.to(input_ids.device)
+        if corrupt_ids is not None:
+            if tuple(corrupt_ids.shape) != tuple(input_ids.shape):
+                raise ValueError(f"the replaced prompt has {tuple(corrupt_ids.shape)} tokens, the prompt "
+                                 f"{tuple(input_ids.shape)}: token replacement keeps the length")
+            corrupted, corrupt = corrupt_ids.to(input_ids.device), None
+        else:
+            delta = noise_delta.to(input_ids.device)
 
-        def corrupt(x):  # [samples, pos, d_model]; float64 noise added in place, as ROME does
-            x[:, b:e] += delta
+            def corrupt(x):  # [samples, pos, d_model]; float64 noise added in place, as ROME does
+                x[:, b:e] += delta
 
+            corrupted = input_ids
         stepper.prepare(self.T)
         with torch.no_grad():
-            self.cache = self._base_runs(corrupt)
+            self.cache = self._base_runs(corrupted, corrupt)
 
-    def _base_runs(self, corrupt) -> FactCache:
+    def _base_runs(self, corrupted: torch.Tensor, corrupt) -> FactCache:
         st, T, L, S = self.stepper, self.T, self.L, self.samples
         dtype = st.adapter.embed.weight.dtype
         mask = causal_mask(0, T, dtype, self.ids.device)
@@ -81,19 +98,23 @@ class FastTracer:
         h = st.embed(self.ids, None, 1)
         for layer in range(L):
             h = st.block(layer, h, 0, PrefixKV(), mask, record)
-        high = _metrics(st.logits(h[:, -1]), self.target_id, 1)
-        h = st.embed(self.ids, corrupt, S)
+        clean_logits = st.logits(h[:, -1])
+        high = _metrics(clean_logits, self.target_id, 1)
+        h = st.embed(corrupted, corrupt, S)
         inputs, kv = [h], PrefixKV(record=True)
         for layer in range(L):
             h = st.block(layer, h, 0, kv, mask, None)
             inputs.append(h)
-        low = _metrics(st.logits(h[:, -1]), self.target_id, S)
+        corrupt_logits = st.logits(h[:, -1])
+        low = _metrics(corrupt_logits, self.target_id, S)
         return FactCache(
             clean={kind: torch.stack(states) for kind, states in clean.items()},
             corrupt_inputs=inputs,
             corrupt_kv=kv.recorded,
             high=(float(high[0][0]), float(high[1][0])),
             low=(float(low[0][0]), float(low[1][0])),
+            clean_logits=clean_logits,
+            corrupt_logits=corrupt_logits,
         )
 
     def start_layer(self, config: TraceConfig, layer: int) -> int:
@@ -107,6 +128,13 @@ class FastTracer:
         """Cells (token, l) for l in `layers`, in one chunk; mean P(target) and mean log P(target) per cell [cells].
         `states` [layer, d_model], when given, are written at the token instead of this prompt's clean states (a
         donor run's, for cross-modal patching)."""
+        logits = self.run_token_logits(config, token, layers, states)
+        probs, logps = _metrics(logits, self.target_id, self.samples)
+        return probs, logps
+
+    def run_token_logits(self, config: TraceConfig, token: int, layers: list[int],
+                         states: torch.Tensor | None = None) -> torch.Tensor:
+        """`run_token`'s last-position logits [cells * samples, vocab] fp32, cell-major in the order of `layers`."""
         st, cache, S, L, t = self.stepper, self.cache, self.samples, self.L, token
         kind = config.kind
         order = sorted(range(len(layers)), key=lambda i: self.start_layer(config, layers[i]))  # stable
@@ -143,10 +171,10 @@ class FastTracer:
                                 output[rows, 0] = value
 
                 hidden = st.block(layer, hidden, t, PrefixKV(prefix, repeats=active), mask, edit)
-            probs, logps = _metrics(st.logits(hidden[:, -1]), self.target_id, S)
-        result_p, result_lp = np.empty(C), np.empty(C)
-        result_p[order], result_lp[order] = probs, logps
-        return result_p, result_lp
+            logits = st.logits(hidden[:, -1]).view(C, S, -1)  # cells in `order`
+        result = torch.empty_like(logits)
+        result[torch.tensor(order, device=logits.device)] = logits
+        return result.view(C * S, -1)
 
 
 def trace_fast(stepper, adapter, input_ids, subject_range, target_id, config, positions, progress):

@@ -43,11 +43,10 @@ def _read_out(adapter: ModelAdapter, states: torch.Tensor, target_id: int, banne
     return prob.double().cpu().numpy(), rank.cpu().numpy()
 
 
-def logit_lens(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, target_id: int,
-               positions: Sequence[int] | None = None, banned: Sequence[int] = ()) -> LensResult:
-    """The logit lens of one prompt `input_ids` [pos] at `positions` (default: all), every layer, in one forward:
-    each block's output is captured by a hook and read out in one batch."""
-    positions = tuple(range(int(input_ids.shape[0]))) if positions is None else tuple(int(p) for p in positions)
+def block_states(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, positions: Sequence[int]
+                 ) -> torch.Tensor:
+    """[position, layer, d_model] every block's output at `positions` of one prompt `input_ids` [pos], in one clean
+    forward (a hook per block keeps its output); no gradients."""
     captured: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
@@ -57,7 +56,16 @@ def logit_lens(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.T
                for layer in range(adapter.num_layers)]
     with attached(handles), torch.no_grad():
         model(input_ids=input_ids[None].to(adapter.embed.weight.device))
-        states = torch.stack(captured, dim=1)  # [position, layer, d_model]
+    return torch.stack(captured, dim=1)
+
+
+def logit_lens(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor, target_id: int,
+               positions: Sequence[int] | None = None, banned: Sequence[int] = ()) -> LensResult:
+    """The logit lens of one prompt `input_ids` [pos] at `positions` (default: all), every layer, in one forward:
+    each block's output is captured by a hook and read out in one batch."""
+    positions = tuple(range(int(input_ids.shape[0]))) if positions is None else tuple(int(p) for p in positions)
+    states = block_states(model, adapter, input_ids, positions)  # [position, layer, d_model]
+    with torch.no_grad():
         prob, rank = _read_out(adapter, states, target_id, banned)
     return LensResult(positions, prob, rank)
 
