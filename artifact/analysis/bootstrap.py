@@ -109,7 +109,8 @@ def resampled_means(data: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out.reshape((weights.shape[0], *data.shape[1:]))
 
 
-def _nanmean(data: np.ndarray, axis: int = 0) -> np.ndarray:
+def quiet_nanmean(data: np.ndarray, axis: int = 0) -> np.ndarray:
+    """np.nanmean over `axis` without the warning for all-NaN slices (they give NaN: an empty token group)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(data, axis=axis)

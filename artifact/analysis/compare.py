@@ -42,7 +42,7 @@ mechanism, which would dominate every grid statistic):
   that bias and the basic interval corrects for it.
 
 All resampling is deterministic (numpy default_rng with fixed seeds). The claims of the paper are judged from this
-document by `artifact.experiments.claims`.
+document by `artifact.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -61,15 +61,16 @@ from artifact.analysis.bootstrap import (
     CI_METHOD,
     CONFIDENCE,
     N_RESAMPLES,
-    _nanmean,
     basic_ci,
     bootstrap_mean_ci,
     percentile_ci,
+    quiet_nanmean,
     resample_weights,
     resampled_means,
     simultaneous_band,
+    stream,
 )
-from artifact.analysis.effects import fact_effects
+from artifact.analysis.effects import fact_effects, mechanism_view
 from artifact.analysis.markdown import comparison_markdown
 from artifact.core.fileio import write_atomic, write_json_atomic
 from artifact.core.jsonable import finite_or_none
@@ -85,8 +86,6 @@ from artifact.core.names import (
     SUBJECT_GROUPS,
 )
 from artifact.core.settings import load_settings
-from artifact.analysis.bootstrap import stream
-from artifact.analysis.effects import mechanism_view
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +230,7 @@ def arm_statistics(effects: np.ndarray, mechanism: np.ndarray, boot: np.ndarray,
         curves[group] = {"n_facts": int(n[g].max()) if L else 0, "aie": _list(mean[g]), "ci_low": _list(low[g]),
                          "ci_high": _list(high[g]), "ci_method": sorted(set(methods[g * L:(g + 1) * L])),
                          "peak": _peak(mean[g], boot[:, g], confidence)}
-    grid = _nanmean(mechanism)
+    grid = quiet_nanmean(mechanism)
     cells = mechanism_cells(grid) if entropy_cells is None else np.asarray(entropy_cells, dtype=bool)
     entropy = normalised_entropy(grid[cells])
     entropy_boot = normalised_entropy(mechanism_boot[:, cells])
@@ -294,8 +293,8 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
         jmboot = {arm: resampled_means(mech[arm], joint) for arm in data}
     else:
         jboot, jmboot = boot, mboot
-    mean = {arm: _nanmean(x) for arm, x in data.items()}
-    grid = {arm: _nanmean(x) for arm, x in mech.items()}
+    mean = {arm: quiet_nanmean(x) for arm, x in data.items()}
+    grid = {arm: quiet_nanmean(x) for arm, x in mech.items()}
     cells = mechanism_cells(grid["t2t"], grid["s2t"])
     arms = {arm: arm_statistics(data[arm], mech[arm], boot[arm], mboot[arm], confidence, n_resamples, seed, cells)
             for arm in data}
@@ -349,20 +348,6 @@ def split_from_manifest(manifest_path: Path, facts_fingerprint: str) -> dict[str
         log.info("%s lists no facts of source %s; no train/held-out split", manifest_path, ", ".join(sources))
         return {}
     return out
-
-
-def speech_model_subsets(s2t_dir: Path) -> dict[str, list[str]] | None:
-    """The comparison's extra fact sets for an S->T run: the embedded speech-text model's training and held-out facts
-    (its speech knowledge of training facts was distilled, so the two are compared apart); None for other models."""
-    from artifact.core.names import EMBEDDED_SPEECH
-    from artifact.core.settings import load_settings
-
-    settings = load_settings(Path(s2t_dir))
-    if settings.model != EMBEDDED_SPEECH:
-        return None
-    from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR
-
-    return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, settings.facts_fingerprint) or None
 
 
 def _load_pair(t2t_dir: Path, s2t_dir: Path):

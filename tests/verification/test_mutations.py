@@ -23,11 +23,13 @@ import torch
 
 from artifact import verification as v
 from artifact.analysis.aggregate import aggregate_run
-from artifact.analysis.compare import compare_runs, speech_model_subsets
+from artifact.analysis.carryover_document import aggregate_carryover
+from artifact.analysis.compare import compare_runs
 from artifact.core.fileio import write_json_atomic, write_npz_atomic
 from artifact.core.groups import token_groups
-from artifact.core.layout import AGGREGATE_DIR, COMPARISON_DIR, ResultsFolderError
-from artifact.experiments.carryover import CARRYOVER_DIR, aggregate_carryover, fact_path
+from artifact.core.layout import AGGREGATE_DIR, CARRYOVER_DIR, COMPARISON_DIR, ResultsFolderError
+from artifact.core.layout import carryover_fact_path as fact_path
+from artifact.core.results import ResultsFolder
 from artifact.experiments.profiles import PROFILES, CarryOverPlan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,15 +86,15 @@ def rebuild(results: Path) -> None:
         shutil.rmtree(run / AGGREGATE_DIR)
         aggregate_run(run, kinds=TINY.kinds)
     shutil.rmtree(results / COMPARISON_DIR)
-    compare_runs(t2t, s2t, results / COMPARISON_DIR, kinds=TINY.kinds, subsets=speech_model_subsets(s2t))
+    compare_runs(t2t, s2t, results / COMPARISON_DIR, kinds=TINY.kinds, subsets=ResultsFolder(results).subsets())
     rebuild_carryover(results)
 
 
 def rebuild_carryover(results: Path) -> None:
     """carryover.json and facts.sha256 rewritten from the carry-over fact files (and the arms' traces)."""
     ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
-    s2t = run_dir(results, "s2t")
-    aggregate_carryover(results, ids, run_dir(results, "t2t"), s2t, speech_model_subsets(s2t))
+    folder = ResultsFolder(results)
+    aggregate_carryover(folder, ids, folder.run_dirs(), folder.subsets())
 
 
 def edit_traces(results: Path, arm: str, groups: tuple[str, ...], edit, metric: str = "scores") -> None:
