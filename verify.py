@@ -10,7 +10,8 @@ no expected profile applies).
 
 Writes report.md and report.json (every check: what, observed, expected, tolerance, verdict) into
 <results>/verify/ (or --report). The checks and the calibration are described in expected/README.md and in
-artifact/verification.py.
+artifact/verification/ (verify.py: the checks; calibrate.py: the tolerances). Needs Python 3.11 with numpy and scipy
+only (no torch, no matplotlib): everything it recomputes is read from the results folder.
 """
 
 from __future__ import annotations

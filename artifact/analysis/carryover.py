@@ -24,8 +24,9 @@ from artifact.analysis.bootstrap import (
     BOOTSTRAP_SEED,
     CONFIDENCE,
     N_RESAMPLES,
-    basic_ci,
+    peak_interval,
     percentile_ci,
+    ratio_interval,
     resample_weights,
     resampled_means,
     stream,
@@ -57,36 +58,33 @@ def curve(data: np.ndarray, weights: np.ndarray, confidence: float = CONFIDENCE)
 def peak(mean: Sequence[float | None], boot: np.ndarray, confidence: float = CONFIDENCE, sign: int = 1
          ) -> dict[str, Any]:
     """The maximum (sign=1) or minimum (sign=-1) of a mean curve over layers: its layer, value and relative depth,
-    with a basic bootstrap CI of the value and a percentile CI of the layer."""
+    with a basic bootstrap CI of the value and a percentile CI of the layer (`peak_interval`)."""
     m = sign * np.array([np.nan if x is None else x for x in mean], dtype=np.float64)
     L = m.shape[0]
-    if not np.isfinite(m).any() or boot.shape[0] == 0:
+    found = peak_interval(m, sign * boot, confidence) if boot.shape[0] else None
+    if found is None:
         return {"layer": None, "value": None, "ci_low": None, "ci_high": None, "layer_ci_low": None,
                 "layer_ci_high": None, "depth": None}
-    layer = int(np.nanargmax(m))
-    b = np.where(np.isfinite(sign * boot), sign * boot, -np.inf)
-    ok = np.isfinite(b).any(axis=1)
-    maxima, argmax = b[ok].max(axis=1), b[ok].argmax(axis=1).astype(np.float64)
-    lo, hi = basic_ci(m[layer], maxima, confidence)
-    alpha = (1 - confidence) / 2
-    lo_layer = float(np.quantile(argmax, alpha, method="inverted_cdf"))
-    hi_layer = float(np.quantile(argmax, 1 - alpha, method="inverted_cdf"))
-    value, lo, hi = (m[layer], lo, hi) if sign > 0 else (-m[layer], -hi, -lo)
-    return {"layer": layer, "value": finite_or_none(value), "ci_low": finite_or_none(lo), "ci_high": finite_or_none(hi),
-            "layer_ci_low": lo_layer, "layer_ci_high": hi_layer, "depth": layer / max(1, L - 1)}
+    value, lo, hi = found.value, found.ci_low, found.ci_high
+    if sign < 0:
+        value, lo, hi = -value, -hi, -lo
+    return {"layer": found.layer, "value": finite_or_none(value), "ci_low": finite_or_none(lo),
+            "ci_high": finite_or_none(hi), "layer_ci_low": finite_or_none(found.layer_ci_low),
+            "layer_ci_high": finite_or_none(found.layer_ci_high), "depth": found.layer / max(1, L - 1)}
 
 
 def ratio_of_peaks(num: Mapping[str, Any], den: Mapping[str, Any], num_boot: np.ndarray, den_boot: np.ndarray,
                    confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """num peak / den peak with a basic CI from paired resamples (the same facts drawn for both curves)."""
-    if num.get("value") is None or den.get("value") is None or not den["value"] > 0:
+    """num peak / den peak with a basic CI from paired resamples (the same facts drawn for both curves;
+    `ratio_interval` of the resampled curves' maxima)."""
+    found = None
+    if num.get("value") is not None and den.get("value") is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nb, db = np.nanmax(num_boot, axis=1), np.nanmax(den_boot, axis=1)
+        found = ratio_interval(num["value"], den["value"], nb, db, confidence)
+    if found is None:
         return {"value": None, "ci_low": None, "ci_high": None, "note": "undefined: the own-state peak is not > 0"}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nb, db = np.nanmax(num_boot, axis=1), np.nanmax(den_boot, axis=1)
-        r = np.where(db > 0, nb / db, np.nan)
-    value = num["value"] / den["value"]
-    lo, hi = basic_ci(value, r, confidence)
-    return {"value": finite_or_none(value), "ci_low": finite_or_none(lo), "ci_high": finite_or_none(hi)}
+    return dict(zip(("value", "ci_low", "ci_high"), map(finite_or_none, found)))
 
 
 def formed_layer(top1: np.ndarray, weights: np.ndarray, share: float = HALF, confidence: float = CONFIDENCE

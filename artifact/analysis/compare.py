@@ -56,6 +56,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from artifact.analysis import claims, normalised
 from artifact.analysis.bootstrap import (
     BOOTSTRAP_SEED,
     CI_METHOD,
@@ -63,8 +64,10 @@ from artifact.analysis.bootstrap import (
     N_RESAMPLES,
     basic_ci,
     bootstrap_mean_ci,
+    peak_interval,
     percentile_ci,
     quiet_nanmean,
+    ratio_interval,
     resample_weights,
     resampled_means,
     simultaneous_band,
@@ -135,33 +138,23 @@ def normalised_entropy(grid: np.ndarray) -> np.ndarray:
 
 
 def _peak(curve: np.ndarray, boot: np.ndarray, confidence: float) -> dict[str, Any]:
-    """Peak layer and AIE of a curve [layer] with percentile CIs from resampled curves [resample, layer]."""
-    if not np.isfinite(curve).any():
+    """Peak layer and AIE of a curve [layer] with CIs from resampled curves [resample, layer] (`peak_interval`)."""
+    found = peak_interval(curve, boot, confidence)
+    if found is None:
         return {"layer": None, "layer_ci_low": None, "layer_ci_high": None, "mode_share": None,
                 **_interval(math.nan, math.nan, math.nan)}
-    layer = int(np.nanargmax(curve))
-    ok = np.isfinite(boot).any(axis=1)
-    b = np.where(np.isfinite(boot[ok]), boot[ok], -np.inf)
-    argmax = b.argmax(axis=1).astype(np.float64)
-    maxima = b.max(axis=1)
-    alpha = (1 - confidence) / 2
-    lo_layer = float(np.quantile(argmax, alpha, method="inverted_cdf")) if len(argmax) else math.nan
-    hi_layer = float(np.quantile(argmax, 1 - alpha, method="inverted_cdf")) if len(argmax) else math.nan
-    lo, hi = basic_ci(curve[layer], maxima, confidence)
-    return {"layer": layer, "layer_ci_low": finite_or_none(lo_layer), "layer_ci_high": finite_or_none(hi_layer),
-            "mode_share": finite_or_none((argmax == layer).mean()) if len(argmax) else None,
-            **_interval(curve[layer], lo, hi)}
+    return {"layer": found.layer, "layer_ci_low": finite_or_none(found.layer_ci_low),
+            "layer_ci_high": finite_or_none(found.layer_ci_high), "mode_share": finite_or_none(found.mode_share),
+            **_interval(found.value, found.ci_low, found.ci_high)}
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, num_boot: np.ndarray, den_boot: np.ndarray,
            confidence: float) -> dict[str, Any]:
-    """Ratio of peaks with a percentile CI; None when the denominator's peak is not positive."""
-    if not (np.isfinite(den) and den > 0 and np.isfinite(num)):
+    """Ratio of peaks with a basic CI (`ratio_interval`); undefined when the denominator's peak is not positive."""
+    found = ratio_interval(num, den, num_boot, den_boot, confidence)
+    if found is None:
         return _interval(math.nan, math.nan, math.nan, note="undefined: T->T peak not positive")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(den_boot > 0, num_boot / den_boot, np.nan)
-    lo, hi = basic_ci(num / den, r, confidence)
-    return _interval(num / den, lo, hi)
+    return _interval(*found)
 
 
 def _grid_peak(mean: np.ndarray, boot: np.ndarray, groups: Sequence[str], confidence: float) -> dict[str, Any]:
@@ -459,8 +452,6 @@ def compare_runs(
 ) -> dict[str, Any]:
     """Compare a T->T and an S->T run folder; write comparison.json, comparison.md and summary.md to `out_dir`
     (default `default_out_dir`). Returns the JSON document (figures: `artifact.figures.comparison.plot_comparison`)."""
-    from artifact.analysis import claims, normalised
-
     t2t_dir, s2t_dir = Path(t2t_dir), Path(s2t_dir)
     t_set, s_set = _load_pair(t2t_dir, s2t_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(t2t_dir, s2t_dir)

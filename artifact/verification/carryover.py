@@ -28,6 +28,7 @@ from artifact.core.layout import CARRYOVER_FACTS_DIR, CARRYOVER_RESULTS_FILE, Re
 from artifact.core.results import ResultsFolder
 from artifact.verification.records import FAIL, PASS, Check
 from artifact.verification.recompute import digest_problems, json_differences
+from artifact.verification.statistics import band_multiplier, band_scale, band_statistic
 
 EXPECTED_DIR = "carryover"
 STACKED_FILE = "facts.npz"  # the per-fact arrays of set 'all', stacked along the first axis
@@ -187,8 +188,6 @@ def curve_of(ie: np.ndarray, key: str, plan: dict[str, Sequence[str]]) -> np.nda
 
 def check_band(key: str, regen_ie: np.ndarray, expected_ie: np.ndarray, band: dict[str, Any]) -> Check:
     """|regenerated - expected mean curve| <= multiplier x per-layer scale, every layer."""
-    from artifact.verification.statistics import band_statistic
-
     plan = band["plan"]
     diff = curve_of(regen_ie, key, plan) - curve_of(expected_ie, key, plan)
     statistic, layer = band_statistic(diff, np.asarray(band["scale"], dtype=np.float64))
@@ -206,8 +205,6 @@ def calibrate_bands(reference: Path, replicates: Sequence[Path]) -> dict[str, An
     """Per patching curve (set 'all', metric prob): the per-layer spread of the reference and replicates (every
     pair, `statistics.band_scale`) and the Student t multiplier for one more run; None when any run lacks
     carry-over results."""
-    from artifact.verification.statistics import band_multiplier, band_scale, band_statistic
-
     runs = []
     for folder in (reference, *replicates):
         document = _results_document(folder)
