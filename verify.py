@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record is not None:
         return record(args)
     from artifact import verification as v
+    from artifact.core.results import ResultsFolder
 
     expected = args.expected if args.expected is not None else _default_expected(args.results)
     if not expected.is_dir():
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is None and not args.results.is_dir():
         print(f"no report written: {args.results} does not exist (pass --report DIR to write one elsewhere)")
         return 1
-    folder = args.report if args.report is not None else args.results / "verify"
+    folder = args.report if args.report is not None else ResultsFolder(args.results).verify_dir
     try:
         json_path, md_path = v.write_report(report, folder)
         print(f"report: {md_path} and {json_path.name}")

@@ -24,7 +24,6 @@ from artifact.core.layout import (
     COMPARISON_FILE,
     MANIFEST_FILE,
     REPORT_JSON,
-    REPORT_MD,
     RUNS_DIR,
     SELECTION_FILE,
     SETTINGS_FILE,
@@ -38,6 +37,17 @@ from artifact.core.names import ARMS, EMBEDDED_SPEECH
 SUBSETS_KEY = "subsets"  # selection.json: the S->T model's named fact subsets ({} when it has none)
 
 
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object; a ResultsFolderError naming the file otherwise."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ResultsFolderError(f"unreadable {path}: {error}; restore it or rerun the pipeline") from None
+    if not isinstance(document, dict):
+        raise ResultsFolderError(f"{path} holds no JSON object; restore it or rerun the pipeline")
+    return document
+
+
 class MissingRunFolderError(ResultsFolderError):
     """A results folder holds no run folder for an arm (an arm not run yet, or a claims-only folder)."""
 
@@ -48,6 +58,16 @@ class ResultsFolder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._runs: dict[str, Path | ResultsFolderError] = {}
+        # the derived files, where the pipeline writes them
+        self.manifest_file = self.path / MANIFEST_FILE
+        self.comparison_dir = self.path / COMPARISON_DIR
+        self.comparison_file = self.comparison_dir / COMPARISON_FILE  # statistics and claim verdicts
+        self.summary_file = self.comparison_dir / SUMMARY_FILE  # the claims in words, and the carry-over section
+        self.carryover_dir = self.path / CARRYOVER_DIR
+        self.carryover_file = self.carryover_dir / CARRYOVER_RESULTS_FILE  # carry-over statistics of every fact set
+        self.carryover_digests = self.carryover_dir / CARRYOVER_DIGESTS_FILE  # the fact files they came from
+        self.verify_dir = self.path / VERIFY_DIR
+        self.verify_report = self.verify_dir / REPORT_JSON  # every check of verify.py
 
     @classmethod
     def of(cls, results: "ResultsFolder | Path | str") -> "ResultsFolder":
@@ -62,15 +82,7 @@ class ResultsFolder:
         """selection.json (which run folder of each arm, which facts were traced), None when absent; a
         ResultsFolderError when it is not a JSON object."""
         path = self.path / SELECTION_FILE
-        if not path.is_file():
-            return None
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise ResultsFolderError(f"unreadable {path}: {error}; restore it or rerun the pipeline") from None
-        if not isinstance(document, dict):
-            raise ResultsFolderError(f"{path} holds no JSON object; restore it or rerun the pipeline")
-        return document
+        return _json_object(path) if path.is_file() else None
 
     def run_dir(self, arm: str) -> Path:
         """The run folder of `arm` ('t2t' or 's2t') by the rule above; the same folder (or error) on every call."""
@@ -113,14 +125,7 @@ class ResultsFolder:
 
     def run_settings(self, arm: str) -> dict[str, Any]:
         """settings.json of the arm's run folder, as stored."""
-        path = self.run_dir(arm) / SETTINGS_FILE
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise ResultsFolderError(f"unreadable {path}: {error}") from None
-        if not isinstance(document, dict):
-            raise ResultsFolderError(f"{path} holds no JSON object")
-        return document
+        return _json_object(self.run_dir(arm) / SETTINGS_FILE)
 
     def subsets(self) -> dict[str, list[str]]:
         """The S->T model's named fact subsets the comparison and the carry-over statistics add as fact sets (the
@@ -146,51 +151,6 @@ class ResultsFolder:
             "or pass --no-recompute to verify without recomputing")
 
     # -------------------------------------------------------------------------------------------- derived files
-    @property
-    def comparison_dir(self) -> Path:
-        return self.path / COMPARISON_DIR
-
-    @property
-    def comparison_file(self) -> Path:
-        """comparison/comparison.json: the modality comparison's statistics and claim verdicts."""
-        return self.comparison_dir / COMPARISON_FILE
-
-    @property
-    def summary_file(self) -> Path:
-        """comparison/summary.md: the claims in words (and the carry-over section)."""
-        return self.comparison_dir / SUMMARY_FILE
-
-    @property
-    def carryover_dir(self) -> Path:
-        return self.path / CARRYOVER_DIR
-
-    @property
-    def carryover_file(self) -> Path:
-        """carryover/carryover.json: the carry-over statistics of every fact set."""
-        return self.carryover_dir / CARRYOVER_RESULTS_FILE
-
-    @property
-    def carryover_digests(self) -> Path:
-        """carryover/facts.sha256: the fact files carryover.json was computed from."""
-        return self.carryover_dir / CARRYOVER_DIGESTS_FILE
-
     def carryover_fact(self, known_id: Any) -> Path:
         """carryover/facts/<known_id>.npz: one fact's carry-over arrays."""
         return carryover_fact_path(self.path, known_id)
-
-    @property
-    def verify_dir(self) -> Path:
-        return self.path / VERIFY_DIR
-
-    @property
-    def verify_report(self) -> Path:
-        """verify/report.json: every check of verify.py."""
-        return self.verify_dir / REPORT_JSON
-
-    @property
-    def verify_markdown(self) -> Path:
-        return self.verify_dir / REPORT_MD
-
-    @property
-    def manifest_file(self) -> Path:
-        return self.path / MANIFEST_FILE

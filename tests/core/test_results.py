@@ -108,3 +108,33 @@ def test_subsets_are_read_from_the_record(two_t2t_folders):
     (s2t / "settings.json").write_text(json.dumps(settings))
     with pytest.raises(ResultsFolderError, match="does not record the speech model's fact subsets.*--no-recompute"):
         ResultsFolder(results).subsets()
+
+
+def test_the_pipeline_records_the_subsets_and_adds_them_to_an_older_folder(two_t2t_folders, monkeypatch):
+    """The subsets come from the shipped speech model's manifest once, in the pipeline (which has the model
+    package); a folder written before they were recorded gets them on its next run instead of failing."""
+    from types import SimpleNamespace
+
+    from artifact.models.embedded_speech import read_manifest
+
+    results = two_t2t_folders
+    t2t = sorted((results / "runs").glob("t2t-*"))[0]
+    s2t = next((results / "runs").glob("s2t-*"))
+    write_json_atomic(results / "selection.json", {"t2t_run": t2t.name, "s2t_run": s2t.name})  # an older one
+    manifest = read_manifest()
+    choice = ModelChoice(name="embedded", t2t_model="embedded", s2t_model="embedded-speech", banner="",
+                         front_end={}, front_end_banner="")
+    run = PipelineRun(PROFILES["smoke"], choice, results, progress=False)
+    own = SimpleNamespace(settings=SimpleNamespace(facts_fingerprint=manifest["facts_fingerprints"]["own"]))
+    monkeypatch.setattr(run, "prepared", lambda arm: own)  # the prepared S->T arm loads models; only its facts count
+    subsets = run.subsets()
+    wanted = {name: [key.split(":", 1)[1] for key in manifest[field] if key.startswith("own:")]
+              for name, field in (("train", "train_facts"), ("held_out", "held_out_facts"))}
+    assert subsets == wanted and wanted["train"] and wanted["held_out"]
+    assert json.loads((results / "selection.json").read_text())[SUBSETS_KEY] == wanted
+    assert ResultsFolder(results).subsets() == wanted  # what verify reads, without the model package
+    spiritlm = PipelineRun(PROFILES["smoke"], ModelChoice(name="spiritlm", t2t_model="spiritlm", s2t_model="spiritlm",
+                                                          banner="", front_end={}), results, progress=False)
+    from artifact.experiments.pipeline import speech_model_subsets
+
+    assert speech_model_subsets(spiritlm) == {}
