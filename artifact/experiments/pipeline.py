@@ -105,12 +105,12 @@ class PipelineRun:
 
     def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True) -> None:
         self.profile, self.choice, self.out, self.progress = profile, choice, Path(out), progress
-        self.results = ResultsFolder(self.out)
         self.steps = StepLog.load(self.out / STEPS_FILE)
         self.started = time.time()
         self._models: dict[str, Any] = {}
         self._prepared: dict[str, Any] = {}
         self.estimate: dict[str, Any] | None = None  # the cost model's latest estimate (recorded in the manifest)
+        self.results = ResultsFolder(self.out)  # each arm's run folder found once, by the rule verify uses
 
     def model(self, spec: str) -> Any:
         """The loaded model of a spec, loaded once (both SpiritLM arms share one)."""
