@@ -140,7 +140,7 @@ def _cells(name: str, regen: np.ndarray, expected: np.ndarray, tolerance: float,
                         f"cells{where}" + (f"; {int(bad.sum())} cells NaN on one side only" if bad.any() else ""))
 
 
-def check_carryover(results: ResultsFolder | Path, profile: Path, same_seed: bool, tolerance: float | None,
+def check_carryover(results: Path, profile: Path, same_seed: bool, tolerance: float | None,
                     bands: dict[str, Any] | None = None) -> tuple[list[Check], dict[str, str]]:
     """The run's carry-over results against the profile's: (checks, things not possible and why)."""
     skipped: dict[str, str] = {}
@@ -233,7 +233,7 @@ def calibrate_bands(reference: Path, replicates: Sequence[Path]) -> dict[str, An
     return out
 
 
-def carryover_verdicts(results: ResultsFolder | Path, profile: Path, same_seed: bool, tolerance: float | None,
+def carryover_verdicts(results: Path, profile: Path, same_seed: bool, tolerance: float | None,
                        tolerances: dict[str, Any] | None, recompute: bool = True
                        ) -> tuple[list[Check], dict[str, str]]:
     """What verify() adds for carry-over: recomputation when the run has it (unless `recompute` is off), comparison
