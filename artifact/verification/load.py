@@ -85,7 +85,7 @@ def _read_effects(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str
     return effects, ids
 
 
-def run_dir_of(results: ResultsFolder | Path, arm: str) -> Path:
+def find_run_dir(results: ResultsFolder | Path, arm: str) -> Path:
     """The arm's run folder by the results folder's one rule (`ResultsFolder.run_dir`); its error as a VerifyError
     (MissingRunFolder when the folder holds no run of the arm)."""
     try:
@@ -98,7 +98,7 @@ def run_dir_of(results: ResultsFolder | Path, arm: str) -> Path:
 
 def load_run_arm(results: ResultsFolder | Path, arm: str) -> ArmData:
     """One arm of a results folder: settings.json, known.json and aggregate/group_effects.npz of its run folder."""
-    run_dir = run_dir_of(results, arm)
+    run_dir = find_run_dir(results, arm)
     settings = read_json(run_dir / SETTINGS_FILE)
     if settings.get("arm", arm) != arm:
         raise VerifyError(f"{run_dir / SETTINGS_FILE} says arm {settings.get('arm')!r}, the folder name {arm!r}")
@@ -154,7 +154,7 @@ def run_settings(results: ResultsFolder | Path) -> dict[str, dict[str, Any]]:
     out = {}
     for arm in ARMS:
         try:
-            out[arm] = read_json(run_dir_of(results, arm) / SETTINGS_FILE)
+            out[arm] = read_json(find_run_dir(results, arm) / SETTINGS_FILE)
         except MissingRunFolder:
             continue
     return out
