@@ -10,7 +10,8 @@ no expected profile applies).
 
 Writes report.md and report.json (every check: what, observed, expected, tolerance, verdict) into
 <results>/verify/ (or --report). The checks and the calibration are described in expected/README.md and in
-artifact/verification.py.
+artifact/verification/ (verify.py: the checks; calibrate.py: the tolerances). Needs Python 3.11 with numpy and scipy
+only (no torch, no matplotlib): everything it recomputes is read from the results folder.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record is not None:
         return record(args)
     from artifact import verification as v
+    from artifact.core.results import ResultsFolder
 
     expected = args.expected if args.expected is not None else _default_expected(args.results)
     if not expected.is_dir():
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is None and not args.results.is_dir():
         print(f"no report written: {args.results} does not exist (pass --report DIR to write one elsewhere)")
         return 1
-    folder = args.report if args.report is not None else args.results / "verify"
+    folder = args.report if args.report is not None else ResultsFolder(args.results).verify_dir
     try:
         json_path, md_path = v.write_report(report, folder)
         print(f"report: {md_path} and {json_path.name}")

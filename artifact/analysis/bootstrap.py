@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,8 @@ def resampled_means(data: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out.reshape((weights.shape[0], *data.shape[1:]))
 
 
-def _nanmean(data: np.ndarray, axis: int = 0) -> np.ndarray:
+def quiet_nanmean(data: np.ndarray, axis: int = 0) -> np.ndarray:
+    """np.nanmean over `axis` without the warning for all-NaN slices (they give NaN: an empty token group)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(data, axis=axis)
@@ -133,6 +135,55 @@ def basic_ci(value: Any, samples: np.ndarray, confidence: float = CONFIDENCE) ->
     the estimate itself)."""
     lo, hi = percentile_ci(samples, confidence)
     return 2 * np.asarray(value) - hi, 2 * np.asarray(value) - lo
+
+
+@dataclass(frozen=True)
+class PeakInterval:
+    """The maximum of a curve with bootstrap intervals: `value` at `layer`, a basic interval of the maximum, a
+    percentile interval of the layer (argmax over the resampled curves; NaN when no resample has a finite value),
+    and the share of resamples whose argmax is `layer`."""
+
+    layer: int
+    value: float
+    ci_low: float
+    ci_high: float
+    layer_ci_low: float
+    layer_ci_high: float
+    mode_share: float
+
+
+def peak_interval(curve: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE) -> PeakInterval | None:
+    """The peak of `curve` [layer] with its intervals from the resampled curves `boot` [resample, layer] (non-finite
+    cells never win; resamples without a finite cell are left out); None when the curve has no finite value. The
+    comparison's and the carry-over's peaks (a minimum is the peak of the negated curve)."""
+    curve = np.asarray(curve)
+    if not np.isfinite(curve).any():
+        return None
+    layer = int(np.nanargmax(curve))
+    ok = np.isfinite(boot).any(axis=1)
+    b = np.where(np.isfinite(boot[ok]), boot[ok], -np.inf)
+    argmax = b.argmax(axis=1).astype(np.float64)
+    maxima = b.max(axis=1)
+    alpha = (1 - confidence) / 2
+    lo_layer = float(np.quantile(argmax, alpha, method="inverted_cdf")) if len(argmax) else math.nan
+    hi_layer = float(np.quantile(argmax, 1 - alpha, method="inverted_cdf")) if len(argmax) else math.nan
+    lo, hi = basic_ci(curve[layer], maxima, confidence)
+    mode = (argmax == layer).mean() if len(argmax) else math.nan
+    return PeakInterval(layer, curve[layer], lo, hi, lo_layer, hi_layer, mode)
+
+
+def ratio_interval(num: Any, den: Any, num_samples: np.ndarray, den_samples: np.ndarray,
+                   confidence: float = CONFIDENCE) -> tuple[Any, Any, Any] | None:
+    """num / den with a basic interval from paired samples of both (one resample gives num_samples[i] and
+    den_samples[i]; samples with den <= 0 are left out); None when den is not a positive number or num not finite.
+    The comparison's ratio of peaks and the carry-over's share of the own peak."""
+    if not (np.isfinite(den) and den > 0 and np.isfinite(num)):
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den_samples > 0, num_samples / den_samples, np.nan)
+    value = num / den
+    lo, hi = basic_ci(value, r, confidence)
+    return value, lo, hi
 
 
 def simultaneous_band(observed: np.ndarray, boot: np.ndarray, confidence: float = CONFIDENCE

@@ -1,5 +1,5 @@
 """Statistics of the carry-over analyses (issue 18), pure numpy: per-fact arrays in, curves with 95% bootstrap CIs
-over facts, peaks with CIs, and one sentence per analysis out.
+over facts and peaks with CIs out (in words: `carryover_summary`; the document: `carryover_document`).
 
 - Cross-modal patching: IE = P(answer | receiver corrupted, donor's state patched) - P(answer | receiver corrupted),
   per layer; beside it the receiving modality's own restore at the same token group (its causal trace, same facts),
@@ -24,17 +24,16 @@ from artifact.analysis.bootstrap import (
     BOOTSTRAP_SEED,
     CONFIDENCE,
     N_RESAMPLES,
-    basic_ci,
+    peak_interval,
     percentile_ci,
+    ratio_interval,
     resample_weights,
     resampled_means,
     stream,
 )
 from artifact.core.jsonable import finite_or_none
+from artifact.core.names import DIRECTIONS, MODALITIES
 
-MODALITY_LABELS = {"text": "text", "speech": "speech"}
-DIRECTION_LABELS = {"text_to_speech": "text -> speech", "speech_to_text": "speech -> text"}
-POSITION_LABELS = {"last_subject": "last subject token", "last": "last token / [Text] marker"}
 HALF = 0.5  # the lens's "formed" rule: the answer is the top token for at least half of the facts
 
 
@@ -59,36 +58,33 @@ def curve(data: np.ndarray, weights: np.ndarray, confidence: float = CONFIDENCE)
 def peak(mean: Sequence[float | None], boot: np.ndarray, confidence: float = CONFIDENCE, sign: int = 1
          ) -> dict[str, Any]:
     """The maximum (sign=1) or minimum (sign=-1) of a mean curve over layers: its layer, value and relative depth,
-    with a basic bootstrap CI of the value and a percentile CI of the layer."""
+    with a basic bootstrap CI of the value and a percentile CI of the layer (`peak_interval`)."""
     m = sign * np.array([np.nan if x is None else x for x in mean], dtype=np.float64)
     L = m.shape[0]
-    if not np.isfinite(m).any() or boot.shape[0] == 0:
+    found = peak_interval(m, sign * boot, confidence) if boot.shape[0] else None
+    if found is None:
         return {"layer": None, "value": None, "ci_low": None, "ci_high": None, "layer_ci_low": None,
                 "layer_ci_high": None, "depth": None}
-    layer = int(np.nanargmax(m))
-    b = np.where(np.isfinite(sign * boot), sign * boot, -np.inf)
-    ok = np.isfinite(b).any(axis=1)
-    maxima, argmax = b[ok].max(axis=1), b[ok].argmax(axis=1).astype(np.float64)
-    lo, hi = basic_ci(m[layer], maxima, confidence)
-    alpha = (1 - confidence) / 2
-    lo_layer = float(np.quantile(argmax, alpha, method="inverted_cdf"))
-    hi_layer = float(np.quantile(argmax, 1 - alpha, method="inverted_cdf"))
-    value, lo, hi = (m[layer], lo, hi) if sign > 0 else (-m[layer], -hi, -lo)
-    return {"layer": layer, "value": finite_or_none(value), "ci_low": finite_or_none(lo), "ci_high": finite_or_none(hi),
-            "layer_ci_low": lo_layer, "layer_ci_high": hi_layer, "depth": layer / max(1, L - 1)}
+    value, lo, hi = found.value, found.ci_low, found.ci_high
+    if sign < 0:
+        value, lo, hi = -value, -hi, -lo
+    return {"layer": found.layer, "value": finite_or_none(value), "ci_low": finite_or_none(lo),
+            "ci_high": finite_or_none(hi), "layer_ci_low": finite_or_none(found.layer_ci_low),
+            "layer_ci_high": finite_or_none(found.layer_ci_high), "depth": found.layer / max(1, L - 1)}
 
 
 def ratio_of_peaks(num: Mapping[str, Any], den: Mapping[str, Any], num_boot: np.ndarray, den_boot: np.ndarray,
                    confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """num peak / den peak with a basic CI from paired resamples (the same facts drawn for both curves)."""
-    if num.get("value") is None or den.get("value") is None or not den["value"] > 0:
+    """num peak / den peak with a basic CI from paired resamples (the same facts drawn for both curves;
+    `ratio_interval` of the resampled curves' maxima)."""
+    found = None
+    if num.get("value") is not None and den.get("value") is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nb, db = np.nanmax(num_boot, axis=1), np.nanmax(den_boot, axis=1)
+        found = ratio_interval(num["value"], den["value"], nb, db, confidence)
+    if found is None:
         return {"value": None, "ci_low": None, "ci_high": None, "note": "undefined: the own-state peak is not > 0"}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nb, db = np.nanmax(num_boot, axis=1), np.nanmax(den_boot, axis=1)
-        r = np.where(db > 0, nb / db, np.nan)
-    value = num["value"] / den["value"]
-    lo, hi = basic_ci(value, r, confidence)
-    return {"value": finite_or_none(value), "ci_low": finite_or_none(lo), "ci_high": finite_or_none(hi)}
+    return dict(zip(("value", "ci_low", "ci_high"), map(finite_or_none, found)))
 
 
 def formed_layer(top1: np.ndarray, weights: np.ndarray, share: float = HALF, confidence: float = CONFIDENCE
@@ -119,12 +115,10 @@ def patching_statistics(arrays: Mapping[str, np.ndarray], own: Mapping[tuple[str
                         plan: Mapping[str, Any], boot: Mapping[str, Any]) -> dict[str, Any]:
     """Per direction, kind and position: the cross-modal IE curve and peak, the receiving modality's own restore
     (`own[(receiver, kind, position)]` [fact, layer], same facts) and peak, and the share of the own peak."""
-    from artifact.experiments.carryover import DIRECTION_MODALITIES
-
     ie = arrays["patch_prob"] - arrays["low_prob"][:, :, None, None, None]
     out: dict[str, Any] = {}
     for d, direction in enumerate(plan["directions"]):
-        receiver = DIRECTION_MODALITIES[direction][1]
+        receiver = DIRECTIONS[direction].receiver
         for k, kind in enumerate(plan["patch_kinds"]):
             for p, position in enumerate(plan["positions"]):
                 seed = stream(boot["seed"], "carryover", "patching", direction, kind, position)
@@ -146,8 +140,6 @@ def patching_statistics(arrays: Mapping[str, np.ndarray], own: Mapping[tuple[str
 
 def knockout_statistics(arrays: Mapping[str, np.ndarray], boot: Mapping[str, Any]) -> dict[str, Any]:
     """Per modality: the mean relative change of P(answer) per blocked window, and its strongest drop."""
-    from artifact.experiments.carryover import MODALITIES
-
     clean = arrays["knockout_clean"]
     with np.errstate(invalid="ignore", divide="ignore"):
         relative = (arrays["knockout_prob"] - clean[:, :, None]) / clean[:, :, None]
@@ -165,8 +157,6 @@ def lens_statistics(arrays: Mapping[str, np.ndarray], plan: Mapping[str, Any], b
                     ) -> dict[str, Any]:
     """Per modality and position: mean P(answer) per layer (and its peak), the top-1 share per layer, and the first
     layer where the answer is the top token for at least half of the facts."""
-    from artifact.experiments.carryover import MODALITIES
-
     out: dict[str, Any] = {}
     for m, modality in enumerate(MODALITIES):
         for p, position in enumerate(plan["positions"]):
@@ -198,89 +188,5 @@ def carryover_statistics(arrays: Mapping[str, np.ndarray], own: Mapping[tuple[st
     return out
 
 
-# ----------------------------------------------------------------------------------------------------- sentences
-
-
-def _number(x: float, digits: int) -> str:
-    """Fixed decimals, or significant digits for values too small to show that way (probabilities of rare tokens)."""
-    return f"{x:.{digits}f}" if x == 0 or abs(x) >= 10 ** -(digits - 1) else f"{x:.2g}"
-
-
-def _ci(entry: Mapping[str, Any], digits: int = 3) -> str:
-    if entry.get("value") is None:
-        return "undefined"
-    lo, hi = entry.get("ci_low"), entry.get("ci_high")
-    span = f" [{_number(lo, digits)}, {_number(hi, digits)}]" if lo is not None and hi is not None else ""
-    return f"{_number(entry['value'], digits)}{span}"
-
-
-def _excludes_zero(entry: Mapping[str, Any]) -> bool:
-    lo, hi = entry.get("ci_low"), entry.get("ci_high")
-    return lo is not None and hi is not None and (lo > 0 or hi < 0)
-
-
-def _layer(entry: Mapping[str, Any], layers: int) -> str:
-    if entry.get("layer") is None:
-        return "no layer"
-    return f"layer {entry['layer']} of {layers}"
-
-
-def sentences(stats: Mapping[str, Any], layers: int, kind: str = "hidden", position: str = "last_subject"
-              ) -> dict[str, str]:
-    """One sentence per analysis, with its statistic, for the summary (headline cell: `kind` at `position`)."""
-    out: dict[str, str] = {}
-    patching = stats.get("patching") or {}
-    parts = []
-    for direction in ("text_to_speech", "speech_to_text"):
-        entry = patching.get(f"{direction}/{kind}/{position}")
-        if not entry:
-            continue
-        donor, receiver = direction.split("_to_")
-        cp = entry["cross_peak"]
-        detected = "restores" if _excludes_zero(cp) else "does not detectably restore"
-        text = (f"the clean {donor} run's {kind} state at the {POSITION_LABELS[position]}, written into the corrupted "
-                f"{receiver} prompt, {detected} P(answer): peak IE {_ci(cp)} at {_layer(cp, layers)}")
-        if entry.get("own_peak"):
-            text += (f", vs {_ci(entry['own_peak'])} at {_layer(entry['own_peak'], layers)} for {receiver}'s own "
-                     f"state (share {_ci(entry['share_of_own_peak'], 2)})")
-        parts.append(text)
-    if parts:
-        out["patching"] = "Cross-modal patching: " + "; ".join(parts) + "."
-    knock = stats.get("knockout") or {}
-    if knock:
-        parts = []
-        for modality in ("text", "speech"):
-            drop = (knock.get(modality) or {}).get("strongest_drop") or {}
-            if drop.get("value") is None:
-                parts.append(f"{modality}: undefined")
-                continue
-            span = (f" [{100 * drop['ci_low']:.1f}, {100 * drop['ci_high']:.1f}]"
-                    if drop.get("ci_low") is not None and drop.get("ci_high") is not None else "")
-            parts.append(f"{modality} {100 * drop['value']:.1f}%{span} at {_layer(drop, layers)} (relative depth "
-                         f"{drop['depth']:.2f})")
-        out["knockout"] = ("Attention knockout: blocking the last token's attention to the subject in a window "
-                           "around one layer lowers P(answer) most (relative change) for " + "; ".join(parts) + ".")
-    lens = stats.get("lens") or {}
-    if lens:
-        parts = []
-        for modality in ("text", "speech"):
-            last, subject = lens.get(f"{modality}/last"), lens.get(f"{modality}/last_subject")
-            bits = []
-            if last:
-                f = last["formed"]
-                bits.append(f"the answer is the top token at the last position for half the facts from layer "
-                            f"{int(f['layer'])}" + (f" [{int(f['ci_low'])}, {int(f['ci_high'])}]"
-                                                    if f.get("ci_low") is not None and f.get("ci_high") is not None
-                                                    else "")
-                            if f.get("layer") is not None else "the answer never becomes the top token at the last "
-                                                               "position for half the facts")
-            if subject:
-                bits.append(f"at the last subject token P(answer) peaks at {_ci(subject['prob_peak'])} "
-                            f"({_layer(subject['prob_peak'], layers)})")
-            parts.append(f"{modality}: " + ", ".join(bits))
-        out["lens"] = "Logit lens: " + "; ".join(parts) + "."
-    return out
-
-
 __all__ = ["carryover_statistics", "curve", "formed_layer", "knockout_statistics", "lens_statistics",
-           "patching_statistics", "peak", "ratio_of_peaks", "sentences"]
+           "patching_statistics", "peak", "ratio_of_peaks"]

@@ -42,7 +42,7 @@ mechanism, which would dominate every grid statistic):
   that bias and the basic interval corrects for it.
 
 All resampling is deterministic (numpy default_rng with fixed seeds). The claims of the paper are judged from this
-document by `artifact.experiments.claims`.
+document by `artifact.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -56,20 +56,24 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from artifact.analysis import claims, normalised
 from artifact.analysis.bootstrap import (
     BOOTSTRAP_SEED,
     CI_METHOD,
     CONFIDENCE,
     N_RESAMPLES,
-    _nanmean,
     basic_ci,
     bootstrap_mean_ci,
+    peak_interval,
     percentile_ci,
+    quiet_nanmean,
+    ratio_interval,
     resample_weights,
     resampled_means,
     simultaneous_band,
+    stream,
 )
-from artifact.analysis.effects import fact_effects
+from artifact.analysis.effects import fact_effects, mechanism_view
 from artifact.analysis.markdown import comparison_markdown
 from artifact.core.fileio import write_atomic, write_json_atomic
 from artifact.core.jsonable import finite_or_none
@@ -85,8 +89,6 @@ from artifact.core.names import (
     SUBJECT_GROUPS,
 )
 from artifact.core.settings import load_settings
-from artifact.analysis.bootstrap import stream
-from artifact.analysis.effects import mechanism_view
 
 log = logging.getLogger(__name__)
 
@@ -136,33 +138,23 @@ def normalised_entropy(grid: np.ndarray) -> np.ndarray:
 
 
 def _peak(curve: np.ndarray, boot: np.ndarray, confidence: float) -> dict[str, Any]:
-    """Peak layer and AIE of a curve [layer] with percentile CIs from resampled curves [resample, layer]."""
-    if not np.isfinite(curve).any():
+    """Peak layer and AIE of a curve [layer] with CIs from resampled curves [resample, layer] (`peak_interval`)."""
+    found = peak_interval(curve, boot, confidence)
+    if found is None:
         return {"layer": None, "layer_ci_low": None, "layer_ci_high": None, "mode_share": None,
                 **_interval(math.nan, math.nan, math.nan)}
-    layer = int(np.nanargmax(curve))
-    ok = np.isfinite(boot).any(axis=1)
-    b = np.where(np.isfinite(boot[ok]), boot[ok], -np.inf)
-    argmax = b.argmax(axis=1).astype(np.float64)
-    maxima = b.max(axis=1)
-    alpha = (1 - confidence) / 2
-    lo_layer = float(np.quantile(argmax, alpha, method="inverted_cdf")) if len(argmax) else math.nan
-    hi_layer = float(np.quantile(argmax, 1 - alpha, method="inverted_cdf")) if len(argmax) else math.nan
-    lo, hi = basic_ci(curve[layer], maxima, confidence)
-    return {"layer": layer, "layer_ci_low": finite_or_none(lo_layer), "layer_ci_high": finite_or_none(hi_layer),
-            "mode_share": finite_or_none((argmax == layer).mean()) if len(argmax) else None,
-            **_interval(curve[layer], lo, hi)}
+    return {"layer": found.layer, "layer_ci_low": finite_or_none(found.layer_ci_low),
+            "layer_ci_high": finite_or_none(found.layer_ci_high), "mode_share": finite_or_none(found.mode_share),
+            **_interval(found.value, found.ci_low, found.ci_high)}
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, num_boot: np.ndarray, den_boot: np.ndarray,
            confidence: float) -> dict[str, Any]:
-    """Ratio of peaks with a percentile CI; None when the denominator's peak is not positive."""
-    if not (np.isfinite(den) and den > 0 and np.isfinite(num)):
+    """Ratio of peaks with a basic CI (`ratio_interval`); undefined when the denominator's peak is not positive."""
+    found = ratio_interval(num, den, num_boot, den_boot, confidence)
+    if found is None:
         return _interval(math.nan, math.nan, math.nan, note="undefined: T->T peak not positive")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(den_boot > 0, num_boot / den_boot, np.nan)
-    lo, hi = basic_ci(num / den, r, confidence)
-    return _interval(num / den, lo, hi)
+    return _interval(*found)
 
 
 def _grid_peak(mean: np.ndarray, boot: np.ndarray, groups: Sequence[str], confidence: float) -> dict[str, Any]:
@@ -231,7 +223,7 @@ def arm_statistics(effects: np.ndarray, mechanism: np.ndarray, boot: np.ndarray,
         curves[group] = {"n_facts": int(n[g].max()) if L else 0, "aie": _list(mean[g]), "ci_low": _list(low[g]),
                          "ci_high": _list(high[g]), "ci_method": sorted(set(methods[g * L:(g + 1) * L])),
                          "peak": _peak(mean[g], boot[:, g], confidence)}
-    grid = _nanmean(mechanism)
+    grid = quiet_nanmean(mechanism)
     cells = mechanism_cells(grid) if entropy_cells is None else np.asarray(entropy_cells, dtype=bool)
     entropy = normalised_entropy(grid[cells])
     entropy_boot = normalised_entropy(mechanism_boot[:, cells])
@@ -294,8 +286,8 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
         jmboot = {arm: resampled_means(mech[arm], joint) for arm in data}
     else:
         jboot, jmboot = boot, mboot
-    mean = {arm: _nanmean(x) for arm, x in data.items()}
-    grid = {arm: _nanmean(x) for arm, x in mech.items()}
+    mean = {arm: quiet_nanmean(x) for arm, x in data.items()}
+    grid = {arm: quiet_nanmean(x) for arm, x in mech.items()}
     cells = mechanism_cells(grid["t2t"], grid["s2t"])
     arms = {arm: arm_statistics(data[arm], mech[arm], boot[arm], mboot[arm], confidence, n_resamples, seed, cells)
             for arm in data}
@@ -349,20 +341,6 @@ def split_from_manifest(manifest_path: Path, facts_fingerprint: str) -> dict[str
         log.info("%s lists no facts of source %s; no train/held-out split", manifest_path, ", ".join(sources))
         return {}
     return out
-
-
-def speech_model_subsets(s2t_dir: Path) -> dict[str, list[str]] | None:
-    """The comparison's extra fact sets for an S->T run: the embedded speech-text model's training and held-out facts
-    (its speech knowledge of training facts was distilled, so the two are compared apart); None for other models."""
-    from artifact.core.names import EMBEDDED_SPEECH
-    from artifact.core.settings import load_settings
-
-    settings = load_settings(Path(s2t_dir))
-    if settings.model != EMBEDDED_SPEECH:
-        return None
-    from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR
-
-    return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, settings.facts_fingerprint) or None
 
 
 def _load_pair(t2t_dir: Path, s2t_dir: Path):
@@ -474,8 +452,6 @@ def compare_runs(
 ) -> dict[str, Any]:
     """Compare a T->T and an S->T run folder; write comparison.json, comparison.md and summary.md to `out_dir`
     (default `default_out_dir`). Returns the JSON document (figures: `artifact.figures.comparison.plot_comparison`)."""
-    from artifact.analysis import claims, normalised
-
     t2t_dir, s2t_dir = Path(t2t_dir), Path(s2t_dir)
     t_set, s_set = _load_pair(t2t_dir, s2t_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(t2t_dir, s2t_dir)

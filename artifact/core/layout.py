@@ -8,10 +8,15 @@
             aggregate/{aie.csv, aie.json, severed.csv, group_effects.npz}
             figures/
         comparison/{comparison.json, comparison.md, summary.md, figures/}
+        carryover/                             the carry-over step (cross-modal patching, knockout, logit lens)
+            settings.json facts/<known_id>.npz carryover.json facts.sha256 summary.md figures/
         verify/{report.md, report.json}
     expected/<model>-<profile>/                what verify.py compares against
         <arm>/{group_effects.npz, known_ids.json, settings.json}
+        carryover/{carryover.json, facts.npz}
         claims.json tolerances.json manifest.json
+
+A results folder is read through one object, `artifact.core.results.ResultsFolder`.
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"  # the one page to read a run (artifact.report)
 
+# ------------------------------------------------------------------------- the carry-over step, in a results folder
+CARRYOVER_DIR = "carryover"  # holds settings.json (SETTINGS_FILE), summary.md (SUMMARY_FILE) and figures/ too
+CARRYOVER_FACTS_DIR = "facts"  # one npz per fact
+CARRYOVER_RESULTS_FILE = "carryover.json"  # the statistics of every fact set
+CARRYOVER_DIGESTS_FILE = "facts.sha256"  # the fact files carryover.json was computed from, with sha256
+
 # ------------------------------------------------------------------------------------------ an expected profile
 KNOWN_IDS_FILE = "known_ids.json"
 CLAIMS_FILE = "claims.json"
@@ -74,6 +85,11 @@ def result_path(run_dir: Path, job: str, known_id: Any) -> Path:
 def comparison_file(results: Path) -> Path:
     """The comparison document of a pipeline's results folder."""
     return Path(results) / COMPARISON_DIR / COMPARISON_FILE
+
+
+def carryover_fact_path(results: Path, known_id: Any) -> Path:
+    """Where the carry-over step stores one fact's arrays in a results folder."""
+    return Path(results) / CARRYOVER_DIR / CARRYOVER_FACTS_DIR / f"{fact_file_id(known_id)}.npz"
 
 
 def plan_path(run_dir: Path, shard_name: str | None = None) -> Path:

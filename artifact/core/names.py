@@ -1,8 +1,9 @@
-"""The experiment's vocabulary, named once: arms, kinds of traced state, jobs, ROME's token groups, metrics."""
+"""The experiment's vocabulary, named once: arms, kinds of traced state, jobs, ROME's token groups, metrics, and the
+carry-over step's modalities, directions and mapped positions."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 # Arms: text prompt -> text answer, spoken prompt -> text answer.
 ARMS: tuple[str, ...] = ("t2t", "s2t")
@@ -43,3 +44,23 @@ METRIC_LABELS: dict[str, str] = {"prob": "AIE (probability)", "logprob": "AIE (l
 # Model families of a pipeline run, and the model spec of each arm.
 PIPELINE_MODELS: tuple[str, ...] = ("embedded", "spiritlm")
 EMBEDDED, EMBEDDED_SPEECH, SPIRITLM = "embedded", "embedded-speech", "spiritlm"
+
+# Carry-over (issue 18): each modality runs in its arm's model. A direction names whose clean run donates a state
+# (donor) to whose corrupted run (receiver); the mapped positions are the token groups that have one position in both
+# a text prompt and its spoken version (last subject token <-> last subject speech token, last token <-> [Text]).
+MODALITIES: tuple[str, ...] = ("text", "speech")
+MODALITY_ARMS: dict[str, str] = {"text": "t2t", "speech": "s2t"}
+
+
+class Direction(NamedTuple):
+    """Cross-modal patching from the donor modality's clean run into the receiver modality's corrupted run."""
+
+    donor: str
+    receiver: str
+
+
+DIRECTIONS: dict[str, Direction] = {"text_to_speech": Direction("text", "speech"),
+                                    "speech_to_text": Direction("speech", "text")}
+DIRECTION_LABELS: dict[str, str] = {name: f"{d.donor} -> {d.receiver}" for name, d in DIRECTIONS.items()}
+MAPPED_POSITIONS: tuple[str, ...] = ("last_subject", "last")
+POSITION_LABELS: dict[str, str] = {"last_subject": "last subject token", "last": "last token / [Text] marker"}

@@ -11,7 +11,8 @@ Positions map by token group: the last subject token <-> the last subject speech
 SpiritLM they are one model; the embedded speech model is the text model plus new embedding rows (its training
 changes nothing else), so its blocks are the text model's, bit for bit, while each arm keeps its own vocabulary for
 P(answer). Each fact's numbers go to one file, written atomically, so a killed run resumes fact by fact; the settings
-are stored beside them and a rerun with others is refused.
+are stored beside them and a rerun with others is refused. The statistics over facts, carryover.json and the
+summaries are computed from those files by `artifact.analysis.carryover_document` (verify.py does the same).
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from artifact.core.fileio import write_json_atomic, write_npz_atomic
-from artifact.core.layout import ResultsFolderError, fact_file_id
+from artifact.core.layout import (
+    CARRYOVER_DIR,
+    CARRYOVER_FACTS_DIR,
+    SETTINGS_FILE,
+    ResultsFolderError,
+    carryover_fact_path,
+)
+from artifact.core.names import DIRECTIONS, MAPPED_POSITIONS, MODALITIES
 from artifact.experiments.profiles import CarryOverPlan
-
-CARRYOVER_DIR = "carryover"
-FACTS_DIR = "facts"
-SETTINGS_FILE = "settings.json"
-MODALITIES: tuple[str, ...] = ("text", "speech")
-DIRECTION_MODALITIES: dict[str, tuple[str, str]] = {"text_to_speech": ("text", "speech"),
-                                                    "speech_to_text": ("speech", "text")}  # (donor, receiver)
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,10 @@ class CarryOverSettings:
 
 
 def mapped_positions(prompt: Any) -> dict[str, int]:
-    """The positions of the mapped token groups in one prompt: last subject token and last token."""
-    return {"last_subject": int(prompt.subject_range[1]) - 1, "last": int(prompt.last_position)}
-
-
-def fact_path(out: Path, known_id: Any) -> Path:
-    return Path(out) / CARRYOVER_DIR / FACTS_DIR / f"{fact_file_id(known_id)}.npz"
+    """The positions of the mapped token groups (MAPPED_POSITIONS, in that order) in one prompt: its last subject
+    token and its last token."""
+    where = {"last_subject": int(prompt.subject_range[1]) - 1, "last": int(prompt.last_position)}
+    return {name: where[name] for name in MAPPED_POSITIONS}
 
 
 def check_shared(text_model: Any, speech_model: Any) -> None:
@@ -147,7 +146,7 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
     tracers = {m: receiver(models[m].model, models[m].adapter, ids[m], tuple(prompts[m].subject_range),
                            prompts[m].target_id, config(m)) for m in MODALITIES}
     for d, direction in enumerate(plan.directions):
-        donor, into = DIRECTION_MODALITIES[direction]
+        donor, into = DIRECTIONS[direction]
         r, tracer = prompts[into], tracers[into]
         model, adapter = models[into].model, models[into].adapter
         if tracer is not None:
@@ -196,7 +195,7 @@ def open_carryover_dir(out: Path, settings: CarryOverSettings) -> Path:
             raise ResultsFolderError(f"{folder} holds carry-over results of other settings ({', '.join(differ)} "
                                      "differ); remove that folder to recompute them, or pass another --out.")
     else:
-        (folder / FACTS_DIR).mkdir(parents=True, exist_ok=True)
+        (folder / CARRYOVER_FACTS_DIR).mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, wanted)
     return folder
 
@@ -212,178 +211,11 @@ def run_carryover(models: dict[str, Any], pairs: Sequence[tuple[Any, dict[str, A
     computed, reused = [], []
     todo = []
     for fact, prompts in pairs:
-        (reused if fact_path(out, fact.known_id).is_file() else todo).append((fact, prompts))
+        (reused if carryover_fact_path(out, fact.known_id).is_file() else todo).append((fact, prompts))
     reused = [str(f.known_id) for f, _ in reused]
     for fact, prompts in tqdm(todo, desc="carry-over", unit="fact", disable=not progress):
         arrays = fact_carryover(models, prompts, settings)
         arrays.update(_identity_arrays(fact, prompts))
-        write_npz_atomic(fact_path(out, fact.known_id), arrays)
+        write_npz_atomic(carryover_fact_path(out, fact.known_id), arrays)
         computed.append(str(fact.known_id))
     return computed, reused
-
-
-def load_fact_files(out: Path, known_ids: Sequence[Any]) -> dict[str, np.ndarray]:
-    """The listed facts' arrays stacked along a new first axis (fact), in the given order; a missing file is an error
-    naming the step that writes it."""
-    stacked: dict[str, list[np.ndarray]] = {}
-    for known_id in known_ids:
-        path = fact_path(out, known_id)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the carry-over step writes one file per fact (rerun the same "
-                                    "./run_all.sh command to compute it)")
-        with np.load(path, allow_pickle=False) as data:
-            for key in data.files:
-                if not key.endswith(("_input_ids",)):
-                    stacked.setdefault(key, []).append(data[key])
-    return {key: np.stack(values) for key, values in stacked.items()}
-
-
-# ------------------------------------------------------------------------------------------------------ aggregate
-
-RESULTS_FILE = "carryover.json"
-DIGESTS_FILE = "facts.sha256"  # the fact files the aggregate was computed from, with sha256 (verify checks them)
-SUMMARY_SECTION = "## Carry-over: does recall carry over from text to speech?"
-METHODS = {
-    "patching": "cross-modal activation patching: the receiving prompt's subject is corrupted as in causal tracing "
-                "(its arm's noise level and seed); at each layer (a window of layers for mlp/attn) the state at one "
-                "mapped position is overwritten with the donor modality's clean state at the mapped position; IE = "
-                "patched P(answer) - corrupted P(answer); 'own' = the receiving arm's causal trace at the same token "
-                "group (the same facts)",
-    "knockout": "attention knockout (Geva et al. 2023): edges last -> every subject token blocked in the window of "
-                "layers centred on each layer; relative change (P_blocked - P_clean) / P_clean",
-    "lens": "logit lens: each block's output read through the final norm and unembedding; P(answer) over the whole "
-            "vocabulary; top-1 = the answer is the greedy text-mode token",
-    "positions": "last subject token <-> last subject speech token; last text token <-> [Text] marker",
-    "intervals": "95% percentile bootstrap over facts per layer; peaks: basic bootstrap CI of the value, percentile "
-                 "CI of the layer; shares: basic CI from paired resamples",
-}
-
-
-def own_restore_curves(t2t_dir: Path, s2t_dir: Path, known_ids: Sequence[str], kinds: Sequence[str],
-                       positions: Sequence[str]) -> dict[tuple[str, str, str], np.ndarray]:
-    """The arms' own causal-trace curves [fact, layer] (metric prob) at each mapped token group, in `known_ids` order,
-    keyed (modality, kind, position); kinds an arm did not trace, or facts it lacks, are left out."""
-    from artifact.analysis.effects import fact_effects
-    from artifact.core.names import GROUPS
-
-    out: dict[tuple[str, str, str], np.ndarray] = {}
-    for modality, run_dir in (("text", t2t_dir), ("speech", s2t_dir)):
-        for kind in kinds:
-            if not (Path(run_dir) / "traces" / kind).is_dir():
-                continue
-            fe = fact_effects(run_dir, kind, "prob", known_ids)
-            index = {str(i): n for n, i in enumerate(fe.known_ids)}
-            if any(str(i) not in index for i in known_ids):
-                continue
-            order = [index[str(i)] for i in known_ids]
-            for position in positions:
-                out[(modality, kind, position)] = fe.effects[order, GROUPS.index(position)]
-    return out
-
-
-def carryover_document(out: Path, known_ids: Sequence[Any], t2t_dir: Path, s2t_dir: Path,
-                       subsets: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """The statistics of every fact set (all, and each subset that is neither empty nor all of them) from the
-    per-fact files and the arms' traces; what carryover.json holds (verify.py recomputes it the same way)."""
-    from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
-    from artifact.analysis.carryover import carryover_statistics, sentences
-
-    folder = Path(out) / CARRYOVER_DIR
-    settings = json.loads((folder / SETTINGS_FILE).read_text())
-    plan = settings["plan"]
-    ids = [str(i) for i in known_ids]
-    sets = {"all": ids}
-    for name, members in (subsets or {}).items():
-        chosen = [i for i in ids if i in set(map(str, members))]
-        if chosen and chosen != ids:
-            sets[name] = chosen
-    document: dict[str, Any] = {"settings": settings, "methods": METHODS,
-                                "bootstrap": {"confidence": CONFIDENCE, "n_resamples": N_RESAMPLES,
-                                              "seed": BOOTSTRAP_SEED},
-                                "sets": {}}
-    layers = None
-    every = load_fact_files(out, ids)  # read once; each set takes its rows
-    every_own = own_restore_curves(t2t_dir, s2t_dir, ids, plan["patch_kinds"], plan["positions"]) \
-        if "patching" in plan["analyses"] else {}
-    layers = int(every["knockout_prob"].shape[-1] if every["knockout_prob"].size else every["patch_prob"].shape[-1])
-    row = {i: n for n, i in enumerate(ids)}
-    for name, members in sets.items():
-        rows = [row[i] for i in members]
-        arrays = {key: value[rows] for key, value in every.items()}
-        own = {key: value[rows] for key, value in every_own.items()}
-        stats = carryover_statistics(arrays, own, plan)
-        document["sets"][name] = {"known_ids": members, "statistics": stats, "sentences": sentences(stats, layers)}
-    document["layers"] = layers
-    document["subsets"] = {name: [str(i) for i in members] for name, members in (subsets or {}).items()}
-    return document
-
-
-def fact_digests(out: Path, known_ids: Sequence[Any]) -> dict[str, str]:
-    """sha256 of each listed fact's file, keyed by its path relative to carryover/."""
-    from artifact.core.fileio import sha256_file
-
-    return {f"{FACTS_DIR}/{fact_file_id(i)}.npz": sha256_file(fact_path(out, i)) for i in known_ids}
-
-
-def aggregate_carryover(out: Path, known_ids: Sequence[Any], t2t_dir: Path, s2t_dir: Path,
-                        subsets: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """carryover/carryover.json (`carryover_document`) and facts.sha256 (the files it was computed from); returns the
-    document."""
-    from artifact.core.digests import write_digest_list
-
-    folder = Path(out) / CARRYOVER_DIR
-    document = carryover_document(out, known_ids, t2t_dir, s2t_dir, subsets)
-    write_json_atomic(folder / RESULTS_FILE, document)
-    write_digest_list(folder / DIGESTS_FILE, fact_digests(out, [str(i) for i in known_ids]))
-    return document
-
-
-def summary_section(document: dict[str, Any]) -> str:
-    """The carry-over section of summary.md: per fact set, one sentence per analysis with its statistic."""
-    models = document["settings"]["models"]
-    lines = [SUMMARY_SECTION, "",
-             f"Facts known in both arms, each analysis in both modalities (text in {models['text']}, speech in "
-             f"{models['speech']}, one transformer); positions map {METHODS['positions']}; "
-             "95% bootstrap CIs over facts. Figures: carryover/*.png; numbers: carryover/carryover.json.", ""]
-    for name, entry in document["sets"].items():
-        lines += [f"### Set `{name}` ({len(entry['known_ids'])} facts)", ""]
-        lines += [f"- {text}" for text in entry["sentences"].values()]
-        lines.append("")
-        lines += patching_table(entry["statistics"].get("patching") or {}, document.get("layers") or 0)
-    all_ids = set(document["sets"]["all"]["known_ids"])
-    for name, members in (document.get("subsets") or {}).items():
-        if name not in document["sets"]:
-            inside = len(all_ids & set(members))
-            lines += [f"Set `{name}`: " + ("no facts (skipped)." if not inside else
-                                           f"all {inside} facts: the same as `all`."), ""]
-    return "\n".join(lines)
-
-
-def patching_table(patching: dict[str, Any], layers: int) -> list[str]:
-    """Every patched cell: the cross-modal peak beside the receiving modality's own, and the share (markdown)."""
-    from artifact.analysis.carryover import _ci
-
-    if not patching:
-        return []
-    lines = ["| donor -> receiver | state | position | cross-modal peak IE [95% CI] (layer) | receiver's own peak "
-             "(layer) | share of own |", "|---|---|---|---|---|---|"]
-    for entry in patching.values():
-        cross, own = entry["cross_peak"], entry.get("own_peak") or {}
-        lines.append(f"| {entry['direction'].replace('_to_', ' -> ')} | {entry['kind']} | {entry['position']} | "
-                     f"{_ci(cross)} ({cross.get('layer')}) | {_ci(own) if own else '-'} "
-                     f"({own.get('layer') if own else '-'}) | "
-                     f"{_ci(entry['share_of_own_peak'], 2) if 'share_of_own_peak' in entry else '-'} |")
-    return lines + ["", f"Layers 0-{layers - 1}; for mlp and attn the layer is the centre of the patched window.", ""]
-
-
-def write_summaries(out: Path, document: dict[str, Any], comparison_summary: Path | None) -> None:
-    """carryover/summary.md, and the same section in the comparison's summary.md (replacing an earlier one)."""
-    from artifact.core.fileio import write_atomic
-
-    section = summary_section(document)
-    write_atomic(Path(out) / CARRYOVER_DIR / "summary.md", lambda h: h.write(section.encode()))
-    if comparison_summary is not None and comparison_summary.is_file():
-        text = comparison_summary.read_text()
-        head = text.split(SUMMARY_SECTION)[0].rstrip("\n")
-        merged = head + "\n\n" + section
-        write_atomic(comparison_summary, lambda h: h.write(merged.encode()))

@@ -22,14 +22,15 @@ from artifact.core.fileio import write_json_atomic
 from artifact.core.layout import (
     COMPARISON_DIR,
     COMPARISON_FILE,
+    FIGURES_DIR,
     PIPELINE_FILE,
     REPORT_MD,
     RUNS_DIR,
     SELECTION_FILE,
     STEPS_FILE,
-    SUMMARY_FILE,
     VERIFY_DIR,
 )
+from artifact.core.results import SUBSETS_KEY, ResultsFolder
 from artifact.experiments.choice import ModelChoice, select_model
 from artifact.experiments.profiles import DEFAULT_PROFILE, PROFILES, Profile
 from artifact.experiments.spiritlm_install import ensure_spiritlm
@@ -113,6 +114,7 @@ class PipelineRun:
         self._models: dict[str, Any] = {}
         self._prepared: dict[str, Any] = {}
         self.estimate: dict[str, Any] | None = None  # the cost model's latest estimate (recorded in the manifest)
+        self.results = ResultsFolder(self.out)  # each arm's run folder found once, by the rule verify uses
 
     def model(self, spec: str) -> Any:
         """The loaded model of a spec, loaded once (both SpiritLM arms share one)."""
@@ -149,8 +151,18 @@ class PipelineRun:
         return json.loads((self.out / SELECTION_FILE).read_text())
 
     def run_dirs(self) -> tuple[Path, Path]:
+        """(T->T, S->T) run folders, found by the results folder's one rule (`ResultsFolder.run_dir`)."""
+        found = self.results.run_dirs()
+        return found["t2t"], found["s2t"]
+
+    def subsets(self) -> dict[str, list[str]]:
+        """The S->T model's fact subsets as selection.json records them (added once to a folder from before they
+        were recorded, so that it resumes)."""
         selection = self.selection()
-        return self.out / RUNS_DIR / selection["t2t_run"], self.out / RUNS_DIR / selection["s2t_run"]
+        if SUBSETS_KEY not in selection:
+            selection[SUBSETS_KEY] = speech_model_subsets(self)
+            write_json_atomic(self.out / SELECTION_FILE, selection)
+        return self.results.subsets()
 
     def perform(self, step: Step, number: int, total: int) -> None:
         """Run `step` unless it is done (then say so), timing and recording it."""
@@ -170,15 +182,16 @@ class PipelineRun:
 # -------------------------------------------------------------------------------------------------------- steps
 
 
-def held_out_ids(run: PipelineRun) -> list[str] | None:
-    """The embedded speech model's held-out facts of this run's fact file (None for SpiritLM: one stratum)."""
+def speech_model_subsets(run: PipelineRun) -> dict[str, list[str]]:
+    """The embedded speech-text model's training and held-out facts of this run's fact file ({} for SpiritLM: one
+    stratum). The known step records them in selection.json; the comparison, the carry-over statistics and verify
+    read them from there (verify without torch, and unchanged if the shipped model is retrained later)."""
     if run.choice.name != "embedded":
-        return None
+        return {}
     from artifact.analysis.compare import split_from_manifest
     from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR
 
-    return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, run.prepared("s2t").settings.facts_fingerprint).get(
-        "held_out")
+    return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, run.prepared("s2t").settings.facts_fingerprint)
 
 
 def known_step(run: PipelineRun) -> None:
@@ -189,10 +202,12 @@ def known_step(run: PipelineRun) -> None:
     t2t_ids, s2t_ids = [str(i) for i in t2t.known_ids], [str(i) for i in s2t.known_ids]
     both = [i for i in s2t_ids if i in set(t2t_ids)]
     p = run.profile
+    subsets = speech_model_subsets(run)
     document = {"t2t_run": t2t.run_dir.name, "s2t_run": s2t.run_dir.name, "known_t2t": t2t_ids,
-                "known_s2t": s2t_ids, "known_both": both, "paired_only": p.paired_only, "count": p.count}
+                "known_s2t": s2t_ids, "known_both": both, "paired_only": p.paired_only, "count": p.count,
+                SUBSETS_KEY: subsets}
     if p.paired_only:
-        held = held_out_ids(run)
+        held = subsets.get("held_out")
         prompts = {arm: {str(f.known_id): prompt for f, prompt in prepared.items}
                    for arm, prepared in (("t2t", t2t), ("s2t", s2t))}
         pool = candidates(t2t.records, prompts, both, held)
@@ -245,12 +260,11 @@ def aggregate_step(run: PipelineRun) -> None:
 
 
 def compare_step(run: PipelineRun) -> None:
-    from artifact.analysis.compare import compare_runs, speech_model_subsets
+    from artifact.analysis.compare import compare_runs
 
     t2t_dir, s2t_dir = run.run_dirs()
-    compare_runs(t2t_dir, s2t_dir, run.out / COMPARISON_DIR, kinds=run.profile.kinds,
-                 subsets=speech_model_subsets(s2t_dir))
-    summary = run.out / COMPARISON_DIR / "summary.md"
+    compare_runs(t2t_dir, s2t_dir, run.results.comparison_dir, kinds=run.profile.kinds, subsets=run.subsets())
+    summary = run.results.summary_file
     if summary.is_file():
         print(summary.read_text())
 
@@ -259,14 +273,8 @@ def carryover_step(run: PipelineRun) -> None:
     """Cross-modal patching, attention knockout and logit lens on the facts known in both arms (the traced ones in
     paired profiles), each modality in its arm's model; statistics per fact set, the summary's carry-over section,
     figures."""
-    from artifact.analysis.compare import speech_model_subsets
-    from artifact.experiments.carryover import (
-        CARRYOVER_DIR,
-        CarryOverSettings,
-        aggregate_carryover,
-        run_carryover,
-        write_summaries,
-    )
+    from artifact.analysis.carryover_document import aggregate_carryover, write_summaries
+    from artifact.experiments.carryover import CarryOverSettings, run_carryover
     from artifact.figures.carryover import plot_carryover
 
     p = run.profile
@@ -286,16 +294,16 @@ def carryover_step(run: PipelineRun) -> None:
     models = {"text": t2t.loaded, "speech": s2t.loaded}
     computed, reused = run_carryover(models, pairs, settings, run.out, run.progress)
     print(f"{len(computed)} facts computed, {len(reused)} already present ({', '.join(p.carryover.analyses)})")
-    t2t_dir, s2t_dir = run.run_dirs()
-    document = aggregate_carryover(run.out, [str(f.known_id) for f, _ in pairs], t2t_dir, s2t_dir,
-                                   speech_model_subsets(s2t_dir))
-    write_summaries(run.out, document, run.out / COMPARISON_DIR / SUMMARY_FILE)
-    written = plot_carryover(document, run.out / CARRYOVER_DIR / "figures")
+    document = aggregate_carryover(run.results, [str(f.known_id) for f, _ in pairs], run.results.run_dirs(),
+                                   run.subsets())
+    write_summaries(run.results, document)
+    figures = run.results.carryover_dir / FIGURES_DIR
+    written = plot_carryover(document, figures)
     for name, entry in document["sets"].items():
         print(f"set {name} ({len(entry['known_ids'])} facts):")
         for sentence in entry["sentences"].values():
             print(f"  {sentence}")
-    print(f"{len(written)} figures -> {run.out / CARRYOVER_DIR / 'figures'}")
+    print(f"{len(written)} figures -> {figures}")
 
 
 def figures_step(run: PipelineRun) -> None:

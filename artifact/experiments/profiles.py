@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from artifact.core.names import KINDS
+from artifact.core.names import DIRECTIONS, KINDS, MAPPED_POSITIONS
 
 CARRYOVER_ANALYSES: tuple[str, ...] = ("patching", "knockout", "lens")
-DIRECTIONS: tuple[str, ...] = ("text_to_speech", "speech_to_text")  # donor modality -> corrupted (receiving) modality
-MAPPED_POSITIONS: tuple[str, ...] = ("last_subject", "last")  # token groups with one position in both modalities
 
 
 @dataclass(frozen=True)
@@ -31,13 +29,13 @@ class CarryOverPlan:
     analyses: tuple[str, ...] = CARRYOVER_ANALYSES
     patch_kinds: tuple[str, ...] = KINDS
     positions: tuple[str, ...] = MAPPED_POSITIONS
-    directions: tuple[str, ...] = DIRECTIONS
+    directions: tuple[str, ...] = tuple(DIRECTIONS)  # donor modality -> corrupted (receiving) modality
 
     def __post_init__(self) -> None:
         for name, given, allowed in (("analyses", self.analyses, CARRYOVER_ANALYSES),
                                      ("patch_kinds", self.patch_kinds, KINDS),
                                      ("positions", self.positions, MAPPED_POSITIONS),
-                                     ("directions", self.directions, DIRECTIONS)):
+                                     ("directions", self.directions, tuple(DIRECTIONS))):
             unknown = [x for x in given if x not in allowed]
             if unknown or len(set(given)) != len(given):
                 raise ValueError(f"carry-over {name} must be distinct values of {', '.join(allowed)}; got {given!r}")

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from artifact.analysis.carryover import DIRECTION_LABELS, POSITION_LABELS
+from artifact.core.names import DIRECTION_LABELS, POSITION_LABELS
 from artifact.figures.style import ARM_COLORS, kind_label, plt, save_figure
 
 MODALITY_COLORS = {"text": ARM_COLORS["t2t"], "speech": ARM_COLORS["s2t"]}

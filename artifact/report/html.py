@@ -22,36 +22,33 @@ from pathlib import Path
 from typing import Callable
 
 from artifact.core.layout import (
-    COMPARISON_DIR,
-    COMPARISON_FILE,
-    MANIFEST_FILE,
     PIPELINE_FILE,
     REPORT_HTML,
-    REPORT_JSON,
     SELECTION_FILE,
     STEPS_FILE,
-    VERIFY_DIR,
 )
-from artifact.report.page import CSS, _Page, _read_json, esc
+from artifact.core.results import ResultsFolder
+from artifact.report.page import CSS, Page, esc, read_json_or_problem
 from artifact.report.sections import (
-    _section_checks,
-    _section_claims,
-    _section_figures,
-    _section_manifest,
-    _section_verdict,
+    section_checks,
+    section_claims,
+    section_figures,
+    section_manifest,
+    section_verdict,
 )
 
 
 def build_report_html(results: Path) -> str:
     """The page for `results` as one HTML string (reads only; never raises on missing or malformed parts)."""
     results = Path(results)
-    page = _Page(results)
-    report, report_problem = _read_json(results / VERIFY_DIR / REPORT_JSON)
-    comparison, comparison_problem = _read_json(results / COMPARISON_DIR / COMPARISON_FILE)
-    manifest, manifest_problem = _read_json(results / MANIFEST_FILE)
-    selection, _ = _read_json(results / SELECTION_FILE)
-    steps, _ = _read_json(results / STEPS_FILE)
-    pipeline, _ = _read_json(results / PIPELINE_FILE)
+    page = Page(results)
+    folder = ResultsFolder(results)
+    report, report_problem = read_json_or_problem(folder.verify_report)
+    comparison, comparison_problem = read_json_or_problem(folder.comparison_file)
+    manifest, manifest_problem = read_json_or_problem(folder.manifest_file)
+    selection, _ = read_json_or_problem(results / SELECTION_FILE)
+    steps, _ = read_json_or_problem(results / STEPS_FILE)
+    pipeline, _ = read_json_or_problem(results / PIPELINE_FILE)
     # A file that holds something other than a JSON object counts as unreadable.
     if report is not None and not isinstance(report, dict):
         report, report_problem = None, "verify/report.json holds no JSON object"
@@ -70,11 +67,11 @@ def build_report_html(results: Path) -> str:
     commit = ((manifest or {}).get("code") or {}).get("commit")
     made = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections: list[tuple[str, Callable[[], None]]] = [
-        ("verdict", lambda: _section_verdict(page, report, report_problem, comparison, selection)),
-        ("claims", lambda: _section_claims(page, comparison, comparison_problem, report)),
-        ("figures", lambda: _section_figures(page, selection)),
-        ("checks", lambda: _section_checks(page, report, report_problem)),
-        ("manifest", lambda: _section_manifest(page, manifest, manifest_problem, steps)),
+        ("verdict", lambda: section_verdict(page, report, report_problem, comparison, selection)),
+        ("claims", lambda: section_claims(page, comparison, comparison_problem, report)),
+        ("figures", lambda: section_figures(page, folder)),
+        ("checks", lambda: section_checks(page, report, report_problem)),
+        ("manifest", lambda: section_manifest(page, manifest, manifest_problem, steps)),
     ]
     for name, build in sections:
         mark = len(page.parts)

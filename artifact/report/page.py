@@ -18,7 +18,7 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def format_value(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -32,7 +32,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _read_json(path: Path) -> tuple[Any, str | None]:
+def read_json_or_problem(path: Path) -> tuple[Any, str | None]:
     """(data, None) or (None, a plain sentence saying why not)."""
     if not path.is_file():
         return None, f"{path.name} is absent"
@@ -48,11 +48,11 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return struct.unpack(">II", data[16:24])
 
 
-def _rel(path: Path, results: Path) -> str:
+def relative_path(path: Path, results: Path) -> str:
     return path.relative_to(results).as_posix()
 
 
-class _Page:
+class Page:
     """Collects the sections of the page and the anchors they define."""
 
     def __init__(self, results: Path):
@@ -66,9 +66,9 @@ class _Page:
 
     def link(self, path: Path, text: str | None = None) -> str:
         """A relative link to a file of the results folder, or plain text when the file is absent."""
-        label = esc(text if text is not None else _rel(path, self.results))
+        label = esc(text if text is not None else relative_path(path, self.results))
         if path.is_file():
-            return f'<a href="{esc(_rel(path, self.results))}">{label}</a>'
+            return f'<a href="{esc(relative_path(path, self.results))}">{label}</a>'
         return label
 
     def image(self, path: Path, caption: str, pdf: bool = True) -> str:
@@ -76,11 +76,11 @@ class _Page:
         try:
             data = path.read_bytes()
         except OSError as error:
-            return f'<figure class="fig"><p class="missing">{esc(_rel(path, self.results))} could not be read ' \
+            return f'<figure class="fig"><p class="missing">{esc(relative_path(path, self.results))} could not be read ' \
                    f'({esc(error)})</p></figure>'
         size = _png_size(data)
         if size is None:
-            return f'<figure class="fig"><p class="missing">{esc(_rel(path, self.results))} is not a PNG file' \
+            return f'<figure class="fig"><p class="missing">{esc(relative_path(path, self.results))} is not a PNG file' \
                    '</p></figure>'
         self.images += 1
         self.image_bytes += len(data)
@@ -88,7 +88,7 @@ class _Page:
         pdf_path = path.with_suffix(".pdf")
         extra = f' · {self.link(pdf_path, "PDF")}' if pdf and pdf_path.is_file() else ""
         return (f'<figure class="fig"><img src="{uri}" width="{size[0]}" height="{size[1]}" alt="{esc(caption)}">'
-                f'<figcaption>{esc(caption)} <span class="src">({esc(_rel(path, self.results))}{extra})</span>'
+                f'<figcaption>{esc(caption)} <span class="src">({esc(relative_path(path, self.results))}{extra})</span>'
                 "</figcaption></figure>")
 
 

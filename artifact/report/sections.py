@@ -20,13 +20,14 @@ from artifact.core.layout import (
     PIPELINE_FILE,
     REPORT_JSON,
     REPORT_MD,
-    RUNS_DIR,
     STEPS_FILE,
     SUMMARY_FILE,
     VERIFY_DIR,
+    ResultsFolderError,
 )
 from artifact.core.names import ARM_LABELS, KIND_NAMES, KINDS
-from artifact.report.page import _fmt, _Page, _rel, esc, markdown_to_html
+from artifact.core.results import MissingRunFolderError, ResultsFolder
+from artifact.report.page import Page, esc, format_value, markdown_to_html, relative_path
 
 VERDICT_ORDER = {"FAIL": 0, "INFO": 1, "SKIP": 2, "PASS": 3}
 
@@ -76,7 +77,7 @@ def verdict_sentence(report: dict[str, Any] | None, problem: str | None) -> str:
     return f"No verdict: verify found nothing it could judge against expected/{expected}.{tail}"
 
 
-def _section_verdict(page: _Page, report: dict[str, Any] | None, problem: str | None,
+def section_verdict(page: Page, report: dict[str, Any] | None, problem: str | None,
                      comparison: dict[str, Any] | None, selection: dict[str, Any] | None) -> None:
     verdict = verdict_of(report)
     cls = {"PASS": "pass", "FAIL": "fail"}.get(verdict, "none")
@@ -157,7 +158,7 @@ def ci_svg(condition: dict[str, Any], width: int = 150, height: int = 18) -> str
     x = lambda v: 4 + (v - a) / (b - a) * (width - 8)  # noqa: E731
     colour = {"holds": "#1a7f37", "contradicted": "#b42318"}.get(str(condition.get("outcome")), "#9a6700")
     parts = [f'<svg class="ci" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="CI {_fmt(lo)} to {_fmt(hi)}, required {esc(condition.get("requirement"))}">']
+             f'aria-label="CI {format_value(lo)} to {format_value(hi)}, required {esc(condition.get("requirement"))}">']
     for t in marks:
         parts.append(f'<line x1="{x(t):.1f}" y1="1" x2="{x(t):.1f}" y2="{height - 1}" stroke="#555" '
                      'stroke-dasharray="2,2"/>')
@@ -169,7 +170,7 @@ def ci_svg(condition: dict[str, Any], width: int = 150, height: int = 18) -> str
     return "".join(parts)
 
 
-def _section_claims(page: _Page, comparison: dict[str, Any] | None, problem: str | None,
+def section_claims(page: Page, comparison: dict[str, Any] | None, problem: str | None,
                     report: dict[str, Any] | None) -> None:
     page.add('<section id="claims"><h2>The paper\'s claims</h2>')
     summary = page.results / COMPARISON_DIR / SUMMARY_FILE
@@ -220,10 +221,10 @@ def _section_claims(page: _Page, comparison: dict[str, Any] | None, problem: str
                 m = margin(cond)
                 outcome = str(cond.get("outcome", ""))
                 trs.append(f'<tr><td>{esc(cond.get("statistic", ""))}</td><td>{esc(cond.get("kind", ""))}</td>'
-                           f'<td class="num">{_fmt(cond.get("value"))}</td>'
-                           f'<td class="num">[{_fmt(cond.get("ci_low"))}, {_fmt(cond.get("ci_high"))}]</td>'
+                           f'<td class="num">{format_value(cond.get("value"))}</td>'
+                           f'<td class="num">[{format_value(cond.get("ci_low"))}, {format_value(cond.get("ci_high"))}]</td>'
                            f'<td>{ci_svg(cond)}</td><td>{esc(cond.get("requirement", ""))}</td>'
-                           f'<td class="num">{_fmt(m, 3) if m is not None else "n/a"}</td>'
+                           f'<td class="num">{format_value(m, 3) if m is not None else "n/a"}</td>'
                            f'<td class="o-{esc(outcome)}">{esc(outcome)}</td></tr>')
             page.add('<table class="conds"><thead><tr><th>statistic</th><th>kind</th><th>estimate</th>'
                      "<th>95% CI</th><th></th><th>required</th><th>margin</th><th>outcome</th></tr></thead><tbody>"
@@ -253,21 +254,6 @@ def _set_size(set_info: dict[str, Any]) -> str:
         t, s = sizes.pop()
         return f" (n = {t} T->T, {s} S->T facts)"
     return ""
-
-
-def _run_dirs(results: Path, selection: dict[str, Any] | None) -> dict[str, Path]:
-    """The arm -> run folder the pipeline compared (selection.json), else the run folders found by name."""
-    runs = results / RUNS_DIR
-    out: dict[str, Path] = {}
-    for arm in ARM_LABELS:
-        name = (selection or {}).get(f"{arm}_run")
-        if name and (runs / str(name)).is_dir():
-            out[arm] = runs / str(name)
-        elif runs.is_dir():
-            found = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.startswith(f"{arm}-"))
-            if found:
-                out[arm] = found[0]
-    return out
 
 
 def _figure_caption(stem: str) -> str:
@@ -304,7 +290,7 @@ def _kind_rank(stem: str) -> tuple[int, str]:
     return len(KINDS), stem
 
 
-def _section_figures(page: _Page, selection: dict[str, Any] | None) -> None:
+def section_figures(page: Page, folder: ResultsFolder) -> None:
     results = page.results
     page.add('<section id="figures"><h2>Figures</h2>')
     any_figure = False
@@ -328,7 +314,16 @@ def _section_figures(page: _Page, selection: dict[str, Any] | None) -> None:
             for png in pngs:
                 page.add(page.image(png, _figure_caption(png.stem)))
     # 2. Each arm's own figures, T->T beside S->T.
-    runs = _run_dirs(results, selection)
+    runs, unfound = {}, []
+    for arm in ARM_LABELS:  # the run folders the pipeline compared, by the rule verify uses
+        try:
+            runs[arm] = folder.run_dir(arm)
+        except MissingRunFolderError:
+            continue
+        except ResultsFolderError as error:
+            unfound.append(f"{ARM_LABELS[arm]}: {error}")
+    for problem in unfound:
+        page.add(f'<p class="missing">No figures of this arm: {esc(problem)}</p>')
     per_arm = {arm: {p.stem: p for p in sorted((d / "figures").glob("*.png"))} for arm, d in runs.items()
                if (d / "figures").is_dir()}
     stems = sorted({s for figs in per_arm.values() for s in figs},
@@ -346,12 +341,12 @@ def _section_figures(page: _Page, selection: dict[str, Any] | None) -> None:
                              f'<p class="missing">{ARM_LABELS[arm]}: no {esc(stem)}.png</p>')
             page.add('<div class="pair">' + "".join(f"<div>{c}</div>" for c in cells) + "</div>")
     # 3. Carry-over analyses, when a later step writes them.
-    carry = results / "carryover"
+    carry = folder.carryover_dir
     if carry.is_dir():
         page.add('<h3 id="fig-carryover">Carry-over analyses</h3>')
         docs = sorted(carry.rglob("*.md"))
         for doc in docs:
-            page.add(f'<div class="md"><p class="src">{esc(_rel(doc, results))}</p>{markdown_to_html(doc.read_text())}'
+            page.add(f'<div class="md"><p class="src">{esc(relative_path(doc, results))}</p>{markdown_to_html(doc.read_text())}'
                      "</div>")
         pngs = sorted(carry.rglob("*.png"))
         for png in pngs:
@@ -366,7 +361,7 @@ def _section_figures(page: _Page, selection: dict[str, Any] | None) -> None:
     page.add("</section>")
 
 
-def _section_checks(page: _Page, report: dict[str, Any] | None, problem: str | None) -> None:
+def section_checks(page: Page, report: dict[str, Any] | None, problem: str | None) -> None:
     page.add('<section id="checks"><h2>Verify checks</h2>')
     if report is None:
         page.add(f'<p class="missing">No verify report: verify did not run ({esc(problem or "")}).</p></section>')
@@ -388,9 +383,9 @@ def _section_checks(page: _Page, report: dict[str, Any] | None, problem: str | N
         verdict = str(c.get("verdict", ""))
         where = " / ".join(esc(c.get(k)) for k in ("arm", "kind", "metric", "group") if c.get(k) is not None)
         rows.append(f'<tr class="r-{esc(verdict.lower())}"><td class="v-{esc(verdict.lower())}">{esc(verdict)}</td>'
-                    f'<td>{esc(c.get("check", ""))}</td><td>{where}</td><td class="num">{esc(_fmt(c.get("observed")))}'
-                    f'</td><td class="num">{esc(_fmt(c.get("expected")))}</td>'
-                    f'<td class="num">{esc(_fmt(c.get("tolerance")))}</td><td class="detail">'
+                    f'<td>{esc(c.get("check", ""))}</td><td>{where}</td><td class="num">{esc(format_value(c.get("observed")))}'
+                    f'</td><td class="num">{esc(format_value(c.get("expected")))}</td>'
+                    f'<td class="num">{esc(format_value(c.get("tolerance")))}</td><td class="detail">'
                     f'{esc(c.get("detail", ""))}</td></tr>')
     page.add('<table class="checks"><thead><tr><th>verdict</th><th>check</th><th>where</th><th>observed</th>'
              "<th>expected</th><th>tolerance</th><th>detail</th></tr></thead><tbody>" + "".join(rows)
@@ -413,7 +408,7 @@ def _value_html(value: Any) -> str:
         return f'<code class="hash">{esc(value)}</code>'
     if isinstance(value, (dict, list)):
         return f"<code>{esc(json.dumps(value))}</code>"
-    return esc(_fmt(value, 6))
+    return esc(format_value(value, 6))
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -426,7 +421,7 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
-def _section_manifest(page: _Page, manifest: dict[str, Any] | None, problem: str | None,
+def section_manifest(page: Page, manifest: dict[str, Any] | None, problem: str | None,
                       steps: dict[str, Any] | None) -> None:
     page.add('<section id="manifest"><h2>Run manifest</h2>')
     if manifest is None:

@@ -16,7 +16,7 @@ from artifact.core.jsonable import jsonable
 from artifact.core.names import ARMS, GROUPS
 from artifact.verification.carryover import calibrate_bands
 from artifact.verification.checks import check_known_set, claims_from_comparison, compare_arm_kind
-from artifact.verification.load import ArmData, load_run_arm
+from artifact.verification.load import ArmData, load_run_arms
 from artifact.verification.records import (
     ALPHA,
     BAND_FLOOR,
@@ -51,20 +51,6 @@ from artifact.verification.statistics import (
 def _run_labels(arms: dict[str, ArmData]) -> dict[str, Any]:
     return {arm: {k: (d.settings or {}).get(k) for k in ("seed", "batch_size", "model", "device")}
             for arm, d in arms.items()}
-
-
-def _load_run_arms(results: Path) -> dict[str, ArmData]:
-    """Every arm with a run folder in a results folder (VerifyError when none)."""
-    arms = {}
-    for arm in ARMS:
-        try:
-            arms[arm] = load_run_arm(results, arm)
-        except VerifyError as error:
-            if not str(error).startswith("missing run folder"):
-                raise
-    if not arms:
-        raise VerifyError(f"no run folders (runs/t2t-*, runs/s2t-*) in {results}")
-    return arms
 
 
 def _derangements(n: int, count: int, seed: int) -> list[np.ndarray]:
@@ -313,10 +299,10 @@ def calibrate_tolerances(
     """
     if not result_dirs:
         raise ValueError("calibrate_tolerances needs at least one replicate results folder (other noise seed).")
-    ref = _load_run_arms(Path(reference))
-    runs = [_load_run_arms(Path(d)) for d in result_dirs]
+    ref = load_run_arms(Path(reference))
+    runs = [load_run_arms(Path(d)) for d in result_dirs]
     _check_replicates(ref, runs, result_dirs, reference)
-    reruns = [_load_run_arms(Path(d)) for d in same_seed_from]
+    reruns = [load_run_arms(Path(d)) for d in same_seed_from]
     doc, which = _tolerance_document(ref, runs, result_dirs, reference, metrics, groups, safety, alpha, seed, reruns)
     doc["claims"] = _unstable_claims(claims_fn, reference, result_dirs, which)
     if same_seed_from:

@@ -21,7 +21,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from artifact.analysis.carryover_document import carryover_document, load_fact_files
+from artifact.core.digests import read_digest_list
+from artifact.core.fileio import sha256_file
+from artifact.core.layout import CARRYOVER_FACTS_DIR, CARRYOVER_RESULTS_FILE, ResultsFolderError
+from artifact.core.results import ResultsFolder
 from artifact.verification.records import FAIL, PASS, Check
+from artifact.verification.recompute import digest_problems, json_differences
+from artifact.verification.statistics import band_multiplier, band_scale, band_statistic
 
 EXPECTED_DIR = "carryover"
 STACKED_FILE = "facts.npz"  # the per-fact arrays of set 'all', stacked along the first axis
@@ -29,17 +36,13 @@ NOISE_FREE = ("knockout_prob", "knockout_clean", "lens_prob")  # no corruption: 
 SHOWN = 3
 
 
-def _results_document(results: Path) -> dict[str, Any] | None:
-    from artifact.experiments.carryover import CARRYOVER_DIR, RESULTS_FILE
-
-    path = Path(results) / CARRYOVER_DIR / RESULTS_FILE
+def _results_document(results: ResultsFolder | Path) -> dict[str, Any] | None:
+    path = ResultsFolder.of(results).carryover_file
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def stacked_arrays(results: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+def stacked_arrays(results: ResultsFolder | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     """(known_ids, per-fact arrays) of a run's carry-over set 'all', with the patching IEs derived."""
-    from artifact.experiments.carryover import load_fact_files
-
     document = _results_document(results)
     if document is None:
         raise FileNotFoundError(f"{results} has no carry-over results (carryover/carryover.json)")
@@ -57,11 +60,9 @@ def with_effects(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def record_carryover(results: Path, profile: Path) -> str | None:
+def record_carryover(results: ResultsFolder | Path, profile: Path) -> str | None:
     """Copy a run's carry-over statistics and stacked per-fact arrays into the profile; a note, or None when the
     run has none."""
-    from artifact.experiments.carryover import CARRYOVER_DIR, RESULTS_FILE
-
     document = _results_document(results)
     folder = Path(profile) / EXPECTED_DIR
     if document is None:
@@ -70,30 +71,25 @@ def record_carryover(results: Path, profile: Path) -> str | None:
     ids, arrays = stacked_arrays(results)
     keep = {k: v for k, v in arrays.items() if v.dtype.kind in "fiu" or k == "known_id"}
     np.savez_compressed(folder / STACKED_FILE, **keep)
-    (folder / RESULTS_FILE).write_text((Path(results) / CARRYOVER_DIR / RESULTS_FILE).read_text())
+    (folder / CARRYOVER_RESULTS_FILE).write_text(ResultsFolder.of(results).carryover_file.read_text())
     return f"recorded carry-over results of {len(ids)} facts"
 
 
-def check_carryover_recomputed(results: Path) -> list[Check]:
+def check_carryover_recomputed(results: ResultsFolder | Path) -> list[Check]:
     """carryover_files and carryover_fresh for a run that has carry-over results (none: no checks)."""
-    from artifact.analysis.compare import speech_model_subsets
-    from artifact.core.digests import read_digest_list
-    from artifact.core.fileio import sha256_file
-    from artifact.experiments.carryover import CARRYOVER_DIR, DIGESTS_FILE, carryover_document
-    from artifact.verification.load import find_run_dir
-    from artifact.verification.recompute import _differences, digest_problems
-
+    results = ResultsFolder.of(results)
     document = _results_document(results)
     if document is None:
         return []
-    folder = Path(results) / CARRYOVER_DIR
+    folder = results.carryover_dir
     ids = document["sets"]["all"]["known_ids"]
-    listing = folder / DIGESTS_FILE
+    listing = results.carryover_digests
     if not listing.is_file():
         return [Check("carryover_files", FAIL, detail=f"missing {listing}: the carry-over step writes it beside "
                                                       "carryover.json; rerun that step")]
     listed = read_digest_list(listing)
-    present = {path.relative_to(folder).as_posix(): sha256_file(path) for path in sorted(folder.glob("facts/*.npz"))}
+    present = {path.relative_to(folder).as_posix(): sha256_file(path)
+               for path in sorted(folder.glob(f"{CARRYOVER_FACTS_DIR}/*.npz"))}
     problems = digest_problems(listed, present)
     if problems:
         return [Check("carryover_files", FAIL, observed=len(present), expected=len(listed),
@@ -101,16 +97,18 @@ def check_carryover_recomputed(results: Path) -> list[Check]:
     checks = [Check("carryover_files", PASS, observed=len(present), expected=len(listed),
                     detail=f"{len(listed)} carry-over fact files match their sha256 in {listing.name}")]
     try:
-        t2t_dir, s2t_dir = find_run_dir(results, "t2t"), find_run_dir(results, "s2t")
-        fresh = json.loads(json.dumps(carryover_document(results, ids, t2t_dir, s2t_dir,
-                                                         speech_model_subsets(s2t_dir))))
+        run_dirs, subsets = results.run_dirs(), results.subsets()
+    except ResultsFolderError as error:  # the same words as every other reader of the folder
+        return checks + [Check("carryover_fresh", FAIL, detail=str(error))]
+    try:
+        fresh = json.loads(json.dumps(carryover_document(results, ids, run_dirs, subsets)))
     except Exception as error:  # a damaged file: one FAIL line naming it
         return checks + [Check("carryover_fresh", FAIL, detail=f"recomputation failed: {type(error).__name__}: "
                                                                f"{error}")]
-    differ = list(_differences(document, fresh))
+    differ = list(json_differences(document, fresh))
     if differ:
         checks.append(Check("carryover_fresh", FAIL, observed=len(differ),
-                            detail=f"{folder / 'carryover.json'} is not what its fact files give (stale or edited); "
+                            detail=f"{results.carryover_file} is not what its fact files give (stale or edited); "
                                    f"first differences: {'; '.join(differ[:SHOWN])}; rerun the carry-over step"))
     else:
         checks.append(Check("carryover_fresh", PASS, detail="carryover.json (curves, CIs, peaks, sentences) "
@@ -190,8 +188,6 @@ def curve_of(ie: np.ndarray, key: str, plan: dict[str, Sequence[str]]) -> np.nda
 
 def check_band(key: str, regen_ie: np.ndarray, expected_ie: np.ndarray, band: dict[str, Any]) -> Check:
     """|regenerated - expected mean curve| <= multiplier x per-layer scale, every layer."""
-    from artifact.verification.statistics import band_statistic
-
     plan = band["plan"]
     diff = curve_of(regen_ie, key, plan) - curve_of(expected_ie, key, plan)
     statistic, layer = band_statistic(diff, np.asarray(band["scale"], dtype=np.float64))
@@ -209,8 +205,6 @@ def calibrate_bands(reference: Path, replicates: Sequence[Path]) -> dict[str, An
     """Per patching curve (set 'all', metric prob): the per-layer spread of the reference and replicates (every
     pair, `statistics.band_scale`) and the Student t multiplier for one more run; None when any run lacks
     carry-over results."""
-    from artifact.verification.statistics import band_multiplier, band_scale, band_statistic
-
     runs = []
     for folder in (reference, *replicates):
         document = _results_document(folder)

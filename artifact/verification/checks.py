@@ -14,7 +14,7 @@ from artifact.core.layout import (
     comparison_file,
 )
 from artifact.core.names import GROUPS
-from artifact.verification.load import ArmData, _read_json
+from artifact.verification.load import ArmData, read_json
 from artifact.verification.records import (
     CHECK_GROUPS,
     SHAPE_GROUPS,
@@ -290,7 +290,7 @@ def claim_verdicts(doc: Any) -> dict[str, Any]:
 
 def claims_from_comparison(results: Path) -> dict[str, Any]:
     """The regenerated claim verdicts of a results folder (comparison/comparison.json, its claims section)."""
-    doc = _read_json(comparison_file(results))
+    doc = read_json(comparison_file(results))
     if "claims" not in doc:
         raise VerifyError(f"{comparison_file(results)} has no 'claims' section")
     return claim_verdicts(doc["claims"])

@@ -14,12 +14,17 @@ import numpy as np
 from artifact.core.layout import (
     EFFECTS_FILE,
     KNOWN_IDS_FILE,
-    SELECTION_FILE,
     SETTINGS_FILE,
     TOLERANCES_FILE,
+    ResultsFolderError,
 )
 from artifact.core.names import ARMS, GROUPS, KINDS
-from artifact.verification.records import MATCHED_SETTINGS, VerifyError
+from artifact.core.results import MissingRunFolderError, ResultsFolder
+from artifact.verification.records import VerifyError
+
+
+class MissingRunFolder(VerifyError):
+    """The results folder holds no run folder of an arm (other errors of the folder are plain VerifyErrors)."""
 
 
 @dataclass
@@ -45,7 +50,8 @@ class ArmData:
         return shapes.pop() if len(shapes) == 1 else None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's content; a VerifyError naming the file when it is missing or unreadable."""
     if not path.is_file():
         raise VerifyError(f"missing file: {path}")
     try:
@@ -79,55 +85,31 @@ def _read_effects(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str
     return effects, ids
 
 
-def find_run_dir(results: Path, arm: str, settings_hint: dict[str, Any] | None = None) -> Path:
-    """The run folder of `arm` in a results folder: the one selection.json names, else the only `runs/<arm>-*` (or
-    `<arm>-*`) folder, else the one whose settings match `settings_hint` on MATCHED_SETTINGS; a VerifyError naming
-    the candidates otherwise."""
-    results = Path(results)
-    selection = results / SELECTION_FILE
-    if selection.is_file():  # the pipeline names the run folder it used for each arm
-        try:
-            name = json.loads(selection.read_text()).get(f"{arm}_run")
-        except (OSError, ValueError, AttributeError):
-            name = None
-        if name:
-            for root in (results / "runs", results):
-                if (root / name).is_dir():
-                    return root / name
-            raise VerifyError(f"missing run folder: {results / 'runs' / name} (named by {selection})")
-    roots = [results / "runs", results]
-    candidates = sorted({p for root in roots if root.is_dir() for p in root.glob(f"{arm}-*") if p.is_dir()})
-    if not candidates:
-        raise VerifyError(f"missing run folder: no {results / 'runs' / (arm + '-*')}")
-    if len(candidates) > 1 and settings_hint:
-        def matches(p: Path) -> bool:
-            try:
-                s = json.loads((p / SETTINGS_FILE).read_text())
-            except (OSError, ValueError):
-                return False
-            return all(s.get(k) == settings_hint.get(k) for k in MATCHED_SETTINGS if k in settings_hint)
-        matching = [p for p in candidates if matches(p)]
-        candidates = matching or candidates
-    if len(candidates) > 1:
-        raise VerifyError(f"several {arm} run folders in {results}: {', '.join(p.name for p in candidates)}; "
-                          "keep one per arm (or pass a results folder holding one per arm)")
-    return candidates[0]
+def find_run_dir(results: ResultsFolder | Path, arm: str) -> Path:
+    """The arm's run folder by the results folder's one rule (`ResultsFolder.run_dir`); its error as a VerifyError
+    (MissingRunFolder when the folder holds no run of the arm)."""
+    try:
+        return ResultsFolder.of(results).run_dir(arm)
+    except MissingRunFolderError as error:
+        raise MissingRunFolder(str(error)) from None
+    except ResultsFolderError as error:
+        raise VerifyError(str(error)) from None
 
 
-def load_run_arm(results: Path, arm: str, settings_hint: dict[str, Any] | None = None) -> ArmData:
+def load_run_arm(results: ResultsFolder | Path, arm: str) -> ArmData:
     """One arm of a results folder: settings.json, known.json and aggregate/group_effects.npz of its run folder."""
-    run_dir = find_run_dir(results, arm, settings_hint)
-    settings = _read_json(run_dir / SETTINGS_FILE)
+    run_dir = find_run_dir(results, arm)
+    settings = read_json(run_dir / SETTINGS_FILE)
     if settings.get("arm", arm) != arm:
         raise VerifyError(f"{run_dir / SETTINGS_FILE} says arm {settings.get('arm')!r}, the folder name {arm!r}")
-    known_doc = _read_json(run_dir / "known.json")
+    known_doc = read_json(run_dir / "known.json")
     known = [str(r["known_id"]) for r in known_doc.get("checks", []) if r.get("known")]
     margins = {str(r["known_id"]): float(r["margin"]) for r in known_doc.get("checks", [])
                if isinstance(r.get("margin"), (int, float))}
     effects, ids = _read_effects(run_dir / "aggregate" / EFFECTS_FILE)
     untraced = None
     if (run_dir / "aggregate" / "aie.json").is_file():
-        missing = _read_json(run_dir / "aggregate" / "aie.json").get("missing") or {}
+        missing = read_json(run_dir / "aggregate" / "aie.json").get("missing") or {}
         untraced = {str(kind): [str(i) for i in ids_] for kind, ids_ in missing.items()}
     return ArmData(arm, run_dir, settings, known, effects, ids, margins or None, untraced)
 
@@ -135,8 +117,8 @@ def load_run_arm(results: Path, arm: str, settings_hint: dict[str, Any] | None =
 def load_expected_arm(profile: Path, arm: str) -> ArmData:
     """One arm of an expected profile: `<profile>/<arm>/{group_effects.npz, known_ids.json, settings.json}`."""
     folder = Path(profile) / arm
-    settings = _read_json(folder / SETTINGS_FILE)
-    known_doc = _read_json(folder / KNOWN_IDS_FILE)
+    settings = read_json(folder / SETTINGS_FILE)
+    known_doc = read_json(folder / KNOWN_IDS_FILE)
     known = [str(i) for i in known_doc["known"]]
     effects, ids = _read_effects(folder / EFFECTS_FILE)
     return ArmData(arm, folder, settings, known, effects, ids, known_doc.get("margins") or None)
@@ -148,15 +130,31 @@ def expected_arms(profile: Path) -> list[str]:
 
 
 def load_tolerances(profile: Path) -> dict[str, Any]:
-    return _read_json(Path(profile) / TOLERANCES_FILE)
+    return read_json(Path(profile) / TOLERANCES_FILE)
 
 
-def _run_settings(results: Path, hints: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """{arm: settings.json} of the run folders a results folder holds (arms without one left out)."""
+def load_run_arms(results: ResultsFolder | Path) -> dict[str, ArmData]:
+    """Every arm with a run folder in a results folder (a VerifyError when none, or when one is ambiguous)."""
+    results = ResultsFolder.of(results)
+    arms = {}
+    for arm in ARMS:
+        try:
+            arms[arm] = load_run_arm(results, arm)
+        except MissingRunFolder:
+            continue
+    if not arms:
+        raise VerifyError(f"no run folders (runs/t2t-*, runs/s2t-*) in {results.path}")
+    return arms
+
+
+def run_settings(results: ResultsFolder | Path) -> dict[str, dict[str, Any]]:
+    """{arm: settings.json} of the run folders a results folder holds (arms without one left out; a VerifyError
+    when an arm's run folder is ambiguous)."""
+    results = ResultsFolder.of(results)
     out = {}
     for arm in ARMS:
         try:
-            out[arm] = _read_json(find_run_dir(results, arm, (hints or {}).get(arm)) / SETTINGS_FILE)
-        except VerifyError:
+            out[arm] = read_json(find_run_dir(results, arm) / SETTINGS_FILE)
+        except MissingRunFolder:
             continue
     return out

@@ -22,12 +22,11 @@ from artifact.core.layout import (
     comparison_file,
 )
 from artifact.core.names import ARMS
-from artifact.verification.calibrate import _load_run_arms
 from artifact.verification.carryover import EXPECTED_DIR as CARRYOVER_EXPECTED
 from artifact.verification.carryover import record_carryover
 from artifact.verification.checks import claims_from_comparison
 from artifact.verification.identity import identity_of
-from artifact.verification.load import _run_settings
+from artifact.verification.load import load_run_arms, run_settings
 from artifact.verification.records import FORMAT_VERSION, ClaimsFn, VerifyError
 
 
@@ -112,7 +111,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             (profile / name).unlink(missing_ok=True)
     profile.mkdir(parents=True, exist_ok=True)
     if not claims_only:
-        arms = _load_run_arms(results)
+        arms = load_run_arms(results)
         for arm, data in arms.items():
             folder = profile / arm
             folder.mkdir(exist_ok=True)
@@ -136,7 +135,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
         notes.append("recorded claims")
     except VerifyError as error:
         notes.append(f"no claims recorded: {error}")
-    settings = _run_settings(results)
+    settings = run_settings(results)
     if not settings:
         notes.append("no run settings found: a claims-only verify cannot check the model")
     run_manifest = json.loads((results / MANIFEST_FILE).read_text()) if (results / MANIFEST_FILE).is_file() else None

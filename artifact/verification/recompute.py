@@ -13,18 +13,21 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from artifact.analysis.aggregate import aggregate_run
+from artifact.analysis.compare import compare_runs
 from artifact.core.digests import read_digest_list, trace_digests
 from artifact.core.layout import (
     AGGREGATE_DIR,
-    COMPARISON_DIR,
     COMPARISON_FILE,
     EFFECTS_FILE,
     TRACE_LIST_FILE,
     TRACES_DIR,
+    ResultsFolderError,
 )
 from artifact.core.names import ARMS, KINDS
-from artifact.verification.load import find_run_dir
-from artifact.verification.records import FAIL, PASS, Check, VerifyError
+from artifact.core.results import ResultsFolder
+from artifact.core.settings import load_settings
+from artifact.verification.records import FAIL, PASS, Check
 
 RTOL = 1e-9  # recomputation on the same machine is bitwise; this only absorbs JSON's float printing
 PATH_KEYS = ("t2t_run", "s2t_run")  # absolute paths: a moved results folder is still the same run
@@ -82,9 +85,6 @@ def _arrays_differ(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray]) 
 
 def check_aggregate(run_dir: Path, arm: str, scratch: Path) -> Check:
     """The stored aggregate (aggregate/group_effects.npz) equals one recomputed from the traces."""
-    from artifact.analysis.aggregate import aggregate_run
-    from artifact.core.settings import load_settings
-
     stored_path = run_dir / AGGREGATE_DIR / EFFECTS_FILE
     if not stored_path.is_file():
         return Check("aggregate_fresh", FAIL, arm=arm, detail=f"missing {stored_path}")
@@ -101,7 +101,7 @@ def check_aggregate(run_dir: Path, arm: str, scratch: Path) -> Check:
     return Check("aggregate_fresh", PASS, arm=arm, detail=f"{EFFECTS_FILE} recomputed from the traces: identical")
 
 
-def _differences(stored: Any, fresh: Any, path: str = "") -> Iterator[str]:
+def json_differences(stored: Any, fresh: Any, path: str = "") -> Iterator[str]:
     """Paths where two JSON documents differ (floats within RTOL; NaN equals NaN)."""
     if isinstance(stored, dict) and isinstance(fresh, dict):
         for key in sorted(set(stored) | set(fresh), key=str):
@@ -110,13 +110,13 @@ def _differences(stored: Any, fresh: Any, path: str = "") -> Iterator[str]:
             if key not in stored or key not in fresh:
                 yield f"{path}/{key}"
             else:
-                yield from _differences(stored[key], fresh[key], f"{path}/{key}")
+                yield from json_differences(stored[key], fresh[key], f"{path}/{key}")
     elif isinstance(stored, list) and isinstance(fresh, list):
         if len(stored) != len(fresh):
             yield f"{path} (length {len(stored)} != {len(fresh)})"
         else:
             for i, (a, b) in enumerate(zip(stored, fresh)):
-                yield from _differences(a, b, f"{path}[{i}]")
+                yield from json_differences(a, b, f"{path}[{i}]")
     elif isinstance(stored, (int, float)) and isinstance(fresh, (int, float)) and not isinstance(stored, bool):
         if not (math.isclose(stored, fresh, rel_tol=RTOL, abs_tol=1e-15)
                 or (math.isnan(stored) and math.isnan(fresh))):
@@ -125,18 +125,22 @@ def _differences(stored: Any, fresh: Any, path: str = "") -> Iterator[str]:
         yield f"{path} ({str(stored)[:40]!r} != {str(fresh)[:40]!r})"
 
 
-def check_comparison(results: Path, t2t_dir: Path, s2t_dir: Path, scratch: Path) -> Check:
+def check_comparison(results: ResultsFolder | Path, scratch: Path) -> Check:
     """The stored comparison (comparison/comparison.json: statistics, claims, verdicts) equals one recomputed from
-    both arms' traces with the pipeline's own settings."""
-    from artifact.analysis.compare import compare_runs, speech_model_subsets
-
-    stored_path = results / COMPARISON_DIR / COMPARISON_FILE
+    both arms' traces with the pipeline's own settings and the fact subsets the run recorded."""
+    results = ResultsFolder.of(results)
+    stored_path = results.comparison_file
     if not stored_path.is_file():
         return Check("comparison_fresh", FAIL, detail=f"missing {stored_path}")
     stored = json.loads(stored_path.read_text())
-    fresh = compare_runs(t2t_dir, s2t_dir, scratch / "comparison", subsets=speech_model_subsets(s2t_dir))
+    try:
+        t2t_dir, s2t_dir = results.run_dir("t2t"), results.run_dir("s2t")
+        subsets = results.subsets()
+    except ResultsFolderError as error:  # the same words as every other reader of the folder
+        return Check("comparison_fresh", FAIL, detail=str(error))
+    fresh = compare_runs(t2t_dir, s2t_dir, scratch / "comparison", subsets=subsets)
     fresh = json.loads(json.dumps(fresh))  # the stored file went through JSON too
-    differ = list(_differences(stored, fresh))
+    differ = list(json_differences(stored, fresh))
     if differ:
         return Check("comparison_fresh", FAIL, observed=len(differ),
                      detail=f"{stored_path} is not what the traces give (stale or edited); first differences: "
@@ -146,15 +150,15 @@ def check_comparison(results: Path, t2t_dir: Path, s2t_dir: Path, scratch: Path)
                                                   "from the traces: identical")
 
 
-def check_recomputed(results: Path) -> list[Check]:
+def check_recomputed(results: ResultsFolder | Path) -> list[Check]:
     """All of the above for a pipeline results folder; FAIL records instead of exceptions."""
-    results = Path(results)
+    results = ResultsFolder.of(results)
     checks: list[Check] = []
     run_dirs: dict[str, Path] = {}
     for arm in ARMS:
         try:
-            run_dirs[arm] = find_run_dir(results, arm)
-        except VerifyError as error:
+            run_dirs[arm] = results.run_dir(arm)
+        except ResultsFolderError as error:
             checks.append(Check("trace_files", FAIL, arm=arm, detail=str(error)))
     for arm, run_dir in run_dirs.items():
         checks.append(check_trace_files(run_dir, arm))
@@ -166,7 +170,7 @@ def check_recomputed(results: Path) -> list[Check]:
             checks.append(_guarded("aggregate_fresh", arm, lambda: check_aggregate(run_dir, arm, scratch)))
         if set(run_dirs) == set(ARMS):
             checks.append(_guarded("comparison_fresh", None,
-                                   lambda: check_comparison(results, run_dirs["t2t"], run_dirs["s2t"], scratch)))
+                                   lambda: check_comparison(results, scratch)))
     return checks
 
 

@@ -58,7 +58,7 @@ def calibrate_same_seed(reruns: Sequence[Path], reference: Path, metrics: Sequen
     refs = {arm: load_run_arm(Path(reference), arm) for arm in ("t2t", "s2t")}  # read once, not per rerun
     for rerun in reruns:
         for arm, ref in refs.items():
-            other = load_run_arm(Path(rerun), arm, ref.settings)
+            other = load_run_arm(Path(rerun), arm)
             if not same_noise(other, ref):
                 raise VerifyError(f"{rerun} is not a same-seed rerun of {reference} ({arm}: seed "
                                   f"{(other.settings or {}).get('seed')} vs {(ref.settings or {}).get('seed')})")

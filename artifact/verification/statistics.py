@@ -128,11 +128,6 @@ def peak_layer(curve: np.ndarray) -> int | None:
     return int(np.nanargmax(curve)) if np.any(np.isfinite(curve)) else None
 
 
-def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
-    a, b = set(a), set(b)
-    return len(a & b) / len(a | b) if a | b else 1.0
-
-
 def known_changes(a: Iterable[str], b: Iterable[str]) -> int:
     """How many facts are in one set but not the other (the symmetric difference)."""
     return len(set(a) ^ set(b))

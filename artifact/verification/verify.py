@@ -7,7 +7,7 @@ layer-count mismatch becomes a FAIL record naming it.
 Layouts (see expected/README.md):
 
     results/<profile>/runs/<arm>-<model>-<key>/{settings.json, known.json, aggregate/group_effects.npz}
-    results/<profile>/selection.json                       which run folder of each arm (when several)
+    results/<profile>/selection.json                       which run folder of each arm (`core.results`)
     results/<profile>/comparison/comparison.json          claims section (regenerated claim verdicts)
     expected/<profile>/<arm>/{group_effects.npz, known_ids.json, settings.json}
     expected/<profile>/{claims.json, tolerances.json, manifest.json}
@@ -48,6 +48,7 @@ from artifact.core.layout import (
     TOLERANCES_FILE,
 )
 from artifact.core.names import ARMS
+from artifact.core.results import ResultsFolder
 from artifact.verification.checks import (
     check_claims,
     check_known_set,
@@ -57,12 +58,12 @@ from artifact.verification.checks import (
 )
 from artifact.verification.load import (
     ArmData,
-    _read_json,
-    _run_settings,
     expected_arms,
     load_expected_arm,
     load_run_arm,
     load_tolerances,
+    read_json,
+    run_settings,
 )
 from artifact.verification.carryover import carryover_verdicts
 from artifact.verification.identity import check_identity, identity_of
@@ -106,9 +107,10 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         checks.append(Check("files", FAIL, detail=f"missing expected profile folder: {expected}"))
     if checks:
         return conclude(Report(str(results), str(expected), checks, possible, skipped))
+    folder = ResultsFolder(results)  # each arm's run folder found once, by the rule every reader uses
     checks.append(_identity_check(results, expected))
     if recompute:
-        checks += check_recomputed(results)
+        checks += check_recomputed(folder)
         possible.append("trace files against their sha256 list; aggregates and comparison recomputed from them")
     else:
         skipped["recomputation"] = "turned off (recompute=False): derived files were trusted"
@@ -130,7 +132,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         tiers: dict[str, str] = {}
         for arm in arms:
             exp = _guard(checks, "files", lambda: load_expected_arm(expected, arm), arm=arm)
-            reg = _guard(checks, "files", lambda: load_run_arm(results, arm, exp.settings if exp else None), arm=arm)
+            reg = _guard(checks, "files", lambda: load_run_arm(folder, arm), arm=arm)
             if exp is None or reg is None:
                 continue
             tiers[arm] = "same-seed" if same_noise(reg, exp) and same_seed_tolerance is not None else "other-seed"
@@ -176,10 +178,10 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                              "per-fact correlation, curve shape and Known-set checks were not possible")
         recorded = {}
         if (expected / MANIFEST_FILE).is_file():
-            recorded = (_guard(checks, "files", lambda: _read_json(expected / MANIFEST_FILE)) or {}).get("settings")
+            recorded = (_guard(checks, "files", lambda: read_json(expected / MANIFEST_FILE)) or {}).get("settings")
         if recorded:  # at least check that the claims come from the same model, facts and noise rule
-            regenerated = _run_settings(results, recorded)
-            for arm, exp_settings in recorded.items():
+            regenerated = _guard(checks, "files", lambda: run_settings(folder))
+            for arm, exp_settings in (recorded.items() if regenerated is not None else ()):
                 if arm not in regenerated:
                     checks.append(Check("files", FAIL, arm=arm, detail=f"missing run folder: no {arm} run in "
                                                                        f"{results}"))
@@ -187,7 +189,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                 checks.append(check_settings(ArmData(arm, results, regenerated[arm], None),
                                              ArmData(arm, expected, exp_settings, None)))
             possible.append("run settings (model, facts, noise rule) against the recorded ones")
-    more, not_possible = carryover_verdicts(results, expected, *carryover_tier, tolerances, recompute)
+    more, not_possible = carryover_verdicts(folder, expected, *carryover_tier, tolerances, recompute)
     checks += more
     skipped.update(not_possible)
     if any(c.check in ("carryover_facts", "carryover_cells", "carryover_band") for c in more):
@@ -197,7 +199,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         possible.append("carry-over analyses recomputed from their fact files (the profile records none to compare)")
     claims_path = expected / CLAIMS_FILE
     if claims_path.is_file():
-        doc = _guard(checks, "files", lambda: _read_json(claims_path))
+        doc = _guard(checks, "files", lambda: read_json(claims_path))
         if doc is not None:
             expected_claims = doc.get("claims", doc)
             regenerated = _guard(checks, "claims", lambda: claims_fn(results))
@@ -232,9 +234,9 @@ def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | None, oth
 def _identity_check(results: Path, expected: Path) -> Check:
     """The run's identity (model, weights, facts, profile settings) against the one the profile recorded."""
     try:
-        recorded = _read_json(expected / MANIFEST_FILE).get("identity") if (expected / MANIFEST_FILE).is_file() \
+        recorded = read_json(expected / MANIFEST_FILE).get("identity") if (expected / MANIFEST_FILE).is_file() \
             else None
-        run_manifest = _read_json(results / MANIFEST_FILE) if (results / MANIFEST_FILE).is_file() else None
+        run_manifest = read_json(results / MANIFEST_FILE) if (results / MANIFEST_FILE).is_file() else None
     except VerifyError as error:
         return Check("identity", FAIL, detail=str(error))
     weights = isinstance(recorded, dict) and "weights_sha256" in recorded

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from artifact.analysis.bootstrap import resample_weights
-from artifact.analysis.carryover import carryover_statistics, curve, formed_layer, peak, sentences
+from artifact.analysis.carryover import carryover_statistics, curve, formed_layer, peak
+from artifact.analysis.carryover_summary import sentences
 
 L, F = 8, 12
 PLAN = {"analyses": ["patching", "knockout", "lens"], "patch_kinds": ["hidden"],

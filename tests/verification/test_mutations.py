@@ -7,13 +7,16 @@ the perturbations of trace values are carried through the artifact's own aggrega
 careless or dishonest rerun would), so only the comparison with the reference can catch them. The honest cases
 (same seed at another batch size and thread count; one untraced fact leaving the Known set) must PASS; an honest
 other-seed replicate held out of a calibration is tested on the synthetic world (test_verify.py) and measured on the
-embedded smoke profile (expected/README.md).
+embedded smoke profile (expected/README.md). The same run checks that verify.py PASSes in an environment holding
+only numpy and scipy.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,11 +26,13 @@ import torch
 
 from artifact import verification as v
 from artifact.analysis.aggregate import aggregate_run
-from artifact.analysis.compare import compare_runs, speech_model_subsets
+from artifact.analysis.carryover_document import aggregate_carryover
+from artifact.analysis.compare import compare_runs
 from artifact.core.fileio import write_json_atomic, write_npz_atomic
 from artifact.core.groups import token_groups
-from artifact.core.layout import AGGREGATE_DIR, COMPARISON_DIR, ResultsFolderError
-from artifact.experiments.carryover import CARRYOVER_DIR, aggregate_carryover, fact_path
+from artifact.core.layout import AGGREGATE_DIR, CARRYOVER_DIR, COMPARISON_DIR, ResultsFolderError
+from artifact.core.layout import carryover_fact_path as fact_path
+from artifact.core.results import ResultsFolder
 from artifact.experiments.profiles import PROFILES, CarryOverPlan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,15 +89,15 @@ def rebuild(results: Path) -> None:
         shutil.rmtree(run / AGGREGATE_DIR)
         aggregate_run(run, kinds=TINY.kinds)
     shutil.rmtree(results / COMPARISON_DIR)
-    compare_runs(t2t, s2t, results / COMPARISON_DIR, kinds=TINY.kinds, subsets=speech_model_subsets(s2t))
+    compare_runs(t2t, s2t, results / COMPARISON_DIR, kinds=TINY.kinds, subsets=ResultsFolder(results).subsets())
     rebuild_carryover(results)
 
 
 def rebuild_carryover(results: Path) -> None:
     """carryover.json and facts.sha256 rewritten from the carry-over fact files (and the arms' traces)."""
     ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
-    s2t = run_dir(results, "s2t")
-    aggregate_carryover(results, ids, run_dir(results, "t2t"), s2t, speech_model_subsets(s2t))
+    folder = ResultsFolder(results)
+    aggregate_carryover(folder, ids, folder.run_dirs(), folder.subsets())
 
 
 def edit_traces(results: Path, arm: str, groups: tuple[str, ...], edit, metric: str = "scores") -> None:
@@ -321,3 +326,48 @@ def test_a_killed_carryover_step_resumes_fact_by_fact(real):
     assert {i: fact_path(results, i).read_bytes() for i in ids} == before
     assert {i: fact_path(results, i).stat().st_mtime_ns for i in kept} == kept  # the others were not rewritten
     assert "## Carry-over" in (results / COMPARISON_DIR / "summary.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def torch_free_python(tmp_path_factory) -> Path:
+    """A venv with only numpy and scipy at the lock's versions (tests/support/torch_free.py)."""
+    from tests.support.torch_free import numpy_scipy_venv
+
+    python = numpy_scipy_venv(tmp_path_factory.mktemp("torch-free") / "venv")
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print([m for m in ('numpy', 'scipy', "
+                            "'torch', 'matplotlib', 'transformers') if u.find_spec(m)])"],
+                           capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "['numpy', 'scipy']", probe.stdout + probe.stderr
+    return python
+
+
+def test_verify_py_passes_in_an_environment_without_torch(real, torch_free_python, tmp_path):
+    """verify.py says it needs only numpy and scipy: run in such an environment on the same-seed rerun, it
+    recomputes the aggregates, the comparison (with the speech model's train/held-out sets, read from
+    selection.json) and the carry-over results, and PASSes."""
+    subsets = json.loads((real["rerun"] / "selection.json").read_text())["subsets"]
+    assert subsets["train"] and subsets["held_out"]  # the embedded speech model's: the path that needed torch
+    report = tmp_path / "report"
+    done = subprocess.run([str(torch_free_python), str(REPO / "verify.py"), "--results", str(real["rerun"]),
+                           "--expected", str(real["profile"]), "--report", str(report)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = {c["check"]: c["verdict"] for c in json.loads((report / "report.json").read_text())["checks"]}
+    for name in ("trace_files", "aggregate_fresh", "comparison_fresh", "carryover_files", "carryover_fresh",
+                 "same_seed_cells", "carryover_cells"):
+        assert checks.get(name) == v.PASS, (name, done.stdout)
+
+
+def test_a_folder_from_before_the_subsets_were_recorded_says_so(real):
+    """selection.json without the speech model's subsets (an older pipeline): verify does not guess them from the
+    model package; the recomputations FAIL with one sentence naming the record and the fix."""
+    results = copy_of(real, "no-subsets")
+    selection = json.loads((results / "selection.json").read_text())
+    del selection["subsets"]
+    write_json_atomic(results / "selection.json", selection)
+    report = verify(results, real["profile"])
+    fails = {c.check: c.detail for c in report.checks if c.verdict == v.FAIL}
+    assert set(fails) == {"comparison_fresh", "carryover_fresh"}, v.render_table(report)
+    for detail in fails.values():
+        assert "does not record the speech model's fact subsets" in detail and "--no-recompute" in detail
