@@ -17,15 +17,18 @@ are stored beside them and a rerun with others is refused.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from artifact.core.fileio import write_json_atomic, write_npz_atomic
+from artifact.core.fileio import DamagedFileError, npz_problem, read_json, write_json_atomic, write_npz_atomic
 from artifact.core.layout import ResultsFolderError, fact_file_id
 from artifact.experiments.profiles import CarryOverPlan
+
+log = logging.getLogger(__name__)
 
 CARRYOVER_DIR = "carryover"
 FACTS_DIR = "facts"
@@ -190,7 +193,7 @@ def open_carryover_dir(out: Path, settings: CarryOverSettings) -> Path:
     path = folder / SETTINGS_FILE
     wanted = settings.to_dict()
     if path.is_file():
-        stored = json.loads(path.read_text())
+        stored = read_json(path)
         if stored != wanted:
             differ = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ResultsFolderError(f"{folder} holds carry-over results of other settings ({', '.join(differ)} "
@@ -212,7 +215,11 @@ def run_carryover(models: dict[str, Any], pairs: Sequence[tuple[Any, dict[str, A
     computed, reused = [], []
     todo = []
     for fact, prompts in pairs:
-        (reused if fact_path(out, fact.known_id).is_file() else todo).append((fact, prompts))
+        path = fact_path(out, fact.known_id)
+        problem = npz_problem(path) if path.is_file() else "missing"
+        if problem not in (None, "missing"):
+            log.warning("%s is damaged (%s): computing it again", path, problem)
+        (reused if problem is None else todo).append((fact, prompts))
     reused = [str(f.known_id) for f, _ in reused]
     for fact, prompts in tqdm(todo, desc="carry-over", unit="fact", disable=not progress):
         arrays = fact_carryover(models, prompts, settings)
@@ -231,6 +238,10 @@ def load_fact_files(out: Path, known_ids: Sequence[Any]) -> dict[str, np.ndarray
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the carry-over step writes one file per fact (rerun the same "
                                     "./run_all.sh command to compute it)")
+        problem = npz_problem(path)
+        if problem is not None:
+            raise DamagedFileError(path, problem, "Delete it and rerun the same ./run_all.sh command: the carry-over "
+                                                  "step computes it again.")
         with np.load(path, allow_pickle=False) as data:
             for key in data.files:
                 if not key.endswith(("_input_ids",)):
