@@ -36,6 +36,11 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
     root = checkpoints or os.environ.get(CHECKPOINTS_ENV)
     if requested not in (None, "embedded", "spiritlm"):
         raise ModelSelectionError(f"--model must be 'embedded' or 'spiritlm'; got {requested!r}")
+    if root and not Path(root).is_dir() and (checkpoints or Path(root).exists()):  # an unset mount falls back
+        given = f"--checkpoints {root}" if checkpoints else f"{CHECKPOINTS_ENV}={root}"
+        what = "is a file" if Path(root).exists() else "does not exist"
+        raise ModelSelectionError(f"{given} {what}: it must be the SpiritLM checkpoints root folder (holding "
+                                  "spiritlm_model/ and speech_tokenizer/); leave it out for the embedded models.")
     missing = missing_checkpoint_files(Path(root)) if root and Path(root).is_dir() else None
     if requested == "spiritlm" or (requested is None and root and missing == []):
         if not root:

@@ -51,14 +51,19 @@ def run(command: list[str], env: dict | None = None, timeout: float = 600, cwd: 
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
-    """The process failed with `code`, no traceback, and an `error:` line holding every needle; returns it."""
+    """The process failed with `code`, no traceback, and one `error:` message holding every needle (its first line,
+    plus the indented lines of a list of problems, such as a fact file's invalid records); returns it."""
     assert TRACEBACK not in result.stderr, result.stderr
     assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
+    lines = result.stderr.splitlines()
+    starts = [n for n, line in enumerate(lines) if line.startswith("error:")]
+    assert len(starts) == 1, result.stderr
+    message = [lines[starts[0]]]
+    message += [line for line in lines[starts[0] + 1:] if line.startswith("  ")]
+    text = "\n".join(message)
     for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+        assert needle in text, (needle, text)
+    return text
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:
@@ -85,3 +90,39 @@ def assert_same_arrays(a: Path, b: Path) -> None:
     assert sorted(x) == sorted(y), (a, b)
     for name in x:
         np.testing.assert_array_equal(x[name], y[name], err_msg=f"{a}:{name}")
+
+
+# ------------------------------------------------------------------------------------- the real smoke pipeline
+
+
+def pipeline_command(out: Path, *extra: str) -> list[str]:
+    """`./run_all.sh --out OUT` (embedded models, smoke profile, verify.py at the end) without its bootstrap."""
+    return [str(REPO / "run_all.sh"), "--out", str(out), "--no-progress", *extra]
+
+
+PIPELINE_ENV = {**ENV, "ARTIFACT_SKIP_BOOTSTRAP": "1", "ARTIFACT_PYTHON": sys.executable}
+PIPELINE_ENV.pop("OMP_NUM_THREADS")
+PIPELINE_ENV.pop("MKL_NUM_THREADS")
+
+
+def compared_files(out: Path) -> list[str]:
+    """Every array file of a pipeline run (traces, carry-over facts, aggregates), relative to the results folder."""
+    patterns = ("runs/*/traces/*/*.npz", "runs/*/aggregate/*.npz", "carryover/facts/*.npz")
+    return sorted(p.relative_to(out).as_posix() for pattern in patterns for p in out.glob(pattern))
+
+
+def assert_same_run(a: Path, b: Path) -> int:
+    """Two pipeline runs hold the same array files with the same arrays, bit for bit, and the same comparison and
+    carry-over numbers; returns how many array files were compared."""
+    import json
+
+    names = compared_files(a)
+    assert names == compared_files(b)
+    for name in names:
+        assert_same_arrays(a / name, b / name)
+    for doc in ("comparison/comparison.json", "carryover/carryover.json"):
+        x, y = json.loads((a / doc).read_text()), json.loads((b / doc).read_text())
+        for side in (x, y):  # where the run lives is not a result
+            side.pop("t2t_run", None), side.pop("s2t_run", None)
+        assert json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True), doc
+    return len(names)
