@@ -123,7 +123,7 @@ def tiny(tmp_path_factory):
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
-def test_nan_or_inf_in_the_weights_is_refused_when_loading(tiny, value, tmp_path):
+def test_nan_or_inf_in_the_weights_is_refused_when_loading(tiny, value, tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
     model_dir, facts = tiny
@@ -133,7 +133,7 @@ def test_nan_or_inf_in_the_weights_is_refused_when_loading(tiny, value, tmp_path
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight[3, 5] = value
     model.save_pretrained(broken)
-    result = run(run_command(broken, facts, tmp_path / "out"))
+    result = main_in_process(capsys, *run_command(broken, facts, tmp_path / "out")[3:])
     assert_one_line_error(result, "weight model.layers.1.mlp.down_proj.weight", "1 NaN or inf value(s)",
                           "checkpoint is damaged")
     assert not list((tmp_path / "out").glob("*/traces/*/*.npz"))

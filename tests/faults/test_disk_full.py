@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from artifact.core.fileio import TMP_PREFIX, DiskFullError, write_json_atomic, write_npz_atomic
+from artifact.core.fileio import TMP_PREFIX, write_json_atomic, write_npz_atomic
 from tests.support.faults import (
     PIPELINE_ENV,
     TRACEBACK,
@@ -27,6 +27,8 @@ from tests.support.faults import (
 
 
 def test_the_atomic_writer_on_a_full_disk_leaves_nothing_and_names_the_folder(tmpfs):
+    from artifact.core.fileio import DiskFullError
+
     disk = tmpfs("64k")
     write_json_atomic(disk.path / "small.json", {"fits": True})
     with pytest.raises(DiskFullError) as raised:
@@ -68,7 +70,7 @@ def test_the_smoke_pipeline_on_a_disk_that_fills_at_several_points(smoke_referen
     disk = tmpfs("16k")
     out = disk.path / "results"
     outcomes = []
-    for fraction in (0.0, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, None):
+    for fraction in (0.0, 0.2, 0.5, 0.8, 0.95, None):
         size = "1g" if fraction is None else f"{max(16, int(total * fraction / 1024))}k"
         disk.resize(size)
         done = run(pipeline_command(out), env=PIPELINE_ENV, timeout=7200)

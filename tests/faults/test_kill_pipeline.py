@@ -80,7 +80,9 @@ def test_sigkill_at_every_step_then_rerun_equals_an_uninterrupted_run(smoke_refe
     interrupted = tmp_path / "interrupted"
     t0 = time.monotonic()
     record = []
-    for n, (label, ready, harm) in enumerate(KILLS):
+    chosen = os.environ.get("ARTIFACT_FAULTS_KILLS")  # e.g. "2,4,6": a subset of KILLS by index (default: all)
+    kills = [KILLS[int(i)] for i in chosen.split(",")] if chosen else KILLS
+    for n, (label, ready, harm) in enumerate(kills):
         log = tmp_path / f"attempt-{n}.log"
         process = start(interrupted, log)
         deadline = time.monotonic() + 3600
@@ -100,8 +102,12 @@ def test_sigkill_at_every_step_then_rerun_equals_an_uninterrupted_run(smoke_refe
     assert final.returncode == 0 and "verdict: PASS" in final.stdout, final.stdout[-3000:] + final.stderr[-3000:]
     compared = assert_same_run(smoke_reference, interrupted)
     assert not list(interrupted.rglob(".tmp-*"))
-    logs = "".join((tmp_path / f"attempt-{n}.log").read_text() for n in range(len(KILLS))) + final.stdout
-    assert "damaged result file" in logs + final.stderr  # the truncated S->T trace was found and redone
-    assert logs.count("changed or missing since their step finished") >= 2  # the T->T trace, comparison.json
-    print(f"{len(KILLS)} kills, {sum(bool(d) for _, d in record)} damaged files; {compared} array files equal "
+    logs = "".join((tmp_path / f"attempt-{n}.log").read_text() for n in range(len(kills))) + final.stdout
+    harms = {harm for _, _, harm in kills}
+    if "truncate an S->T trace" in harms:  # found by its CRC on resume and computed again
+        assert "damaged result file" in logs + final.stderr
+    # the finished T->T trace and comparison.json: found by their step's digests, the steps redone from there
+    assert logs.count("changed or missing since their step finished") >= len(
+        harms & {"truncate a finished T->T trace", "truncate comparison.json"})
+    print(f"{len(kills)} kills, {sum(bool(d) for _, d in record)} damaged files; {compared} array files equal "
           f"bit for bit; total {time.monotonic() - t0:.0f} s")
