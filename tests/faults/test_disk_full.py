@@ -6,6 +6,7 @@ results on a tmpfs grown step by step, so that it fails at several points (scrip
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
@@ -71,7 +72,9 @@ def test_the_smoke_pipeline_on_a_disk_that_fills_at_several_points(smoke_referen
     disk = tmpfs("16k")
     out = disk.path / "results"
     outcomes = []
-    for fraction in (0.0, 0.2, 0.5, 0.8, 0.95, None):
+    chosen = os.environ.get("ARTIFACT_FAULTS_DISK")  # e.g. "0,0.3,0.7": disk sizes as shares of the run's size
+    shares = [float(x) for x in chosen.split(",")] if chosen else [0.0, 0.2, 0.5, 0.8, 0.95]
+    for fraction in [*shares, None]:
         size = "1g" if fraction is None else f"{max(16, int(total * fraction / 1024))}k"
         disk.resize(size)
         done = run(pipeline_command(out), env=PIPELINE_ENV, timeout=7200)
