@@ -53,9 +53,10 @@ LATER_PROFILE_FIELDS: tuple[str, ...] = ("carryover",)
 DESCRIPTIVE_PROFILE_FIELDS: tuple[str, ...] = ("purpose", "budget", "description")
 
 
-# Files of a results folder that no step's digests cover: the step log itself, locks and temporary files
-# (dot-files), and what is rewritten after the steps on every run (verify.py's report, report.html).
-UNTRACKED: tuple[str, ...] = (STEPS_FILE, VERIFY_DIR, REPORT_HTML)
+# Files of a results folder that no step's digests cover: the step log itself, the folder's identity (checked on
+# its own by `check_results_folder`), locks and temporary files (dot-files), and what is rewritten after the steps on
+# every run (verify.py's report, report.html).
+UNTRACKED: tuple[str, ...] = (STEPS_FILE, PIPELINE_FILE, VERIFY_DIR, REPORT_HTML)
 CLOCK_SLACK_NS = 1_000_000_000  # file times come from a coarse kernel clock: a step owns files from 1 s before it began
 
 
