@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from artifact.core.fileio import (
+    TMP_PREFIX,
     DamagedFileError,
     DiskFullError,
     is_disk_full,
@@ -543,6 +544,14 @@ def run_pipeline(
             raise
 
 
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed run left behind (`.tmp-*`: never trusted, only clutter), with the
+    results folder locked; run folders are left to the runner, which cleans them under its own lock."""
+    for stale in Path(out).rglob(TMP_PREFIX + "*"):
+        if stale.is_file() and Path(out, RUNS_DIR) not in stale.parents:
+            stale.unlink(missing_ok=True)
+
+
 def space_needed(profile: Profile, model: str, out: Path) -> str:
     """Roughly how much disk a run of `profile` needs in its results folder, in words: trace files (float64
     [position, layer] scores and log-probabilities per fact, kind and arm), carry-over files, figures and report,
@@ -560,6 +569,7 @@ def space_needed(profile: Profile, model: str, out: Path) -> str:
 def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, progress: bool, verify: bool) -> int:
     """The steps, verdict and summary of `run_pipeline`, with the results folder locked."""
     check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
+    remove_stale_temporaries(out)
     print(choice.banner, flush=True)
     print(choice.front_end_banner, flush=True)
     if choice.name not in prof.models:
