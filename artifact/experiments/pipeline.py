@@ -546,9 +546,10 @@ def run_pipeline(
 
 def remove_stale_temporaries(out: Path) -> None:
     """Delete the temporary files a killed run left behind (`.tmp-*`: never trusted, only clutter), with the
-    results folder locked; run folders are left to the runner, which cleans them under its own lock."""
+    results folder locked; the trace folders are left to the runner, which cleans them under its own lock."""
     for stale in Path(out).rglob(TMP_PREFIX + "*"):
-        if stale.is_file() and Path(out, RUNS_DIR) not in stale.parents:
+        rel = stale.relative_to(out).parts
+        if stale.is_file() and not (rel[0] == RUNS_DIR and len(rel) > 2 and rel[2] == "traces"):
             stale.unlink(missing_ok=True)
 
 

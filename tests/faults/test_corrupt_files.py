@@ -190,3 +190,18 @@ def test_a_damaged_step_log_is_set_aside_and_every_step_runs_again(tmp_path, cap
     truncate(tmp_path / "steps.json")
     again = StepLog.load(tmp_path / "steps.json")
     assert not again.done("known") and "steps.json is damaged; every step runs again" in capsys.readouterr().out
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path):
+    """Found by the kill run: a SIGKILL in the figures step left a figure's `.tmp-` file. A rerun (holding the
+    results lock) removes them, except in trace folders, which the runner cleans under its own lock."""
+    from artifact.experiments.pipeline import remove_stale_temporaries
+
+    left = [tmp_path / "runs" / "t2t-x" / "figures" / ".tmp-aie.pdf.abc", tmp_path / "comparison" / ".tmp-c.json.1",
+            tmp_path / "carryover" / "facts" / ".tmp-3.npz.2"]
+    kept = tmp_path / "runs" / "t2t-x" / "traces" / "mlp" / ".tmp-4.npz.3"
+    for path in [*left, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    remove_stale_temporaries(tmp_path)
+    assert not any(path.exists() for path in left) and kept.exists()

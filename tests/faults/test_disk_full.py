@@ -93,8 +93,9 @@ def test_the_smoke_pipeline_on_a_disk_that_fills_at_several_points(smoke_referen
     for outcome in outcomes:
         print(" | ".join(outcome))
     assert finished_ok(done.stdout, done.returncode), done.stdout[-3000:]
+    compared = assert_same_run(smoke_reference, out)
     failures = [o for o in outcomes if o[2].startswith("error:")]
-    assert len({where for _, where, _ in failures}) >= 3, outcomes  # it failed at several different steps
     print(f"{len(failures)} disk-full failures at {len({w for _, w, _ in failures})} points; "
-          f"{assert_same_run(smoke_reference, out)} array files equal the uninterrupted run's")
+          f"{compared} array files equal the uninterrupted run's")
+    assert len({where for _, where, _ in failures}) >= min(3, len(shares)), outcomes  # at several steps
     shutil.rmtree(out, ignore_errors=True)
