@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
               f"Stored profiles: {', '.join(profiles) or 'none'}. Pass one with --expected DIR (it must describe "
               "the same model, facts and profile), or record this run as a profile with --record.")
         return 2
+    from artifact.verification.load import profile_format_problem
+
+    problem = profile_format_problem(expected)
+    if problem is not None:
+        print(f"verify.py: NO VERDICT: the expected profile {expected} cannot be used: {problem}.")
+        return 2
     report = v.verify(args.results, expected, recompute=not args.no_recompute)
     print(v.render_table(report))
     if args.report is None and not args.results.is_dir():

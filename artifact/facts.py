@@ -137,6 +137,8 @@ def parse_facts(records: Any, source: str = "<records>") -> list[Fact]:
         seen[known_id] = index
         extra.update(set(record) - set(FACT_FIELDS))
         facts.append(Fact(**{name: record[name] for name in FACT_FIELDS}))
+    if len(errors) == 1:
+        raise FactsError(f"Fact file {source} has an invalid record: {errors[0]}")
     if errors:
         shown = errors[:10] + ([f"... and {len(errors) - 10} more problem(s)"] if len(errors) > 10 else [])
         raise FactsError(f"Fact file {source} has {len(errors)} invalid record problem(s):\n  " + "\n  ".join(shown))
@@ -152,7 +154,10 @@ def read_facts_file(path: str | os.PathLike[str]) -> list[Fact]:
         raise FileNotFoundError(f"Fact file {path} does not exist. Pass 'known_1000', 'own' or the path of a JSON "
                                 "file in ROME's known_1000 schema.")
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FactsError(f"Fact file {path} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start} cannot be decoded; save the file as UTF-8.") from None
     except json.JSONDecodeError as exc:
         raise FactsError(f"Fact file {path} is not valid JSON ({exc}); fix or replace it.") from None
     return parse_facts(records, str(path))

@@ -19,7 +19,7 @@ from artifact.analysis.carryover import carryover_statistics
 from artifact.analysis.carryover_summary import METHODS, SUMMARY_SECTION, sentences, summary_section
 from artifact.analysis.effects import fact_effects
 from artifact.core.digests import write_digest_list
-from artifact.core.fileio import sha256_file, write_atomic, write_json_atomic
+from artifact.core.fileio import DamagedFileError, npz_problem, sha256_file, write_atomic, write_json_atomic
 from artifact.core.layout import CARRYOVER_FACTS_DIR, SETTINGS_FILE, SUMMARY_FILE, TRACES_DIR, fact_file_id
 from artifact.core.names import GROUPS, MODALITY_ARMS
 from artifact.core.results import ResultsFolder
@@ -35,6 +35,10 @@ def load_fact_files(results: ResultsFolder | Path, known_ids: Sequence[Any]) -> 
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the carry-over step writes one file per fact (rerun the same "
                                     "./run_all.sh command to compute it)")
+        problem = npz_problem(path)
+        if problem is not None:
+            raise DamagedFileError(path, problem, "Delete it and rerun the same ./run_all.sh command: the carry-over "
+                                                  "step computes it again.")
         with np.load(path, allow_pickle=False) as data:
             for key in data.files:
                 if not key.endswith(("_input_ids",)):

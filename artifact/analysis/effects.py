@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from artifact.core.fileio import DamagedFileError, npz_problem
 from artifact.core.groups import token_groups
 from artifact.core.names import GROUPS, METRICS
 
@@ -30,6 +31,10 @@ def load_job(run_dir: Path, job: str, known_ids: Iterable[Any] | None = None) ->
     wanted = None if known_ids is None else {str(i) for i in known_ids}
     results = []
     for path in paths:
+        problem = npz_problem(path)
+        if problem is not None:  # never aggregate a truncated or bit-flipped trace, never fail inside numpy
+            raise DamagedFileError(path, problem, "Delete it and rerun the same command: the trace step computes "
+                                                  "that fact again (finished facts are kept).")
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         if wanted is None or str(arrays["known_id"].item()) in wanted:

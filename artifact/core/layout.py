@@ -44,6 +44,7 @@ FIGURES_DIR = "figures"
 # --------------------------------------------------------------------------------- a pipeline's results folder
 PIPELINE_FILE = "pipeline.json"
 STEPS_FILE = "steps.json"
+RESULTS_LOCK_FILE = ".run.lock"  # held (flock) by the one pipeline run working in a results folder
 SELECTION_FILE = "selection.json"
 MANIFEST_FILE = "manifest.json"
 RUNS_DIR = "runs"

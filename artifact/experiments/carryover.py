@@ -18,13 +18,14 @@ summaries are computed from those files by `artifact.analysis.carryover_document
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from artifact.core.fileio import write_json_atomic, write_npz_atomic
+from artifact.core.fileio import npz_problem, read_json, write_json_atomic, write_npz_atomic
 from artifact.core.layout import (
     CARRYOVER_DIR,
     CARRYOVER_FACTS_DIR,
@@ -35,6 +36,7 @@ from artifact.core.layout import (
 from artifact.core.names import DIRECTIONS, MAPPED_POSITIONS, MODALITIES
 from artifact.experiments.profiles import CarryOverPlan
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CarryOverSettings:
@@ -189,7 +191,7 @@ def open_carryover_dir(out: Path, settings: CarryOverSettings) -> Path:
     path = folder / SETTINGS_FILE
     wanted = settings.to_dict()
     if path.is_file():
-        stored = json.loads(path.read_text())
+        stored = read_json(path)
         if stored != wanted:
             differ = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ResultsFolderError(f"{folder} holds carry-over results of other settings ({', '.join(differ)} "
@@ -211,7 +213,11 @@ def run_carryover(models: dict[str, Any], pairs: Sequence[tuple[Any, dict[str, A
     computed, reused = [], []
     todo = []
     for fact, prompts in pairs:
-        (reused if carryover_fact_path(out, fact.known_id).is_file() else todo).append((fact, prompts))
+        path = carryover_fact_path(out, fact.known_id)
+        problem = npz_problem(path) if path.is_file() else "missing"
+        if problem not in (None, "missing"):
+            log.warning("%s is damaged (%s): computing it again", path, problem)
+        (reused if problem is None else todo).append((fact, prompts))
     reused = [str(f.known_id) for f, _ in reused]
     for fact, prompts in tqdm(todo, desc="carry-over", unit="fact", disable=not progress):
         arrays = fact_carryover(models, prompts, settings)

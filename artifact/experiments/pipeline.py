@@ -9,26 +9,40 @@ later. Profiles fix the scale (`profiles.py`); `choice.py` picks the models and 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
+import os
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from artifact.core.fileio import write_json_atomic
+from artifact.core.fileio import (
+    TMP_PREFIX,
+    DamagedFileError,
+    DiskFullError,
+    is_disk_full,
+    read_json,
+    sha256_file,
+    write_json_atomic,
+)
 from artifact.core.layout import (
     COMPARISON_DIR,
     COMPARISON_FILE,
     FIGURES_DIR,
     PIPELINE_FILE,
+    REPORT_HTML,
     REPORT_MD,
+    RESULTS_LOCK_FILE,
     RUNS_DIR,
     SELECTION_FILE,
     STEPS_FILE,
     VERIFY_DIR,
+    ResultsFolderError,
 )
 from artifact.core.results import SUBSETS_KEY, ResultsFolder
 from artifact.experiments.choice import ModelChoice, select_model
@@ -43,24 +57,125 @@ LATER_PROFILE_FIELDS: tuple[str, ...] = ("carryover",)
 DESCRIPTIVE_PROFILE_FIELDS: tuple[str, ...] = ("purpose", "budget", "description")
 
 
+# Files of a results folder that no step's digests cover: the step log itself, the folder's identity (checked on
+# its own by `check_results_folder`), locks and temporary files (dot-files), and what is rewritten after the steps on
+# every run (verify.py's report, report.html).
+UNTRACKED: tuple[str, ...] = (STEPS_FILE, PIPELINE_FILE, VERIFY_DIR, REPORT_HTML)
+CLOCK_SLACK_NS = 1_000_000_000  # file times come from a coarse kernel clock: a step owns files from 1 s before it began
+
+
+class EmptySelectionError(ValueError):
+    """The Known filter left no fact to trace; the run stops before the traces."""
+
+
 @dataclass
 class StepLog:
-    """steps.json: per step, done or not and its wall time; lets a rerun skip finished steps."""
+    """steps.json: per step, done or not, its wall time and the sha256 of every file it wrote; lets a rerun skip
+    finished steps and find files that changed since."""
 
     path: Path
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> "StepLog":
-        return cls(path, json.loads(path.read_text()) if path.is_file() else {})
+        """The step log at `path`; a damaged one (truncated, not JSON) is set aside with a note and every step runs
+        again (finished traces and carry-over facts are still reused, after their own checks)."""
+        if not path.is_file():
+            return cls(path, {})
+        try:
+            steps = read_json(path)
+            if not isinstance(steps, dict) or not all(isinstance(v, dict) for v in steps.values()):
+                raise DamagedFileError(path, "not a step log")
+        except DamagedFileError as error:
+            print(f"note: {error.path} is damaged; every step runs again (finished facts are kept)", flush=True)
+            return cls(path, {})
+        return cls(path, steps)
 
     def done(self, name: str) -> bool:
         return bool(self.steps.get(name, {}).get("done"))
 
-    def record(self, name: str, seconds: float, **extra: Any) -> None:
-        previous = self.steps.get(name, {}).get("seconds", 0.0)
-        self.steps[name] = {"done": True, "seconds": round(previous + seconds, 1), **extra}
+    def start(self, name: str) -> None:
+        """Mark `name` started (kept across a kill, so its files from the killed attempt are its own too)."""
+        entry = self.steps.setdefault(name, {})
+        if entry.get("done") or "started_ns" not in entry:
+            entry["started_ns"] = time.time_ns()
+        entry["done"] = False
         write_json_atomic(self.path, self.steps)
+
+    def record(self, name: str, seconds: float, files: dict[str, str] | None = None, **extra: Any) -> None:
+        entry = self.steps.get(name, {})
+        previous = entry.get("seconds", 0.0)
+        self.steps[name] = {"done": True, "seconds": round(previous + seconds, 1), **extra}
+        if "started_ns" in entry:
+            self.steps[name]["started_ns"] = entry["started_ns"]
+        if files is not None:
+            self.steps[name]["files"] = files
+        write_json_atomic(self.path, self.steps)
+
+    def damaged(self, root: Path, order: list[str]) -> tuple[int | None, list[str]]:
+        """Files that differ from the sha256 their last writer recorded (or are gone), and the index in `order` of
+        the first finished step that wrote any of them (None: nothing damaged)."""
+        expected: dict[str, str] = {}
+        first: dict[str, int] = {}
+        for index, name in enumerate(order):
+            if self.done(name):
+                for rel, digest in (self.steps[name].get("files") or {}).items():
+                    expected[rel] = digest
+                    first.setdefault(rel, index)
+        bad = []
+        for rel, digest in expected.items():
+            path = Path(root) / rel
+            if not path.is_file():
+                bad.append(f"{rel} (missing)")
+            elif sha256_file(path) != digest:
+                bad.append(f"{rel} (sha256 differs)")
+        if not bad:
+            return None, []
+        return min(first[item.rsplit(" (", 1)[0]] for item in bad), bad
+
+
+def tracked_files(root: Path) -> dict[str, Path]:
+    """The files of a results folder that steps' digests cover (relative path -> path)."""
+    root = Path(root)
+    found = {}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if rel.parts[0] in UNTRACKED or any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        found[rel.as_posix()] = path
+    return found
+
+
+@contextlib.contextmanager
+def results_lock(out: Path) -> Iterator[None]:
+    """Hold `<out>/.run.lock` (flock, exclusive, not waiting) for one run: a second run on the same folder is refused
+    with a message naming the holder. The OS releases the lock when its process dies, so a stale lock file from a
+    killed run never blocks."""
+    path = Path(out) / RESULTS_LOCK_FILE
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ResultsFolderError(
+                f"{out} is in use by another run ({holder}); wait for it to finish, or pass another --out. Two runs "
+                "in one folder would interleave their steps.") from None
+        except OSError as exc:
+            raise ResultsFolderError(f"cannot lock {path} ({exc.strerror}): this filesystem has no file locks; "
+                                     "put the results on a local disk (--out)") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                         f"{' '.join(sys.argv)[:200]}\n")
+            handle.flush()
+        except OSError:
+            pass  # the lock is held; the note only helps the message of a second run
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_results_folder(out: Path, identity: dict[str, Any]) -> None:
@@ -68,7 +183,7 @@ def check_results_folder(out: Path, identity: dict[str, Any]) -> None:
     steps are skipped on a rerun, so results of other settings must never be taken for these."""
     path = out / PIPELINE_FILE
     if path.is_file():
-        stored = json.loads(path.read_text())
+        stored = read_json(path, "Delete it (or the whole folder to start over) and rerun the same command.")
         wanted = json.loads(json.dumps(identity))
         for key in LATER_PROFILE_FIELDS:  # a folder written before these fields existed has none of their steps
             if isinstance(stored.get("profile"), dict) and key not in stored["profile"] and key in wanted["profile"]:
@@ -148,7 +263,7 @@ class PipelineRun:
         return self._prepared[arm]
 
     def selection(self) -> dict[str, Any]:
-        return json.loads((self.out / SELECTION_FILE).read_text())
+        return read_json(self.out / SELECTION_FILE)
 
     def run_dirs(self) -> tuple[Path, Path]:
         """(T->T, S->T) run folders, found by the results folder's one rule (`ResultsFolder.run_dir`)."""
@@ -164,18 +279,37 @@ class PipelineRun:
             write_json_atomic(self.out / SELECTION_FILE, selection)
         return self.results.subsets()
 
-    def perform(self, step: Step, number: int, total: int) -> None:
-        """Run `step` unless it is done (then say so), timing and recording it."""
+    def check_finished(self, steps: tuple["Step", ...]) -> set[str]:
+        """Names of finished steps to run again because a file they wrote is missing or changed; those files are
+        removed first (a rerun writes them again), and the steps from the first one that wrote them on are redone."""
+        order = [step.name for step in steps]
+        first, bad = self.steps.damaged(self.out, order)
+        if first is None:
+            return set()
+        for item in bad:
+            (self.out / item.rsplit(" (", 1)[0]).unlink(missing_ok=True)
+        shown = "; ".join(bad[:3]) + (f"; ... ({len(bad)} files)" if len(bad) > 3 else "")
+        print(f"note: {len(bad)} file(s) changed or missing since their step finished ({shown}); removed, and the "
+              f"steps from '{steps[first].title}' on run again (finished facts are kept)", flush=True)
+        return set(order[first:])
+
+    def perform(self, step: Step, number: int, total: int, redo: bool = False) -> None:
+        """Run `step` unless it is done (then say so), timing it and recording it with the digests of its files."""
         title = f"{number}/{total} {step.title}"
-        if self.steps.done(step.name) and not step.always:
+        if self.steps.done(step.name) and not step.always and not redo:
             print(f"\n=== {title}: done in an earlier run, skipped ({self.steps.steps[step.name]['seconds']} s)",
                   flush=True)
             return
         _banner(title)
+        previous = set(self.steps.steps.get(step.name, {}).get("files") or {})
+        self.steps.start(step.name)
+        since = self.steps.steps[step.name]["started_ns"] - CLOCK_SLACK_NS
         t0 = time.time()
         step.action(self)
         seconds = time.time() - t0
-        self.steps.record(step.name, seconds)
+        files = {rel: sha256_file(path) for rel, path in sorted(tracked_files(self.out).items())
+                 if rel in previous or path.stat().st_mtime_ns >= since}
+        self.steps.record(step.name, seconds, files)
         print(f"--- {title}: {seconds:.0f} s (elapsed {time.time() - self.started:.0f} s)", flush=True)
 
 
@@ -227,6 +361,12 @@ def known_step(run: PipelineRun) -> None:
                       f"held-out share ({p.held_out_share:.0%}) is filled with training facts")
     else:
         document["traced"] = "each arm's own known facts"
+    counts = (f"Known-t2t {len(t2t_ids)} of {len(t2t.records)} facts, Known-s2t {len(s2t_ids)} of "
+              f"{len(s2t.items)} spoken, known in both {len(both)}")
+    if not t2t_ids or not s2t_ids or (p.paired_only and not document["traced"]):
+        raise EmptySelectionError(
+            f"the Known filter left no fact to trace ({counts}); stopping before the traces. The model does not "
+            f"answer these facts: check the fact file ({p.facts}) and the model, or use a larger fact set.")
     write_json_atomic(run.out / SELECTION_FILE, document)
     print(f"Known-t2t {len(t2t_ids)}, Known-s2t {len(s2t_ids)} (of the facts spoken), known in both {len(both)}")
     if p.paired_only:
@@ -329,7 +469,7 @@ def manifest_step(run: PipelineRun) -> None:
         settings={"profile": asdict(run.profile), "model_choice": asdict(choice), "t2t": t2t_settings.to_dict(),
                   "s2t": s2t_settings.to_dict(), "selection": run.selection(), "facts_source": run.facts_source},
         model_fingerprints=models, facts_fingerprint=t2t_settings.facts_fingerprint,
-        steps={name: entry["seconds"] for name, entry in run.steps.steps.items()},
+        steps={name: entry.get("seconds", 0.0) for name, entry in run.steps.steps.items()},
         dtype=t2t_settings.dtype, batch_size=t2t_settings.batch_size, device=t2t_settings.device,
         unit_tokenizer=unit_tokenizer_fingerprint(choice.front_end["unit_tokenizer"]),
     )
@@ -494,7 +634,45 @@ def run_pipeline(
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
     out.mkdir(parents=True, exist_ok=True)
+    with results_lock(out):
+        try:
+            return _run_locked(prof, choice, out, expected, progress, verify)
+        except DiskFullError as error:
+            raise error.with_need(space_needed(prof, choice.name, out)) from None
+        except OSError as error:
+            if is_disk_full(error):
+                raise DiskFullError(Path(error.filename or out), space_needed(prof, choice.name, out)) from None
+            raise
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed run left behind (`.tmp-*`: never trusted, only clutter), with the
+    results folder locked; the trace folders are left to the runner, which cleans them under its own lock."""
+    for stale in Path(out).rglob(TMP_PREFIX + "*"):
+        rel = stale.relative_to(out).parts
+        if stale.is_file() and not (rel[0] == RUNS_DIR and len(rel) > 2 and rel[2] == "traces"):
+            stale.unlink(missing_ok=True)
+
+
+def space_needed(profile: Profile, model: str, out: Path) -> str:
+    """Roughly how much disk a run of `profile` needs in its results folder, in words: trace files (float64
+    [position, layer] scores and log-probabilities per fact, kind and arm), carry-over files, figures and report,
+    with a margin of two. An estimate: a 2-fact, one-kind run of the smoke pipeline wrote 4.5 MB here (1.8 MB of it
+    report.html, figures most of the rest)."""
+    from artifact.experiments.cost import MODEL_SHAPES, TYPICAL_PROMPTS
+
+    facts = profile.count or (1209 if profile.facts == "known_1000" else 264)
+    layers = MODEL_SHAPES[model].layers
+    traces = sum(TYPICAL_PROMPTS[(model, arm)].tokens * layers * 16 + 4096 for arm in ("t2t", "s2t"))
+    total = facts * (traces * len(profile.kinds) + 60_000) + 8e6
+    megabytes = max(10, round(2 * total / 1e6, -1))
+    return f"a {profile.name} run of the {model} models needs about {megabytes:.0f} MB in {out}"
+
+
+def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, progress: bool, verify: bool) -> int:
+    """The steps, verdict and summary of `run_pipeline`, with the results folder locked."""
     check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
+    remove_stale_temporaries(out)
     print(choice.banner, flush=True)
     print(choice.front_end_banner, flush=True)
     if choice.name not in prof.models:
@@ -509,8 +687,9 @@ def run_pipeline(
         print(device_note, flush=True)
     run = PipelineRun(prof, choice, out, progress, facts_source)
     print(run_estimate(run), flush=True)
+    redo = run.check_finished(STEPS)
     for number, step in enumerate(STEPS, 1):
-        run.perform(step, number, len(STEPS))
+        run.perform(step, number, len(STEPS), redo=step.name in redo)
     code = 0
     if verify:
         _banner(f"verdict: verify.py --results {out} --expected {expected}")

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from artifact.core.fileio import TMP_PREFIX, create_json_once, write_json_atomic, write_npz_atomic
+from artifact.core.fileio import TMP_PREFIX, create_json_once, npz_problem, write_json_atomic, write_npz_atomic
 from artifact.core.groups import positions_for
 from artifact.core.layout import (
     KNOWN_FILE,
@@ -247,13 +247,20 @@ def run_items(
             plan.update(shard=str(shard), all_known_ids=[_jsonable(i) for i in all_ids],
                         all_ids_sha256=ids_fingerprint(all_ids))
         write_json_atomic(plan_path(run_dir, None if shard is None else shard.name), plan)
-        pending = []
+        pending, damaged = [], []
         for job in jobs:
             for fact, prompt in items:
-                if result_path(run_dir, job, fact.known_id).is_file():
+                path = result_path(run_dir, job, fact.known_id)
+                problem = npz_problem(path) if path.is_file() else "missing"
+                if problem is None:
                     summary.skipped.append((fact.known_id, job))
                 else:
                     pending.append((job, fact, prompt))
+                    if problem != "missing":
+                        damaged.append(f"{path.relative_to(run_dir)} ({problem})")
+        if damaged:
+            log.warning("%d damaged result file(s) in %s are computed again: %s", len(damaged), run_dir,
+                        "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else ""))
         if summary.skipped:
             log.info("resuming %s: %d results already present, %d to compute", run_dir, len(summary.skipped),
                      len(pending))

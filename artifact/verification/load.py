@@ -158,3 +158,24 @@ def run_settings(results: ResultsFolder | Path) -> dict[str, dict[str, Any]]:
         except MissingRunFolder:
             continue
     return out
+
+
+def profile_format_problem(profile: Path) -> str | None:
+    """Why this version of the artifact cannot read an expected profile (recorded in another format, or with an
+    unreadable manifest), or None when it can. A profile without a manifest is left to the checks."""
+    from artifact.core.layout import MANIFEST_FILE
+    from artifact.verification.records import FORMAT_VERSION
+
+    path = Path(profile) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+    except (OSError, ValueError) as error:
+        return f"its {path.name} is unreadable ({error}); restore the profile from the repository"
+    if found != FORMAT_VERSION:
+        return (f"it was recorded in format {found!r} by another version of the artifact; this version reads format "
+                f"{FORMAT_VERSION}. Use the artifact version that recorded it, or record the profile again with "
+                "this one (verify.py --record)")
+    return None

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from artifact.core.fileio import write_atomic
 from artifact.core.jsonable import jsonable
 from artifact.verification.records import PASS, Report, closest_margins
 
@@ -71,6 +72,7 @@ def write_report(report: Report, folder: Path) -> tuple[Path, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / "report.json", folder / "report.md"
-    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    md_path.write_text(render_markdown(report))
+    json_text, md_text = json.dumps(report.to_dict(), indent=2) + "\n", render_markdown(report)
+    write_atomic(json_path, lambda handle: handle.write(json_text.encode()))  # a full disk leaves no half report
+    write_atomic(md_path, lambda handle: handle.write(md_text.encode()))
     return json_path, md_path
