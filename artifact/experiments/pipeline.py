@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from artifact.core.fileio import (
     TMP_PREFIX,
@@ -633,10 +633,17 @@ def run_pipeline(
         ensure_spiritlm()
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
+    notes = []
+    if prof.facts != PROFILES[name].facts:
+        notes.append(f"facts: {prof.facts} (--facts), instead of the profile's {PROFILES[name].facts}")
+    elif facts_source != prof.facts:
+        notes.append(f"facts: {prof.facts}, read from {facts_source} (--facts)")
+    if device_note:
+        notes.append(device_note)
     out.mkdir(parents=True, exist_ok=True)
     with results_lock(out):
         try:
-            return _run_locked(prof, choice, out, expected, progress, verify)
+            return _run_locked(prof, choice, out, expected, progress, verify, facts_source, notes)
         except DiskFullError as error:
             raise error.with_need(space_needed(prof, choice.name, out)) from None
         except OSError as error:
@@ -669,8 +676,10 @@ def space_needed(profile: Profile, model: str, out: Path) -> str:
     return f"a {profile.name} run of the {model} models needs about {megabytes:.0f} MB in {out}"
 
 
-def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, progress: bool, verify: bool) -> int:
-    """The steps, verdict and summary of `run_pipeline`, with the results folder locked."""
+def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, progress: bool, verify: bool,
+                facts_source: str, notes: Sequence[str]) -> int:
+    """The steps, verdict and summary of `run_pipeline`, with the results folder locked; `notes` are printed after
+    the profile's banner."""
     check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
     remove_stale_temporaries(out)
     print(choice.banner, flush=True)
@@ -679,12 +688,8 @@ def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, p
         print(f"note: profile {prof.name} is meant for {' and '.join(prof.models)}, not {choice.name}", flush=True)
     print(f"profile: {prof.name}: {prof.purpose}; {prof.description}", flush=True)
     print(f"budget: {prof.budget}; results: {out}", flush=True)
-    if prof.facts != PROFILES[name].facts:
-        print(f"facts: {prof.facts} (--facts), instead of the profile's {PROFILES[name].facts}", flush=True)
-    elif facts_source != prof.facts:
-        print(f"facts: {prof.facts}, read from {facts_source} (--facts)", flush=True)
-    if device_note:
-        print(device_note, flush=True)
+    for line in notes:  # --facts and the device, said once the banner names the profile
+        print(line, flush=True)
     run = PipelineRun(prof, choice, out, progress, facts_source)
     print(run_estimate(run), flush=True)
     redo = run.check_finished(STEPS)
