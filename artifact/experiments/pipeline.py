@@ -102,8 +102,10 @@ class Step:
 class PipelineRun:
     """One pipeline run: its profile, models and front end, results folder and step log; each arm prepared once."""
 
-    def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True) -> None:
+    def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True,
+                 dtype: str | None = None) -> None:
         self.profile, self.choice, self.out, self.progress = profile, choice, Path(out), progress
+        self.dtype = dtype  # None: the model's default (fp32 embedded; bf16 SpiritLM on a GPU)
         self.steps = StepLog.load(self.out / STEPS_FILE)
         self.started = time.time()
         self._models: dict[str, Any] = {}
@@ -115,7 +117,7 @@ class PipelineRun:
         from artifact.models import load_model
 
         if spec not in self._models:
-            self._models[spec] = load_model(spec)
+            self._models[spec] = load_model(spec, dtype=torch_dtype(self.dtype))
         return self._models[spec]
 
     def request(self, arm: str) -> Any:
@@ -367,6 +369,20 @@ def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
 # --------------------------------------------------------------------------------------------------------- run
 
 
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float64")
+
+
+def torch_dtype(name: str | None) -> Any:
+    """The torch dtype of a name in DTYPES (None stays None: the model's default)."""
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {name!r}")
+    import torch
+
+    return getattr(torch, name)
+
+
 def run_pipeline(
     profile: str | None = None,
     model: str | None = None,
@@ -378,11 +394,14 @@ def run_pipeline(
     seed: int | None = None,
     batch_size: int | None = None,
     front_end: str = "auto",
+    dtype: str | None = None,
 ) -> int:
     """Run every step of `profile` (default: smoke for the embedded models, review for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL, 2 no verdict) or 0 when `verify` is
     off. `seed` and `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances);
-    `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage)."""
+    `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage). `dtype`
+    (one of DTYPES; default: the model's own) is for the float64 numerics reference of the same-seed tier
+    (bench/numerics_bound.py); a results folder keeps the dtype it was started with."""
     choice = select_model(model, checkpoints, front_end)
     name = profile or DEFAULT_PROFILE[choice.name]
     if name not in PROFILES:
@@ -393,14 +412,16 @@ def run_pipeline(
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
     out.mkdir(parents=True, exist_ok=True)
-    check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
+    torch_dtype(dtype)  # a bad name fails before anything is written
+    identity = {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end}
+    check_results_folder(out, identity if dtype is None else {**identity, "dtype": dtype})
     print(choice.banner, flush=True)
     print(choice.front_end_banner, flush=True)
     if choice.name not in prof.models:
         print(f"note: profile {prof.name} is meant for {' and '.join(prof.models)}, not {choice.name}", flush=True)
     print(f"profile: {prof.name}: {prof.purpose}; {prof.description}", flush=True)
     print(f"budget: {prof.budget}; results: {out}", flush=True)
-    run = PipelineRun(prof, choice, out, progress)
+    run = PipelineRun(prof, choice, out, progress, dtype)
     print(run_estimate(run), flush=True)
     for number, step in enumerate(STEPS, 1):
         run.perform(step, number, len(STEPS))
