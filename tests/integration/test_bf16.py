@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,9 @@ from tests.support.spiritlm_checkpoint import MODEL_SUBDIR
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """The model folder of a SpiritLM-shaped checkpoint whose tiny LM was taught three facts per relation."""
-    from tests.support.spiritlm_checkpoint import write_spiritlm_checkpoint
-
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/bootstrap.sh installs it where it can)")
-    return write_spiritlm_checkpoint(tmp_path_factory.mktemp("spiritlm-checkpoints")) / MODEL_SUBDIR
+def folder(spiritlm_checkpoint_root) -> Path:
+    """The model folder of the session's SpiritLM-shaped checkpoint (conftest.py): three facts per relation taught."""
+    return spiritlm_checkpoint_root / MODEL_SUBDIR
 
 
 @pytest.fixture(scope="module")
