@@ -55,3 +55,11 @@ def test_the_manifest_records_the_tf32_flags(tf32_on):
     assert manifest.environment()["numerics"]["tf32_cudnn"] is True  # it records what is set, not a constant
     strict_fp32()
     assert manifest.environment()["numerics"] == OFF
+
+
+def test_a_run_dtype_is_checked_by_name():
+    from artifact.experiments.pipeline import torch_dtype
+
+    assert torch_dtype("float64") is torch.float64 and torch_dtype(None) is None
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float64; got 'float16'"):
+        torch_dtype("float16")
