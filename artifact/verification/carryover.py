@@ -163,10 +163,13 @@ def check_carryover(results: Path, profile: Path, same_seed: bool, tolerance: fl
     if tolerance is None:
         skipped["carry-over cells"] = "the profile has no same-seed tolerance"
         return checks, skipped
-    def within(name: str) -> float:
+
+    def within(name: str) -> float:  # a metric the profile did not calibrate: its largest tolerance
         from artifact.verification.numerics import metric_of
 
-        return tolerance if not isinstance(tolerance, dict) else tolerance[metric_of(name)]
+        if not isinstance(tolerance, dict):
+            return tolerance
+        return tolerance.get(metric_of(name), max(tolerance.values()))
 
     for name in NOISE_FREE:
         if name in expected:
