@@ -7,6 +7,7 @@ no expected profile applies).
     ./verify.py --record expected/embedded-smoke --results results/embedded-smoke \\
         --calibrate-from results/embedded-smoke-seed2 results/embedded-smoke-seed3 results/embedded-smoke-seed4
     ./verify.py --record expected/spiritlm-full --results results/spiritlm-full --claims-only
+    ./verify.py --update-same-seed expected/embedded-smoke --float64-from results/embedded-smoke-fp64
 
 Writes report.md and report.json (every check: what, observed, expected, tolerance, verdict) into
 <results>/verify/ (or --report). The checks and the calibration are described in expected/README.md and in
@@ -82,6 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --record, instead of --calibrate-from: record the curves with the same-seed tier "
                              "only, its tolerance and Known-set allowance taken from PROFILE (same model, code and "
                              "numerics); other-seed reruns cannot be judged against the result")
+    parser.add_argument("--float64-from", type=Path, metavar="RESULTS_DIR", default=None,
+                        help="with --calibrate-from or --update-same-seed: the reference's profile run in float64 "
+                             "(bench/numerics_bound.py); the same-seed tolerance per metric is set from its cell "
+                             "differences to the fp32 cells (expected/README.md, 'same-seed')")
+    parser.add_argument("--update-same-seed", type=Path, metavar="PROFILE_DIR", default=None,
+                        help="re-set a recorded profile's same-seed tier from --float64-from (or, for a profile that "
+                             "borrows it, from --same-seed-tier-from PROFILE) without re-recording the profile; "
+                             "rewrites its tolerances.json and that file's sha256 in manifest.json")
     parser.add_argument("--force", action="store_true", help="with --record: overwrite an existing profile")
     parser.add_argument("--no-recompute", action="store_true",
                         help="trust the derived files (aggregates, comparison) instead of checking the traces "
@@ -94,6 +103,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                ("--same-seed-from", args.same_seed_from),
                                                ("--same-seed-tier-from", args.same_seed_tier_from))
                       if value]
+    if args.update_same_seed is not None:
+        if args.record is not None or (args.float64_from is None) == (args.same_seed_tier_from is None):
+            parser.error("--update-same-seed takes one of --float64-from RESULTS_DIR and --same-seed-tier-from "
+                         "PROFILE, and no --record")
+        return args
+    if args.float64_from is not None and not args.calibrate_from:
+        parser.error("--float64-from goes with --record ... --calibrate-from, or with --update-same-seed")
     if args.record is None and recording_only:
         parser.error(f"{', '.join(recording_only)} only go with --record PROFILE_DIR")
     if args.record is not None and sum(map(bool, (args.calibrate_from, args.tolerances,
@@ -113,7 +129,8 @@ def record(args: argparse.Namespace) -> int:
         if args.calibrate_from:
             print(f"calibrating tolerances: {len(args.calibrate_from)} replicate(s) against {args.results} ...")
             tolerances = v.calibrate_tolerances(args.calibrate_from, args.results,
-                                                same_seed_from=args.same_seed_from or ())
+                                                same_seed_from=args.same_seed_from or (),
+                                                float64_from=args.float64_from)
             for name, power in tolerances["power"].items():
                 print(f"  power {name:22} {'detected' if power['detected'] else 'NOT detected'}"
                       f" ({power['replicates_detected']}/{power['replicates']} replicates)")
@@ -122,8 +139,8 @@ def record(args: argparse.Namespace) -> int:
                 loo = tolerances["leave_one_out"]
                 print(f"  leave-one-out: {loo['replicates_failing']} of {loo['replicates']} replicates FAIL when "
                       "held out of the calibration")
-            if args.same_seed_from:
-                print(f"  same-seed tier: {tolerances['same_seed']['value']:.3g} "
+            if "same_seed" in tolerances:
+                print(f"  same-seed tier: {tolerances['same_seed'].get('metrics') or tolerances['same_seed']['value']} "
                       f"({tolerances['same_seed']['how_chosen']})")
         elif args.tolerances:
             tolerances = json.loads(args.tolerances.read_text())
@@ -147,9 +164,24 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
+def update_same_seed(args: argparse.Namespace) -> int:
+    from artifact import verification as v
+
+    try:
+        same_seed = v.update_same_seed(args.update_same_seed, float64_from=args.float64_from,
+                                       borrow_from=args.same_seed_tier_from)
+    except (v.VerifyError, OSError, ValueError, KeyError) as error:
+        print(f"verify.py --update-same-seed: {error}", file=sys.stderr)
+        return 2
+    print(f"same-seed tier of {args.update_same_seed}: {same_seed['metrics']} ({same_seed['how_chosen']})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _ensure_environment()
+    if args.update_same_seed is not None:
+        return update_same_seed(args)
     if args.record is not None:
         return record(args)
     from artifact import verification as v

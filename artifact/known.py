@@ -36,6 +36,12 @@ KNOWN_RULE_S2T = (
     "prompt's unit tokens + '[Text]') equals the answer token: the first token of ' ' + attribute after '[Text]'."
     + TEXT_MODE
 )
+# Appended to the rule in known.json when the model runs in a reduced precision (bf16: SpiritLM on a GPU).
+ONE_PROMPT_PER_FORWARD = (
+    " In bf16 the check runs one prompt per forward, as Spiritlm.generate runs it: a batched bf16 forward of "
+    "right-padded prompts can round differently from a single one (a GPU's kernels depend on the batch shape) and "
+    "flip a fact within rounding of a tie."
+)
 _NON_TEXT_TOKEN = re.compile(r"\[(?:Text|Speech|Hu\d+|Pi\d+|St\d+)\]")
 
 
@@ -57,6 +63,19 @@ def text_mode_banned_ids(tokenizer: Any, rows: int | None = None) -> list[int]:
 def output_rows(model: Any) -> int:
     """How many next-token logits `model` gives: the rows of its output layer (may exceed the tokenizer's size)."""
     return int(model.get_output_embeddings().weight.shape[0])
+
+
+def reduced_precision(dtype: Any) -> bool:
+    """A floating dtype narrower than fp32 (bf16, fp16): its forwards may round differently per batch shape."""
+    import torch
+
+    return isinstance(dtype, torch.dtype) and dtype.is_floating_point and torch.finfo(dtype).bits < 32
+
+
+def batching_rule(dtype: Any) -> str:
+    """What the Known rule in known.json adds for a model of `dtype`: one prompt per forward in bf16, nothing in
+    fp32/float64 (batches of right-padded prompts, equal to one at a time up to fp32 rounding, ~1e-5 in a margin)."""
+    return ONE_PROMPT_PER_FORWARD if reduced_precision(dtype) else ""
 
 
 @dataclass(frozen=True)
@@ -154,7 +173,8 @@ def check_known_prompts(
     either modality), one per fact, in the order given: greedy next token in text mode == target token.
 
     Prompts are sorted by length and run `batch_size` at a time (right padding, attention mask); the result equals
-    one forward per fact up to float rounding.
+    one forward per fact up to fp32 rounding. A bf16 model runs one prompt per forward whatever `batch_size`
+    (`batching_rule`): the same shapes as `Spiritlm.generate`, so the same bits on the same device.
     """
     from tqdm import tqdm
 
@@ -162,6 +182,8 @@ def check_known_prompts(
         raise ValueError(f"{len(facts)} facts but {len(prompts)} prompts; give one prompt per fact.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+    if reduced_precision(next(loaded.model.parameters()).dtype):
+        batch_size = 1
     tokenizer = loaded.tokenizer
     order = sorted(range(len(facts)), key=lambda i: (len(prompts[i].input_ids), i))
     pad_id = _pad_id(tokenizer)

@@ -150,8 +150,10 @@ def cpu_name() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """Python, torch, CUDA, cuDNN, NVIDIA driver, device name and thread counts."""
+    """Python, torch, CUDA, cuDNN, NVIDIA driver, device name, thread counts and the TF32 flags."""
     import torch
+
+    from artifact.models.numerics import numerics_state
 
     cuda = torch.cuda.is_available()
     smi = nvidia_smi()
@@ -169,6 +171,7 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "numerics": numerics_state(),  # TF32 off (artifact.models.numerics): fp32 products are fp32 on a GPU too
     }
 
 

@@ -268,6 +268,7 @@ def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest) -> Prepa
     """Load the facts and the model, build every prompt, set the noise, open the run folder and run (or reload) the
     Known filter. `model` is a load_model spec (None: the arm's default) or a loaded model."""
     from artifact.facts import facts_fingerprint, load_facts
+    from artifact.known import batching_rule
     from artifact.models import load_model
 
     spec = _arms().get(arm)
@@ -297,7 +298,7 @@ def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest) -> Prepa
     known_ids = load_known_ids(run_dir)
     if known_ids is None:
         checks = spec.known(loaded, records, items, request.progress)
-        save_known(run_dir, spec.known_rule, spec.modality, checks)
+        save_known(run_dir, spec.known_rule + batching_rule(loaded.dtype), spec.modality, checks)
         known_ids = [c.known_id for c in checks if c.known]
     what = "facts" if arm == "t2t" else "spoken facts"
     log.info("%s knows %d of %d %s (%s)", loaded.name, len(known_ids), len(records) if arm == "t2t" else len(items),

@@ -221,9 +221,10 @@ class PipelineRun:
     """One pipeline run: its profile, models and front end, results folder and step log; each arm prepared once."""
 
     def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True,
-                 facts_source: str | None = None) -> None:
+                 facts_source: str | None = None, dtype: str | None = None) -> None:
         self.profile, self.choice, self.out, self.progress = profile, choice, Path(out), progress
         self.facts_source = facts_source or profile.facts  # where the arms read the facts (a name or a path)
+        self.dtype = dtype  # None: the model's default (fp32 embedded; bf16 SpiritLM on a GPU)
         self.steps = StepLog.load(self.out / STEPS_FILE)
         self.started = time.time()
         self._models: dict[str, Any] = {}
@@ -236,7 +237,7 @@ class PipelineRun:
         from artifact.models import load_model
 
         if spec not in self._models:
-            self._models[spec] = load_model(spec)
+            self._models[spec] = load_model(spec, dtype=torch_dtype(self.dtype))
         return self._models[spec]
 
     def request(self, arm: str) -> Any:
@@ -599,6 +600,20 @@ def run_label(model: str, profile: Profile, default_facts: str) -> str:
 # --------------------------------------------------------------------------------------------------------- run
 
 
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float64")
+
+
+def torch_dtype(name: str | None) -> Any:
+    """The torch dtype of a name in DTYPES (None stays None: the model's default)."""
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {name!r}")
+    import torch
+
+    return getattr(torch, name)
+
+
 def run_pipeline(
     profile: str | None = None,
     model: str | None = None,
@@ -613,13 +628,16 @@ def run_pipeline(
     facts: str | None = None,
     allow_cpu: bool = False,
     has_cuda: Callable[[], bool] | None = None,
+    dtype: str | None = None,
 ) -> int:
     """Run every step of `profile` (default: smoke for the embedded models, review for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL, 2 no verdict) or 0 when `verify` is
     off. `seed` and `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances);
     `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage). `facts`
     (a name or a path, `resolve_facts`) replaces the profile's fact set. SpiritLM's profiles other than smoke refuse
-    to start without a CUDA device unless `allow_cpu` (`check_device`; `has_cuda` is injectable for tests)."""
+    to start without a CUDA device unless `allow_cpu` (`check_device`; `has_cuda` is injectable for tests). `dtype`
+    (one of DTYPES; default: the model's own) is for the float64 numerics reference of the same-seed tier
+    (bench/numerics_bound.py); a results folder keeps the dtype it was started with."""
     choice = select_model(model, checkpoints, front_end)
     name = profile or DEFAULT_PROFILE[choice.name]
     if name not in PROFILES:
@@ -641,9 +659,10 @@ def run_pipeline(
     if device_note:
         notes.append(device_note)
     out.mkdir(parents=True, exist_ok=True)
+    torch_dtype(dtype)  # a bad name fails before anything is written
     with results_lock(out):
         try:
-            return _run_locked(prof, choice, out, expected, progress, verify, facts_source, notes)
+            return _run_locked(prof, choice, out, expected, progress, verify, facts_source, notes, dtype)
         except DiskFullError as error:
             raise error.with_need(space_needed(prof, choice.name, out)) from None
         except OSError as error:
@@ -677,10 +696,11 @@ def space_needed(profile: Profile, model: str, out: Path) -> str:
 
 
 def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, progress: bool, verify: bool,
-                facts_source: str, notes: Sequence[str]) -> int:
+                facts_source: str, notes: Sequence[str], dtype: str | None) -> int:
     """The steps, verdict and summary of `run_pipeline`, with the results folder locked; `notes` are printed after
     the profile's banner."""
-    check_results_folder(out, {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end})
+    identity = {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end}
+    check_results_folder(out, identity if dtype is None else {**identity, "dtype": dtype})
     remove_stale_temporaries(out)
     print(choice.banner, flush=True)
     print(choice.front_end_banner, flush=True)
@@ -690,7 +710,7 @@ def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, p
     print(f"budget: {prof.budget}; results: {out}", flush=True)
     for line in notes:  # --facts and the device, said once the banner names the profile
         print(line, flush=True)
-    run = PipelineRun(prof, choice, out, progress, facts_source)
+    run = PipelineRun(prof, choice, out, progress, facts_source, dtype)
     print(run_estimate(run), flush=True)
     redo = run.check_finished(STEPS)
     for number, step in enumerate(STEPS, 1):

@@ -78,6 +78,13 @@ class ModelAdapter:
         return self.module("embed")
 
 
+def score_precision(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in the precision the scores are computed in: fp32 for a bf16/fp16/fp32 model (noise statistics and
+    softmax stay fp32, BRIEF section 2), float64 for a float64 model (the numerics reference of the same-seed tier
+    keeps every step in float64)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def main_tensor(output: object) -> torch.Tensor:
     """The hidden-state tensor of a module output (blocks and attention may return tuples)."""
     if isinstance(output, torch.Tensor):

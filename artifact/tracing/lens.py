@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from artifact.models.adapters import ModelAdapter, get_module, main_tensor
+from artifact.models.adapters import ModelAdapter, get_module, main_tensor, score_precision
 from artifact.tracing.hooks import attached
 
 
@@ -34,7 +34,7 @@ def _read_out(adapter: ModelAdapter, states: torch.Tensor, target_id: int, banne
     if not adapter.family.final_norm:
         raise ValueError(f"the {adapter.family.name} adapter names no final norm; the logit lens needs one")
     norm = get_module(adapter.model, adapter.family.final_norm)
-    logits = adapter.model.get_output_embeddings()(norm(states)).float()  # [..., vocab]
+    logits = score_precision(adapter.model.get_output_embeddings()(norm(states)))  # [..., vocab]
     prob = torch.softmax(logits, dim=-1)[..., target_id]
     allowed = logits.clone()
     if len(banned):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from artifact.models.adapters import ModelAdapter, main_tensor
+from artifact.models.adapters import ModelAdapter, main_tensor, score_precision
 from artifact.tracing.config import TraceConfig
 
 
@@ -37,7 +37,7 @@ def patched_forward(model, adapter, input_ids, subject_range, target_id, config,
     handles += [adapter.model.get_submodule(path).register_forward_hook(restore_token(t)) for path, t in restore]
     try:
         with torch.no_grad():
-            logits = model(input_ids=batch).logits[1:, -1].float()
+            logits = score_precision(model(input_ids=batch).logits[1:, -1])
     finally:
         for handle in handles:
             handle.remove()
@@ -51,7 +51,7 @@ def reference_trace(model, input_ids, subject_range, target_id, config: TraceCon
     adapter = ModelAdapter(model)
     num_layers = adapter.num_layers
     with torch.no_grad():
-        clean_logits = model(input_ids=input_ids[None].to(adapter.embed.weight.device)).logits[0, -1].float()
+        clean_logits = score_precision(model(input_ids=input_ids[None].to(adapter.embed.weight.device)).logits[0, -1])
     high_score = float(torch.softmax(clean_logits, dim=-1)[target_id])
     low_score, low_logprob = patched_forward(model, adapter, input_ids, subject_range, target_id, config, [])
     positions = range(len(input_ids)) if config.positions is None else config.positions

@@ -16,6 +16,7 @@ described in expected/README.md. Torch-free (numpy and scipy only), so verify.py
 - `identity.py`   what an experiment is (model, weights, facts, profile settings), checked first
 - `recompute.py`  trace files against their sha256 lists; aggregates and comparison recomputed from them
 - `same_seed.py`  the same-seed tier: a rerun with the reference's noise, judged cell by cell
+- `numerics.py`   its tolerance: the float64 bound on fp32 rounding, per metric
 - `report.py`     report.md, report.json and the terminal table
 """
 
@@ -25,7 +26,8 @@ from artifact.verification.load import ArmData, load_expected_arm, load_run_arm,
 from artifact.verification.profile import record_profile
 from artifact.verification.records import FAIL, INFO, PASS, SKIP, Check, Report, VerifyError
 from artifact.verification.report import render_markdown, render_table, write_report
-from artifact.verification.same_seed import borrow_same_seed_tier, calibrate_same_seed
+from artifact.verification.numerics import float64_differences, numerics_tolerances
+from artifact.verification.same_seed import borrow_same_seed_tier, calibrate_same_seed, update_same_seed
 from artifact.verification.statistics import (
     band_multiplier,
     band_scale,
@@ -39,6 +41,7 @@ from artifact.verification.verify import conclude, verify
 __all__ = [
     "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_multiplier", "band_scale",
     "band_statistic", "borrow_same_seed_tier", "calibrate_same_seed", "calibrate_tolerances", "check_claims",
+    "float64_differences", "numerics_tolerances", "update_same_seed",
     "check_known_set", "check_settings", "compare_arm_kind", "conclude", "detection_power", "known_changes",
     "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows", "record_profile",
     "render_markdown", "render_table", "verify", "write_report",

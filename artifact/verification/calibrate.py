@@ -270,6 +270,7 @@ def calibrate_tolerances(
     claims_fn: ClaimsFn | None = claims_from_comparison,
     leave_one_out: bool = True,
     same_seed_from: Sequence[Path] = (),
+    float64_from: Path | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Tolerances for an expected profile recorded from `reference`, from replicate results folders of the same
     profile run with other noise seeds (and batch sizes). Each statistic verify computes is measured for every
@@ -293,9 +294,10 @@ def calibrate_tolerances(
     facts deranged, and (both arms present) the two arms swapped? `verdict` says "ok" or "profile too small: grow it"
     naming what went undetected. `same_seed_from`: reruns with the reference's seed (other batch sizes, thread
     counts or devices) that calibrate the same-seed tier (same_seed.calibrate_same_seed, doc["same_seed"]) and count
-    towards the Known-set allowance. `leave_one_out`: also calibrate without each replicate in turn and judge that
-    replicate by the result (every check): the measured false-FAIL rate of a held-out replicate, in
-    doc["leave_one_out"]. Returns the tolerances.json document.
+    towards the Known-set allowance; `float64_from`: the reference's profile run in float64, whose cell differences
+    bound fp32's rounding and set the same-seed tolerance per metric (numerics.py). `leave_one_out`: also calibrate
+    without each replicate in turn and judge that replicate by the result (every check): the measured false-FAIL
+    rate of a held-out replicate, in doc["leave_one_out"]. Returns the tolerances.json document.
     """
     if not result_dirs:
         raise ValueError("calibrate_tolerances needs at least one replicate results folder (other noise seed).")
@@ -305,8 +307,8 @@ def calibrate_tolerances(
     reruns = [load_run_arms(Path(d)) for d in same_seed_from]
     doc, which = _tolerance_document(ref, runs, result_dirs, reference, metrics, groups, safety, alpha, seed, reruns)
     doc["claims"] = _unstable_claims(claims_fn, reference, result_dirs, which)
-    if same_seed_from:
-        doc["same_seed"] = calibrate_same_seed(same_seed_from, reference, metrics, safety)
+    if same_seed_from or float64_from is not None:
+        doc["same_seed"] = calibrate_same_seed(same_seed_from, reference, metrics, safety, float64_from)
     bands = calibrate_bands(Path(reference), [Path(d) for d in result_dirs])
     if bands:
         doc["carryover_bands"] = bands

@@ -1,8 +1,8 @@
 """The same-seed tier: a rerun with the reference's noise seed (the default for a reviewer) draws the same noise
 (ROME's corruption depends on the seed alone, not on how cells are batched), so its numbers differ from the reference
 only by float reductions (batch size, thread count, BLAS, device). It is
-judged cell by cell against a tolerance calibrated from such reruns, instead of the other-seed tolerances that must
-absorb a whole new noise draw (0.02-0.19 on the embedded smoke profile, against reruns that differ by ~1e-6)."""
+judged cell by cell against a tolerance per metric set from the float64 bound on fp32 rounding (numerics.py), instead
+of the other-seed tolerances that must absorb a whole new noise draw (0.02-0.19 on the embedded smoke profile)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from artifact.verification.load import ArmData, load_run_arm, load_tolerances
 from artifact.verification.records import FAIL, PASS, SAFETY, Check, VerifyError
 from artifact.verification.statistics import pair
 
-# The smallest tolerance, whatever the reruns here showed: other CPUs' and GPUs' reductions differ more than this
-# machine's thread counts (documented in expected/README.md with the observed values).
+# The old rule's smallest tolerance, for a profile calibrated without a float64 run (unmeasured: a guess at other
+# machines' reductions). With a float64 run the tolerance is the numerics bound instead (numerics.py).
 SAME_SEED_FLOOR = 1e-4
 DEFINING = ("seed",)  # what makes two runs draw the same noise (corruption.noise_delta: the seed alone)
 
@@ -49,11 +49,19 @@ def max_cell_difference(regen: ArmData, expected: ArmData, kind: str, metric: st
 
 
 def calibrate_same_seed(reruns: Sequence[Path], reference: Path, metrics: Sequence[str],
-                        safety: float = SAFETY) -> dict[str, Any]:
-    """The same-seed tolerance from reruns with the reference's seed (other batch sizes, thread counts, devices):
-    max(SAME_SEED_FLOOR, safety x the largest cell difference any of them shows)."""
-    if not reruns:
-        raise ValueError("calibrate_same_seed needs at least one same-seed rerun")
+                        safety: float = SAFETY, float64_from: Path | dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
+    """The same-seed tolerance per metric. With `float64_from` (the reference's profile run in float64:
+    numerics.float64_entry): NUMERICS_SAFETY x 2 x the largest |fp32 - float64| cell of that metric, the bound on
+    how far two correct fp32 runs can differ; reruns with the reference's seed (other batch sizes, thread counts,
+    devices), when given, must show less (else their safety x difference is taken). A dict instead of a path: the
+    "float64" entry of another profile's tolerances.json (same model and code), used as it is. Without it:
+    max(SAME_SEED_FLOOR, safety x the largest rerun difference)."""
+    from artifact.verification.numerics import combine, float64_entry
+
+    if not reruns and float64_from is None:
+        raise ValueError("calibrate_same_seed needs a float64 run of the reference (float64_from) or at least one "
+                         "same-seed rerun")
     observed: dict[str, float] = {}
     refs = {arm: load_run_arm(Path(reference), arm) for arm in ("t2t", "s2t")}  # read once, not per rerun
     for rerun in reruns:
@@ -69,13 +77,25 @@ def calibrate_same_seed(reruns: Sequence[Path], reference: Path, metrics: Sequen
                     observed[key] = max(observed.get(key, 0.0), worst)
         for key, worst in rerun_differences(Path(rerun), Path(reference)).items():
             observed[key] = max(observed.get(key, 0.0), worst)
-    largest = max(observed.values())
-    value = max(SAME_SEED_FLOOR, safety * largest)
-    return {"value": value, "observed": observed, "reruns": [str(r) for r in reruns],
-            "how_chosen": f"max({SAME_SEED_FLOOR:g}, {safety} x the largest |rerun - reference| over every paired "
-                          f"cell (fact, group, layer), arm, kind and metric, and every carry-over cell, of "
-                          f"{len(reruns)} same-seed rerun(s) = "
-                          f"{largest:.3g}); the floor stands for other CPUs' and GPUs' float reductions"}
+    if isinstance(float64_from, dict):  # another profile's measurement (same model and code), used as it is
+        float64 = {**float64_from, "how_chosen": f"borrowed from {float64_from.get('reference')}: "
+                                                 f"{float64_from.get('how_chosen', '')}"}
+    else:
+        float64 = float64_entry(Path(reference), Path(float64_from)) if float64_from is not None else None
+    per_metric = combine(float64, observed, safety, metrics, SAME_SEED_FLOOR)
+    largest = max(observed.values(), default=0.0)
+    if float64 is not None:
+        how = (f"{float64['how_chosen']}; the {len(reruns)} same-seed rerun(s) showed at most "
+               f"{largest:.3g} (raised to {safety} x that where a rerun showed more)")
+    else:
+        how = (f"max({SAME_SEED_FLOOR:g}, {safety} x the largest |rerun - reference| over every paired cell (fact, "
+               f"group, layer), arm, kind and metric, and every carry-over cell, of {len(reruns)} same-seed rerun(s) "
+               f"= {largest:.3g}); no float64 bound measured (the floor is unmeasured)")
+    doc: dict[str, Any] = {"value": max(per_metric.values()), "metrics": per_metric, "observed": observed,
+                           "reruns": [str(r) for r in reruns], "how_chosen": how}
+    if float64 is not None:
+        doc["float64"] = float64
+    return doc
 
 
 def check_same_seed(regen: ArmData, expected: ArmData, kind: str, metric: str, tolerance: float) -> Check:
@@ -109,3 +129,57 @@ def borrow_same_seed_tier(profile: Path) -> dict[str, Any]:
     return {"format": source.get("format"), "metrics": source.get("metrics"), "groups": source.get("groups"),
             "entries": entries, "same_seed": same_seed, "claims": {"unstable": [], "how_chosen": "not calibrated"},
             "verdict": f"same-seed tier only (borrowed from {Path(profile).name}); no other-seed replicates"}
+
+
+def update_same_seed(profile: Path, float64_from: Path | None = None, borrow_from: Path | None = None
+                     ) -> dict[str, Any]:
+    """Re-set the same-seed tier of a recorded profile without re-recording it (its reference run folder and
+    replicates need not exist): from `float64_from`, the profile's run in float64 (the profile's own recorded cells
+    are the fp32 side; the same-seed reruns it recorded stay in "observed" and still raise a tolerance they exceed),
+    or, for a profile that borrows its same-seed tier, from `borrow_from`'s (already updated) one. Rewrites
+    tolerances.json and that file's sha256 in manifest.json; returns the new "same_seed" entry."""
+    import datetime
+    import json
+
+    from artifact.core.fileio import sha256_file
+    from artifact.core.layout import TOLERANCES_FILE
+    from artifact.verification.numerics import combine, float64_entry
+    from artifact.verification.records import DEFAULT_METRICS
+
+    profile = Path(profile)
+    document = load_tolerances(profile)
+    if (float64_from is None) == (borrow_from is None):
+        raise ValueError("update_same_seed needs exactly one of float64_from and borrow_from")
+    if float64_from is not None:
+        old = document.get("same_seed") or {}
+        observed = dict(old.get("observed") or {})
+        metrics = tuple(document.get("metrics") or DEFAULT_METRICS)
+        float64 = float64_entry(profile, Path(float64_from))
+        per_metric = combine(float64, observed, float(document.get("safety", SAFETY)), metrics, SAME_SEED_FLOOR)
+        same_seed = {"value": max(per_metric.values()), "metrics": per_metric, "observed": observed,
+                     "reruns": old.get("reruns", []), "float64": float64,
+                     "how_chosen": f"{float64['how_chosen']}; the profile's same-seed reruns "
+                                   f"({', '.join(old.get('reruns', [])) or 'none'}) showed at most "
+                                   f"{max(observed.values(), default=0.0):.3g} (a rerun that showed more would raise "
+                                   f"its metric to {document.get('safety', SAFETY)} x that)",
+                     "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     "previous": {k: old[k] for k in ("value", "how_chosen") if k in old}}
+    else:
+        source = load_tolerances(Path(borrow_from))
+        if "float64" not in (source.get("same_seed") or {}):
+            raise VerifyError(f"{borrow_from} has no float64-based same-seed tier to borrow: update it first")
+        same_seed = dict(source["same_seed"])
+        same_seed["how_chosen"] = (f"borrowed from {Path(borrow_from).name} (same model, code and numerics; float "
+                                   f"reductions do not depend on the number of facts): {same_seed['how_chosen']}")
+        same_seed["previous"] = {k: (document.get("same_seed") or {})[k] for k in ("value", "how_chosen")
+                                 if k in (document.get("same_seed") or {})}
+    document["same_seed"] = same_seed
+    path = profile / TOLERANCES_FILE
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    manifest_path = profile / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if TOLERANCES_FILE in (manifest.get("files") or {}):
+            manifest["files"][TOLERANCES_FILE] = sha256_file(path)
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return same_seed

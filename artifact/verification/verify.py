@@ -13,8 +13,9 @@ Layouts (see expected/README.md):
     expected/<profile>/{claims.json, tolerances.json, manifest.json}
 
 First the identity (model, weights, facts, profile settings), the trace files against their sha256 lists and the
-aggregates and comparison recomputed from them; then the same-seed tier (every cell within ~1e-4) when the run used
-the reference's noise seed. Then, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric (prob, logprob):
+aggregates and comparison recomputed from them; then the same-seed tier (every cell within its metric's numerics
+bound) when the run used the reference's noise seed. Then, per arm (t2t, s2t), kind (hidden, mlp, attn) and metric
+(prob, logprob):
 
 - curve_band (per group last_subject, last): facts paired by known_id; per layer |AIE curve difference| over that
   layer's run-to-run spread (calibrated from replicates) <= a Student t prediction multiplier. Catches scaled or
@@ -68,6 +69,7 @@ from artifact.verification.load import (
 from artifact.verification.carryover import carryover_verdicts
 from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
+from artifact.verification.numerics import same_seed_tolerance as same_seed_tolerance_of
 from artifact.verification.same_seed import check_same_seed, same_noise
 from artifact.verification.records import (
     CHECK_GROUPS,
@@ -128,7 +130,8 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         for arm in ARMS:
             if arm not in arms:
                 skipped[f"curves {arm}"] = f"the expected profile has no {arm}/ folder"
-        same_seed_tolerance = ((tolerances or {}).get("same_seed") or {}).get("value")
+        same_seed_doc = (tolerances or {}).get("same_seed") or None
+        same_seed_tolerance = (same_seed_doc or {}).get("value")
         tiers: dict[str, str] = {}
         for arm in arms:
             exp = _guard(checks, "files", lambda: load_expected_arm(expected, arm), arm=arm)
@@ -140,7 +143,8 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                 for kind in exp.kinds():
                     for metric in metrics:
                         checks.append(_guard(checks, "same_seed_cells", lambda: check_same_seed(
-                            reg, exp, kind, metric, same_seed_tolerance), arm=arm, kind=kind, metric=metric)
+                            reg, exp, kind, metric, same_seed_tolerance_of(same_seed_doc, metric)), arm=arm,
+                            kind=kind, metric=metric)
                             or Check("same_seed_cells", FAIL, arm=arm, kind=kind, metric=metric,
                                      detail="could not be computed (see above)"))
             checks.append(check_settings(reg, exp))
@@ -169,9 +173,10 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                                                                                   tolerances, groups),
                                      arm=arm, kind=kind, metric=metric) or []
         if tiers:
-            possible.insert(0, _tier_sentence(tiers, same_seed_tolerance,
+            possible.insert(0, _tier_sentence(tiers, (same_seed_doc or {}).get("metrics") or same_seed_tolerance,
                                               tolerances is not None and other_seed_calibrated(tolerances)))
-        carryover_tier = (bool(tiers) and set(tiers.values()) == {"same-seed"}, same_seed_tolerance)
+        carryover_tier = (bool(tiers) and set(tiers.values()) == {"same-seed"},
+                          (same_seed_doc or {}).get("metrics") or same_seed_tolerance)
     else:
         carryover_tier = (False, None)
         skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so curve bands, "
@@ -218,11 +223,18 @@ def other_seed_calibrated(tolerances: dict[str, Any]) -> bool:
     return any(isinstance(entry, dict) and "band" in entry for entry in (tolerances.get("entries") or {}).values())
 
 
-def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | None, other_seed: bool = True) -> str:
+def _within(tolerance: float | dict[str, float] | None) -> str:
+    if isinstance(tolerance, dict):
+        return ", ".join(f"{value:.3g} ({metric})" for metric, value in tolerance.items())
+    return f"{tolerance:.3g}"
+
+
+def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str, float] | None,
+                   other_seed: bool = True) -> str:
     """Which tolerance tier judged the curves, and why."""
     if set(tiers.values()) == {"same-seed"}:
         return (f"tier: same-seed (the run used the reference's noise seed, so it drew the same noise): "
-                f"every cell within {same_seed_tolerance:.3g}"
+                f"every cell within {_within(same_seed_tolerance)}"
                 + (", on top of the other-seed checks" if other_seed else
                    " (the profile has no other-seed calibration)"))
     why = ("the profile has no same-seed calibration" if same_seed_tolerance is None

@@ -28,13 +28,10 @@ spiritlm = pytest.importorskip(
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A SpiritLM-shaped checkpoints root whose tiny LM was taught the first three facts of each relation."""
-    from tests.support.spiritlm_checkpoint import write_spiritlm_checkpoint
-
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/bootstrap.sh installs it where it can)")
-    return write_spiritlm_checkpoint(tmp_path_factory.mktemp("spiritlm-checkpoints"))
+def checkpoint(spiritlm_checkpoint_root) -> Path:
+    """A SpiritLM-shaped checkpoints root whose tiny LM was taught the first three facts of each relation (built once
+    per session: conftest.py)."""
+    return spiritlm_checkpoint_root
 
 
 def test_checkpoint_check_passes_and_names_missing_files(checkpoint, tmp_path):

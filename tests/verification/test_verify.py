@@ -643,6 +643,23 @@ def test_same_seed_tier_judges_every_cell(world, tmp_path):
     assert not [c for c in report.checks if c.check == "same_seed_cells"]
 
 
+def test_same_seed_tolerance_is_per_metric(world, tmp_path):
+    """With a float64 bound the same-seed tolerance is per metric (issue 25, finding 8): log P rounds worse than P
+    (numerics.py), so P's cells are held to their own, tighter bound. A rerun whose prob cells moved by 5e-5 FAILs
+    on prob alone, though 5e-5 is within the log-prob tolerance; the log-prob cells moved as much PASS."""
+    rerun = make_results(tmp_path / "same", seed=1, batch_size=128)
+    tolerances = {**world["tolerances"], "same_seed": {"value": 4e-4, "metrics": {"prob": 3e-5, "logprob": 4e-4}}}
+    assert verify_synthetic(rerun, world["profile"], tolerances=tolerances).verdict == v.PASS
+    for key in ("mlp_prob", "mlp_logprob"):
+        _edit_array(rerun, "t2t", key, lambda a: a + 5e-5)
+    report = verify_synthetic(rerun, world["profile"], tolerances=tolerances)
+    bad = [c for c in report.checks if c.verdict == v.FAIL]
+    assert report.verdict == v.FAIL and {(c.check, c.arm, c.kind, c.metric) for c in bad} == {
+        ("same_seed_cells", "t2t", "mlp", "prob")}, v.render_table(report)
+    assert bad[0].tolerance == 3e-5
+    assert "3e-05 (prob), 0.0004 (logprob)" in report.possible[0]
+
+
 def test_same_seed_calibration_refuses_another_seed(world):
     with pytest.raises(v.VerifyError, match="not a same-seed rerun"):
         v.calibrate_same_seed([world["fresh"]], world["ref"], ("prob",))
