@@ -152,13 +152,15 @@ facts.check_fingerprint(facts.read_facts_file(sys.argv[1]), sys.argv[1]); shutil
 
 # 5. The speech front end's downloadable weights, baked into /opt/weights (no volume is mounted there) unless
 #    FETCH_WEIGHTS=0. These variables point each library at them (scripts/container_entrypoint.sh re-points a missing
-#    one at the /cache volume); /opt/weights/SHA256SUMS lists every file. HUGGINGFACE_HUB_CACHE is the name MeloTTS's
+#    one at the /cache volume); /opt/weights/SHA256SUMS lists every file, and every run's manifest records it
+#    (ARTIFACT_WEIGHTS_SUMS, artifact/manifest.py). HUGGINGFACE_HUB_CACHE is the name MeloTTS's
 #    transformers 4.27 reads, HF_HUB_CACHE the name of newer huggingface_hub releases.
 ENV ARTIFACT_WHISPER_DIR=/opt/weights/whisper \
     TORCH_HOME=/opt/weights/torch \
     HF_HUB_CACHE=/opt/weights/huggingface/hub \
     HUGGINGFACE_HUB_CACHE=/opt/weights/huggingface/hub \
-    NLTK_DATA=/opt/weights/nltk_data
+    NLTK_DATA=/opt/weights/nltk_data \
+    ARTIFACT_WEIGHTS_SUMS=/opt/weights/SHA256SUMS
 ARG FETCH_WEIGHTS=1
 COPY --chown=artifact:artifact scripts/fetch_weights.py scripts/fetch_weights.py
 COPY --chown=artifact:artifact artifact/speech/melotts_worker.py artifact/speech/melotts_worker.py
