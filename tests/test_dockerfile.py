@@ -416,6 +416,10 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
         return '{"installed": true, "missing": []}\n' if "--probe" in command else ""
 
     monkeypatch.delenv("TORCH_HOME", raising=False)
+    pinned = {"org/voice": "1" * 40}
+    monkeypatch.setattr(fetch, "HUB_REVISIONS", pinned)
+    monkeypatch.setattr(fetch, "fetch_hub", lambda root: commands.append((["fetch_hub"], {})))
+    monkeypatch.setattr(fetch, "moved_refs", lambda root: [])  # test_fetch_hub_... checks the refs
     monkeypatch.setattr(fetch, "fetch_whisper", fake_whisper)
     monkeypatch.setattr(fetch, "fetch_mms_fa", fake_mms)
     monkeypatch.setattr(fetch, "_run", fake_run)
@@ -429,10 +433,11 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
     assert capsys.readouterr().out.splitlines() == sums
     python, worker = "/opt/melotts/bin/python", str(REPO / "artifact" / "speech" / "melotts_worker.py")
     assert [c[0] for c in commands] == [
+        ["fetch_hub"],
         [python, "-m", "nltk.downloader", "-d", str(root / "nltk_data"), "averaged_perceptron_tagger", "cmudict"],
         [python, worker, "--fetch", "--language", "EN", "--device", "cpu"],
-        [python, worker, "--fetch", "--language", "EN", "--device", "cpu"],
         [python, worker, "--probe", "--language", "EN"]]
+    commands.pop(0)
     assert "COPY --chown=artifact:artifact artifact/speech/melotts_worker.py artifact/speech/melotts_worker.py" in [
         f"COPY {rest}" for rest in args_of("COPY")]  # the worker is in place before the fetch step
     image = env_vars()
@@ -441,9 +446,10 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
     for command, env in commands:
         assert env["HF_HUB_CACHE"] == env["HUGGINGFACE_HUB_CACHE"] == str(root / "huggingface" / "hub")
         assert env["NLTK_DATA"] == str(root / "nltk_data")
-    # Fetched online, then synthesised and probed with the hub offline: the baked files suffice.
-    assert [c[1]["HF_HUB_OFFLINE"] for c in commands] == ["0", "0", "1", "1"]
-    assert [c[1]["TRANSFORMERS_OFFLINE"] for c in commands] == ["0", "0", "1", "1"]
+    # The hub files come from fetch_hub at their pinned commits; MeloTTS's own fetch (UniDic), its synthesis and the
+    # probe run with the hub offline, so MeloTTS cannot fetch another revision.
+    assert [c[1]["HF_HUB_OFFLINE"] for c in commands] == ["0", "1", "1"]
+    assert [c[1]["TRANSFORMERS_OFFLINE"] for c in commands] == ["0", "1", "1"]
 
 
 def test_fetch_weights_fails_when_the_probe_still_misses_files(tmp_path: Path,
@@ -455,5 +461,72 @@ def test_fetch_weights_fails_when_the_probe_still_misses_files(tmp_path: Path,
     spec.loader.exec_module(fetch)
     monkeypatch.setattr(fetch, "_run", lambda command, env: '{"installed": true, "missing": ["hub x/vocab.txt"]}'
                         if "--probe" in command else "")
+    monkeypatch.setattr(fetch, "fetch_hub", lambda root: None)
     with pytest.raises(RuntimeError, match="x/vocab.txt"):
         fetch.fetch_melotts(tmp_path, "/opt/melotts/bin/python")
+
+
+def fake_snapshot(hub: Path, revisions: dict[str, str]) -> None:
+    """The hub cache of `revisions` as huggingface_hub lays it out (a snapshot folder per commit)."""
+    for repo, commit in revisions.items():
+        folder = hub / ("models--" + repo.replace("/", "--"))
+        (folder / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+        (folder / "snapshots" / commit / "config.json").write_text("{}")
+
+
+def _fetch_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_weights", REPO / "scripts" / "fetch_weights.py")
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    return fetch
+
+
+def test_hub_revisions_are_pinned_in_one_place_and_unpinned_ones_refuse_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every hub repository MeloTTS loads has a pinned commit in HUB_REVISIONS (the worker's list of them is the
+    same set); while one is UNPINNED, fetch_weights refuses before it downloads anything."""
+    fetch = _fetch_module()
+    from artifact.speech import melotts_worker
+
+    wanted = {melotts_worker.VOICE_REPOS["EN"], *melotts_worker.IMPORT_TOKENIZERS, melotts_worker.BERT_MODELS["EN"]}
+    assert set(fetch.HUB_REVISIONS) == wanted
+    for repo, commit in fetch.HUB_REVISIONS.items():
+        assert commit == fetch.UNPINNED or re.fullmatch(r"[0-9a-f]{40}", commit), repo
+    assert "HUB_REVISIONS" not in (REPO / "Dockerfile").read_text()  # one place: the script
+    downloads: list[str] = []
+    monkeypatch.setattr(fetch, "fetch_whisper", lambda root, name: downloads.append("whisper"))
+    monkeypatch.setattr(fetch, "fetch_hub", lambda root: downloads.append("hub"))
+    monkeypatch.setattr(fetch, "HUB_REVISIONS", {**fetch.HUB_REVISIONS, "kykim/bert-kor-base": fetch.UNPINNED})
+    code = fetch.main(["--root", str(tmp_path / "w"), "--melotts-python", "/opt/melotts/bin/python"])
+    err = capsys.readouterr().err
+    assert code == 2 and downloads == [] and not (tmp_path / "w").exists()
+    assert "kykim/bert-kor-base" in err and "HUB_REVISIONS in scripts/fetch_weights.py" in err
+    assert "FETCH_WEIGHTS=0" in err
+
+
+def test_fetch_hub_downloads_the_pinned_commit_and_points_main_at_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each repository at its pinned revision, only the files MeloTTS reads, refs/main naming that commit (MeloTTS
+    loads the default branch; offline, refs/main picks the snapshot); a ref that moved is reported."""
+    import huggingface_hub
+
+    fetch = _fetch_module()
+    calls: list[dict] = []
+
+    def fake_download(**kwargs):
+        calls.append(kwargs)
+        fake_snapshot(Path(kwargs["cache_dir"]), {kwargs["repo_id"]: kwargs["revision"]})
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    pins = {"myshell-ai/MeloTTS-English": "a" * 40, "kykim/bert-kor-base": "b" * 40}
+    fetch.fetch_hub(tmp_path, pins)
+    assert [(c["repo_id"], c["revision"]) for c in calls] == list(pins.items())
+    assert calls[0]["allow_patterns"] == ["config.json", "checkpoint.pth"]
+    assert calls[1]["allow_patterns"] == fetch.TOKENIZER_FILES
+    hub = tmp_path / "huggingface" / "hub"
+    assert (hub / "models--kykim--bert-kor-base" / "refs" / "main").read_text() == "b" * 40
+    assert fetch.moved_refs(tmp_path, pins) == []
+    (hub / "models--kykim--bert-kor-base" / "refs" / "main").write_text("c" * 40)
+    assert fetch.moved_refs(tmp_path, pins) == [f"kykim/bert-kor-base: refs/main is {'c' * 40}, pinned {'b' * 40}"]
