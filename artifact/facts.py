@@ -2,8 +2,9 @@
 
 A record is `{known_id, subject, attribute, template, prediction, prompt, relation_id}` (BRIEF section 3). Sources:
 
-- `"known_1000"`: ROME's file, read from the project cache, else downloaded once from `KNOWN_1000_URL` into it. Its
-  canonical content fingerprint (`facts_fingerprint`) must equal `KNOWN_1000_FINGERPRINT`.
+- `"known_1000"`: ROME's file, found without network first: `$ARTIFACT_FACTS_DIR/known_1000.json` (the container
+  image carries one there), then the project cache; else downloaded once from `KNOWN_1000_URL` into the cache. Its
+  canonical content fingerprint (`facts_fingerprint`) must equal `KNOWN_1000_FINGERPRINT` wherever it comes from.
 - `"own"`: the project's own fact set, `artifact/data/own_facts.json`, shipped in the repo (offline smoke profile).
 - any other string: the path of a JSON file holding a list of records in the same schema.
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 KNOWN_1000_URL = "https://rome.baulab.info/data/dsets/known_1000.json"
 KNOWN_1000_FINGERPRINT = "6996e736e3a3851268758b86628b22df5331e8e2e1b0bcc3e407ed9daa8e6bab"
 KNOWN_1000_RECORDS = 1209
+KNOWN_1000_FILE = "known_1000.json"
+FACTS_DIR_ENV = "ARTIFACT_FACTS_DIR"  # a folder that may hold ROME's known_1000.json (offline runs, the image)
 OWN_FACTS_PATH = Path(__file__).resolve().parent / "data" / "own_facts.json"
 SOURCES = ("known_1000", "own")
 
@@ -181,8 +184,10 @@ def download_known_1000(url: str | None = None, dest: Path | None = None, timeou
             payload = response.read()
     except (urllib.error.URLError, OSError) as exc:
         raise RuntimeError(
-            f"Could not download ROME's known_1000.json from {url} ({exc}). Without network, pass a local copy "
-            f"(--facts PATH, e.g. ../shared/data/known_1000.json) or place it at {dest}."
+            f"Could not download ROME's known_1000.json from {url} ({exc}), and no copy was found without network. "
+            f"Give one of: --facts PATH (a copy of ROME's known_1000.json; run_all.sh and every command that reads "
+            f"facts take it), {FACTS_DIR_ENV}=DIR with DIR/{KNOWN_1000_FILE} (the container image sets it), or "
+            f"network access once (the file is then cached at {dest})."
         ) from None
     try:
         records = json.loads(payload.decode("utf-8"))
@@ -203,8 +208,31 @@ def download_known_1000(url: str | None = None, dest: Path | None = None, timeou
     return dest
 
 
+def provided_known_1000_path() -> Path | None:
+    """ROME's file where the environment provides it without network: `$ARTIFACT_FACTS_DIR/known_1000.json` (the
+    container image bakes it there at build time), or None when the variable is unset or the folder lacks it."""
+    folder = os.environ.get(FACTS_DIR_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / KNOWN_1000_FILE
+    if path.is_file():
+        return path
+    if not Path(folder).is_dir():
+        log.warning("%s=%s is not a folder; looking for %s in the cache", FACTS_DIR_ENV, folder, KNOWN_1000_FILE)
+    return None
+
+
 def load_known_1000(url: str | None = None) -> list[Fact]:
-    """ROME's known_1000 facts from the cache, downloading them once when absent; fingerprint checked either way."""
+    """ROME's known_1000 facts: from `$ARTIFACT_FACTS_DIR` when it holds the file, else from the cache, else
+    downloaded once into the cache; fingerprint checked whichever source it is (a mismatch names the file)."""
+    provided = provided_known_1000_path()
+    if provided is not None:
+        facts = read_facts_file(provided)
+        check_fingerprint(facts, str(provided), fix=f"It is not ROME's file: replace it with ROME's "
+                                                    f"{KNOWN_1000_FILE}, or unset {FACTS_DIR_ENV} to use the cache "
+                                                    "or a download.")
+        log.info("ROME's %s from %s (%s)", KNOWN_1000_FILE, provided, FACTS_DIR_ENV)
+        return facts
     path = known_1000_cache_path()
     if not path.is_file():
         download_known_1000(url, path)

@@ -55,9 +55,17 @@ mkdir -p "$cache"
 export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$cache/xdg}" NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$cache/numba}"
 export MPLCONFIGDIR="${MPLCONFIGDIR:-$cache/matplotlib}"
 
-# No checkpoints mounted at the default /checkpoints (an empty folder): say so, rather than "lacks 8 files".
+# Checkpoints are used or refused, never ignored (artifact/experiments/choice.py): a non-empty /checkpoints counts as
+# given, and an incomplete one stops the run naming the missing files (and a nested folder holding the layout). An
+# empty /checkpoints (the image's own folder, or an empty mount) counts as not given: the embedded models run, unless
+# --model spiritlm asks otherwise. Docker creates a mounted host folder that does not exist as an empty one, so an
+# empty folder that is a mount point gets a line saying so.
 if [ "${SPIRITLM_CHECKPOINTS_DIR:-}" = /checkpoints ] && [ -z "$(ls -A /checkpoints 2>/dev/null)" ]; then
   unset SPIRITLM_CHECKPOINTS_DIR
+  if awk '$5 == "/checkpoints" {found = 1} END {exit !found}' /proc/self/mountinfo 2>/dev/null; then
+    say "note: /checkpoints is mounted but empty (a host folder that did not exist?); no SpiritLM checkpoints" \
+        "given. Mount the folder holding spiritlm_model/ and speech_tokenizer/ (-v DIR:/checkpoints:ro)."
+  fi
 fi
 
 # The results folder: --out DIR (or --out=DIR), else results/ under the code folder.

@@ -80,8 +80,48 @@ def test_known_1000_corrupt_cache_is_refused(known_1000_path, cache):
 
 
 def test_known_1000_unreachable_names_the_fix(cache, monkeypatch, tmp_path):
+    """Nowhere and no network: the message names the three ways out."""
+    monkeypatch.delenv("ARTIFACT_FACTS_DIR", raising=False)
     monkeypatch.setattr(facts_module, "KNOWN_1000_URL", (tmp_path / "nowhere.json").as_uri())
-    with pytest.raises(RuntimeError, match="--facts PATH"):
+    with pytest.raises(RuntimeError, match="--facts PATH") as info:
+        load_facts("known_1000")
+    assert "ARTIFACT_FACTS_DIR=DIR" in str(info.value) and "network" in str(info.value)
+
+
+def _no_network(monkeypatch):
+    """Any download attempt fails, as with `docker run --network none`."""
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled in this test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def test_known_1000_from_the_facts_dir_without_network(known_1000_path, cache, monkeypatch, tmp_path):
+    """$ARTIFACT_FACTS_DIR/known_1000.json (the image's copy) is used before the cache and any download."""
+    import shutil
+
+    _no_network(monkeypatch)
+    folder = tmp_path / "image-data"
+    folder.mkdir()
+    shutil.copy(known_1000_path, folder / "known_1000.json")
+    monkeypatch.setenv("ARTIFACT_FACTS_DIR", str(folder))
+    facts = load_facts("known_1000")
+    assert len(facts) == 1209 and facts_fingerprint(facts) == KNOWN_1000_FINGERPRINT
+    assert not cache.exists()  # read in place: nothing downloaded or copied
+    monkeypatch.setenv("ARTIFACT_FACTS_DIR", str(tmp_path / "empty"))  # a folder without it: cache, then network
+    with pytest.raises(RuntimeError, match="ARTIFACT_FACTS_DIR"):
+        load_facts("known_1000")
+
+
+def test_known_1000_in_the_facts_dir_is_fingerprint_checked(known_1000_path, cache, monkeypatch, tmp_path):
+    _no_network(monkeypatch)
+    records = json.loads(known_1000_path.read_text(encoding="utf-8"))
+    records[1]["attribute"] = "Mars"
+    (tmp_path / "known_1000.json").write_text(json.dumps(records), encoding="utf-8")
+    monkeypatch.setenv("ARTIFACT_FACTS_DIR", str(tmp_path))
+    with pytest.raises(FingerprintMismatchError, match=f"(?s){tmp_path / 'known_1000.json'}.*ARTIFACT_FACTS_DIR"):
         load_facts("known_1000")
 
 

@@ -13,6 +13,7 @@ EXAMPLE = """examples:
   ./run_all.sh --model spiritlm --checkpoints /checkpoints   # SpiritLM, review profile (about 2 h on one H100)
   ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # the paper's scale
   ./run_all.sh --model spiritlm --checkpoints DIR --profile smoke --front-end offline   # SpiritLM path, no downloads
+  ./run_all.sh --model spiritlm --checkpoints DIR --facts /data/known_1000.json   # no network: a copy of ROME's file
 
 A rerun skips finished steps and resumes traces fact by fact. Results: results/<model>-<profile>/."""
 
@@ -41,8 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="speech front end: paper (MeloTTS, Whisper-small, MMS_FA; SpiritLM only), offline "
                              "(espeak-ng, pocketsphinx) or auto (default: the paper's stages that can run here, the "
                              "offline ones otherwise; a banner line says which)")
+    parser.add_argument("--facts", metavar="NAME_OR_PATH",
+                        help="fact set instead of the profile's: known_1000 (ROME's, found in $ARTIFACT_FACTS_DIR, "
+                             "the cache, else downloaded), own, or the path of a JSON file in ROME's schema (a copy "
+                             "of known_1000.json runs offline and counts as known_1000); another set than the "
+                             "profile's gets its own results folder and no recorded profile to verify against")
     parser.add_argument("--seed", type=int, help="noise seed (default: the profile's, 1); for replicate runs")
     parser.add_argument("--batch-size", type=int, help="rows per forward pass (default: the profile's, 128)")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="run SpiritLM's review or full profile without a CUDA GPU (refused otherwise: fp32 on "
+                             "the CPU needs about 27 GB of RAM and days; the message gives the estimate); smoke runs "
+                             "on a CPU without it")
     parser.add_argument("--no-verify", action="store_true", help="stop before verify.py")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -53,4 +63,5 @@ def run(args: argparse.Namespace) -> int:
 
     return run_pipeline(args.profile, args.model, args.checkpoints, args.out, args.expected,
                         progress=not args.no_progress, verify=not args.no_verify, seed=args.seed,
-                        batch_size=args.batch_size, front_end=args.front_end)
+                        batch_size=args.batch_size, front_end=args.front_end, facts=args.facts,
+                        allow_cpu=args.allow_cpu)

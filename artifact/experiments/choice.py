@@ -1,4 +1,10 @@
-"""Which models and speech front end a pipeline run uses, and the one banner line saying why (torch-free)."""
+"""Which models and speech front end a pipeline run uses, and the one banner line saying why (torch-free).
+
+Checkpoints are used or refused, never ignored: when a checkpoints folder was given (`--checkpoints`, or
+$SPIRITLM_CHECKPOINTS_DIR, which the container sets for a non-empty /checkpoints mount), SpiritLM runs from it or the
+run stops with the missing files and, where a folder below holds the layout, its exact path ("did you mean ...").
+The embedded models run only when no checkpoints were given, or when asked for by name (`--model embedded`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artifact.core.spiritlm import CHECKPOINTS_ENV, missing_checkpoint_files
+from artifact.core.spiritlm import (
+    CHECKPOINTS_ENV,
+    SPEECH_TOKENIZER_FILES,
+    SPIRITLM_BASE_SUBDIR,
+    missing_checkpoint_files,
+)
+
+NESTED_DEPTH = 3  # how many folder levels below a given root are searched for the layout
+NESTED_MAX_FOLDERS = 2000  # at most this many folders are looked at (a large mount stays fast)
+LAYOUT_TOPS = (SPIRITLM_BASE_SUBDIR.parts[0], SPEECH_TOKENIZER_FILES[0].parts[0])  # spiritlm_model, speech_tokenizer
 
 
 @dataclass(frozen=True)
@@ -23,36 +38,95 @@ class ModelChoice:
 
 
 class ModelSelectionError(ValueError):
-    """--model spiritlm without a usable checkpoints folder; the message lists each missing file."""
+    """Checkpoints given but unusable (not a folder, incomplete layout), or --model spiritlm without checkpoints; the
+    message lists each missing file and, where one exists, the nested folder that holds the layout."""
+
+
+def nested_layouts(root: Path, depth: int = NESTED_DEPTH) -> tuple[list[Path], list[Path]]:
+    """Folders up to `depth` levels below `root` (hidden ones skipped) that hold SpiritLM's layout: (complete ones,
+    partial ones holding spiritlm_model/ or speech_tokenizer/), each list shallowest first."""
+    complete: list[Path] = []
+    partial: list[Path] = []
+    level, seen = [Path(root)], 0
+    for _ in range(depth):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir()),
+                                 key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries[: max(0, NESTED_MAX_FOLDERS - seen)]:
+                seen += 1
+                path = Path(entry.path)
+                if not missing_checkpoint_files(path):
+                    complete.append(path)
+                elif any((path / top).is_dir() for top in LAYOUT_TOPS):
+                    partial.append(path)
+                below.append(path)
+        level = below
+    return complete, partial
+
+
+def checkpoints_problem(root: Path, given_by: str) -> str | None:
+    """Why the checkpoints folder `root` (given by `given_by`) cannot be used, with the fix; None when it holds BRIEF
+    section 2's layout."""
+    fix_embedded = "To run the embedded models instead, pass --model embedded (or give no checkpoints)."
+    if not root.exists():
+        return f"SpiritLM checkpoints {root} ({given_by}) do not exist. Pass the folder that holds " \
+               f"spiritlm_model/ and speech_tokenizer/. {fix_embedded}"
+    if not root.is_dir():
+        return f"SpiritLM checkpoints {root} ({given_by}) is a file, not a folder. Pass the folder that holds " \
+               f"spiritlm_model/ and speech_tokenizer/ (unpack a downloaded archive first, or use `python -m " \
+               f"artifact checkpoints fetch`). {fix_embedded}"
+    missing = missing_checkpoint_files(root)
+    if not missing:
+        return None
+    message = (f"SpiritLM checkpoints {root} ({given_by}) lack {len(missing)} file(s) of SpiritLM's layout: "
+               + "; ".join(missing) + ".")
+    complete, partial = nested_layouts(root)
+    if complete:
+        message += (f" Did you mean {complete[0]}? It holds the complete layout: pass --checkpoints {complete[0]} "
+                    "(or mount that folder at /checkpoints).")
+        if len(complete) > 1:
+            message += " Other complete layouts below: " + ", ".join(map(str, complete[1:4])) + "."
+    elif partial:
+        nearest = min(partial, key=lambda p: len(missing_checkpoint_files(p)))
+        message += (f" The layout's folders are in {nearest}, which lacks {len(missing_checkpoint_files(nearest))} "
+                    f"file(s) too: did you mean {nearest}? Check it with `python -m artifact checkpoints check "
+                    f"{nearest}`.")
+    elif any((root / part).is_dir() for part in (SPIRITLM_BASE_SUBDIR.name, SPEECH_TOKENIZER_FILES[0].parent.name)):
+        message += (f" {root} looks like one level of the layout itself (it holds {SPIRITLM_BASE_SUBDIR.name}/ or "
+                    f"{SPEECH_TOKENIZER_FILES[0].parent.name}/): pass (or mount) the folder above it, the one that "
+                    "holds spiritlm_model/ and speech_tokenizer/.")
+    return f"{message} {fix_embedded}"
 
 
 def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | None,
                  front_end: str = "auto") -> ModelChoice:
-    """`--model embedded|spiritlm`, or by default SpiritLM when the checkpoints folder (argument, else
-    $SPIRITLM_CHECKPOINTS_DIR) holds BRIEF section 2's layout, else the embedded models; and the speech front end
-    (`--front-end auto|paper|offline`, see artifact.speech.presets)."""
+    """`--model embedded|spiritlm`, or by default SpiritLM when checkpoints were given (argument, else
+    $SPIRITLM_CHECKPOINTS_DIR) and the embedded models when none were; and the speech front end (`--front-end
+    auto|paper|offline`, see artifact.speech.presets). Checkpoints given but not in BRIEF section 2's layout stop the
+    run (ModelSelectionError: exit 2) unless the embedded models were asked for by name."""
     from artifact.speech.front_end import choose_front_end
 
-    root = checkpoints or os.environ.get(CHECKPOINTS_ENV)
     if requested not in (None, "embedded", "spiritlm"):
         raise ModelSelectionError(f"--model must be 'embedded' or 'spiritlm'; got {requested!r}")
-    missing = missing_checkpoint_files(Path(root)) if root and Path(root).is_dir() else None
-    if requested == "spiritlm" or (requested is None and root and missing == []):
-        if not root:
-            raise ModelSelectionError("--model spiritlm needs the checkpoints: pass --checkpoints DIR or set "
-                                      "SPIRITLM_CHECKPOINTS_DIR (REPRODUCE.md says how to request the weights).")
-        if missing is None:
-            raise ModelSelectionError(f"--model spiritlm: {root} is not a folder (SpiritLM checkpoints root).")
-        if missing:
-            raise ModelSelectionError(f"--model spiritlm: {root} lacks {len(missing)} file(s) of SpiritLM's layout: "
-                                      + "; ".join(missing))
+    given_by = "--checkpoints" if checkpoints else f"${CHECKPOINTS_ENV}"
+    root = checkpoints or os.environ.get(CHECKPOINTS_ENV) or None
+    if requested != "embedded" and root:
+        problem = checkpoints_problem(Path(root), given_by)
+        if problem:
+            raise ModelSelectionError(problem)
         os.environ[CHECKPOINTS_ENV] = str(root)
         speech = choose_front_end("spiritlm", front_end)
         return ModelChoice("spiritlm", "spiritlm", "spiritlm", speech.config,
                            f"model: SpiritLM base 7B from {root} (T->T and S->T)", speech.banner)
-    why = ("as asked (--model embedded)" if requested == "embedded" else
-           f"{root} lacks {len(missing or [])} SpiritLM file(s) (`python -m artifact checkpoints check {root}`)"
-           if root else "no SpiritLM checkpoints mounted")
+    if requested == "spiritlm":
+        raise ModelSelectionError("--model spiritlm needs the checkpoints: pass --checkpoints DIR or set "
+                                  "SPIRITLM_CHECKPOINTS_DIR (REPRODUCE.md says how to request the weights).")
+    why = (f"as asked (--model embedded; the checkpoints at {root} are not used)" if root else
+           "as asked (--model embedded)" if requested == "embedded" else "no SpiritLM checkpoints given")
     speech = choose_front_end("embedded", front_end)
     return ModelChoice(
         "embedded", "embedded", "embedded-speech", speech.config,

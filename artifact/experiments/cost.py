@@ -139,6 +139,14 @@ def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None
     return out
 
 
+def weight_bytes(shape: ModelShape, bytes_per_weight: int = 4) -> int:
+    """Bytes of a model's matrices (embedding, output layer, attention and MLP; norms left out): the memory its
+    weights take, e.g. SpiritLM 7B in fp32 on a CPU (4 bytes each) about 27 GB."""
+    attention = shape.d_model * shape.head_dim * 2 * (shape.heads + shape.kv_heads)
+    per_layer = attention + shape.mlp_matrices * shape.d_model * shape.d_mlp
+    return bytes_per_weight * (2 * shape.vocab * shape.d_model + shape.layers * per_layer)
+
+
 def describe_estimate(est: dict[str, Any]) -> str:
     """One line: the estimated trace time and its basis."""
     if est["trace_seconds"] is None:

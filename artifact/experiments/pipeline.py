@@ -10,6 +10,7 @@ later. Profiles fix the scale (`profiles.py`); `choice.py` picks the models and 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from artifact.core.layout import (
 )
 from artifact.experiments.choice import ModelChoice, select_model
 from artifact.experiments.profiles import DEFAULT_PROFILE, PROFILES, Profile
+from artifact.experiments.spiritlm_install import ensure_spiritlm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Profile fields added after results folders existed; each only configures a step that comes later (carryover), so
@@ -102,8 +104,10 @@ class Step:
 class PipelineRun:
     """One pipeline run: its profile, models and front end, results folder and step log; each arm prepared once."""
 
-    def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True) -> None:
+    def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True,
+                 facts_source: str | None = None) -> None:
         self.profile, self.choice, self.out, self.progress = profile, choice, Path(out), progress
+        self.facts_source = facts_source or profile.facts  # where the arms read the facts (a name or a path)
         self.steps = StepLog.load(self.out / STEPS_FILE)
         self.started = time.time()
         self._models: dict[str, Any] = {}
@@ -125,8 +129,8 @@ class PipelineRun:
 
         p = self.profile
         speech = arm == "s2t"
-        return ArmRequest(facts=p.facts, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples, window=p.window,
-                          seed=p.seed, batch_size=p.batch_size,
+        return ArmRequest(facts=self.facts_source, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples,
+                          window=p.window, seed=p.seed, batch_size=p.batch_size,
                           positions=p.s2t_positions if speech else p.t2t_positions,
                           candidates=p.candidates if speech else None,
                           front_end=FrontEndConfig(**self.choice.front_end) if speech else None,
@@ -315,7 +319,7 @@ def manifest_step(run: PipelineRun) -> None:
     models = {"t2t": model_fingerprints(choice.t2t_model), "s2t": model_fingerprints(choice.s2t_model)}
     data = collect_manifest(
         settings={"profile": asdict(run.profile), "model_choice": asdict(choice), "t2t": t2t_settings.to_dict(),
-                  "s2t": s2t_settings.to_dict(), "selection": run.selection()},
+                  "s2t": s2t_settings.to_dict(), "selection": run.selection(), "facts_source": run.facts_source},
         model_fingerprints=models, facts_fingerprint=t2t_settings.facts_fingerprint,
         steps={name: entry["seconds"] for name, entry in run.steps.steps.items()},
         dtype=t2t_settings.dtype, batch_size=t2t_settings.batch_size, device=t2t_settings.device,
@@ -339,14 +343,57 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def device_name() -> str:
-    """The cost model's device for this machine: 'h100' when CUDA is available (an assumption), else 'cpu'."""
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (False without torch)."""
     try:
         import torch
 
-        return "h100" if torch.cuda.is_available() else "cpu"
+        return bool(torch.cuda.is_available())
     except ImportError:
-        return "cpu"
+        return False
+
+
+def device_name() -> str:
+    """The cost model's device for this machine: 'h100' when CUDA is available (an assumption), else 'cpu'."""
+    return "h100" if cuda_available() else "cpu"
+
+
+# SpiritLM profiles that may run on a CPU without --allow-cpu: smoke checks the path (minutes on the
+# SpiritLM-shaped test checkpoint; with the real 7B weights its estimate is printed before it starts).
+CPU_EXEMPT_PROFILES: tuple[str, ...] = ("smoke",)
+
+
+class CpuRefusedError(ValueError):
+    """SpiritLM asked to run a large profile without a CUDA device; the message has the CPU estimate and the fixes."""
+
+
+def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
+                 has_cuda: Callable[[], bool] | None = None) -> str | None:
+    """Refuse SpiritLM's profiles other than smoke on a machine without CUDA (days in fp32 on a CPU, ~27 GB of
+    RAM), unless `allow_cpu`: CpuRefusedError with the cost model's CPU estimate. Returns a note to print when
+    SpiritLM runs on the CPU anyway (smoke, or --allow-cpu), else None. `has_cuda` (default `cuda_available`) is
+    injectable for tests. The estimate is the cost model's for SpiritLM base 7B, whatever checkpoint is mounted."""
+    if choice.name != "spiritlm" or (has_cuda or cuda_available)():
+        return None
+    from artifact.experiments.cost import MODEL_SHAPES, describe_estimate, estimate, weight_bytes
+    from artifact.facts import KNOWN_1000_RECORDS
+
+    facts = None if profile.count is not None else {arm: KNOWN_1000_RECORDS for arm in ("t2t", "s2t")}
+    est = estimate(profile, "spiritlm", "cpu", facts)
+    ram = weight_bytes(MODEL_SHAPES["spiritlm"]) / 1e9
+    hours = (est["trace_seconds"] + (est.get("carryover_seconds") or 0.0)) / 3600
+    cost = (f"on the CPU SpiritLM base 7B runs in fp32 (about {ram:.0f} GB of RAM for its weights) and the "
+            f"{profile.name} profile's traces take about {hours:.0f} h ({hours / 24:.1f} days)"
+            + (f", all {KNOWN_1000_RECORDS} facts assumed known" if facts else "") + f": {describe_estimate(est)}")
+    if profile.name in CPU_EXEMPT_PROFILES:
+        return (f"note: no CUDA device; SpiritLM runs on the CPU because the {profile.name} profile only checks the "
+                f"path ({cost}). Review and full refuse to start on a CPU without --allow-cpu.")
+    if allow_cpu:
+        return f"warning: no CUDA device, running SpiritLM on the CPU as asked (--allow-cpu): {cost}."
+    raise CpuRefusedError(
+        f"SpiritLM's {profile.name} profile needs a CUDA GPU and torch sees none here: {cost}. Fix: give the "
+        "container the GPU (docker run --gpus all ...), or run on a GPU node; or pass --allow-cpu to run on the CPU "
+        "anyway. The smoke profile (--profile smoke) checks the SpiritLM path on a CPU without it.")
 
 
 def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
@@ -364,6 +411,43 @@ def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
     return describe_estimate(est)
 
 
+def resolve_facts(given: str | None, default: str) -> tuple[str, str]:
+    """`--facts NAME_OR_PATH` against the profile's fact set: (where the arms read the facts, the name recorded as
+    the profile's `facts`). The facts are loaded once here, so a missing file or a failed download stops the run
+    before any model loads. A file whose content is ROME's known_1000.json (same fingerprint) or the project's own
+    set is recorded under that name: the same experiment, wherever the file lies (an offline node's copy verifies
+    against the recorded profile); any other file is recorded by its absolute path."""
+    from artifact.facts import KNOWN_1000_FINGERPRINT, OWN_FACTS_PATH, SOURCES, facts_fingerprint, load_facts
+
+    source = given or default
+    facts = load_facts(source)
+    if source in SOURCES:
+        return source, source
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"--facts {source}: no such file. Pass {' or '.join(SOURCES)} or the path of a JSON "
+                                "file in ROME's known_1000 schema.")
+    fingerprint = facts_fingerprint(facts)
+    if fingerprint == KNOWN_1000_FINGERPRINT:
+        return str(path.resolve()), "known_1000"
+    if fingerprint == facts_fingerprint(load_facts(OWN_FACTS_PATH)):
+        return str(path.resolve()), "own"
+    return str(path.resolve()), str(path.resolve())
+
+
+def run_label(model: str, profile: Profile, default_facts: str) -> str:
+    """`<model>-<profile>`, the default results and expected folder's name; `-<facts>` is appended when `--facts`
+    replaced the profile's fact set, so such a run neither resumes nor verifies against the profile's own."""
+    label = f"{model}-{profile.name}"
+    if profile.facts == default_facts:
+        return label
+    from artifact.facts import SOURCES
+
+    if profile.facts in SOURCES:
+        return f"{label}-{profile.facts}"
+    return f"{label}-facts-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(profile.facts).stem)
+
+
 # --------------------------------------------------------------------------------------------------------- run
 
 
@@ -378,18 +462,27 @@ def run_pipeline(
     seed: int | None = None,
     batch_size: int | None = None,
     front_end: str = "auto",
+    facts: str | None = None,
+    allow_cpu: bool = False,
+    has_cuda: Callable[[], bool] | None = None,
 ) -> int:
     """Run every step of `profile` (default: smoke for the embedded models, review for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL, 2 no verdict) or 0 when `verify` is
     off. `seed` and `batch_size` override the profile's (replicate runs for calibrating verify.py's tolerances);
-    `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage)."""
+    `front_end` chooses the speech front end ('auto': the paper's where it can run here, stage by stage). `facts`
+    (a name or a path, `resolve_facts`) replaces the profile's fact set. SpiritLM's profiles other than smoke refuse
+    to start without a CUDA device unless `allow_cpu` (`check_device`; `has_cuda` is injectable for tests)."""
     choice = select_model(model, checkpoints, front_end)
     name = profile or DEFAULT_PROFILE[choice.name]
     if name not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {name!r}")
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size}.items() if v is not None}
-    prof = replace(PROFILES[name], **overrides)
-    label = f"{choice.name}-{prof.name}"
+    device_note = check_device(choice, replace(PROFILES[name], **overrides), allow_cpu, has_cuda)
+    facts_source, facts_name = resolve_facts(facts, PROFILES[name].facts)
+    prof = replace(PROFILES[name], facts=facts_name, **overrides)
+    label = run_label(choice.name, prof, PROFILES[name].facts)
+    if choice.name == "spiritlm":  # Meta's package at the pinned commit, installed here when missing
+        ensure_spiritlm()
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
     out.mkdir(parents=True, exist_ok=True)
@@ -400,7 +493,13 @@ def run_pipeline(
         print(f"note: profile {prof.name} is meant for {' and '.join(prof.models)}, not {choice.name}", flush=True)
     print(f"profile: {prof.name}: {prof.purpose}; {prof.description}", flush=True)
     print(f"budget: {prof.budget}; results: {out}", flush=True)
-    run = PipelineRun(prof, choice, out, progress)
+    if prof.facts != PROFILES[name].facts:
+        print(f"facts: {prof.facts} (--facts), instead of the profile's {PROFILES[name].facts}", flush=True)
+    elif facts_source != prof.facts:
+        print(f"facts: {prof.facts}, read from {facts_source} (--facts)", flush=True)
+    if device_note:
+        print(device_note, flush=True)
+    run = PipelineRun(prof, choice, out, progress, facts_source)
     print(run_estimate(run), flush=True)
     for number, step in enumerate(STEPS, 1):
         run.perform(step, number, len(STEPS))

@@ -21,7 +21,7 @@ def test_default_is_embedded_without_checkpoints(monkeypatch):
     monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
     choice = select_model(None, None)
     assert (choice.name, choice.t2t_model, choice.s2t_model) == ("embedded", "embedded", "embedded-speech")
-    assert "no SpiritLM checkpoints mounted" in choice.banner and "--checkpoints" in choice.banner
+    assert "no SpiritLM checkpoints given" in choice.banner and "--checkpoints" in choice.banner
     assert "\n" not in choice.banner
 
 
@@ -62,19 +62,82 @@ def test_front_end_choice_per_model_and_stage():
         choose_front_end("embedded", "paper")
 
 
-def test_incomplete_layout_falls_back_by_default_and_fails_when_asked(tmp_path, monkeypatch):
+def test_incomplete_checkpoints_are_refused_never_ignored(tmp_path, monkeypatch):
+    """Checkpoints given (option or variable) but incomplete: exit-2 error naming each missing file, with or without
+    --model spiritlm; only --model embedded runs the embedded models then (an explicit request wins)."""
     monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
     _layout(tmp_path, skip=0)
     missing = missing_checkpoint_files(tmp_path)
     assert len(missing) == 1
-    choice = select_model(None, str(tmp_path))
-    assert choice.name == "embedded" and "lacks 1 SpiritLM file" in choice.banner
-    with pytest.raises(ModelSelectionError, match=missing[0].replace("/", ".")):
-        select_model("spiritlm", str(tmp_path))
+    for requested in (None, "spiritlm"):
+        with pytest.raises(ModelSelectionError, match=f"lack 1 file.*{missing[0]}.*--model embedded"):
+            select_model(requested, str(tmp_path))
+    monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
+    with pytest.raises(ModelSelectionError, match=r"\$SPIRITLM_CHECKPOINTS_DIR\) lack 1 file"):
+        select_model(None, None)
+    choice = select_model("embedded", None)
+    assert choice.name == "embedded" and f"the checkpoints at {tmp_path} are not used" in choice.banner
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR")
     with pytest.raises(ModelSelectionError, match="--checkpoints DIR or set SPIRITLM_CHECKPOINTS_DIR"):
         select_model("spiritlm", None)
     with pytest.raises(ModelSelectionError, match="'embedded' or 'spiritlm'"):
         select_model("gpt2", None)
+
+
+def test_a_mount_one_level_too_high_names_the_nested_layout(tmp_path, monkeypatch):
+    """spiritlm's README layout, DIR/checkpoints/spiritlm_model/...: "did you mean DIR/checkpoints", exact path; the
+    same up to three levels down, and for a nested layout that is itself incomplete."""
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
+    nested = tmp_path / "spiritlm" / "checkpoints"
+    _layout(nested)
+    (tmp_path / ".hidden" / "spiritlm_model").mkdir(parents=True)  # hidden folders are not searched
+    for given in (tmp_path / "spiritlm", tmp_path):
+        with pytest.raises(ModelSelectionError) as info:
+            select_model(None, str(given))
+        message = str(info.value)
+        assert f"Did you mean {nested}? It holds the complete layout: pass --checkpoints {nested}" in message
+        assert "lack 8 file(s)" in message and "spiritlm_model/spirit-lm-base-7b/pytorch_model.bin" in message
+        assert "\n" not in message
+    assert select_model(None, str(nested)).name == "spiritlm"
+    deep = tmp_path / "deep"
+    _layout(deep / "a" / "b" / "c" / "d")  # four levels down: beyond the search
+    with pytest.raises(ModelSelectionError) as info:
+        select_model(None, str(deep))
+    assert "Did you mean" not in str(info.value)
+    partial = tmp_path / "partial"
+    _layout(partial / "checkpoints", skip=3)
+    with pytest.raises(ModelSelectionError, match=f"folders are in {partial / 'checkpoints'}, which lacks 1 file"):
+        select_model(None, str(partial))
+
+
+def test_a_folder_one_level_too_low_or_a_file_is_refused_clearly(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
+    _layout(tmp_path / "root")
+    with pytest.raises(ModelSelectionError, match="looks like one level of the layout itself.*folder above it"):
+        select_model(None, str(tmp_path / "root" / "spiritlm_model"))
+    archive = tmp_path / "spirit-lm-base-7b.tar.gz"
+    archive.write_bytes(b"x")
+    with pytest.raises(ModelSelectionError, match="is a file, not a folder"):
+        select_model(None, str(archive))
+    with pytest.raises(ModelSelectionError, match="do not exist"):
+        select_model("spiritlm", str(tmp_path / "absent"))
+
+
+def test_the_cli_exits_2_on_a_wrong_mount(tmp_path, monkeypatch, capsys):
+    from artifact.cli import main
+    from artifact.experiments import pipeline
+
+    def fail(run):
+        raise AssertionError(f"the {run.choice.name} models ran despite the wrong mount")
+
+    monkeypatch.setattr(pipeline, "STEPS", (pipeline.Step("known", "would run the models", fail),))
+    monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR", raising=False)
+    _layout(tmp_path / "checkpoints")
+    monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(tmp_path))
+    assert main(["pipeline", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: SpiritLM checkpoints") and f"Did you mean {tmp_path / 'checkpoints'}?" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 def test_step_log_survives_a_restart(tmp_path):
