@@ -310,7 +310,7 @@ EOF
   run_in --user "$other_uid:$other_gid" -v "$ckpt:/checkpoints:ro" -v "$work/damaged:/artifact/results" "$tag" \
     --model spiritlm --profile review --front-end offline --no-progress > "$work/no-gpu.log" 2>&1
   code=$?
-  [ "$code" = 2 ] && grep -q -- "--allow-cpu" "$work/no-gpu.log" && grep -qi "estimate" "$work/no-gpu.log" \
+  [ "$code" = 2 ] && grep -q -- "--allow-cpu" "$work/no-gpu.log" && grep -qE "traces take about [0-9]+ h" "$work/no-gpu.log" \
     && no_traceback "$work/no-gpu.log"
   verdict "SpiritLM review profile without a GPU: refused with the cost estimate" $? \
     "exit $code: $(grep -m1 -- "--allow-cpu" "$work/no-gpu.log")"
