@@ -163,7 +163,8 @@ def test_known_1000_baked_fingerprint_checked_and_found_through_artifact_facts_d
     assert "chown artifact:artifact /artifact /opt/melotts /opt/weights /opt/facts" in runs()
 
 
-DOWNLOADS = ("apt-get update", "bootstrap.sh", "install_melotts.sh", "install_spiritlm.sh", "fetch_weights.py")
+DOWNLOADS = ("apt-get update", "bootstrap.sh", "install_melotts.sh", "install_spiritlm.sh", "fetch_weights.py",
+             "download_known_1000")
 
 
 def test_every_download_step_takes_the_ca_secret_and_nothing_copies_a_certificate() -> None:
