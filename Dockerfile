@@ -131,26 +131,7 @@ site = pathlib.Path(sysconfig.get_paths()['purelib']); \
 assert not (site / 'tests').exists(), f'{site}/tests would shadow the project tests'; \
 import spiritlm.speech_tokenizer"
 
-# 4. ROME's known_1000.json (the review and full profiles' facts) in the image, so that every profile runs with no
-#    network: downloaded from its URL (SOURCES=git) or taken from vendor/ (SOURCES=vendor), and its content
-#    fingerprint checked by the artifact's own artifact/facts.py either way; the artifact reads it from
-#    $ARTIFACT_FACTS_DIR before its cache or any download.
-ENV ARTIFACT_FACTS_DIR=/opt/facts
-RUN --mount=type=secret,id=ca,mode=0444 --mount=type=bind,source=scripts/build_ca.sh,target=/tmp/build_ca.sh \
-    --mount=type=bind,source=artifact,target=/tmp/code/artifact \
-    --mount=type=bind,from=sources,source=/vendor,target=/tmp/vendor \
-    . /tmp/build_ca.sh \
-    && case "$SOURCES" in \
-        git) PYTHONPATH=/tmp/code .venv/bin/python -c "import pathlib, sys; from artifact import facts; \
-facts.download_known_1000(dest=pathlib.Path(sys.argv[1]))" "$ARTIFACT_FACTS_DIR/known_1000.json" ;; \
-        vendor) PYTHONPATH=/tmp/code .venv/bin/python -c "import shutil, sys; from artifact import facts; \
-facts.check_fingerprint(facts.read_facts_file(sys.argv[1]), sys.argv[1]); shutil.copyfile(*sys.argv[1:])" \
-            /tmp/vendor/known_1000.json "$ARTIFACT_FACTS_DIR/known_1000.json" ;; \
-        *) echo "SOURCES must be 'git' or 'vendor', not '$SOURCES'" >&2; exit 1 ;; \
-    esac \
-    && sha256sum "$ARTIFACT_FACTS_DIR/known_1000.json"
-
-# 5. The speech front end's downloadable weights, baked into /opt/weights (no volume is mounted there) unless
+# 4. The speech front end's downloadable weights, baked into /opt/weights (no volume is mounted there) unless
 #    FETCH_WEIGHTS=0. These variables point each library at them (scripts/container_entrypoint.sh re-points a missing
 #    one at the /cache volume); /opt/weights/SHA256SUMS lists every file, and every run's manifest records it
 #    (ARTIFACT_WEIGHTS_SUMS, artifact/manifest.py). HUGGINGFACE_HUB_CACHE is the name MeloTTS's
@@ -171,6 +152,27 @@ RUN --mount=type=secret,id=ca,mode=0444 --mount=type=bind,source=scripts/build_c
         0) echo "FETCH_WEIGHTS=0: no speech weights baked into this image" | tee /opt/weights/README ;; \
         *) echo "FETCH_WEIGHTS must be 1 or 0, not '$FETCH_WEIGHTS'" >&2; exit 1 ;; \
     esac
+
+# 5. ROME's known_1000.json (the review and full profiles' facts) in the image, so that every profile runs with no
+#    network: downloaded from its URL (SOURCES=git) or taken from vendor/ (SOURCES=vendor), and its content
+#    fingerprint checked by the artifact's own artifact/facts.py either way; the artifact reads it from
+#    $ARTIFACT_FACTS_DIR before its cache or any download. Only artifact/facts.py is mounted (it imports nothing else
+#    of the artifact), and the step comes after the weights: a code change does not fetch the weights again.
+ENV ARTIFACT_FACTS_DIR=/opt/facts
+RUN --mount=type=secret,id=ca,mode=0444 --mount=type=bind,source=scripts/build_ca.sh,target=/tmp/build_ca.sh \
+    --mount=type=bind,source=artifact/__init__.py,target=/tmp/code/artifact/__init__.py \
+    --mount=type=bind,source=artifact/facts.py,target=/tmp/code/artifact/facts.py \
+    --mount=type=bind,from=sources,source=/vendor,target=/tmp/vendor \
+    . /tmp/build_ca.sh \
+    && case "$SOURCES" in \
+        git) PYTHONPATH=/tmp/code .venv/bin/python -c "import pathlib, sys; from artifact import facts; \
+facts.download_known_1000(dest=pathlib.Path(sys.argv[1]))" "$ARTIFACT_FACTS_DIR/known_1000.json" ;; \
+        vendor) PYTHONPATH=/tmp/code .venv/bin/python -c "import shutil, sys; from artifact import facts; \
+facts.check_fingerprint(facts.read_facts_file(sys.argv[1]), sys.argv[1]); shutil.copyfile(*sys.argv[1:])" \
+            /tmp/vendor/known_1000.json "$ARTIFACT_FACTS_DIR/known_1000.json" ;; \
+        *) echo "SOURCES must be 'git' or 'vendor', not '$SOURCES'" >&2; exit 1 ;; \
+    esac \
+    && sha256sum "$ARTIFACT_FACTS_DIR/known_1000.json"
 
 # 6. The code (the build context without vendor/), compiled, and the commit it came from (last: a new commit only
 #    rebuilds this step).

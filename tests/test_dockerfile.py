@@ -139,6 +139,22 @@ def test_cpu_base_installs_the_cpu_lock_and_a_cuda_base_the_hosts() -> None:
     assert "requirements-cpu.lock" in " ".join(args_of("COPY"))
 
 
+def test_facts_module_runs_alone_as_the_image_build_mounts_it(tmp_path: Path) -> None:
+    """The build step that checks known_1000.json sees only artifact/__init__.py and artifact/facts.py: the module must
+    import and check a fingerprint with nothing else of the artifact (and no site-packages) on the path."""
+    package = tmp_path / "artifact"
+    package.mkdir()
+    for name in ("__init__.py", "facts.py"):
+        shutil.copy(REPO / "artifact" / name, package / name)
+    facts = tmp_path / "facts.json"
+    facts.write_text('[{"known_id": 0, "subject": "Paris", "attribute": "France", "template": "{} is in", '
+                     '"prediction": "France", "prompt": "Paris is in", "relation_id": "P17"}]')
+    done = subprocess.run([sys.executable, "-S", "-c", "import sys; from artifact import facts; "
+                           "print(facts.facts_fingerprint(facts.read_facts_file(sys.argv[1])))", str(facts)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", done.stdout), done.stderr[-2000:]
+
+
 def test_bootstrap_refuses_a_lock_it_does_not_know(tmp_path: Path) -> None:
     done = subprocess.run(["bash", str(REPO / "scripts" / "bootstrap.sh")], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "ARTIFACT_LOCK": "requirements-melotts.lock"}, timeout=60)
@@ -154,7 +170,12 @@ def test_known_1000_baked_fingerprint_checked_and_found_through_artifact_facts_d
     env = env_vars()
     assert env["ARTIFACT_FACTS_DIR"] == "/opt/facts" and not under("/opt/facts", volumes())
     step = next(r for r in args_of("RUN") if "known_1000" in r)
-    assert "--mount=type=bind,source=artifact,target=/tmp/code/artifact" in step
+    # Only facts.py (and the package's __init__) is mounted, so a code change elsewhere does not rebuild this step;
+    # it comes after the weights step, so a change of facts.py does not fetch the weights again.
+    assert "--mount=type=bind,source=artifact/facts.py,target=/tmp/code/artifact/facts.py" in step
+    assert "--mount=type=bind,source=artifact/__init__.py,target=/tmp/code/artifact/__init__.py" in step
+    all_runs = args_of("RUN")
+    assert all_runs.index(step) > all_runs.index(next(r for r in all_runs if "fetch_weights.py" in r))
     assert "git) PYTHONPATH=/tmp/code .venv/bin/python" in step and "facts.download_known_1000(dest=" in step
     assert "facts.check_fingerprint(facts.read_facts_file(sys.argv[1]), sys.argv[1])" in step
     assert "/tmp/vendor/known_1000.json \"$ARTIFACT_FACTS_DIR/known_1000.json\"" in step
