@@ -112,3 +112,10 @@ def test_cpu_lock_is_what_compile_locks_writes(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert pins(out) == pins(REPO / "requirements-cpu.lock")
+
+
+def test_install_melotts_refuses_a_torch_from_that_is_no_venv(tmp_path: Path) -> None:
+    done = subprocess.run([str(REPO / "scripts" / "install_melotts.sh"), "--torch-from", str(tmp_path / "none"),
+                           str(tmp_path / "venv")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--torch-from needs a virtual environment" in done.stderr
+    assert not (tmp_path / "venv").exists()
