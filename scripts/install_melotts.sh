@@ -8,6 +8,9 @@
 #                                                    id is read from the archive and must equal MELOTTS_COMMIT, and a
 #                                                    SHA256SUMS file beside it, when present, must list it
 #   PYTHON=/path/to/python3.11 scripts/install_melotts.sh ...   the interpreter for a new VENV (default: python3.11)
+#   scripts/install_melotts.sh --torch-from ARTIFACT_VENV VENV [ARCHIVE.tar.gz]
+#       one torch for both venvs (the container): VENV gets the artifact's torch, torchaudio, triton and nvidia-*
+#       packages through links (scripts/share_torch.py: same versions, checked) instead of its own copies.
 #
 # Idempotent: does nothing when VENV already holds this lock and this commit. Then point the artifact at it with
 # `export MELOTTS_PYTHON=VENV/bin/python`. This script installs code only: MeloTTS's voice, its BERT models, nltk's
@@ -17,14 +20,20 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '[install-melotts] %s\n' "$*" >&2; }
-[ $# -ge 1 ] && [ $# -le 2 ] || { log "usage: scripts/install_melotts.sh VENV [ARCHIVE.tar.gz]"; exit 2; }
+torch_from=""
+if [ "${1:-}" = --torch-from ]; then
+  [ $# -ge 2 ] && [ -x "$2/bin/python" ] || { log "error: --torch-from needs a virtual environment (ARTIFACT_VENV/bin/python)"; exit 2; }
+  torch_from="$(cd "$2" && pwd)"
+  shift 2
+fi
+[ $# -ge 1 ] && [ $# -le 2 ] || { log "usage: scripts/install_melotts.sh [--torch-from ARTIFACT_VENV] VENV [ARCHIVE.tar.gz]"; exit 2; }
 venv="$1"
 source_spec="${2:-git}"
 commit="$(tr -d '[:space:]' < "$root/MELOTTS_COMMIT")"
 lock="$root/requirements-melotts.lock"
 python_bin="${PYTHON:-python3.11}"
 python="$venv/bin/python"
-want="$commit $(sha256sum "$lock" | cut -d' ' -f1)"
+want="$commit $(sha256sum "$lock" | cut -d' ' -f1)${torch_from:+ torch from $torch_from}"
 stamp="$venv/.melotts-artifact-install"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$python" ] &&
@@ -63,13 +72,25 @@ if [ ! -x "$python" ]; then
 fi
 "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
   log "error: $python is not Python 3.11 (requirements-melotts.lock is compiled for 3.11); remove $venv"; exit 1; }
-log "installing requirements-melotts.lock into $venv (first run downloads torch 2.5.1; later runs reuse uv's cache)"
-"$uv" pip sync --quiet --python "$python" --require-hashes "$lock"
+site="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+shared="$venv/shared-torch"
+# Links of an earlier --torch-from install go first, so that uv never sees the artifact's torch through them.
+rm -rf "$shared" "$site/shared-torch.pth"
+if [ -n "$torch_from" ]; then
+  rest_lock="$(mktemp)"
+  "$torch_from/bin/python" "$root/scripts/share_torch.py" --lock "$lock" --out "$rest_lock" --shared "$shared"
+  log "installing requirements-melotts.lock without the torch set into $venv"
+  "$uv" pip sync --quiet --python "$python" --require-hashes "$rest_lock"
+  rm -f "$rest_lock"
+  echo "$shared" > "$site/shared-torch.pth"
+else
+  log "installing requirements-melotts.lock into $venv (first run downloads torch; later runs reuse uv's cache)"
+  "$uv" pip sync --quiet --python "$python" --require-hashes "$lock"
+fi
 log "installing MeloTTS $commit (--no-deps) from ${source_spec}"
 "$uv" pip install --quiet --python "$python" --no-deps --reinstall-package melotts "$target"
 "$python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("melo.api") is None)' || {
   log "error: melo.api is not importable from $python after the install"; exit 1; }
-site="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 if [ "$source_spec" != git ]; then
   # MeloTTS's wheel carries its CMU dictionary only as melo/text/cmudict_cache.pickle (package_data 'cmudict_*'; the
   # source cmudict.rep is not packaged), and the archive lacks that pickle. Build it now with MeloTTS's own

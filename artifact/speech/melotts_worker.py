@@ -15,6 +15,11 @@
   is absent, then `TTS(language)` and one synthesis (BERT weights load on first use).
 
 Self-contained on purpose (it must not import the artifact, whose dependencies clash with MeloTTS's pins).
+
+MeloTTS loads its checkpoints with `torch.load` without `weights_only`; torch 2.6 (the artifact's torch, which
+MeloTTS's venv shares in the container) made True that argument's default, MeloTTS's release predates it. The
+worker sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (unless given), torch's switch back to the earlier default, so that
+the voice loads as it did with the torch 2.5 MeloTTS was released with; the hub files are pinned by revision.
 """
 
 import argparse
@@ -23,6 +28,8 @@ import os
 import random
 import subprocess
 import sys
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 # What MeloTTS (commit 2374f46) fetches. `melo.api` imports `melo.text.cleaner`, which imports every language
 # module, and each loads its BERT tokenizer from the hub at import time; the language's BERT model loads on the first
@@ -179,7 +186,7 @@ def serve(args: argparse.Namespace, replies) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--language", default="EN")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="cpu", help="cpu (default: the same audio on every host), cuda or auto")
     parser.add_argument("--config-path", default=None, help="MeloTTS config.json (default: the hub's, per language)")
     parser.add_argument("--ckpt-path", default=None, help="MeloTTS checkpoint.pth (default: the hub's)")
     mode = parser.add_mutually_exclusive_group()

@@ -125,6 +125,9 @@ class MeloTTS(TTS):
     torch's generators right before that synthesis: a text's audio depends only on the text and the settings, never
     on what was synthesised before it (order, sharding). `config_path`/`ckpt_path` (default: the hub's voice for
     `language`) select other weights; `sdp_ratio`, `noise_scale`, `noise_scale_w` are MeloTTS's own defaults.
+    `device` is "cpu" by default, on every host: the audio (and so the units, the transcripts and the speech facts
+    that pass the Known filter) must not depend on whether the machine has a GPU. It is part of `settings()`, so
+    audio synthesised on another device gets other cache keys. "cuda" or "auto" (MeloTTS's choice) when asked.
     When everything MeloTTS downloads is already cached (the worker's `--probe` at construction), the worker runs
     with the hub offline, so it uses the cached snapshot that `settings()` records, not a newer revision.
     """
@@ -132,7 +135,7 @@ class MeloTTS(TTS):
     name = "melotts"
 
     def __init__(self, python: str | None = None, language: str = "EN", speaker: str = "EN-US", speed: float = 1.0,
-                 device: str = "auto", seed: int = 0, sdp_ratio: float = 0.2, noise_scale: float = 0.6,
+                 device: str = "cpu", seed: int = 0, sdp_ratio: float = 0.2, noise_scale: float = 0.6,
                  noise_scale_w: float = 0.8, config_path: str | None = None, ckpt_path: str | None = None,
                  timeout: float = 600.0) -> None:
         python = _melotts_python(python)
@@ -196,7 +199,8 @@ class MeloTTS(TTS):
                 "speaker": self.speaker, "speed": self.speed, "seed": self.seed,
                 "seeding": "per request: sha256([seed, text])[:4] -> random, numpy, torch",
                 "sdp_ratio": self.sdp_ratio, "noise_scale": self.noise_scale, "noise_scale_w": self.noise_scale_w,
-                "checkpoint": self._checkpoint, "config": self._config, "sample_rate": SAMPLE_RATE}
+                "checkpoint": self._checkpoint, "config": self._config, "device": self.device,
+                "sample_rate": SAMPLE_RATE}
 
     def _worker(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
