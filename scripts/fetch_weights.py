@@ -34,11 +34,14 @@ from pathlib import Path
 
 SUMS_FILE = "SHA256SUMS"
 UNPINNED = "UNPINNED"
+REVISIONS_FILE = "HUB_REVISIONS.json"  # {repo: {"commit": fetched commit, "pinned": bool}}, written by fetch_hub
 # The Hugging Face hub commit of every repository MeloTTS (commit MELOTTS_COMMIT) loads for English: pinned here, in
-# one place, so that the baked front end is the same whenever the image is built. A value UNPINNED refuses the
-# build (FETCH_WEIGHTS=1) before any download. Where these were written no hub was reachable: the three ids below
-# are snapshot ids of these repositories found in public code (hub cache paths), not checked against the hub here;
-# the four UNPINNED ones were found nowhere. Pin each with the commit the hub reports for it
+# one place, so that the baked front end is the same whenever the image is built. Where these were written no hub was
+# reachable: the three ids below are snapshot ids of these repositories found in public code (hub cache paths), not
+# checked against the hub here; the four UNPINNED ones (tokenizers MeloTTS imports for other languages; they do not
+# change English audio) were found nowhere. An UNPINNED repository is fetched at the commit its default branch names
+# on build day, with a warning, and that commit is recorded (REVISIONS_FILE, listed in SHA256SUMS and so in every
+# run's manifest); `--strict-revisions` refuses the build instead. Pin each with the commit the hub reports for it
 # (`huggingface_hub.HfApi().model_info(REPO).sha`, or https://huggingface.co/api/models/REPO, field "sha").
 HUB_REVISIONS = {
     "myshell-ai/MeloTTS-English": "0f6ecee6633a651c0d6e6629274e6347266e024d",
@@ -81,23 +84,33 @@ def unpinned(revisions: dict[str, str] | None = None) -> list[str]:
     return [repo for repo, commit in revisions.items() if not re.fullmatch(r"[0-9a-f]{40}", commit)]
 
 
-def fetch_hub(root: Path, revisions: dict[str, str] | None = None) -> None:
-    """Download each repository's files at its pinned commit into ROOT/huggingface/hub and point its refs/main at
-    that commit (MeloTTS loads the default branch; with the hub offline, refs/main decides which snapshot)."""
+def fetch_hub(root: Path, revisions: dict[str, str] | None = None) -> dict[str, str]:
+    """Download each repository's files at its pinned commit (an UNPINNED one at its default branch's commit today)
+    into ROOT/huggingface/hub, point its refs/main at that commit (MeloTTS loads the default branch; with the hub
+    offline, refs/main decides which snapshot), and record what was fetched in ROOT/REVISIONS_FILE; {repo: commit}."""
     from huggingface_hub import snapshot_download
 
     hub = root / "huggingface" / "hub"
+    fetched, record = {}, {}
     for repo, commit in (HUB_REVISIONS if revisions is None else revisions).items():
-        snapshot_download(repo_id=repo, revision=commit, cache_dir=str(hub),
-                          allow_patterns=HUB_FILES.get(repo, TOKENIZER_FILES))
+        pinned = not unpinned({repo: commit})
+        path = snapshot_download(repo_id=repo, revision=commit if pinned else None, cache_dir=str(hub),
+                                 allow_patterns=HUB_FILES.get(repo, TOKENIZER_FILES))
+        fetched[repo] = commit if pinned or not path else Path(path).name  # a snapshot folder is named by its commit
+        record[repo] = {"commit": fetched[repo], "pinned": pinned}
         ref = hub / ("models--" + repo.replace("/", "--")) / "refs" / "main"
         ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_text(commit)
+        ref.write_text(fetched[repo])
+    (root / REVISIONS_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return fetched
 
 
 def moved_refs(root: Path, revisions: dict[str, str] | None = None) -> list[str]:
-    """'repo: refs/main is X, pinned Y' for every repository whose cached default branch is not its pinned commit."""
+    """'repo: refs/main is X, pinned Y' for every repository whose cached default branch is not the commit it was
+    fetched at (`revisions`, default: ROOT/REVISIONS_FILE when fetch_hub wrote one, else HUB_REVISIONS)."""
     hub = root / "huggingface" / "hub"
+    if revisions is None and (root / REVISIONS_FILE).is_file():
+        revisions = {repo: entry["commit"] for repo, entry in json.loads((root / REVISIONS_FILE).read_text()).items()}
     out = []
     for repo, commit in (HUB_REVISIONS if revisions is None else revisions).items():
         ref = hub / ("models--" + repo.replace("/", "--")) / "refs" / "main"
@@ -159,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whisper", default="small", help="Whisper model name (default: small, the paper's)")
     parser.add_argument("--melotts-python", help="Python of MeloTTS's venv (e.g. /opt/melotts/bin/python); "
                                                  "without it MeloTTS's weights are not fetched")
+    parser.add_argument("--strict-revisions", action="store_true",
+                        help="refuse to build while a hub repository in HUB_REVISIONS is UNPINNED")
     args = parser.parse_args(argv)
     if args.melotts_python and (missing := unpinned()):
-        print(f"fetch_weights: error: the hub revisions of {', '.join(missing)} are not pinned (HUB_REVISIONS in "
-              "scripts/fetch_weights.py): pin each to the commit id the hub reports for it (HfApi().model_info(REPO)"
-              ".sha), or build without the speech weights (FETCH_WEIGHTS=0)", file=sys.stderr)
-        return 2
+        what = (f"the hub revisions of {', '.join(missing)} are not pinned (HUB_REVISIONS in scripts/fetch_weights.py;"
+                " pin each to the commit id the hub reports for it, HfApi().model_info(REPO).sha)")
+        if args.strict_revisions:
+            print(f"fetch_weights: error: {what}; or build without the speech weights (FETCH_WEIGHTS=0)",
+                  file=sys.stderr)
+            return 2
+        print(f"fetch_weights: warning: {what}: they are fetched at the commit their default branch names today, "
+              f"recorded in {REVISIONS_FILE} (listed in {SUMS_FILE}, and so in every run's manifest)", file=sys.stderr)
     root = args.root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TORCH_HOME", str(root / "torch"))

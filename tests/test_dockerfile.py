@@ -505,10 +505,11 @@ def _fetch_module():
     return fetch
 
 
-def test_hub_revisions_are_pinned_in_one_place_and_unpinned_ones_refuse_the_build(
+def test_hub_revisions_are_pinned_in_one_place_and_unpinned_ones_are_said_or_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every hub repository MeloTTS loads has a pinned commit in HUB_REVISIONS (the worker's list of them is the
-    same set); while one is UNPINNED, fetch_weights refuses before it downloads anything."""
+    """Every hub repository MeloTTS loads has an entry in HUB_REVISIONS (the worker's list of them is the same set);
+    while one is UNPINNED, fetch_weights says so and fetches (the commit is recorded), and with --strict-revisions it
+    refuses before it downloads anything."""
     fetch = _fetch_module()
     from artifact.speech import melotts_worker
 
@@ -519,13 +520,47 @@ def test_hub_revisions_are_pinned_in_one_place_and_unpinned_ones_refuse_the_buil
     assert "HUB_REVISIONS" not in (REPO / "Dockerfile").read_text()  # one place: the script
     downloads: list[str] = []
     monkeypatch.setattr(fetch, "fetch_whisper", lambda root, name: downloads.append("whisper"))
-    monkeypatch.setattr(fetch, "fetch_hub", lambda root: downloads.append("hub"))
+    monkeypatch.setattr(fetch, "fetch_mms_fa", lambda root: downloads.append("mms_fa"))
+    monkeypatch.setattr(fetch, "fetch_melotts", lambda root, python: downloads.append("melotts"))
     monkeypatch.setattr(fetch, "HUB_REVISIONS", {**fetch.HUB_REVISIONS, "kykim/bert-kor-base": fetch.UNPINNED})
-    code = fetch.main(["--root", str(tmp_path / "w"), "--melotts-python", "/opt/melotts/bin/python"])
+    code = fetch.main(["--root", str(tmp_path / "w"), "--melotts-python", "/opt/melotts/bin/python",
+                       "--strict-revisions"])
     err = capsys.readouterr().err
     assert code == 2 and downloads == [] and not (tmp_path / "w").exists()
     assert "kykim/bert-kor-base" in err and "HUB_REVISIONS in scripts/fetch_weights.py" in err
     assert "FETCH_WEIGHTS=0" in err
+    code = fetch.main(["--root", str(tmp_path / "w"), "--melotts-python", "/opt/melotts/bin/python"])
+    err = capsys.readouterr().err
+    assert code == 0 and downloads == ["whisper", "mms_fa", "melotts"]
+    assert "warning" in err and "kykim/bert-kor-base" in err and fetch.REVISIONS_FILE in err
+
+
+def test_an_unpinned_repository_is_fetched_at_todays_commit_and_recorded(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNPINNED: downloaded from the default branch (revision None); the snapshot's commit becomes refs/main and is
+    recorded in REVISIONS_FILE beside the pinned ones, so the image and its manifest name what was baked."""
+    import json
+
+    import huggingface_hub
+
+    fetch = _fetch_module()
+    today = "d" * 40
+
+    def fake_download(**kwargs):
+        commit = kwargs["revision"] or today
+        fake_snapshot(Path(kwargs["cache_dir"]), {kwargs["repo_id"]: commit})
+        return str(Path(kwargs["cache_dir"]) / ("models--" + kwargs["repo_id"].replace("/", "--")) / "snapshots"
+                   / commit)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    pins = {"myshell-ai/MeloTTS-English": "a" * 40, "kykim/bert-kor-base": fetch.UNPINNED}
+    assert fetch.fetch_hub(tmp_path, pins) == {"myshell-ai/MeloTTS-English": "a" * 40, "kykim/bert-kor-base": today}
+    record = json.loads((tmp_path / fetch.REVISIONS_FILE).read_text())
+    assert record == {"kykim/bert-kor-base": {"commit": today, "pinned": False},
+                      "myshell-ai/MeloTTS-English": {"commit": "a" * 40, "pinned": True}}
+    hub = tmp_path / "huggingface" / "hub"
+    assert (hub / "models--kykim--bert-kor-base" / "refs" / "main").read_text() == today
+    assert fetch.moved_refs(tmp_path) == []  # against what was recorded
 
 
 def test_fetch_hub_downloads_the_pinned_commit_and_points_main_at_it(tmp_path: Path,
