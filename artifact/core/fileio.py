@@ -78,18 +78,24 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file (descriptor, name) in `path`'s folder, created if missing; a full disk raises
+    DiskFullError naming `path`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(path) from None
+        raise
+
+
 def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """Write to a temporary file beside `path` with `write(handle)`, fsync, then `os.replace` (atomic on POSIX) and
     fsync the folder: readers never see a half-written file, and a killed writer leaves only a `.tmp-` file (removed
     here on any error). A full disk raises DiskFullError naming the folder."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    except OSError as error:
-        if is_disk_full(error):
-            raise DiskFullError(path) from None
-        raise
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -132,13 +138,7 @@ def create_json_once(path: Path, data: Any) -> bool:
     if path.exists():
         return False
     payload = (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    except OSError as error:
-        if is_disk_full(error):
-            raise DiskFullError(path) from None
-        raise
+    fd, tmp = _temporary_beside(path)
     try:
         try:
             with os.fdopen(fd, "wb") as handle:
