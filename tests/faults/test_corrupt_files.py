@@ -40,13 +40,19 @@ def traces(out):
     return sorted(out.glob("*/traces/*/*.npz"))
 
 
+def damaged_copy(pristine, tmp_path, index, damage):
+    """A copy of the finished run folder with its `index`-th trace file damaged; (folder, that file)."""
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    victim = traces(out)[index]
+    damage(victim)
+    return out, victim
+
+
 @pytest.mark.parametrize("damage", [truncate, flip_bit], ids=["truncated", "bit-flipped"])
 def test_a_damaged_trace_is_detected_and_computed_again(finished, damage, tmp_path):
     model, facts, _, pristine = finished
-    out = tmp_path / "out"
-    shutil.copytree(pristine, out)
-    victim = traces(out)[1]
-    damage(victim)
+    out, victim = damaged_copy(pristine, tmp_path, 1, damage)
     resumed = run(run_command(model, facts, out))
     assert resumed.returncode == 0, resumed.stderr
     assert "1 results computed, 3 already present" in resumed.stdout, resumed.stdout
@@ -58,10 +64,7 @@ def test_a_damaged_trace_is_detected_and_computed_again(finished, damage, tmp_pa
 @pytest.mark.parametrize("damage", [truncate, flip_bit], ids=["truncated", "bit-flipped"])
 def test_aggregating_a_damaged_trace_stops_with_one_line_naming_it(finished, damage, tmp_path):
     _, _, _, pristine = finished
-    out = tmp_path / "out"
-    shutil.copytree(pristine, out)
-    victim = traces(out)[0]
-    damage(victim)
+    out, victim = damaged_copy(pristine, tmp_path, 0, damage)
     (run_dir,) = out.glob("t2t-*")
     result = artifact("aggregate", "--results", str(run_dir), "--resamples", "50")
     assert_one_line_error(result, str(victim), "damaged", "Delete it and rerun")
