@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from artifact.commands.options import add_trace_options, trace_settings
+
 EXAMPLE = ("examples:\n  python -m artifact cost --profile review --model spiritlm --device h100\n"
            "  python -m artifact cost --profile standard --model embedded --device cpu\n"
            "  python -m artifact cost                      (the full paper run, with its arithmetic)\n"
@@ -38,8 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-subject-start", type=int, default=2, help="first subject token, text (BOS, [Text])")
     parser.add_argument("--spoken-tokens", type=int, default=60, help="spoken prompt length (default 60)")
     parser.add_argument("--spoken-subject-start", type=int, default=3, help="first subject token, spoken")
-    parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--window", type=int, default=10)
+    add_trace_options(parser, ("samples", "window"))
     parser.add_argument("--mfu", type=float, default=0.4,
                         help="sustained fraction of the H100's dense bf16 peak (989 TFLOP/s); default 0.4")
     parser.set_defaults(func=run)
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for name, tokens, start in (("text", args.text_tokens, args.text_subject_start),
                                 ("spoken", args.spoken_tokens, args.spoken_subject_start)):
         for kind in ("hidden", "mlp", "attn"):
-            config = TraceConfig(kind=kind, samples=args.samples, window=args.window)
+            config = TraceConfig.of(trace_settings(args), kind=kind)
             least = least_flops(shape, tokens, args.samples, start, range(tokens), config)
             ref = reference_flops(shape, tokens, args.samples, tokens)
             total_least += facts * least

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from artifact.commands.options import add_trace_options, positive_int, trace_settings
+
 EXAMPLE = """examples:
   python -m artifact run --arm t2t --model embedded --facts own --limit 40 --kinds hidden,mlp,attn --samples 10 \\
       --out results/
@@ -23,16 +25,6 @@ Shards share one --out folder, or run in separate folders joined by `python -m a
 log = logging.getLogger(__name__)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The trace settings shared by every arm (they key the results folder)."""
     parser.add_argument("--model", help="'embedded' (T->T default), 'embedded-speech' (S->T default), 'spiritlm' or "
@@ -44,14 +36,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated states to restore: hidden, mlp, attn (default: all three)")
     parser.add_argument("--severed", action="store_true",
                         help="also run the severed-path experiment (ROME Fig. 3) at the last subject token")
-    parser.add_argument("--samples", type=positive_int, default=10, help="corrupted runs per cell (default 10)")
-    parser.add_argument("--window", type=positive_int, default=10, help="mlp/attn restoration window (default 10)")
+    add_trace_options(parser)
     parser.add_argument("--noise", default="3sigma",
                         help="noise scale: a number, or '3sigma' (default) = 3 x std of the subject embeddings of "
                              "every record of the fact file (S->T: of the spoken prompts' subject speech tokens); "
                              "S->T also takes 'text' = the T->T level")
-    parser.add_argument("--seed", type=int, default=1, help="noise seed (default 1, as ROME)")
-    parser.add_argument("--batch-size", type=positive_int, default=128, help="rows per forward pass (default 128)")
     parser.add_argument("--positions", default="all",
                         help="'all' (default) or 'representatives:K': first/last and up to K middle subject tokens, "
                              "first subsequent, up to K further, last")
@@ -119,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if args.arm == "s2t":
         front_end = FrontEndConfig(tts=args.tts, recognizer=args.recognizer, aligner=args.aligner,
                                    unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer)
-    request = ArmRequest(facts=args.facts, out=args.out, kinds=jobs, samples=args.samples, window=args.window,
-                         noise=args.noise, seed=args.seed, batch_size=args.batch_size, positions=args.positions,
+    request = ArmRequest(facts=args.facts, out=args.out, kinds=jobs, trace=trace_settings(args),
+                         noise=args.noise, positions=args.positions,
                          candidates=args.candidates if args.arm == "s2t" else None, front_end=front_end,
                          progress=not args.no_progress, device=device)
     summary = run_arm(args.arm, args.model, request, limit=args.limit, shard=shard)

@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from artifact.commands.options import add_trace_options, trace_settings
+
 EXAMPLE = (
     "example:\n  python -m artifact trace --model embedded "
     '--prompt "The Eiffel Tower is located in the city of" --subject "Eiffel Tower" --kind mlp'
@@ -29,14 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "for SpiritLM, in text mode)")
     parser.add_argument("--kind", action="append", choices=["hidden", "mlp", "attn"],
                         help="state to restore; repeat for several (default: hidden)")
-    parser.add_argument("--samples", type=int, default=10, help="corrupted runs per cell (default 10)")
     parser.add_argument("--noise", default="3sigma",
                         help="noise scale, a number or '3sigma' (3 x std of subject embeddings; default)")
     parser.add_argument("--noise-subjects", type=Path,
                         help="JSON fact file whose subjects calibrate '3sigma' (default: this prompt's subject only)")
-    parser.add_argument("--window", type=int, default=10, help="mlp/attn restoration window (default 10)")
-    parser.add_argument("--seed", type=int, default=1, help="noise seed (default 1, as ROME)")
-    parser.add_argument("--batch-size", type=int, default=128, help="rows per forward pass (default 128)")
+    add_trace_options(parser)
     parser.add_argument("--out", type=Path, default=Path("outputs/trace"), help="output folder")
     parser.set_defaults(func=run)
 
@@ -87,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"model {loaded.name}; answer {answer!r} (token {target}); subject tokens {subject_range}; noise {noise:.4f}")
     for kind in args.kind or ["hidden"]:
-        config = TraceConfig(kind=kind, samples=args.samples, noise=noise, window=args.window, seed=args.seed,
-                             batch_size=args.batch_size)
+        config = TraceConfig.of(trace_settings(args), kind=kind, noise=noise)
         cells = len(input_ids) * loaded.adapter.num_layers
         with tqdm(total=cells, desc=f"trace {kind}", unit="cell") as bar:
             result = trace_fact(loaded.model, input_ids, subject_range, target, config, loaded.adapter, bar.update)

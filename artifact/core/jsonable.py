@@ -1,9 +1,11 @@
-"""Plain JSON values from numbers and arrays: non-finite floats become None (JSON has no NaN)."""
+"""Plain JSON values from numbers and arrays: non-finite floats become None (JSON has no NaN); and the strict
+reading of a stored record back into a dataclass (`check_known_keys`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import fields
+from typing import Any, Mapping
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -26,3 +28,12 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
+
+
+def check_known_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
+    """Raise ValueError when `data` (a stored record read back into the dataclass `cls`) has a key that is not one of
+    its fields: a stale or mistyped settings file is noticed instead of silently dropped. `what` names the record."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"Unknown {what} {sorted(unknown)}. Known: {sorted(known)}")

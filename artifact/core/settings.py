@@ -11,15 +11,15 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from artifact.core.groups import parse_position_policy
+from artifact.core.jsonable import check_known_keys
 from artifact.core.layout import SETTINGS_FILE, ResultsFolderError
 from artifact.core.names import ARMS
-
-OPTIONAL_KEYS: dict[str, Any] = {"front_end": "", "candidates": 0}
+from artifact.core.trace_settings import KEY_OPTIONAL, TraceSettings, flatten_trace, key_optional_defaults
 
 
 @dataclass(frozen=True)
@@ -33,35 +33,30 @@ class RunSettings:
     facts_fingerprint: str  # content fingerprint of the whole fact file in use
     noise_spec: str  # as given: "3sigma" (3 x std of the fact file's subject embeddings) or a number
     noise: float  # the resolved noise scale (recorded; checked on resume, not keyed)
-    samples: int = 10  # corrupted runs per cell
-    window: int = 10  # mlp/attn restoration window
-    seed: int = 1  # noise seed
-    batch_size: int = 128  # rows per forward pass (results are bitwise repeatable per batch size)
+    trace: TraceSettings = TraceSettings()  # samples, window, seed, batch size (stored at the top level)
     positions: str = "all"  # "all" or "representatives:K" (see groups.representative_positions)
-    front_end: str = ""  # S->T: fingerprint of the speech front end's settings (arms.front_end_key); "" for T->T
-    candidates: int = 0  # S->T: only the first N facts of the file were spoken (0: all of them)
+    # S->T: fingerprint of the speech front end's settings (arms.front_end_key); "" for T->T
+    front_end: str = field(default="", metadata=KEY_OPTIONAL)
+    # S->T: only the first N facts of the file were spoken (0: all of them)
+    candidates: int = field(default=0, metadata=KEY_OPTIONAL)
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:
             raise ValueError(f"arm must be one of {', '.join(ARMS)}; got {self.arm!r}")
         if not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and self.noise >= 0):
             raise ValueError(f"noise must be a finite non-negative number; got {self.noise!r}")
-        for name in ("samples", "window", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        if not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+        if not isinstance(self.trace, TraceSettings):
+            raise ValueError(f"trace must be a TraceSettings; got {self.trace!r}")
         parse_position_policy(self.positions)
         if not isinstance(self.candidates, int) or self.candidates < 0:
             raise ValueError(f"candidates must be an integer >= 0 (0: every fact); got {self.candidates!r}")
 
     def key_dict(self) -> dict[str, Any]:
         """The settings that name the results folder (all but the resolved noise value)."""
-        data = asdict(self)
+        data = self.to_dict()
         data.pop("noise")
-        for name, unset in OPTIONAL_KEYS.items():  # absent when unset, so T->T folder names predate these fields
-            if data[name] == unset:
+        for name, unset in {**key_optional_defaults(RunSettings), **key_optional_defaults(TraceSettings)}.items():
+            if data.get(name) == unset:  # absent when unset, so folder names predate these fields
                 data.pop(name)
         return data
 
@@ -76,15 +71,17 @@ class RunSettings:
         return f"{self.arm}-{model}-{self.key()[:12]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings.json record: the trace settings' fields at the top level, in their old place."""
+        return flatten_trace(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown run settings {sorted(unknown)} in {SETTINGS_FILE}. Known: {sorted(known)}")
-        return cls(**data)
+        """Inverse of `to_dict` (every settings.json ever written); an unknown key is an error."""
+        trace, rest = TraceSettings.take(data)
+        check_known_keys(cls, rest, f"run settings in {SETTINGS_FILE}:")
+        if "trace" in rest:
+            raise ValueError(f"{SETTINGS_FILE} holds a 'trace' entry; its fields stand at the top level instead")
+        return cls(trace=trace, **rest)
 
 
 def load_settings(run_dir: Path) -> RunSettings:

@@ -23,6 +23,7 @@ from artifact.core.fileio import write_json_atomic
 from artifact.core.layout import SPEECH_FILE
 from artifact.core.names import KINDS
 from artifact.core.settings import RunSettings
+from artifact.core.trace_settings import TraceSettings
 from artifact.experiments.runner import RunSummary, load_known_ids, open_run_dir, parse_jobs, run_items, save_known
 from artifact.experiments.sharding import Shard
 
@@ -47,11 +48,8 @@ class ArmRequest:
     facts: str | Path = "own"  # 'own', 'known_1000' or a JSON path in ROME's schema
     out: Path = Path("results")  # results root; the run folder is <out>/<arm>-<model>-<key>/
     kinds: Sequence[str] = KINDS  # jobs: hidden, mlp, attn (and severed)
-    samples: int = 10  # corrupted runs per cell
-    window: int = 10  # mlp/attn restoration window
+    trace: TraceSettings = TraceSettings()  # samples, window, seed, batch size (the paper's by default)
     noise: str | float = "3sigma"  # a number, '3sigma', or (S->T) 'text'
-    seed: int = 1  # noise seed
-    batch_size: int = 128  # rows per forward pass (results are bitwise repeatable per batch size)
     positions: str = "all"  # 'all' or 'representatives:K'
     candidates: int | None = None  # S->T: speak only the first N facts of the file
     front_end: Any = None  # S->T: a FrontEndConfig or SpeechFrontEnd (default: the offline one)
@@ -286,8 +284,7 @@ def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest) -> Prepa
     settings = RunSettings(
         arm=arm, model=loaded.name, dtype=str(loaded.dtype), device=loaded.device.type,
         facts_fingerprint=facts_fingerprint(records), noise_spec=str(request.noise), noise=noise,
-        samples=request.samples, window=request.window, seed=request.seed, batch_size=request.batch_size,
-        positions=request.positions, **extra)
+        trace=request.trace, positions=request.positions, **extra)
     run_dir = open_run_dir(Path(request.out), settings)
     log.info("results folder %s (noise %s = %.6g)", run_dir, request.noise, noise)
     if record:  # S->T: what the front end did, beside the results

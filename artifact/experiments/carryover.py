@@ -34,6 +34,7 @@ from artifact.core.layout import (
     carryover_fact_path,
 )
 from artifact.core.names import DIRECTIONS, MAPPED_POSITIONS, MODALITIES
+from artifact.core.trace_settings import TraceSettings, flatten_trace
 from artifact.experiments.profiles import CarryOverPlan
 
 log = logging.getLogger(__name__)
@@ -45,14 +46,12 @@ class CarryOverSettings:
     models: dict[str, str]  # modality -> the arm's model that runs it (text: T->T's, speech: S->T's)
     text_noise: float  # the T->T arm's corruption level (text subject tokens)
     speech_noise: float  # the S->T arm's (speech subject tokens)
-    samples: int
-    window: int  # restoration window of mlp/attn patching, and the knockout window
-    seed: int
-    batch_size: int
+    trace: TraceSettings  # the profile's; its window is also the knockout window (stored at the top level)
     plan: CarryOverPlan
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """The carryover/settings.json record: the trace settings' fields at the top level, in their old place."""
+        return json.loads(json.dumps(flatten_trace(asdict(self))))
 
     def noise(self, modality: str) -> float:
         return self.text_noise if modality == "text" else self.speech_noise
@@ -120,7 +119,7 @@ def fact_carryover(models: dict[str, Any], prompts: dict[str, Any], settings: Ca
         if knock:
             b, e = prompt.subject_range
             out["knockout_clean"][m], out["knockout_prob"][m] = knockout(
-                model, adapter, ids[modality], prompt.target_id, range(b, e), window=settings.window)
+                model, adapter, ids[modality], prompt.target_id, range(b, e), window=settings.trace.window)
         if lens:
             result = logit_lens(model, adapter, ids[modality], prompt.target_id,
                                 [where[modality][p] for p in plan.positions],
@@ -142,8 +141,7 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
     plan = settings.plan
 
     def config(modality: str, kind: str = "hidden") -> TraceConfig:
-        return TraceConfig(kind=kind, samples=settings.samples, noise=settings.noise(modality),
-                           window=settings.window, seed=settings.seed, batch_size=settings.batch_size)
+        return TraceConfig.of(settings.trace, kind=kind, noise=settings.noise(modality))
 
     tracers = {m: receiver(models[m].model, models[m].adapter, ids[m], tuple(prompts[m].subject_range),
                            prompts[m].target_id, config(m)) for m in MODALITIES}

@@ -102,19 +102,19 @@ def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None
     """Seconds of the trace steps of `profile` on `device` for `model` ('embedded' or 'spiritlm'): from the real
     prompts of the traced facts per arm when given (`prompts`), else from `facts` per arm (default: the profile's
     count) times a typical prompt. Returns the arithmetic."""
-    shape, dev = MODEL_SHAPES[model], DEVICES[device]
+    shape, dev, trace = MODEL_SHAPES[model], DEVICES[device], profile.trace
     out: dict[str, Any] = {"device": dev.name, "flops_per_second": dev.flops, "throughput_source": dev.source,
                            "arms": {}}
     for arm in ("t2t", "s2t"):
         positions = profile.s2t_positions if arm == "s2t" else profile.t2t_positions
         real = list((prompts or {}).get(arm) or ())
         if real:
-            costs = [fact_flops(shape, p, positions, profile.samples, profile.window, profile.kinds) for p in real]
+            costs = [fact_flops(shape, p, positions, trace.samples, trace.window, profile.kinds) for p in real]
             n, total, tokens = len(real), float(sum(costs)), sum(p.tokens for p in real) / len(real)
         else:
             typical = TYPICAL_PROMPTS[(model, arm)]
             n = (facts or {}).get(arm, profile.count)
-            per_fact = fact_flops(shape, typical, positions, profile.samples, profile.window, profile.kinds)
+            per_fact = fact_flops(shape, typical, positions, trace.samples, trace.window, profile.kinds)
             total, tokens = (None if n is None else n * per_fact), typical.tokens
         out["arms"][arm] = {"facts": n, "prompt_tokens": tokens, "positions": positions,
                             "from_real_prompts": bool(real),
@@ -134,7 +134,7 @@ def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None
                 total = None
                 break
             shapes = real or [TYPICAL_PROMPTS[(model, arm)]] * n
-            total += float(sum(carryover_flops(shape, p, profile.samples, profile.window, plan) for p in shapes))
+            total += float(sum(carryover_flops(shape, p, trace.samples, trace.window, plan) for p in shapes))
         out["carryover_seconds"] = None if total is None else total / dev.flops
     return out
 

@@ -247,8 +247,7 @@ class PipelineRun:
 
         p = self.profile
         speech = arm == "s2t"
-        return ArmRequest(facts=self.facts_source, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples,
-                          window=p.window, seed=p.seed, batch_size=p.batch_size,
+        return ArmRequest(facts=self.facts_source, out=self.out / RUNS_DIR, kinds=p.kinds, trace=p.trace,
                           positions=p.s2t_positions if speech else p.t2t_positions,
                           candidates=p.candidates if speech else None,
                           front_end=FrontEndConfig(**self.choice.front_end) if speech else None,
@@ -430,8 +429,8 @@ def carryover_step(run: PipelineRun) -> None:
         print("no fact is known in both arms: nothing to measure")
         return
     settings = CarryOverSettings(models={"text": t2t.loaded.name, "speech": s2t.loaded.name},
-                                 text_noise=t2t.settings.noise, speech_noise=s2t.settings.noise, samples=p.samples,
-                                 window=p.window, seed=p.seed, batch_size=p.batch_size, plan=p.carryover)
+                                 text_noise=t2t.settings.noise, speech_noise=s2t.settings.noise, trace=p.trace,
+                                 plan=p.carryover)
     models = {"text": t2t.loaded, "speech": s2t.loaded}
     computed, reused = run_carryover(models, pairs, settings, run.out, run.progress)
     print(f"{len(computed)} facts computed, {len(reused)} already present ({', '.join(p.carryover.analyses)})")
@@ -467,11 +466,11 @@ def manifest_step(run: PipelineRun) -> None:
     choice = run.choice
     models = {"t2t": model_fingerprints(choice.t2t_model), "s2t": model_fingerprints(choice.s2t_model)}
     data = collect_manifest(
-        settings={"profile": asdict(run.profile), "model_choice": asdict(choice), "t2t": t2t_settings.to_dict(),
+        settings={"profile": run.profile.to_dict(), "model_choice": asdict(choice), "t2t": t2t_settings.to_dict(),
                   "s2t": s2t_settings.to_dict(), "selection": run.selection(), "facts_source": run.facts_source},
         model_fingerprints=models, facts_fingerprint=t2t_settings.facts_fingerprint,
         steps={name: entry.get("seconds", 0.0) for name, entry in run.steps.steps.items()},
-        dtype=t2t_settings.dtype, batch_size=t2t_settings.batch_size, device=t2t_settings.device,
+        dtype=t2t_settings.dtype, batch_size=t2t_settings.trace.batch_size, device=t2t_settings.device,
         unit_tokenizer=unit_tokenizer_fingerprint(choice.front_end["unit_tokenizer"]),
     )
     data["profile"] = run.profile.name
@@ -643,9 +642,10 @@ def run_pipeline(
     if name not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {name!r}")
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size}.items() if v is not None}
-    device_note = check_device(choice, replace(PROFILES[name], **overrides), allow_cpu, has_cuda)
+    trace = replace(PROFILES[name].trace, **overrides)
+    device_note = check_device(choice, replace(PROFILES[name], trace=trace), allow_cpu, has_cuda)
     facts_source, facts_name = resolve_facts(facts, PROFILES[name].facts)
-    prof = replace(PROFILES[name], facts=facts_name, **overrides)
+    prof = replace(PROFILES[name], facts=facts_name, trace=trace)
     label = run_label(choice.name, prof, PROFILES[name].facts)
     if choice.name == "spiritlm":  # Meta's package at the pinned commit, installed here when missing
         ensure_spiritlm()
@@ -699,7 +699,7 @@ def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, p
                 facts_source: str, notes: Sequence[str], dtype: str | None) -> int:
     """The steps, verdict and summary of `run_pipeline`, with the results folder locked; `notes` are printed after
     the profile's banner."""
-    identity = {"profile": asdict(prof), "model": choice.name, "front_end": choice.front_end}
+    identity = {"profile": prof.to_dict(), "model": choice.name, "front_end": choice.front_end}
     check_results_folder(out, identity if dtype is None else {**identity, "dtype": dtype})
     remove_stale_temporaries(out)
     print(choice.banner, flush=True)

@@ -13,9 +13,11 @@ Profiles that trace a subset take the facts known in both arms by one rule (`sel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from artifact.core.names import DIRECTIONS, KINDS, MAPPED_POSITIONS
+from artifact.core.trace_settings import TraceSettings, flatten_trace
 
 CARRYOVER_ANALYSES: tuple[str, ...] = ("patching", "knockout", "lens")
 
@@ -47,7 +49,7 @@ class Profile:
 
     name: str
     facts: str  # fact source: 'own', 'known_1000' or a JSON path
-    samples: int  # corrupted runs per cell
+    trace: TraceSettings  # samples, window, seed, batch size (the paper's except for the number of samples)
     t2t_positions: str  # 'all' or 'representatives:K'
     s2t_positions: str
     count: int | None  # facts traced in both arms, chosen by the selection rule; None: every known fact of each arm
@@ -55,9 +57,6 @@ class Profile:
     held_out_share: float = 0.0  # embedded models: share of the traced facts from the speech model's held-out facts
     models: tuple[str, ...] = ("embedded", "spiritlm")  # the models the profile is meant for
     kinds: tuple[str, ...] = KINDS
-    window: int = 10
-    seed: int = 1
-    batch_size: int = 128
     carryover: CarryOverPlan = CarryOverPlan()  # the carry-over step (cross-modal patching, knockout, logit lens)
     purpose: str = ""
     budget: str = ""  # what it should take, and on what
@@ -68,10 +67,16 @@ class Profile:
         """Trace only facts known in both arms (the comparison set), rather than each arm's own known facts."""
         return self.count is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The record in pipeline.json and the manifest: the trace settings' fields at the top level, where they
+        always stood (verify's identity check and older results folders read them there)."""
+        return flatten_trace(asdict(self))
+
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", facts="own", samples=2, t2t_positions="all", s2t_positions="representatives:1", count=12,
+        name="smoke", facts="own", trace=TraceSettings(samples=2), t2t_positions="all",
+        s2t_positions="representatives:1", count=12,
         held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
         purpose="does the whole pipeline run; a first look at both arms",
         budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
@@ -83,8 +88,8 @@ PROFILES: dict[str, Profile] = {
                     "for time)",
     ),
     "standard": Profile(
-        name="standard", facts="own", samples=5, t2t_positions="all", s2t_positions="representatives:1",
-        count=56, held_out_share=0.25, models=("embedded",),
+        name="standard", facts="own", trace=TraceSettings(samples=5), t2t_positions="all",
+        s2t_positions="representatives:1", count=56, held_out_share=0.25, models=("embedded",),
         purpose="verdicts on C1-C3 for the embedded models, with intervals narrower than half the effects",
         budget="2 h on 2 CPU cores",
         description="our own fact set; 56 facts known in both arms (round robin over all 15 relations, a quarter "
@@ -93,14 +98,14 @@ PROFILES: dict[str, Profile] = {
                     "to half its effect (n > 12 (2 x CI width / effect)^2 = 55; REPRODUCE.md, 'Profiles')",
     ),
     "review": Profile(
-        name="review", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", count=150,
+        name="review", facts="known_1000", trace=TraceSettings(), t2t_positions="all", s2t_positions="all", count=150,
         models=("spiritlm",), purpose="verdicts on C1-C3 for SpiritLM within a reviewer's afternoon",
         budget="2 h on one H100-class GPU (cost model: python -m artifact cost --profile review)",
         description="ROME's known_1000; 150 facts known in both arms (round robin over relations), all kinds, "
                     "10 noise samples, every position in both arms",
     ),
     "full": Profile(
-        name="full", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", count=None,
+        name="full", facts="known_1000", trace=TraceSettings(), t2t_positions="all", s2t_positions="all", count=None,
         purpose="the paper's scale", budget="about 11 h on one H100 for SpiritLM (cost model)",
         description="the paper's scale: ROME's known_1000, every Known-t2t fact in T->T and every Known-s2t fact "
                     "in S->T, all kinds, 10 noise samples, all positions",

@@ -133,9 +133,8 @@ def open_run_dir(root: Path, settings: RunSettings, noise_rtol: float = 1e-9) ->
 def trace_config(settings: RunSettings, kind: str, prompt) -> TraceConfig:
     """The TraceConfig of one (fact, kind), positions resolved from the run's position policy."""
     positions = positions_for(settings.positions, len(prompt.input_ids), prompt.subject_range, prompt.last_position)
-    return TraceConfig(kind=kind if kind in KINDS else "hidden", samples=settings.samples, noise=settings.noise,
-                       window=settings.window, seed=settings.seed, positions=positions,
-                       batch_size=settings.batch_size)
+    return TraceConfig.of(settings.trace, kind=kind if kind in KINDS else "hidden", noise=settings.noise,
+                          positions=positions)
 
 
 def job_cells(job: str, prompt, settings: RunSettings, num_layers: int) -> int:

@@ -7,40 +7,46 @@ import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from artifact.core.jsonable import check_known_keys
 from artifact.core.names import KINDS, Kind
+from artifact.core.trace_settings import TraceSettings
 
 ROME_NOISE_MULTIPLE = 3.0  # ROME's corruption: 3 x the std of the subject-token embeddings (noise.calibrate_noise)
 NOISE_MULTIPLES: tuple[float, ...] = (1.0, 3.0, 5.0)  # issue 30's noise-scale sensitivity, in units of that std
 
 
 @dataclass(frozen=True)
-class TraceConfig:
-    """Settings of one causal trace (ROME `causal_trace.py` semantics); recorded beside every result."""
+class TraceConfig(TraceSettings):
+    """Settings of one causal trace (ROME `causal_trace.py` semantics); recorded beside every result. It is the run's
+    `TraceSettings` (samples, window, seed, batch_size: every field of that value, with its defaults) plus what varies
+    from trace to trace: the kind, the noise level and the positions."""
 
     kind: Kind = "hidden"  # which state is restored: block output (hidden), MLP output (mlp) or attention output (attn)
-    samples: int = 10  # corrupted runs per cell; ROME's default
     noise: float = 0.1  # scale of the Gaussian corruption (ROME: 3 x std of subject embeddings; see noise.py)
-    window: int = 10  # mlp/attn: restore this many consecutive layers centred on the cell's layer; ROME's default
-    seed: int = 1  # numpy RandomState seed of the noise, drawn afresh for every forward (ROME uses 1)
     positions: tuple[int, ...] | None = None  # token positions to trace (ROME's token_range); None = all; others NaN
-    batch_size: int = 128  # rows per forward pass (cells x samples); results are bitwise repeatable per batch size
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        if not isinstance(self.samples, int) or self.samples < 1:
-            raise ValueError(f"samples must be an integer >= 1 (ROME uses 10); got {self.samples!r}")
-        if not isinstance(self.window, int) or self.window < 1:
-            raise ValueError(f"window must be an integer >= 1 (ROME uses 10); got {self.window!r}")
+        super().__post_init__()
         if not (self.noise == self.noise) or self.noise < 0:  # NaN or negative
             raise ValueError(f"noise must be a non-negative number (ROME: 3 x subject-embedding std); got {self.noise!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1; got {self.batch_size!r}")
         if self.positions is not None:
             positions = tuple(int(p) for p in self.positions)
             if len(set(positions)) != len(positions):
                 raise ValueError(f"positions must not repeat; got {self.positions!r}")
             object.__setattr__(self, "positions", tuple(sorted(positions)))
+
+    @classmethod
+    def of(cls, trace: TraceSettings, kind: Kind = "hidden", noise: float = 0.1,
+           positions: tuple[int, ...] | None = None) -> "TraceConfig":
+        """The config of one trace of a run with settings `trace`."""
+        return cls(kind=kind, noise=noise, positions=positions, **trace.to_dict())
+
+    @property
+    def settings(self) -> TraceSettings:
+        """The run-level trace settings this config was built with (without kind, noise and positions)."""
+        return TraceSettings(**{f.name: getattr(self, f.name) for f in fields(TraceSettings)})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for storing beside results."""
@@ -51,10 +57,7 @@ class TraceConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TraceConfig":
         """Inverse of `to_dict`; unknown keys are an error so stale settings files are noticed."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown TraceConfig settings: {sorted(unknown)}. Known: {sorted(known)}")
+        check_known_keys(cls, data, "TraceConfig settings:")
         data = dict(data)
         if data.get("positions") is not None:
             data["positions"] = tuple(data["positions"])

@@ -170,7 +170,7 @@ def test_profiles_are_the_documented_scales():
     assert smoke.facts == "own" and 12 <= smoke.count <= 16 and smoke.paired_only and smoke.candidates is None
     assert standard.models == ("embedded",) and standard.count > smoke.count and standard.held_out_share > 0
     assert review.models == ("spiritlm",) and review.facts == "known_1000" and review.paired_only
-    assert (full.facts, full.samples, full.t2t_positions, full.s2t_positions, full.count) == (
+    assert (full.facts, full.trace.samples, full.t2t_positions, full.s2t_positions, full.count) == (
         "known_1000", 10, "all", "all", None) and not full.paired_only
     for p in PROFILES.values():
         assert p.purpose and p.budget and p.description
@@ -202,12 +202,12 @@ def test_cost_model_estimates_each_profile_per_device():
 
 def test_a_results_folder_refuses_other_settings(tmp_path):
     """Finished steps are skipped on a rerun, so a folder must never be reused for other settings."""
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
-    smoke = asdict(PROFILES["smoke"])
+    smoke = PROFILES["smoke"].to_dict()
     check_results_folder(tmp_path, {"profile": smoke, "model": "embedded"})
     check_results_folder(tmp_path, {"profile": smoke, "model": "embedded"})  # the same run resumes
-    other = asdict(replace(PROFILES["smoke"], seed=2))
+    other = replace(PROFILES["smoke"], trace=replace(PROFILES["smoke"].trace, seed=2)).to_dict()
     with pytest.raises(ValueError, match="profile differ.*another --out"):
         check_results_folder(tmp_path, {"profile": other, "model": "embedded"})
 
@@ -242,8 +242,8 @@ def test_the_estimate_from_real_prompts_sums_each_facts_cost():
     profile = PROFILES["smoke"]
     prompts = {"t2t": [PromptShape(6, 1, 2), PromptShape(12, 1, 4)], "s2t": [PromptShape(30, 1, 10)]}
     est = estimate(profile, "embedded", "cpu", prompts=prompts)
-    expected = sum(fact_flops(MODEL_SHAPES["embedded"], p, profile.t2t_positions, profile.samples, profile.window,
-                              profile.kinds) for p in prompts["t2t"])
+    expected = sum(fact_flops(MODEL_SHAPES["embedded"], p, profile.t2t_positions, profile.trace.samples,
+                              profile.trace.window, profile.kinds) for p in prompts["t2t"])
     assert est["arms"]["t2t"]["facts"] == 2 and est["arms"]["s2t"]["facts"] == 1
     assert est["arms"]["t2t"]["from_real_prompts"]
     assert abs(est["arms"]["t2t"]["seconds"] * est["flops_per_second"] - expected) < 1e-3 * expected

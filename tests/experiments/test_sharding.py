@@ -19,6 +19,7 @@ import torch
 from artifact.analysis import aggregate as agg
 from artifact.core.layout import ResultsFolderError, plan_path, result_path
 from artifact.core.settings import RunSettings
+from artifact.core.trace_settings import TraceSettings
 from artifact.experiments.merge import MergeError, merge_runs
 from artifact.experiments.runner import open_run_dir, run_items, run_lock, save_known
 from artifact.experiments.sharding import (
@@ -128,7 +129,7 @@ def test_cli_rejects_a_bad_shard_flag(capsys):
 
 def settings() -> RunSettings:
     return RunSettings(arm="t2t", model="tiny", dtype="torch.float32", device="cpu", facts_fingerprint="f" * 64,
-                       noise_spec="0.5", noise=0.5, samples=2, window=3, seed=1, batch_size=16)
+                       noise_spec="0.5", noise=0.5, trace=TraceSettings(samples=2, window=3, seed=1, batch_size=16))
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +303,7 @@ def test_merge_of_separate_shard_folders_equals_the_single_run(loaded_items, tmp
     with pytest.raises(MergeError, match="1 conflicting duplicate"):
         merge_runs(fresh, parts)
     assert not fresh.exists()
-    other = open_run_dir(tmp_path / "other", RunSettings(**{**settings().to_dict(), "samples": 3}))
+    other = open_run_dir(tmp_path / "other", RunSettings.from_dict({**settings().to_dict(), "samples": 3}))
     with pytest.raises(MergeError, match="other settings"):
         merge_runs(tmp_path / "fresh2", [parts[1], other])
 

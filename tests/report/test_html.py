@@ -21,6 +21,7 @@ from artifact.cli import main
 from artifact.core.fileio import write_npz_atomic
 from artifact.core.layout import result_path
 from artifact.core.settings import RunSettings
+from artifact.core.trace_settings import TraceSettings
 from artifact.experiments.runner import open_run_dir
 from artifact.report import html as rh
 from artifact.report.sections import margin, verdict_of
@@ -34,7 +35,8 @@ def fake_run(root: Path, arm: str, ids, seed: int, strength: float) -> Path:
     """A run folder with one npz per fact and kind in the runner's format (a peak at the last subject token)."""
     rng = np.random.default_rng(seed)
     settings = RunSettings(arm=arm, model="tiny", dtype="torch.float32", device="cpu", facts_fingerprint="f" * 64,
-                           noise_spec="0.1", noise=0.1, samples=2, window=2, positions="all")
+                           noise_spec="0.1", noise=0.1, trace=TraceSettings(samples=2, window=2),
+                           positions="all")
     run_dir = open_run_dir(root, settings)
     for known_id in ids:
         n_tok = int(rng.integers(7, 11)) if arm == "t2t" else int(rng.integers(14, 18))

@@ -10,6 +10,7 @@ import numpy as np
 from artifact.core.fileio import write_npz_atomic
 from artifact.core.layout import result_path
 from artifact.core.settings import RunSettings
+from artifact.core.trace_settings import TraceSettings
 from artifact.experiments.runner import open_run_dir
 
 L = 12  # layers of the synthetic runs
@@ -17,7 +18,8 @@ L = 12  # layers of the synthetic runs
 
 def settings(arm: str, fingerprint: str = "f" * 64, positions: str = "all") -> RunSettings:
     return RunSettings(arm=arm, model="tiny", dtype="torch.float32", device="cpu", facts_fingerprint=fingerprint,
-                       noise_spec="0.1", noise=0.1, samples=2, window=2, positions=positions)
+                       noise_spec="0.1", noise=0.1, trace=TraceSettings(samples=2, window=2),
+                       positions=positions)
 
 
 def fake_run(root: Path, arm: str, ids, seed: int, strength: float, **kw) -> Path:

@@ -89,7 +89,7 @@ def tiny_settings(**changes) -> RunSettings:
     base = dict(arm="t2t", model="tiny", dtype="torch.float32", device="cpu", facts_fingerprint="f" * 64,
                 noise_spec="0.5", noise=0.5, samples=3, window=3, seed=1, batch_size=24, positions="all")
     base.update(changes)
-    return RunSettings(**base)
+    return RunSettings.from_dict(base)  # the settings.json layout: trace settings at the top level
 
 
 def tiny_items(model) -> list[tuple[StandInFact, TracePrompt]]:

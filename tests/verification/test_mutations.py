@@ -37,7 +37,7 @@ from artifact.experiments.profiles import PROFILES, CarryOverPlan
 from artifact.verification.numerics import metric_of
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = replace(PROFILES["smoke"], samples=1, count=4, candidates=60, kinds=("mlp",),
+TINY = replace(PROFILES["smoke"], trace=replace(PROFILES["smoke"].trace, samples=1), count=4, candidates=60, kinds=("mlp",),
                carryover=CarryOverPlan(patch_kinds=("mlp",)))
 # The float64 bound on fp32 rounding measured on the embedded smoke profile (same models and code): the same-seed
 # tier's tolerance per metric comes from it, not from how little this machine's reruns happen to differ.
