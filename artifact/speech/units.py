@@ -13,7 +13,6 @@ from __future__ import annotations
 import abc
 import importlib
 import importlib.util
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +27,6 @@ from artifact.speech.weight_names import check_weight_names, recorded_weight_loa
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CENTROIDS_PATH = DATA_DIR / "kmeans500_logmel40.npy"
-CENTROIDS_META_PATH = DATA_DIR / "kmeans500_logmel40.json"
 # sha256 of CENTROIDS_PATH's bytes; `python -m artifact.speech.fit_units` prints the new value after a refit.
 CENTROIDS_SHA256 = "43a3efc86b4396c4126cb40bddd7bb5b9788fd9421644e393e2bf8698552cc61"
 N_MELS = 40
@@ -263,8 +261,3 @@ def fit_centroids(features: np.ndarray, seed: int = 0, max_iter: int = 100) -> n
     model = KMeans(n_clusters=VOCABULARY, n_init=1, max_iter=max_iter, random_state=seed)
     model.fit(np.asarray(features, dtype=np.float64))
     return model.cluster_centers_.astype(np.float32)
-
-
-def centroids_meta(path: Path = CENTROIDS_META_PATH) -> dict[str, Any]:
-    """How the shipped centroids were made (settings, data fingerprint, refit command)."""
-    return json.loads(path.read_text())
