@@ -104,8 +104,8 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
                  front_end: str = "auto") -> ModelChoice:
     """`--model embedded|spiritlm`, or by default SpiritLM when checkpoints were given (argument, else
     $SPIRITLM_CHECKPOINTS_DIR) and the embedded models when none were; and the speech front end (`--front-end
-    auto|paper|offline`, see artifact.speech.presets). Checkpoints given but not in BRIEF section 2's layout stop the
-    run (ModelSelectionError: exit 2) unless the embedded models were asked for by name."""
+    auto|paper|offline`, see artifact.speech.front_end.choose_front_end). Checkpoints given but not in BRIEF section
+    2's layout stop the run (ModelSelectionError: exit 2) unless the embedded models were asked for by name."""
     from artifact.speech.front_end import choose_front_end
 
     if requested not in (None, "embedded", "spiritlm"):

@@ -1,7 +1,8 @@
 """The experiment runner: one result file per (fact, job), written atomically, skipped when present (resume).
 
-Generic over prompts: it takes (fact, TracePrompt) pairs and an arm name, so the T->T arm (`t2t.py`) and the S->T arm
-(prompts from the speech front end) share it unchanged. Layout of a run folder (`<root>/<arm>-<model>-<key>/`):
+Generic over prompts: it takes (fact, TracePrompt) pairs and an arm name, so the two arms of `arms.py` (T->T: text
+prompts; S->T: prompts from the speech front end) share it unchanged. Layout of a run folder
+(`<root>/<arm>-<model>-<key>/`):
 
     settings.json            RunSettings (the folder name hashes all of it but the resolved noise value)
     plan.json                the facts and jobs of the latest invocation (aggregation reports what is missing)

@@ -3,7 +3,7 @@
 block classes the layer stepper was written against.
 
 A user who knows the model knows the names: `model.layers.{l}.mlp` for Llama, `transformer.h.{l}.mlp` for GPT-2
-(`{}` stands for the layer index). A new pre-norm family needs one entry here (see STYLE.md's TransformerLens note).
+(`{}` stands for the layer index). A new pre-norm family needs one entry here (as TransformerLens keeps one adapter per architecture).
 """
 
 from __future__ import annotations
