@@ -68,13 +68,13 @@ def _fact_threshold(same: list[np.ndarray], null: list[np.ndarray]) -> tuple[flo
     """Pick the per-fact correlation bound r0 that best separates same-fact from wrong-fact correlations, and the
     required fraction q halfway between them. Returns (r0, q, min same fraction, 95th pct wrong fraction, gap)."""
     grid = np.round(np.arange(-1.0, 1.0001, 0.01), 2)
-    best = None
+    best = None  # (r0, s, n, gap) of the widest gap so far
     for r0 in grid:
         s = min(float(np.mean(np.nan_to_num(x, nan=-np.inf) >= r0)) for x in same)
         n = float(np.quantile([np.mean(np.nan_to_num(x, nan=-np.inf) >= r0) for x in null], 0.95)) if null else 0.0
-        if best is None or s - n > best[4] + 1e-12:
-            best = (float(r0), 0.0, s, n, s - n)
-    r0, _, s, n, gap = best
+        if best is None or s - n > best[3] + 1e-12:
+            best = (float(r0), s, n, s - n)
+    r0, s, n, gap = best
     q = math.floor(1000 * (s + n) / 2) / 1000 if gap > 0 else max(0.0, s - 0.05)
     return r0, q, s, n, gap
 
