@@ -26,7 +26,7 @@ from artifact.core.digests import read_digest_list
 from artifact.core.fileio import sha256_file
 from artifact.core.layout import CARRYOVER_FACTS_DIR, CARRYOVER_RESULTS_FILE, ResultsFolderError
 from artifact.core.results import ResultsFolder
-from artifact.verification.records import FAIL, PASS, Check
+from artifact.verification.records import FAIL, PASS, Check, metric_of
 from artifact.verification.recompute import digest_problems, json_differences
 from artifact.verification.statistics import band_multiplier, band_scale, band_statistic
 
@@ -36,14 +36,15 @@ NOISE_FREE = ("knockout_prob", "knockout_clean", "lens_prob")  # no corruption: 
 SHOWN = 3
 
 
-def _results_document(results: ResultsFolder | Path) -> dict[str, Any] | None:
+def carryover_results(results: ResultsFolder | Path) -> dict[str, Any] | None:
+    """The results folder's carryover.json, or None when it has none (no carry-over step ran)."""
     path = ResultsFolder.of(results).carryover_file
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def stacked_arrays(results: ResultsFolder | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     """(known_ids, per-fact arrays) of a run's carry-over set 'all', with the patching IEs derived."""
-    document = _results_document(results)
+    document = carryover_results(results)
     if document is None:
         raise FileNotFoundError(f"{results} has no carry-over results (carryover/carryover.json)")
     ids = document["sets"]["all"]["known_ids"]
@@ -63,7 +64,7 @@ def with_effects(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def record_carryover(results: ResultsFolder | Path, profile: Path) -> str | None:
     """Copy a run's carry-over statistics and stacked per-fact arrays into the profile; a note, or None when the
     run has none."""
-    document = _results_document(results)
+    document = carryover_results(results)
     folder = Path(profile) / EXPECTED_DIR
     if document is None:
         return None
@@ -78,7 +79,7 @@ def record_carryover(results: ResultsFolder | Path, profile: Path) -> str | None
 def check_carryover_recomputed(results: ResultsFolder | Path) -> list[Check]:
     """carryover_files and carryover_fresh for a run that has carry-over results (none: no checks)."""
     results = ResultsFolder.of(results)
-    document = _results_document(results)
+    document = carryover_results(results)
     if document is None:
         return []
     folder = results.carryover_dir
@@ -163,8 +164,6 @@ def check_carryover(results: Path, profile: Path, same_seed: bool, tolerance: fl
         return checks, skipped
 
     def within(name: str) -> float:  # a metric the profile did not calibrate: its largest tolerance
-        from artifact.verification.numerics import metric_of
-
         if not isinstance(tolerance, dict):
             return tolerance
         return tolerance.get(metric_of(name), max(tolerance.values()))
@@ -216,7 +215,7 @@ def calibrate_bands(reference: Path, replicates: Sequence[Path]) -> dict[str, An
     carry-over results."""
     runs = []
     for folder in (reference, *replicates):
-        document = _results_document(folder)
+        document = carryover_results(folder)
         if document is None:
             return None
         runs.append((document["settings"]["plan"], stacked_arrays(folder)[1]))
@@ -253,7 +252,7 @@ def carryover_verdicts(results: Path, profile: Path, same_seed: bool, tolerance:
         more, skipped = check_carryover(results, profile, same_seed, tolerance,
                                         (tolerances or {}).get("carryover_bands"))
         checks += more
-    elif _results_document(results) is not None:
+    elif carryover_results(results) is not None:
         skipped["carry-over"] = ("the expected profile records no carry-over results: only their recomputation "
                                  "was checked")
     return checks, skipped
@@ -262,7 +261,7 @@ def carryover_verdicts(results: Path, profile: Path, same_seed: bool, tolerance:
 def rerun_differences(rerun: Path, reference: Path) -> dict[str, float]:
     """Largest |rerun - reference| of each carry-over array compared in the same-seed tier (both runs need
     carry-over results; else nothing): they count towards the same-seed tolerance like the trace cells."""
-    if _results_document(rerun) is None or _results_document(reference) is None:
+    if carryover_results(rerun) is None or carryover_results(reference) is None:
         return {}
     _, a = stacked_arrays(rerun)
     _, b = stacked_arrays(reference)

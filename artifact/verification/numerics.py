@@ -23,18 +23,14 @@ import numpy as np
 
 from artifact.core.names import KINDS
 from artifact.verification.load import ArmData, find_run_dir, load_expected_arm, load_run_arm
-from artifact.verification.records import DEFAULT_METRICS, VerifyError
+from artifact.verification.carryover import EXPECTED_DIR, STACKED_FILE, carryover_results, stacked_arrays
+from artifact.verification.records import DEFAULT_METRICS, VerifyError, metric_of
 
 # Margin on 2 x the float64 bound: the bound is a maximum over a few thousand cells of one profile on one CPU;
 # another BLAS or SIMD width sums in another order (an fp32 dot product's rounding error grows with the number of
 # terms summed one after the other: up to d = 576 here), so a reviewer's kernels may round somewhat worse.
 NUMERICS_SAFETY = 2.0
 ARMS = ("t2t", "s2t")
-
-
-def metric_of(name: str) -> str:
-    """The metric a cell array is judged by: 'logprob' for log-probability arrays, else 'prob'."""
-    return "logprob" if name.endswith("logprob") else "prob"
 
 
 def arm_from_traces(results: Path, arm: str) -> ArmData:
@@ -93,9 +89,7 @@ def float64_differences(reference: Path, float64_run: Path) -> dict[str, dict[st
 
 
 def _carryover_differences(reference: Path, float64_run: Path) -> dict[str, dict[str, Any]]:
-    from artifact.verification.carryover import EXPECTED_DIR, STACKED_FILE, _results_document, stacked_arrays
-
-    if _results_document(float64_run) is None:
+    if carryover_results(float64_run) is None:
         return {}
     ids, exact = stacked_arrays(float64_run)
     stacked = Path(reference) / EXPECTED_DIR / STACKED_FILE
@@ -103,7 +97,7 @@ def _carryover_differences(reference: Path, float64_run: Path) -> dict[str, dict
         with np.load(stacked, allow_pickle=False) as data:
             fp32 = {k: data[k] for k in data.files}
         fp32_ids = [str(i) for i in fp32["known_id"]]
-    elif _results_document(reference) is not None:
+    elif carryover_results(reference) is not None:
         fp32_ids, fp32 = stacked_arrays(reference)
     else:
         return {}

@@ -17,6 +17,11 @@ PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "INFO"
 DEFAULT_METRICS: tuple[str, ...] = ("prob", "logprob")  # both metrics the claims and figures use
 
 
+def metric_of(name: str) -> str:
+    """The metric a cell array is judged by: 'logprob' for log-probability arrays, else 'prob'."""
+    return "logprob" if name.endswith("logprob") else "prob"
+
+
 # Other-seed tier: bands and curve shapes at the two groups with a peak. The four weak groups' curves average a few
 # facts each and are mostly noise between seeds: with their bands added, 2 of 5 leave-one-out replicates of the
 # embedded smoke profile FAILed (expected/README.md). Every cell of every group is checked in the same-seed tier.
