@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
-from artifact.speech.recognition import _dist_version, state_dict_sha256, to_pcm16
+from artifact.speech.recognition import dist_version, state_dict_sha256, to_pcm16
 from artifact.speech.registry import Registry, module_missing, require_module
 from artifact.speech.text import normalize_word
 
@@ -84,7 +84,7 @@ class PocketsphinxAligner(Aligner):
 
     def __init__(self, voice: str = "en-us") -> None:
         self._pocketsphinx = pocketsphinx = require_module("pocketsphinx", "pip install pocketsphinx", self.name)
-        self._version = _dist_version("pocketsphinx")
+        self._version = dist_version("pocketsphinx")
         self.voice = voice
         config = pocketsphinx.Config()
         self._model, dictionary = config["hmm"], config["dict"]
@@ -203,7 +203,7 @@ class MMSFAAligner(Aligner):
         self._model = model.to(self.device).eval() if hasattr(model, "to") else model
         self._tokenizer = self._bundle.get_tokenizer()
         self._aligner = self._bundle.get_aligner()
-        self._version = _dist_version("torchaudio")
+        self._version = dist_version("torchaudio")
 
     @classmethod
     def unavailable(cls, model: Any = None, **options: Any) -> str | None:

@@ -52,7 +52,7 @@ class PocketsphinxRecognizer(Recognizer):
 
     def __init__(self) -> None:
         pocketsphinx = require_module("pocketsphinx", "pip install pocketsphinx", self.name)
-        self._version = getattr(pocketsphinx, "__version__", None) or _dist_version("pocketsphinx")
+        self._version = getattr(pocketsphinx, "__version__", None) or dist_version("pocketsphinx")
         self._decoder = pocketsphinx.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
 
     @classmethod
@@ -93,7 +93,7 @@ class WhisperRecognizer(Recognizer):
         self.language = language
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.download_root = whisper_download_root(download_root)
-        self._version = _dist_version("openai-whisper")
+        self._version = dist_version("openai-whisper")
         if isinstance(model, torch.nn.Module):
             self.model_name = "given"
             self._weights = f"state_dict sha256:{state_dict_sha256(model)}"
@@ -176,7 +176,8 @@ def state_dict_sha256(module: Any) -> str:
     return digest.hexdigest()
 
 
-def _dist_version(name: str) -> str:
+def dist_version(name: str) -> str:
+    """The installed version of distribution `name` (recorded in the speech stages' settings), or "unknown"."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

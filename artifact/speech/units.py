@@ -205,9 +205,9 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
         self._tokenizer = speech_tokenizer.SpiritLMTokenizer(hubert_model=hubert)
         self.min_samples = max(self._tokenizer.min_wav_chunk, UNIT_HOP)
         self.device = str(hubert.device)
-        from artifact.speech.recognition import _dist_version
+        from artifact.speech.recognition import dist_version
 
-        self._version = _dist_version("spiritlm")
+        self._version = dist_version("spiritlm")
 
     def settings(self) -> dict[str, Any]:
         return {"backend": self.name, "version": self._version,

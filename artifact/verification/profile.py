@@ -62,7 +62,7 @@ def _checkout_of(results: Path) -> str | None:
     return None
 
 
-def _code_root_of(results: Path) -> str | None:
+def code_root_of(results: Path) -> str | None:
     """The checkout whose code last ran on a results folder (from its manifest's command, `<root>/artifact/
     __main__.py ...`): its paths (the command, the model files in its .venv) must not be committed either."""
     path = Path(results) / MANIFEST_FILE
@@ -74,7 +74,7 @@ def _code_root_of(results: Path) -> str | None:
     return None
 
 
-def _portable(value: Any, roots: tuple[str, ...] = ()) -> Any:
+def portable(value: Any, roots: tuple[str, ...] = ()) -> Any:
     """`value` with this machine's paths made portable (repo root and `roots` -> '.', home -> '~'): a recorded
     profile is committed to the repository and must not carry the recording machine's paths."""
     if isinstance(value, str):
@@ -83,9 +83,9 @@ def _portable(value: Any, roots: tuple[str, ...] = ()) -> Any:
         home = str(Path.home())
         return value.replace(home, "~") if home not in ("/", "") else value
     if isinstance(value, dict):
-        return {_portable(k, roots): _portable(v, roots) for k, v in value.items()}
+        return {portable(k, roots): portable(v, roots) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_portable(v, roots) for v in value]
+        return [portable(v, roots) for v in value]
     return value
 
 
@@ -103,7 +103,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                           "folders (other noise seeds / batch sizes), or --tolerances FILE, or --claims-only")
     notes: list[str] = []
     arms_info: dict[str, Any] = {}
-    roots = tuple(r for r in (_checkout_of(results), _code_root_of(results)) if r)
+    roots = tuple(r for r in (_checkout_of(results), code_root_of(results)) if r)
     if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
         for arm in (*ARMS, CARRYOVER_EXPECTED):
             shutil.rmtree(profile / arm, ignore_errors=True)
@@ -116,7 +116,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             folder = profile / arm
             folder.mkdir(exist_ok=True)
             shutil.copyfile(data.source / "aggregate" / EFFECTS_FILE, folder / EFFECTS_FILE)
-            (folder / SETTINGS_FILE).write_text(json.dumps(_portable(data.settings, roots), indent=2) + "\n")
+            (folder / SETTINGS_FILE).write_text(json.dumps(portable(data.settings, roots), indent=2) + "\n")
             known_doc = json.loads((data.source / "known.json").read_text())
             (folder / KNOWN_IDS_FILE).write_text(json.dumps(
                 {"run": data.source.name, "rule": known_doc.get("rule", ""), "n_facts": known_doc.get("n_facts"),
@@ -124,13 +124,13 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             arms_info[arm] = {"run": data.source.name, "layers": data.num_layers(),
                               "facts": {k: len(v) for k, v in data.fact_ids.items()}}
             notes.append(f"recorded {arm} curves from {data.source}")
-        (profile / TOLERANCES_FILE).write_text(json.dumps(_portable(jsonable(tolerances), roots), indent=2) + "\n")
+        (profile / TOLERANCES_FILE).write_text(json.dumps(portable(jsonable(tolerances), roots), indent=2) + "\n")
         note = record_carryover(results, profile)
         if note:
             notes.append(note)
         notes.append(f"tolerances: {tolerances.get('verdict', 'given')}")
     try:
-        claims_document = _portable(jsonable(_claims_document(results, claims_fn)), roots)
+        claims_document = portable(jsonable(_claims_document(results, claims_fn)), roots)
         (profile / CLAIMS_FILE).write_text(json.dumps(claims_document, indent=2) + "\n")
         notes.append("recorded claims")
     except VerifyError as error:
@@ -149,5 +149,5 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "contents": "claims only" if claims_only else "curves, Known sets, claims, tolerances",
                 "arms": arms_info, "settings": settings, "files": files, "run_manifest": run_manifest}
-    (profile / MANIFEST_FILE).write_text(json.dumps(_portable(jsonable(manifest), roots), indent=2) + "\n")
+    (profile / MANIFEST_FILE).write_text(json.dumps(portable(jsonable(manifest), roots), indent=2) + "\n")
     return notes

@@ -695,12 +695,12 @@ def test_recorded_profiles_carry_no_machine_paths(tmp_path):
     .venv) become relative too."""
     import json
 
-    from artifact.verification.profile import _code_root_of, _portable
+    from artifact.verification.profile import code_root_of, portable
 
     (tmp_path / "manifest.json").write_text(json.dumps({"command": ["/elsewhere/co/artifact/__main__.py", "pipeline"]}))
-    root = _code_root_of(tmp_path)
+    root = code_root_of(tmp_path)
     assert root == "/elsewhere/co"
-    assert _portable({"model": "/elsewhere/co/.venv/lib/m.gguf", "argv": ["/elsewhere/co/artifact/__main__.py"]},
+    assert portable({"model": "/elsewhere/co/.venv/lib/m.gguf", "argv": ["/elsewhere/co/artifact/__main__.py"]},
                      (root,)) == {"model": "./.venv/lib/m.gguf", "argv": ["./artifact/__main__.py"]}
     (tmp_path / "manifest.json").write_text(json.dumps({"command": ["python"]}))
-    assert _code_root_of(tmp_path) is None
+    assert code_root_of(tmp_path) is None
