@@ -1,5 +1,5 @@
 """`checkpoints check DIR`: is DIR a SpiritLM checkpoints root in the layout the pipeline needs?
-`checkpoints fetch --links FILE --into DIR`: download it there from the links Meta emails (artifact.models.fetch).
+`checkpoints fetch --links FILE --into DIR`: download it there from the links Meta emails (artifact.download).
 
 The pipeline reads SpiritLM base 7B and, for speech units, only the two HuBERT 25 Hz files (the `spiritlm` unit
 tokenizer loads them alone); the HiFi-GAN vocoder and the expressive models are not needed. The layout itself lives
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.links is None or args.into is None:
         raise ValueError("checkpoints fetch needs --links FILE (the links from Meta's email, or the email's text) "
                          "and --into DIR (the checkpoints root to fill)")
-    from artifact.models.fetch import fetch
+    from artifact.download import fetch
 
     if args.links == "-":
         text = sys.stdin.read()

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from artifact.cli import main
-from artifact.models import fetch as cf
+from artifact import download as cf
 
 SECRET = "Sig0x5ecret9d1a7"  # the signature in each link's query string
 PATH_TOKEN = "tok7Hf3kQpath"  # an opaque token in each link's path
