@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from artifact.commands.options import add_command, add_io_options
 
 EXAMPLE = """example:
   python -m artifact aggregate --results results/t2t-embedded-3f2a9c0b71de
@@ -14,16 +15,14 @@ group_effects.npz (per-fact [fact, group, layer] arrays)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "aggregate",
+    parser = add_command(
+        subparsers, "aggregate",
         help="average indirect effects with bootstrap CIs",
         description="Average indirect effects per kind, token group and layer, probability and log-probability, "
                     "with 95% bootstrap (BCa) confidence intervals over facts.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--results", type=Path, required=True, help="a run folder written by `run`")
-    parser.add_argument("--out", type=Path, help="output folder (default <results>/aggregate)")
+    add_io_options(parser, results="a run folder written by `run`", out="output folder (default <results>/aggregate)")
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.set_defaults(func=run)

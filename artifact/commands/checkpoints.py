@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from artifact.commands.options import add_command, add_io_options
 from artifact.core.spiritlm import SPIRITLM_BASE_SUBDIR, missing_checkpoint_files
 
 if TYPE_CHECKING:
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "checkpoints",
+    parser = add_command(
+        subparsers, "checkpoints",
         help="check a SpiritLM checkpoints folder, or fetch it from Meta's emailed links",
         description="check: does a folder hold SpiritLM base 7B and its HuBERT speech tokenizer in the layout the "
         "pipeline reads (spiritlm_model/spirit-lm-base-7b/..., speech_tokenizer/hubert_25hz/"
@@ -35,7 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "printed; nothing of them is stored.",
         epilog="examples:\n  python -m artifact checkpoints check /path/to/spiritlm/checkpoints\n"
         "  python -m artifact checkpoints fetch --links links.txt --into /path/to/spiritlm/checkpoints",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("action", choices=["check", "fetch"], help="what to do")
     parser.add_argument("root", type=Path, nargs="?", default=None,
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "style encoder, F0 quantizer)")
     parser.add_argument("--retries", type=int, default=3, metavar="N",
                         help="fetch: automatic resumed retries of an interrupted transfer (default 3)")
-    parser.add_argument("--no-progress", action="store_true", help="fetch: no progress bar")
+    add_io_options(parser, no_progress="fetch: no progress bar")
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from artifact.commands.options import add_command, add_io_options
+
 EXAMPLE = """example:
   python -m artifact compare --t2t results/t2t-embedded-3f2a9c0b71de --s2t results/s2t-embedded-9c1d2e3f4a5b \\
       --split-manifest artifact/data/embedded_speech/manifest.json
@@ -21,18 +23,17 @@ Writes to --out (default <profile>/comparison/ when both runs are in <profile>/r
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "compare",
+    parser = add_command(
+        subparsers, "compare",
         help="compare a T->T and an S->T run (tables, figures, claim verdicts)",
         description="Compare causal tracing from text (T->T) and from speech (S->T) on the facts known in both "
                     "(paired) and on each arm's own known set, with bootstrap CIs over facts; judge the paper's "
                     "claims by explicit rules.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--t2t", type=Path, required=True, help="a T->T run folder written by `run`")
     parser.add_argument("--s2t", type=Path, required=True, help="an S->T run folder on the same fact file")
-    parser.add_argument("--out", type=Path, help="output folder (default: see below)")
+    add_io_options(parser, out="output folder (default: see below)")
     parser.add_argument("--kinds", default="hidden,mlp,attn", help="comma-separated kinds (default hidden,mlp,attn)")
     parser.add_argument("--metric", choices=("prob", "logprob"), default="prob", help="effect metric (default prob)")
     parser.add_argument("--split-manifest", type=Path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from artifact.commands.options import add_trace_options, trace_settings
+from artifact.commands.options import add_command, add_trace_options, trace_settings
 
 EXAMPLE = ("examples:\n  python -m artifact cost --profile review --model spiritlm --device h100\n"
            "  python -m artifact cost --profile standard --model embedded --device cpu\n"
@@ -14,14 +14,13 @@ EXAMPLE = ("examples:\n  python -m artifact cost --profile review --model spirit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "cost",
+    parser = add_command(
+        subparsers, "cost",
         help="estimated time of the full paper run on one H100",
         description="Estimated time of the full paper run (every fact, text and spoken prompts, three kinds, all "
                     "positions) for SpiritLM 7B in bf16 on one H100, from counted matmul FLOPs of the engine's least "
                     "work and an assumed sustained throughput. Prints the arithmetic.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--profile", help="estimate this profile's trace steps (smoke, standard, review, full) from "
                                           "typical prompts; the pipeline prints it again from the real prompts")

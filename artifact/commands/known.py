@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from artifact.commands.options import add_command, add_io_options
+
 EXAMPLE = (
     "examples:\n"
     "  python -m artifact known --model embedded --facts own --out outputs/known_own.json\n"
@@ -14,15 +16,14 @@ EXAMPLE = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "known",
+    parser = add_command(
+        subparsers, "known",
         help="which facts a model knows from text or speech (Known-t2t / Known-s2t filter)",
         description="Known-t2t check: a fact is known when the model's greedy next token after its T->T prompt "
                     "equals the first token of the attribute as it continues the prompt. Prints the count and "
                     "writes the per-fact checks with the rule. With --modality speech (Known-s2t), the prompt is the "
                     "spoken fact's [Speech][Hu..]...[Text] from the offline speech front end.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", help="'embedded' (text default), 'embedded-speech' (speech default), 'spiritlm' "
                         "or a model folder")
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "default) or the path of a JSON file in the known_1000 schema")
     parser.add_argument("--limit", type=int, help="check only the first N facts")
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass (default 32)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/known.json"), help="output JSON file")
+    add_io_options(parser, out="output JSON file", out_default=Path("outputs/known.json"))
     parser.set_defaults(func=run)
 
 

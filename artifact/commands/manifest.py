@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from artifact.commands.options import add_command, add_io_options
+
 EXAMPLE = (
     "examples:\n"
     "  # environment, code version, fingerprints and settings (keeps the steps already recorded)\n"
@@ -20,17 +22,16 @@ EXAMPLE = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "manifest",
+    parser = add_command(
+        subparsers, "manifest",
         help="record the run manifest (code, environment, fingerprints, settings, step times) beside results",
         description="Write DIR/manifest.json: git commit and dirty flag (or the container's build-time commit), "
                     "lock file hashes, Python/torch/CUDA/driver versions, device, dtype and batch size, model and "
                     "unit-tokenizer weight fingerprints, facts fingerprint, every setting, and per-step wall time. "
                     "With --step, only add that step's time (creating a minimal manifest if there is none).",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--results", type=Path, required=True, help="results folder (manifest.json goes there)")
+    add_io_options(parser, results="results folder (manifest.json goes there)")
     parser.add_argument("--step", help="record the wall time of this step only")
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument("--seconds", type=float, help="the step's wall time in seconds")

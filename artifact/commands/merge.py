@@ -9,6 +9,8 @@ from pathlib import Path
 
 from artifact.experiments.merge import merge_runs
 
+from artifact.commands.options import add_command
+
 EXAMPLE = """examples:
   python -m artifact merge --into results/t2t-embedded-3f2a9c0b71de shard0/t2t-embedded-3f2a9c0b71de \\
       shard1/t2t-embedded-3f2a9c0b71de
@@ -18,13 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "merge",
+    parser = add_command(
+        subparsers, "merge",
         help="join the run folders of shards into one (clusters without a shared filesystem)",
         description="Copy the result files of shard run folders into one run folder, refusing folders of other "
                     "settings and conflicting duplicate results; then aggregate the merged folder.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--into", type=Path, required=True, help="the merged run folder (created if absent)")
     parser.add_argument("sources", type=Path, nargs="+", metavar="SRC",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from artifact.experiments.profiles import PROFILES
 
+from artifact.commands.options import add_command, add_io_options
+
 EXAMPLE = """examples:
   ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
   ./run_all.sh --profile standard                # C1-C3 verdicts on the embedded models (about 2 h on 2 cores)
@@ -21,13 +23,12 @@ A rerun skips finished steps and resumes traces fact by fact. Results: results/<
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "pipeline",
+    parser = add_command(
+        subparsers, "pipeline",
         help="the whole reproduction with a PASS/FAIL verdict (run_all.sh)",
         description="Facts -> speech front end -> known filters -> T->T and S->T traces -> aggregates -> "
                     "comparison -> figures -> manifest -> verify.py.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="smoke (minutes on a CPU; default for the embedded models), standard (embedded, C1-C3 "
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", choices=["embedded", "spiritlm"],
                         help="default: spiritlm when the checkpoints folder holds its layout, else embedded")
     parser.add_argument("--checkpoints", help="SpiritLM checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)")
-    parser.add_argument("--out", type=Path, help="results folder (default results/<model>-<profile>)")
+    add_io_options(parser, out="results folder (default results/<model>-<profile>)", no_progress="no progress bars")
     parser.add_argument("--expected", type=Path, help="expected profile (default expected/<model>-<profile>)")
     parser.add_argument("--front-end", choices=["auto", "paper", "offline"], default="auto",
                         help="speech front end: paper (MeloTTS, Whisper-small, MMS_FA; SpiritLM only), offline "
@@ -54,7 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the CPU needs about 27 GB of RAM and days; the message gives the estimate); smoke runs "
                              "on a CPU without it")
     parser.add_argument("--no-verify", action="store_true", help="stop before verify.py")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 

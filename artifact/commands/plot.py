@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from artifact.commands.options import add_command, add_io_options
 
 EXAMPLE = """example:
   python -m artifact plot --results results/t2t-embedded-3f2a9c0b71de --per-fact 5
@@ -15,15 +16,13 @@ Aggregates first when <results>/aggregate/aie.json is missing."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "plot",
+    parser = add_command(
+        subparsers, "plot",
         help="figures of an aggregated run",
         description="Figures of a run: AIE heatmaps per kind, AIE-by-layer curves with CI bands, severed paths.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--results", type=Path, required=True, help="a run folder written by `run`")
-    parser.add_argument("--out", type=Path, help="output folder (default <results>/figures)")
+    add_io_options(parser, results="a run folder written by `run`", out="output folder (default <results>/figures)")
     parser.add_argument("--per-fact", type=int, default=0, metavar="N", help="also plot the first N facts' traces")
     parser.set_defaults(func=run)
 

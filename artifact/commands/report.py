@@ -4,7 +4,8 @@ it in headless Chromium, checks what a reader sees and saves DIR/report.png (art
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from artifact.commands.options import add_command, add_io_options
 
 EXAMPLE = """examples:
   python -m artifact report --results results/embedded-smoke
@@ -17,14 +18,13 @@ the results folder are said in plain words."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "report",
+    parser = add_command(
+        subparsers, "report",
         help="write report.html: one self-contained page to read a run",
         description="Write <results>/report.html from a results folder of the pipeline (run_all.sh).",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--results", type=Path, required=True, help="a results folder (results/<model>-<profile>)")
+    add_io_options(parser, results="a results folder (results/<model>-<profile>)")
     parser.add_argument("--check", action="store_true",
                         help="open the page in headless Chromium at 1366x768: no broken image or link, the verdict "
                              "in the first viewport, a PDF print; saves the first viewport as <results>/report.png")

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from artifact.commands.options import add_trace_options, positive_int, trace_settings
+from artifact.commands.options import add_command, add_io_options, add_trace_options, positive_int, trace_settings
 
 EXAMPLE = """examples:
   python -m artifact run --arm t2t --model embedded --facts own --limit 40 --kinds hidden,mlp,attn --samples 10 \\
@@ -44,8 +44,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--positions", default="all",
                         help="'all' (default) or 'representatives:K': first/last and up to K middle subject tokens, "
                              "first subsequent, up to K further, last")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="results root (default results/)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_io_options(parser, out="results root (default results/)", out_default=Path("results"),
+                   no_progress="no progress bars")
     parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
                         help="trace only shard I of N (0 <= I < N) of the facts; default: from torchrun (RANK/"
                              "WORLD_SIZE) or a SLURM job array (SLURM_ARRAY_TASK_*), else all; 0/1 forces all")
@@ -62,13 +62,12 @@ def shard_spec(text: str):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run",
+    parser = add_command(
+        subparsers, "run",
         help="trace all known facts for every kind (resumable)",
         description="Trace every known fact of a fact file for every kind (ROME causal tracing); one result file per "
                     "(fact, kind), resumable, in a folder keyed by the settings.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--arm", default="t2t", choices=["t2t", "s2t"],
                         help="t2t: text prompt, text answer (default); s2t: spoken prompt (speech pipeline)")

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from artifact.commands.options import add_command, add_io_options
+
 EXAMPLE = (
     "example:\n  python -m artifact speech --facts ../shared/data/known_1000.json --limit 100 --out outputs/speech\n"
     "  (offline backends; the paper's: --tts melotts --recognizer whisper-small --aligner mms-fa "
@@ -19,17 +21,16 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "speech",
+    parser = add_command(
+        subparsers, "speech",
         help="speak, check, align and tokenize fact prompts",
         description="Speech front end: each prompt spoken (TTS), checked by recognition (WER), word-aligned, turned "
                     "into SpiritLM speech tokens, with the subject located in seconds and in tokens.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--facts", type=Path, required=True, help="JSON fact file (ROME known_1000 schema)")
     parser.add_argument("--limit", type=int, help="use the first N facts (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/speech"), help="output folder")
+    add_io_options(parser, out="output folder", out_default=Path("outputs/speech"))
     parser.add_argument("--tts", default="espeak-ng", help="text to speech: espeak-ng (default) or melotts")
     parser.add_argument("--recognizer", default="pocketsphinx",
                         help="recognition: pocketsphinx (default), whisper-small, or none")

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from artifact.commands.options import add_trace_options, trace_settings
+from artifact.commands.options import add_command, add_io_options, add_trace_options, trace_settings
 
 EXAMPLE = (
     "example:\n  python -m artifact trace --model embedded "
@@ -17,12 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "trace",
+    parser = add_command(
+        subparsers, "trace",
         help="causal trace of one prompt",
         description="Causal trace of one prompt (ROME semantics); prints the answer and scores, writes npz + PNG.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default="embedded", help="'embedded', 'spiritlm' or a model folder")
     parser.add_argument("--prompt", required=True, help="the prompt text (for SpiritLM, the full prompt string)")
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--noise-subjects", type=Path,
                         help="JSON fact file whose subjects calibrate '3sigma' (default: this prompt's subject only)")
     add_trace_options(parser)
-    parser.add_argument("--out", type=Path, default=Path("outputs/trace"), help="output folder")
+    add_io_options(parser, out="output folder", out_default=Path("outputs/trace"))
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from artifact.commands.options import add_command, add_io_options
+
 EXAMPLE = """example (the command that produced the shipped model; see its manifest.json):
   python -m artifact train-embedded-speech --facts known_1000=known_1000 --facts own=own --epochs 9"""
 
@@ -13,14 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from artifact.training.config import DistillConfig
 
     defaults = DistillConfig()
-    parser = subparsers.add_parser(
-        "train-embedded-speech",
+    parser = add_command(
+        subparsers, "train-embedded-speech",
         aliases=["train-speech-lm"],  # the name the shipped model's manifest records
         help="train the embedded speech-text model (SmolLM2 + SpiritLM tokens)",
         description="Distil the new [Text]/[Speech]/[Hu..] embedding rows of the extended embedded model from the "
         "frozen model's text prompts, on its Known-t2t facts (20%% held out); resumable.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--facts", action="append", metavar="NAME=SOURCE",
                         help="fact sources (known_1000, own or a JSON path), repeatable; "
@@ -32,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=defaults.threads,
                         help="CPU threads for training (default %(default)s); part of the settings, since the rows "
                         "are reproduced bitwise only with the same count")
-    parser.add_argument("--out", type=Path, help="where to write new_rows.safetensors + manifest.json "
-                        "(default: the shipped location, artifact/data/embedded_speech)")
+    add_io_options(parser, out="where to write new_rows.safetensors + manifest.json "
+                               "(default: the shipped location, artifact/data/embedded_speech)")
     parser.add_argument("--max-facts", type=int, help="keep only N Known-t2t facts (fixed hash order), for quick "
                         "experiments; recorded in the manifest")
     parser.add_argument("--marked-text", action="store_true", help="also train on '[Text]' + text prompts (twice "
