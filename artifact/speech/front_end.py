@@ -6,12 +6,13 @@ Also which front end a run uses (`choose_front_end`): the paper's (MeloTTS, Whis
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from artifact.core.jsonable import check_known_keys
 from artifact.speech.alignment import Aligner, boundary_errors, create_aligner, subject_time_span
 from artifact.speech.base import SAMPLE_RATE, SpeechUnits, WordTime, check_text
 from artifact.speech.cache import SpeechCache, content_key
@@ -66,9 +67,8 @@ class FrontEndConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FrontEndConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown FrontEndConfig fields: {sorted(unknown)}.")
+        """Inverse of `to_dict`; an unknown key is an error."""
+        check_known_keys(cls, data, "FrontEndConfig fields")
         return cls(**data)
 
 
