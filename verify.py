@@ -23,6 +23,8 @@ import os
 import sys
 from pathlib import Path
 
+from artifact.core.results import ResultsFolder
+
 ROOT = Path(__file__).resolve().parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
@@ -32,8 +34,8 @@ def _ensure_environment() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     try:
-        import numpy  # noqa: F401
-        import scipy  # noqa: F401
+        import numpy  # noqa: F401  # lazy: numpy, a probe of this interpreter
+        import scipy  # noqa: F401  # lazy: scipy, a probe of this interpreter
     except ImportError:
         if VENV_PYTHON.is_file() and not os.environ.get("ARTIFACT_VERIFY_REEXEC"):
             os.environ["ARTIFACT_VERIFY_REEXEC"] = "1"
@@ -119,7 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def record(args: argparse.Namespace) -> int:
-    from artifact import verification as v
+    from artifact import verification as v  # lazy: scipy
 
     if not args.results.is_dir():
         print(f"verify.py --record: no results folder {args.results}", file=sys.stderr)
@@ -165,7 +167,7 @@ def record(args: argparse.Namespace) -> int:
 
 
 def update_same_seed(args: argparse.Namespace) -> int:
-    from artifact import verification as v
+    from artifact import verification as v  # lazy: scipy
 
     try:
         same_seed = v.update_same_seed(args.update_same_seed, float64_from=args.float64_from,
@@ -184,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return update_same_seed(args)
     if args.record is not None:
         return record(args)
-    from artifact import verification as v
-    from artifact.core.results import ResultsFolder
+    from artifact import verification as v  # lazy: scipy
 
     expected = args.expected if args.expected is not None else _default_expected(args.results)
     if not expected.is_dir():
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Stored profiles: {', '.join(profiles) or 'none'}. Pass one with --expected DIR (it must describe "
               "the same model, facts and profile), or record this run as a profile with --record.")
         return 2
-    from artifact.verification.load import profile_format_problem
+    from artifact.verification.load import profile_format_problem  # lazy: scipy
 
     problem = profile_format_problem(expected)
     if problem is not None:

@@ -10,6 +10,7 @@ import os
 import sys
 
 from artifact.commands import COMMANDS
+from artifact.core.fileio import DiskFullError, is_disk_full
 
 DEBUG_ENV = "ARTIFACT_DEBUG"  # set to 1 to see the traceback of every error (as --debug does)
 # Input and set-up problems: their messages name the problem and the fix, so they print as one line.
@@ -34,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
 def error_line(exc: BaseException) -> str:
     """One line for a known error: its own message, or for an operating-system error the file, the cause and the
     fix (a full disk, a read-only or unwritable folder, a missing file)."""
-    from artifact.core.fileio import DiskFullError, is_disk_full
-
     if isinstance(exc, OSError) and not isinstance(exc, DiskFullError):
         where = exc.filename or "a file"
         if is_disk_full(exc):

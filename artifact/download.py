@@ -192,7 +192,7 @@ def _open(link: Link, offset: int, validator: str | None, timeout: float):
 def _transfer(link: Link, part: Path, timeout: float, progress: bool, say: Callable[[str], None]) -> None:
     """One attempt: resume `part` from its size when the server honours Range, else restart it; raises _Interrupted
     when the body ends early (the part file keeps what arrived) and FetchError for what a retry cannot fix."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     meta_path = _sidecar(part)
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() and part.is_file() else {}

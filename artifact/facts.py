@@ -165,7 +165,7 @@ def read_facts_file(path: str | os.PathLike[str]) -> list[Fact]:
 
 def known_1000_cache_path() -> Path:
     """Where ROME's known_1000.json is kept once downloaded: <cache_root>/data/known_1000.json."""
-    from artifact.models.loading import cache_root
+    from artifact.models.loading import cache_root  # lazy: torch
 
     return cache_root() / "data" / "known_1000.json"
 

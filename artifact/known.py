@@ -67,7 +67,7 @@ def output_rows(model: Any) -> int:
 
 def reduced_precision(dtype: Any) -> bool:
     """A floating dtype narrower than fp32 (bf16, fp16): its forwards may round differently per batch shape."""
-    import torch
+    import torch  # lazy: torch
 
     return isinstance(dtype, torch.dtype) and dtype.is_floating_point and torch.finfo(dtype).bits < 32
 
@@ -124,7 +124,7 @@ def last_token_logits(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0
     Rows are right-padded with an attention mask; with a causal model, padding after a row's last real token cannot
     change that token's logits. Only the last real positions go through the LM head. Gradients flow if enabled.
     """
-    import torch
+    import torch  # lazy: torch
 
     lengths = torch.tensor([len(row) for row in rows])
     if len(rows) == 0 or int(lengths.min()) < 1:
@@ -144,7 +144,7 @@ def last_token_logits(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0
 
 def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0) -> Any:
     """Next-token probabilities [batch, vocab] (float32, CPU) after each row's own last token (`last_token_logits`)."""
-    import torch
+    import torch  # lazy: torch
 
     with torch.inference_mode():
         return torch.softmax(last_token_logits(model, rows, pad_id), dim=-1).cpu()
@@ -153,7 +153,7 @@ def next_token_probs(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0)
 def answer_margins(logits: Any, answer_ids: Sequence[int], banned: Sequence[int] = ()) -> list[float]:
     """Per row of [batch, vocab] logits: the answer's logit minus the largest logit of any other token that is not
     `banned` (> 0 exactly when the answer is the greedy token)."""
-    import torch
+    import torch  # lazy: torch
 
     others = logits.detach().float().clone()
     if len(banned):
@@ -176,7 +176,7 @@ def check_known_prompts(
     one forward per fact up to fp32 rounding. A bf16 model runs one prompt per forward whatever `batch_size`
     (`batching_rule`): the same shapes as `Spiritlm.generate`, so the same bits on the same device.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     if len(facts) != len(prompts):
         raise ValueError(f"{len(facts)} facts but {len(prompts)} prompts; give one prompt per fact.")
@@ -192,7 +192,7 @@ def check_known_prompts(
     with tqdm(total=len(facts), desc=desc, unit="fact", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            import torch
+            import torch  # lazy: torch
 
             with torch.inference_mode():
                 logits = last_token_logits(loaded.model, [prompts[i].input_ids for i in chunk], pad_id).cpu()

@@ -26,11 +26,14 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from artifact.core.fileio import sha256_file, write_json_atomic
-from artifact.core.spiritlm import CHECKPOINTS_ENV
+from artifact.core.spiritlm import CHECKPOINTS_ENV, SPEECH_TOKENIZER_FILES, SPIRITLM_MODEL_FILES
+from artifact.models.numerics import numerics_state
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -180,9 +183,7 @@ def cpu_name() -> str:
 
 def environment() -> dict[str, Any]:
     """Python, torch, CUDA, cuDNN, NVIDIA driver, device name, thread counts and the TF32 flags."""
-    import torch
-
-    from artifact.models.numerics import numerics_state
+    import torch  # lazy: torch
 
     cuda = torch.cuda.is_available()
     smi = nvidia_smi()
@@ -208,9 +209,6 @@ def package_versions(names: tuple[str, ...] = ("transformers", "numpy", "torchau
                                                 "spiritlm")) -> dict:
     """Installed versions of a few packages that change numbers (None when not installed), and the commit of Meta's
     spiritlm package as scripts/install_spiritlm.sh stamped it (its version, 0.1.0, names no commit)."""
-    import sysconfig
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str | None] = {}
     for name in names:
         try:
@@ -229,7 +227,7 @@ def model_fingerprints(spec: str, full_hash: bool | None = None) -> dict[str, An
     """Fingerprints of a model's weights by spec ('embedded', 'embedded-speech', 'spiritlm' or a folder)."""
     out: dict[str, Any] = {"spec": spec}
     if spec in ("embedded", "embedded-speech"):
-        from artifact.models.loading import EMBEDDED_GGUF, embedded_gguf_path
+        from artifact.models.loading import EMBEDDED_GGUF, embedded_gguf_path  # lazy: torch
 
         try:
             out["gguf"] = file_fingerprint(embedded_gguf_path(), full_hash=True)
@@ -240,7 +238,7 @@ def model_fingerprints(spec: str, full_hash: bool | None = None) -> dict[str, An
             out["speech_rows"] = embedded_speech_rows()
         return out
     if spec == "spiritlm":
-        from artifact.models.loading import spiritlm_model_dir
+        from artifact.models.loading import spiritlm_model_dir  # lazy: torch
 
         try:
             folder = spiritlm_model_dir()
@@ -259,8 +257,6 @@ def model_fingerprints(spec: str, full_hash: bool | None = None) -> dict[str, An
 
 
 def _model_file_names(folder: Path) -> list[str]:
-    from artifact.core.spiritlm import SPIRITLM_MODEL_FILES
-
     present = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     return sorted(set(present) | set(SPIRITLM_MODEL_FILES)) if folder.name.startswith("spirit-lm") else present
 
@@ -284,13 +280,11 @@ def unit_tokenizer_fingerprint(name: str, full_hash: bool | None = None) -> dict
     """Fingerprint of a speech unit tokenizer: the k-means centroids' sha256, or SpiritLM's HuBERT files."""
     out: dict[str, Any] = {"name": name}
     if name == "kmeans-logmel":
-        from artifact.speech.units import CENTROIDS_PATH, CENTROIDS_SHA256
+        from artifact.speech.units import CENTROIDS_PATH, CENTROIDS_SHA256  # lazy: numpy
 
         out["centroids_sha256_expected"] = CENTROIDS_SHA256
         out["centroids"] = file_fingerprint(CENTROIDS_PATH, full_hash=True)
     elif name == "spiritlm":
-        from artifact.core.spiritlm import SPEECH_TOKENIZER_FILES
-
         root = os.environ.get(CHECKPOINTS_ENV)
         if not root:
             out["error"] = "SPIRITLM_CHECKPOINTS_DIR is not set"

@@ -18,6 +18,7 @@ Where BCa is undefined (all facts equal: the interval is that value; fewer than 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -27,9 +28,9 @@ import numpy as np
 
 from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CI_METHOD, CONFIDENCE, N_RESAMPLES, bootstrap_mean_ci
 from artifact.analysis.effects import FactEffects, fact_effects, load_job
+from artifact.core.digests import trace_digests, write_digest_list
 from artifact.core.fileio import write_atomic, write_json_atomic, write_npz_atomic
 from artifact.core.jsonable import finite_or_none
-from artifact.core.digests import trace_digests, write_digest_list
 from artifact.core.layout import AGGREGATE_DIR, TRACE_LIST_FILE, plan_files, result_path
 from artifact.core.names import GROUPS, KINDS, METRICS, SEVERABLE
 from artifact.core.settings import load_settings
@@ -101,8 +102,6 @@ def peaks(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()

@@ -32,7 +32,7 @@ def bootstrap_mean_ci(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Mean over facts and its bootstrap CI, per column. `data` is [fact] or [fact, column]; NaN facts of a column
     are left out of that column. Returns (n [col], mean [col], low [col], high [col], ci_method per column)."""
-    from scipy import stats
+    from scipy import stats  # lazy: scipy
 
     data = np.asarray(data, dtype=np.float64)
     squeeze = data.ndim == 1

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.analysis.aggregate import aggregate_run
+    from artifact.analysis.aggregate import aggregate_run  # lazy: numpy
 
     if not args.results.is_dir():
         raise FileNotFoundError(f"--results {args.results} does not exist; pass the folder `run` printed.")

@@ -76,8 +76,8 @@ def report_check(root: Path) -> int:
 
 def _tokenizer_layout(folder: Path) -> "TokenizerLayout | str":
     """The tokenizer's layout, loaded as SpiritLM loads it, or why it cannot be loaded or used."""
-    from artifact.models.loading import load_spiritlm_tokenizer
-    from artifact.models.tokenizer_layout import tokenizer_layout
+    from artifact.models.loading import load_spiritlm_tokenizer  # lazy: torch
+    from artifact.models.tokenizer_layout import tokenizer_layout  # lazy: fast --help
 
     try:
         return tokenizer_layout(load_spiritlm_tokenizer(folder), folder)
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.links is None or args.into is None:
         raise ValueError("checkpoints fetch needs --links FILE (the links from Meta's email, or the email's text) "
                          "and --into DIR (the checkpoints root to fill)")
-    from artifact.download import fetch
+    from artifact.download import fetch  # lazy: fast --help
 
     if args.links == "-":
         text = sys.stdin.read()

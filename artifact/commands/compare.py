@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from artifact.commands.options import add_command, add_io_options
+from artifact.core.names import KINDS
+from artifact.core.settings import load_settings
 
 EXAMPLE = """example:
   python -m artifact compare --t2t results/t2t-embedded-3f2a9c0b71de --s2t results/s2t-embedded-9c1d2e3f4a5b \\
@@ -48,9 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.analysis.compare import compare_runs, default_out_dir, split_from_manifest
-    from artifact.core.names import KINDS
-    from artifact.core.settings import load_settings
+    from artifact.analysis.compare import compare_runs, default_out_dir, split_from_manifest  # lazy: numpy
 
     for flag, folder in (("--t2t", args.t2t), ("--s2t", args.s2t)):
         if not folder.is_dir():
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                        n_resamples=args.resamples, seed=args.bootstrap_seed,
                        normalised_bins=(args.subject_bins, args.rest_bins))
     if not args.no_figures:
-        from artifact.figures.comparison import plot_comparison
+        from artifact.figures.comparison import plot_comparison  # lazy: matplotlib
 
         plot_comparison(doc, out)
     for name, info in doc["sets"].items():

@@ -4,8 +4,11 @@ arithmetic, from matmul FLOP counts and a sustained throughput (artifact.experim
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from artifact.commands.options import add_command, add_trace_options, trace_settings
+from artifact.core.layout import COMPARISON_DIR, COMPARISON_FILE, SELECTION_FILE
 
 EXAMPLE = ("examples:\n  python -m artifact cost --profile review --model spiritlm --device h100\n"
            "  python -m artifact cost --profile standard --model embedded --device cpu\n"
@@ -46,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.experiments.cost import H100_BF16_DENSE_PEAK, MODEL_SHAPES
-    from artifact.tracing.config import TraceConfig
-    from artifact.tracing.flops import least_flops, reference_flops
+    from artifact.experiments.cost import H100_BF16_DENSE_PEAK, MODEL_SHAPES  # lazy: fast --help
+    from artifact.tracing.config import TraceConfig  # lazy: fast --help
+    from artifact.tracing.flops import least_flops, reference_flops  # lazy: fast --help
 
     if args.size_from is not None:
         return run_sizing(args)
@@ -87,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     """Print a profile's estimate: facts, FLOPs per fact and minutes per arm on the chosen device."""
-    from artifact.experiments.cost import describe_estimate, estimate
-    from artifact.experiments.profiles import PROFILES
+    from artifact.experiments.cost import describe_estimate, estimate  # lazy: fast --help
+    from artifact.experiments.profiles import PROFILES  # lazy: fast --help
 
     if args.profile not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {args.profile!r}")
@@ -107,11 +110,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def run_sizing(args: argparse.Namespace) -> int:
     """Print, per claim condition of a finished run, the facts needed for a CI narrower than half its effect."""
-    import json
-    from pathlib import Path
-
-    from artifact.analysis.sizing import facts_needed
-    from artifact.core.layout import COMPARISON_DIR, COMPARISON_FILE, SELECTION_FILE
+    from artifact.analysis.sizing import facts_needed  # lazy: fast --help
 
     results = Path(args.size_from)
     comparison_path, selection_path = results / COMPARISON_DIR / COMPARISON_FILE, results / SELECTION_FILE

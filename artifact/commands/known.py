@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from artifact.commands.options import add_command, add_io_options
+from artifact.core.fileio import write_json_atomic
 
 EXAMPLE = (
     "examples:\n"
@@ -39,14 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
+    import transformers  # lazy: transformers
 
-    import transformers
-
-    from artifact.core.fileio import write_json_atomic
-    from artifact.facts import facts_fingerprint, load_facts
-    from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts
-    from artifact.models import load_model
+    from artifact.facts import facts_fingerprint, load_facts  # lazy: fast --help
+    from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts  # lazy: fast --help
+    from artifact.models import load_model  # lazy: torch
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1; got {args.limit}.")
@@ -59,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     unspoken: dict = {}
     if speech:
-        from artifact.experiments.arms import spoken_items
-        from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
+        from artifact.experiments.arms import spoken_items  # lazy: torch
+        from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd  # lazy: numpy
 
         if not loaded.is_spiritlm:
             raise ValueError(f"Model {loaded.name!r} has no speech tokens; --modality speech needs "

@@ -71,7 +71,7 @@ def _settings(files: list[Path], pairs: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact import manifest
+    from artifact import manifest  # lazy: fast --help
 
     if args.step is not None:
         if args.seconds is None and args.since is None:
@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     full = True if args.full_hash else None
     facts_fingerprint = args.facts_fingerprint
     if args.facts:
-        from artifact.facts import facts_fingerprint as fingerprint
-        from artifact.facts import load_facts
+        from artifact.facts import facts_fingerprint as fingerprint  # lazy: fast --help
+        from artifact.facts import load_facts  # lazy: fast --help
 
         facts_fingerprint = fingerprint(load_facts(args.facts))
     data = manifest.collect_manifest(

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.experiments.pipeline import run_pipeline
+    from artifact.experiments.pipeline import run_pipeline  # lazy: fast --help
 
     return run_pipeline(args.profile, args.model, args.checkpoints, args.out, args.expected,
                         progress=not args.no_progress, verify=not args.no_verify, seed=args.seed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from artifact.commands.options import add_command, add_io_options
+from artifact.core.layout import AGGREGATE_DIR
 
 EXAMPLE = """example:
   python -m artifact plot --results results/t2t-embedded-3f2a9c0b71de --per-fact 5
@@ -28,9 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.analysis.aggregate import aggregate_run
-    from artifact.core.layout import AGGREGATE_DIR
-    from artifact.figures.run import plot_run
+    from artifact.analysis.aggregate import aggregate_run  # lazy: numpy
+    from artifact.figures.run import plot_run  # lazy: matplotlib
 
     if not args.results.is_dir():
         raise FileNotFoundError(f"--results {args.results} does not exist; pass the folder `run` printed.")

@@ -32,13 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.report.html import write_report_html
+    from artifact.report.html import write_report_html  # lazy: fast --help
 
     path = write_report_html(args.results)
     print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if not args.check:
         return 0
-    from artifact.report.browser import check_report
+    from artifact.report.browser import check_report  # lazy: fast --help
 
     check = check_report(path, screenshot=path.with_name("report.png"))
     print(f"browser check ({check.viewport[0]}x{check.viewport[1]} viewport, {check.seconds} s): verdict "

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from artifact.commands.options import add_command, add_io_options, add_trace_options, positive_int, trace_settings
+from artifact.core.groups import parse_position_policy
 
 EXAMPLE = """examples:
   python -m artifact run --arm t2t --model embedded --facts own --limit 40 --kinds hidden,mlp,attn --samples 10 \\
@@ -53,7 +54,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def shard_spec(text: str):
     """argparse type of --shard: 'I/N' -> Shard."""
-    from artifact.experiments.sharding import Shard, ShardError
+    from artifact.experiments.sharding import Shard, ShardError  # lazy: fast --help
 
     try:
         return Shard.parse(text)
@@ -86,8 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.core.groups import parse_position_policy
-    from artifact.experiments.runner import parse_jobs
+    from artifact.experiments.runner import parse_jobs  # lazy: torch
 
     jobs = list(parse_jobs(args.kinds))
     if "severed" in jobs:
@@ -95,13 +95,13 @@ def run(args: argparse.Namespace) -> int:
     parse_position_policy(args.positions)
     if args.severed:
         jobs.append("severed")
-    from artifact.experiments.sharding import device_from_env, resolve_shard
+    from artifact.experiments.sharding import device_from_env, resolve_shard  # lazy: fast --help
 
     shard, device = resolve_shard(args.shard), device_from_env()  # --shard, else torchrun / SLURM array, else all
     if shard is not None:
         log.info("shard %s of the facts%s", shard, f" on {device}" if device else "")
-    from artifact.experiments.arms import ArmRequest, run_arm
-    from artifact.speech.front_end import FrontEndConfig
+    from artifact.experiments.arms import ArmRequest, run_arm  # lazy: torch
+    from artifact.speech.front_end import FrontEndConfig  # lazy: numpy
 
     front_end = None
     if args.arm == "s2t":

@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_records(path: Path) -> list[dict[str, Any]]:
-    """Facts as dicts with prompt/subject/attribute/known_id (artifact.facts when present, else plain JSON)."""
-    try:
-        from artifact.facts import read_facts_file
-    except ImportError:
-        records = json.loads(path.read_text())
-        if not isinstance(records, list):
-            raise ValueError(f"{path} must hold a JSON list of fact records.") from None
-        for i, record in enumerate(records):
-            missing = {"prompt", "subject"} - set(record)
-            if missing:
-                raise ValueError(f"{path} record {i} lacks {sorted(missing)}.") from None
-        return records
-    from dataclasses import asdict
+    """Facts as dicts with prompt/subject/attribute/known_id (`artifact.facts.read_facts_file`, which names a bad
+    record)."""
+    from artifact.facts import read_facts_file  # lazy: fast --help
 
     return [asdict(fact) for fact in read_facts_file(path)]
 
@@ -67,10 +58,10 @@ def _load_records(path: Path) -> list[dict[str, Any]]:
 def _text_tokenizer(spec: str):
     if spec == "none":
         return None
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers
 
     if spec == "embedded":
-        from artifact.models.loading import embedded_model_dir
+        from artifact.models.loading import embedded_model_dir  # lazy: torch
 
         return AutoTokenizer.from_pretrained(embedded_model_dir())
     return AutoTokenizer.from_pretrained(spec)
@@ -82,12 +73,12 @@ def _mean(values: list[float]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
+    import numpy as np  # lazy: numpy
+    from tqdm import tqdm  # lazy: tqdm
 
-    from artifact.figures.speech import spoken_fact_figure
-    from artifact.figures.style import save_figure
-    from artifact.speech import FrontEndConfig, SpeechFrontEnd
+    from artifact.figures.speech import spoken_fact_figure  # lazy: matplotlib
+    from artifact.figures.style import save_figure  # lazy: matplotlib
+    from artifact.speech import FrontEndConfig, SpeechFrontEnd  # lazy: numpy
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1; got {args.limit}.")

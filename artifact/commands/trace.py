@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _noise_level(args: argparse.Namespace, loaded) -> float:
-    from artifact.tracing import calibrate_noise
+    from artifact.tracing import calibrate_noise  # lazy: torch
 
     if args.noise != "3sigma":
         try:
@@ -57,16 +57,16 @@ def _noise_level(args: argparse.Namespace, loaded) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from tqdm import tqdm
+    import numpy as np  # lazy: numpy
+    import torch  # lazy: torch
+    from tqdm import tqdm  # lazy: tqdm
 
-    from artifact.figures.style import save_figure
-    from artifact.figures.trace import trace_heatmap
-    from artifact.known import text_mode_banned_ids
-    from artifact.models import load_model
-    from artifact.prompts import answer_token_id, find_subject_range
-    from artifact.tracing import TraceConfig, trace_fact
+    from artifact.figures.style import save_figure  # lazy: matplotlib
+    from artifact.figures.trace import trace_heatmap  # lazy: matplotlib
+    from artifact.known import text_mode_banned_ids  # lazy: fast --help
+    from artifact.models import load_model  # lazy: torch
+    from artifact.prompts import answer_token_id, find_subject_range  # lazy: fast --help
+    from artifact.tracing import TraceConfig, trace_fact  # lazy: torch
 
     loaded = load_model(args.model)
     tokenizer = loaded.tokenizer

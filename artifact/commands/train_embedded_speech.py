@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from artifact.commands.options import add_command, add_io_options
@@ -12,7 +13,7 @@ EXAMPLE = """example (the command that produced the shipped model; see its manif
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from artifact.training.config import DistillConfig
+    from artifact.training.config import DistillConfig  # lazy: fast --help
 
     defaults = DistillConfig()
     parser = add_command(
@@ -44,12 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from artifact.models.embedded_speech import SHIPPED_DIR
-    from artifact.models.loading import cache_root
-    from artifact.training.config import DistillConfig
-    from artifact.training.embedded_speech import train_embedded_speech
+    from artifact.models.embedded_speech import SHIPPED_DIR  # lazy: torch
+    from artifact.models.loading import cache_root  # lazy: torch
+    from artifact.training.config import DistillConfig  # lazy: fast --help
+    from artifact.training.embedded_speech import train_embedded_speech  # lazy: torch
 
     sources = {}
     for item in args.facts or ["known_1000=known_1000", "own=own"]:

@@ -127,7 +127,7 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
     """`numpy.savez` to a temporary file beside `path`, fsync, then `os.replace` (atomic on POSIX)."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     write_atomic(path, lambda handle: np.savez(handle, **arrays))
 

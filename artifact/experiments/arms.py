@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+
 from artifact.core.fileio import write_json_atomic
 from artifact.core.layout import SPEECH_FILE
 from artifact.core.names import KINDS
@@ -26,6 +28,12 @@ from artifact.core.settings import RunSettings
 from artifact.core.trace_settings import TraceSettings
 from artifact.experiments.runner import RunSummary, load_known_ids, open_run_dir, parse_jobs, run_items, save_known
 from artifact.experiments.sharding import Shard
+from artifact.facts import facts_fingerprint, load_facts
+from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, batching_rule, check_known, check_known_prompts
+from artifact.models import load_model
+from artifact.prompts import SubjectLocationError, speech_prompt, text_prompt
+from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
+from artifact.tracing import calibrate_noise
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +116,6 @@ class PreparedArm:
 
 def _text_prompts(loaded: Any, facts: Sequence[Any], request: ArmRequest) -> tuple[list, dict, dict]:
     """(fact, T->T TracePrompt) pairs; facts whose subject cannot be located are returned apart with the reason."""
-    from artifact.prompts import SubjectLocationError, text_prompt
-
     items, skipped = [], {}
     for fact in facts:
         try:
@@ -122,8 +128,6 @@ def _text_prompts(loaded: Any, facts: Sequence[Any], request: ArmRequest) -> tup
 
 def _text_noise(spec: Any, loaded: Any, items: list, records: Sequence[Any]) -> float:
     """A number as given, or '3sigma' = 3 x std of the subject-token embeddings of every record (ROME's rule)."""
-    from artifact.tracing import calibrate_noise
-
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return _non_negative(float(spec), spec)
     if str(spec).strip().lower() == "3sigma":
@@ -133,8 +137,6 @@ def _text_noise(spec: Any, loaded: Any, items: list, records: Sequence[Any]) -> 
 
 def _text_known(loaded: Any, records: Sequence[Any], items: list, progress: bool) -> list:
     """Known-t2t on every fact of the file (a fact whose subject cannot be located can still be checked)."""
-    from artifact.known import check_known
-
     return check_known(loaded, records, modality="text", progress=progress)
 
 
@@ -145,9 +147,7 @@ def spoken_items(loaded: Any, facts: Sequence[Any], front_end: Any, progress: bo
                  ) -> tuple[list, dict[Any, str], dict[Any, dict[str, Any]]]:
     """(fact, S->T TracePrompt) pairs; facts the front end cannot speak, align or locate are returned apart with the
     reason; plus each spoken fact's front-end summary row (duration, subject span, token counts)."""
-    from tqdm import tqdm
-
-    from artifact.prompts import speech_prompt
+    from tqdm import tqdm  # lazy: tqdm
 
     items, skipped, summaries = [], {}, {}
     for fact in tqdm(facts, desc="spoken prompts", unit="prompt", disable=not progress):
@@ -172,8 +172,6 @@ def front_end_key(front_end: Any) -> str:
 
 
 def _speech_front_end(request: ArmRequest, loaded: Any) -> Any:
-    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
-
     if isinstance(request.front_end, SpeechFrontEnd):
         return request.front_end
     return SpeechFrontEnd(request.front_end if isinstance(request.front_end, FrontEndConfig)
@@ -203,8 +201,6 @@ def _speech_prompts(loaded: Any, facts: Sequence[Any], request: ArmRequest) -> t
 def speech_subject_noise(loaded: Any, prompts: Sequence[Any], factor: float = 3.0) -> float:
     """`factor` x std of the input embeddings of every prompt's subject tokens, pooled (ROME's rule on the corrupted
     tokens themselves; for S->T these are speech-unit tokens)."""
-    import torch
-
     if not prompts:
         raise ValueError("No spoken prompts: the speech noise level is computed from their subject tokens.")
     embed = loaded.adapter.embed
@@ -216,8 +212,6 @@ def speech_subject_noise(loaded: Any, prompts: Sequence[Any], factor: float = 3.
 
 def _speech_noise(spec: Any, loaded: Any, items: list, records: Sequence[Any]) -> float:
     """A number as given, '3sigma' (the speech tokens' own, default) or 'text' (NOISE_CHOICES["s2t"])."""
-    from artifact.tracing import calibrate_noise
-
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return _non_negative(float(spec), spec)
     name = str(spec).strip().lower()
@@ -231,8 +225,6 @@ def _speech_noise(spec: Any, loaded: Any, items: list, records: Sequence[Any]) -
 
 def _speech_known(loaded: Any, records: Sequence[Any], items: list, progress: bool) -> list:
     """Known-s2t on every spoken fact's S->T prompt."""
-    from artifact.known import check_known_prompts
-
     return check_known_prompts(loaded, [f for f, _ in items], [p for _, p in items], progress=progress,
                                desc="known check (S->T)")
 
@@ -254,8 +246,6 @@ def _non_negative(value: float, spec: Any) -> float:
 
 
 def _arms() -> dict[str, Arm]:
-    from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T
-
     return {
         "t2t": Arm("t2t", "embedded", "text", KNOWN_RULE, _text_prompts, _text_noise, _text_known),
         "s2t": Arm("s2t", "embedded-speech", "speech", KNOWN_RULE_S2T, _speech_prompts, _speech_noise, _speech_known),
@@ -265,10 +255,6 @@ def _arms() -> dict[str, Arm]:
 def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest) -> PreparedArm:
     """Load the facts and the model, build every prompt, set the noise, open the run folder and run (or reload) the
     Known filter. `model` is a load_model spec (None: the arm's default) or a loaded model."""
-    from artifact.facts import facts_fingerprint, load_facts
-    from artifact.known import batching_rule
-    from artifact.models import load_model
-
     spec = _arms().get(arm)
     if spec is None:
         raise ValueError(f"arm must be 't2t' or 's2t'; got {arm!r}")

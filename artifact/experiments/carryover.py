@@ -36,6 +36,8 @@ from artifact.core.layout import (
 from artifact.core.names import DIRECTIONS, MAPPED_POSITIONS, MODALITIES
 from artifact.core.trace_settings import TraceSettings, flatten_trace
 from artifact.experiments.profiles import CarryOverPlan
+from artifact.known import output_rows, text_mode_banned_ids
+from artifact.tracing.config import TraceConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def mapped_positions(prompt: Any) -> dict[str, int]:
 def check_shared(text_model: Any, speech_model: Any) -> None:
     """Cross-modal patching writes one model's states into the other's run: both must share every transformer
     weight (the same model, or one that only adds vocabulary rows). Raises ValueError naming the first difference."""
-    import torch
+    import torch  # lazy: torch
 
     if text_model is speech_model:
         return
@@ -88,11 +90,10 @@ def fact_carryover(models: dict[str, Any], prompts: dict[str, Any], settings: Ca
     patch_prob/patch_logprob [direction, kind, position, layer], the receiving prompt's corrupted (low_*) and clean
     (high_*) scores [direction], knockout_clean [modality] and knockout_prob [modality, layer], lens_prob and lens_rank
     [modality, position, layer]. Plans without an analysis get empty arrays for it."""
-    import torch
+    import torch  # lazy: torch
 
-    from artifact.known import output_rows, text_mode_banned_ids
-    from artifact.tracing.knockout import knockout
-    from artifact.tracing.lens import logit_lens
+    from artifact.tracing.knockout import knockout  # lazy: torch
+    from artifact.tracing.lens import logit_lens  # lazy: torch
 
     plan = settings.plan
     L = models["speech"].adapter.num_layers
@@ -134,9 +135,8 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
     fast path) in its arm's model: the corrupted run receives every patch, the clean run donates to the other
     modality. Families without a layer stepper take the hook path (one clean forward per donor state, full forwards
     per patch)."""
-    from artifact.tracing.config import TraceConfig
-    from artifact.tracing.crossmodal import cross_patch, donor_states, patch_receiver, receiver
-    from artifact.tracing.hooks import prepare_context
+    from artifact.tracing.crossmodal import cross_patch, donor_states, patch_receiver, receiver  # lazy: torch
+    from artifact.tracing.hooks import prepare_context  # lazy: torch
 
     plan = settings.plan
 
@@ -204,7 +204,7 @@ def run_carryover(models: dict[str, Any], pairs: Sequence[tuple[Any, dict[str, A
                   out: Path, progress: bool = True) -> tuple[list[str], list[str]]:
     """Compute every fact of `pairs` ((fact, {modality: prompt})) that has no file yet; returns (computed, reused)
     known_ids. A killed run loses at most the fact in progress."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     check_shared(models["text"], models["speech"])
     open_carryover_dir(out, settings)

@@ -106,7 +106,7 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
     $SPIRITLM_CHECKPOINTS_DIR) and the embedded models when none were; and the speech front end (`--front-end
     auto|paper|offline`, see artifact.speech.front_end.choose_front_end). Checkpoints given but not in BRIEF section
     2's layout stop the run (ModelSelectionError: exit 2) unless the embedded models were asked for by name."""
-    from artifact.speech.front_end import choose_front_end
+    from artifact.speech.front_end import choose_front_end  # lazy: numpy
 
     if requested not in (None, "embedded", "spiritlm"):
         raise ModelSelectionError(f"--model must be 'embedded' or 'spiritlm'; got {requested!r}")

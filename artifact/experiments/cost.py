@@ -13,7 +13,9 @@ the real prompts once they are built.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from artifact.core.groups import positions_for
@@ -161,10 +163,7 @@ def describe_estimate(est: dict[str, Any]) -> str:
 def run_flops(run_dir: Any, shape: ModelShape) -> dict[str, float]:
     """Matmul FLOPs of the traces a run folder holds, per job (from each result file's prompt, subject range,
     traced positions and settings): what the run's trace step computed, for measuring a machine's throughput."""
-    import json
-    from pathlib import Path
-
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     out: dict[str, float] = {}
     for path in sorted(Path(run_dir).glob("traces/*/*.npz")):

@@ -18,6 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from artifact.core.fileio import TMP_PREFIX, write_atomic
+from artifact.core.layout import KNOWN_FILE, PLAN_FILE, PLANS_DIR, SETTINGS_FILE
+from artifact.core.settings import load_settings
+
 log = logging.getLogger(__name__)
 
 
@@ -37,9 +41,6 @@ class MergeReport:
 
 def run_folder(path: Path) -> Path:
     """`path` if it holds settings.json, else its only child run folder (a shard's --out root)."""
-    from artifact.core.layout import SETTINGS_FILE
-    from artifact.core.settings import load_settings
-
     path = Path(path)
     if not (path / SETTINGS_FILE).is_file() and path.is_dir():
         children = sorted(p.parent for p in path.glob(f"*/{SETTINGS_FILE}"))
@@ -65,9 +66,6 @@ def _known_decisions(path: Path) -> tuple:
 
 def _mergeable_files(folder: Path) -> list[Path]:
     """Relative paths of the files a merge carries over: results, plan files and known.json."""
-    from artifact.core.fileio import TMP_PREFIX
-    from artifact.core.layout import KNOWN_FILE, PLAN_FILE, PLANS_DIR
-
     found = [p for p in (folder / "traces").glob("*/*.npz")] + [p for p in (folder / PLANS_DIR).glob("*.json")]
     found += [folder / name for name in (PLAN_FILE, KNOWN_FILE) if (folder / name).is_file()]
     return sorted(p.relative_to(folder) for p in found if not p.name.startswith(TMP_PREFIX) and p.is_file())
@@ -81,9 +79,7 @@ def _category(relative: Path) -> str:
 def merge_runs(into: Path, sources: list[Path]) -> MergeReport:
     """Copy the results, plan files and known.json of `sources` (run folders of one run's shards) into the run
     folder `into` (created if absent); nothing is copied when settings differ or duplicates conflict."""
-    from artifact.core.fileio import write_atomic
-    from artifact.core.layout import KNOWN_FILE, SETTINGS_FILE
-    from artifact.experiments.runner import run_lock
+    from artifact.experiments.runner import run_lock  # lazy: torch
 
     if not sources:
         raise MergeError("merge needs at least one source folder: merge --into DIR SRC [SRC ...]")

@@ -222,7 +222,7 @@ def run_items(
     relation_id; the prompt has input_ids [pos], subject_range, target_id, text, modality, last_position.
     With `shard`, only that shard's items (`Shard.select` by known_id) are traced; pass every shard the same items.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     jobs = parse_jobs(jobs)
     run_dir = Path(run_dir)

@@ -172,7 +172,7 @@ def device_from_env(env: Mapping[str, str] | None = None) -> str | None:
     local = _env_int(env, "LOCAL_RANK")
     if local is None:
         return None
-    import torch
+    import torch  # lazy: torch
 
     if not torch.cuda.is_available():
         return None

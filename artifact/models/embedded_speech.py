@@ -13,6 +13,9 @@ from typing import Any
 
 import torch
 
+from artifact.core.fileio import sha256_file
+from artifact.models.errors import ModelLoadError
+
 UNIT_COUNT = 501  # [Hu0]..[Hu500]: 500 HuBERT clusters + the CTC blank, as in SpiritLM base
 NEW_TOKENS: tuple[str, ...] = ("[Text]", "[Speech]", *(f"[Hu{i}]" for i in range(UNIT_COUNT)))
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "embedded_speech"
@@ -60,10 +63,7 @@ def read_manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
 
 def load_rows(model: torch.nn.Module, first_new: int, folder: Path = SHIPPED_DIR) -> str:
     """Load the trained new rows into `model`, checking the file's sha256 against the manifest; returns it."""
-    from safetensors.torch import load_file
-
-    from artifact.core.fileio import sha256_file
-    from artifact.models.errors import ModelLoadError
+    from safetensors.torch import load_file  # lazy: safetensors
 
     manifest = read_manifest(folder)
     path = folder / ROWS_FILE

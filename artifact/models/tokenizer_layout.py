@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artifact.prompts.tokens import answer_token_id
+
 S2T_EXAMPLE = ("[Speech][Hu0][Text]", "Paris")  # an S->T prompt's end and an answer word
 
 
@@ -73,8 +75,6 @@ def tokenizer_layout(tokenizer: Any, folder: Path | None = None) -> TokenizerLay
     """The layout of a loaded SpiritLM tokenizer (slow `LlamaTokenizer`); `folder` adds what its files say
     (whether tokenizer_config.json sets legacy, config.json's output rows). Raises ValueError when a marker or unit
     is not one token."""
-    from artifact.prompts.tokens import answer_token_id
-
     names = ["[Text]", "[Speech]", "[Hu0]", "[Hu500]"]
     ids = tokenizer.convert_tokens_to_ids(names)
     bad = [name for name, i in zip(names, ids) if i is None or i == tokenizer.unk_token_id]

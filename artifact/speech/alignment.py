@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import abc
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
+from artifact.speech.espeak import arpabet
 from artifact.speech.recognition import dist_version, state_dict_sha256, to_pcm16
 from artifact.speech.registry import Registry, module_missing, require_module
 from artifact.speech.text import normalize_word
@@ -104,8 +106,6 @@ class PocketsphinxAligner(Aligner):
     def pronunciations(self, word: str, norm: str) -> list[str]:
         """ARPAbet pronunciations of the text word `word` (normalised: `norm`): the CMU dictionary's, then
         espeak-ng's reading of `word` as written, when it differs."""
-        from artifact.speech.espeak import arpabet
-
         found = list(self._dictionary.get(norm, ()))
         spoken = arpabet(word, self.voice) or arpabet(norm, self.voice)
         if spoken and spoken not in found:
@@ -127,9 +127,6 @@ class PocketsphinxAligner(Aligner):
         return [s for s in decoder.seg() if not (s.word.startswith("<") or s.word.startswith("["))]
 
     def _align(self, audio: np.ndarray, words: list[tuple[int, int, str, str]]) -> list[tuple[float, float]]:
-        import tempfile
-        from pathlib import Path
-
         norms = [norm for *_, norm in words]
         lines: list[str] = []
         seen: set[str] = set()
@@ -183,7 +180,7 @@ class MMSFAAligner(Aligner):
 
     def __init__(self, model: Any = None, device: str | None = None) -> None:
         torchaudio = require_module("torchaudio", "pip install torchaudio", self.name)
-        import torch
+        import torch  # lazy: torch
 
         self._torch = torch
         self._bundle = torchaudio.pipelines.MMS_FA
@@ -212,8 +209,8 @@ class MMSFAAligner(Aligner):
         missing = module_missing("torchaudio", "pip install torchaudio", cls.name)
         if missing or model is not None:
             return missing
-        import torch
-        import torchaudio
+        import torch  # lazy: torch
+        import torchaudio  # lazy: torchaudio
 
         filename = torchaudio.pipelines.MMS_FA._path.split("/")[-1]
         folder = Path(torch.hub.get_dir()) / "checkpoints"

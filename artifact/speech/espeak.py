@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -225,8 +226,6 @@ def word_times(text: str, utterance: Utterance) -> list[WordTime]:
 
 def _text_words(text: str) -> list[tuple[int, int, str]]:
     """(start, end, word) of every whitespace-separated word of `text`."""
-    import re
-
     return [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
 
 

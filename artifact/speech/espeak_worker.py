@@ -20,6 +20,7 @@ Protocol on stdin/stdout, one request at a time:
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import json
@@ -125,8 +126,6 @@ def synthesize(lib: ctypes.CDLL, text: str, voice: str, rate: int, pitch: int) -
         raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}.")
     audio = b"".join(chunks)
     if sys.byteorder != "little":  # the protocol is little-endian
-        import array
-
         samples = array.array("h", audio)
         samples.byteswap()
         audio = samples.tobytes()

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from artifact.core.fileio import sha256_file
+from artifact.speech import units
+from artifact.speech.tts import EspeakTTS
+
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from artifact.core.fileio import sha256_file
-    from artifact.speech import units
-    from artifact.speech.tts import EspeakTTS
+    from tqdm import tqdm  # lazy: tqdm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--facts", type=Path, required=True, help="fact file (JSON list with a 'prompt' field)")

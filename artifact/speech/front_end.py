@@ -13,12 +13,12 @@ from typing import Any, Callable
 import numpy as np
 
 from artifact.core.jsonable import check_known_keys
-from artifact.speech.alignment import Aligner, boundary_errors, create_aligner, subject_time_span
+from artifact.speech.alignment import ALIGNERS, Aligner, boundary_errors, create_aligner, subject_time_span
 from artifact.speech.base import SAMPLE_RATE, SpeechUnits, WordTime, check_text
 from artifact.speech.cache import SpeechCache, content_key
-from artifact.speech.recognition import Recognizer, create_recognizer
+from artifact.speech.recognition import RECOGNIZERS, Recognizer, create_recognizer
 from artifact.speech.text import word_error_rate
-from artifact.speech.tts import TTS, EspeakTTS, create_tts
+from artifact.speech.tts import TTS, TTS_BACKENDS, EspeakTTS, create_tts
 from artifact.speech.units import UnitTokenizer, create_unit_tokenizer
 
 NO_RECOGNIZER = "none"
@@ -118,7 +118,7 @@ class SpeechFrontEnd:
         self.aligner: Aligner = create_aligner(config.aligner)
         self.unit_tokenizer: UnitTokenizer = create_unit_tokenizer(config.unit_tokenizer)
         if config.cache and cache_dir is None:
-            from artifact.models.loading import cache_root
+            from artifact.models.loading import cache_root  # lazy: torch
 
             cache_dir = cache_root() / "speech"
         self.cache = SpeechCache(cache_dir if config.cache else None)
@@ -190,10 +190,6 @@ Probe = Callable[[str, str], "str | None"]
 
 def registry_probe(stage: str, name: str) -> str | None:
     """Ask the stage's backend registry whether backend `name` can run here without downloading anything."""
-    from artifact.speech.alignment import ALIGNERS
-    from artifact.speech.recognition import RECOGNIZERS
-    from artifact.speech.tts import TTS_BACKENDS
-
     registry = {"tts": TTS_BACKENDS, "recognizer": RECOGNIZERS, "aligner": ALIGNERS}[stage]
     return registry.unavailable(name)
 

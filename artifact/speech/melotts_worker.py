@@ -23,11 +23,13 @@ the voice loads as it did with the torch 2.5 MeloTTS was released with; the hub 
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import random
 import subprocess
 import sys
+from importlib import metadata
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
@@ -52,7 +54,7 @@ NLTK_RESOURCES = ("taggers/averaged_perceptron_tagger.zip", "corpora/cmudict.zip
 def seed_everything(seed: int) -> None:
     """Seed every generator MeloTTS's inference may draw from: Python's, numpy's and (loaded with melo.api) torch's,
     which also seeds every CUDA device."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -73,7 +75,7 @@ def nltk_data_path() -> list:
 
 def _hub_file(repo: str, filename: str):
     """The cached path of `filename` of hub repository `repo` (revision main), or None."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # lazy: huggingface_hub
 
     found = try_to_load_from_cache(repo_id=repo, filename=filename)
     return found if isinstance(found, str) else None
@@ -81,9 +83,6 @@ def _hub_file(repo: str, filename: str):
 
 def probe(language: str, config_path, ckpt_path) -> dict:
     """What MeloTTS would download for `language` and is not cached: {"missing": [...], ...}. Loads no model."""
-    import importlib.util
-    from importlib import metadata
-
     missing = []
     if importlib.util.find_spec("melo") is None or importlib.util.find_spec("melo.api") is None:
         return {"installed": False, "version": None, "source": None, "checkpoint": None,
@@ -139,12 +138,10 @@ def probe(language: str, config_path, ckpt_path) -> dict:
 
 def fetch(language: str, device: str) -> int:
     """Download everything MeloTTS needs for `language` with its own code (network access needed)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("unidic")
     if spec is not None and not os.path.isfile(os.path.join(os.path.dirname(spec.origin), "dicdir", "mecabrc")):
         subprocess.run([sys.executable, "-m", "unidic", "download"], check=True)
-    from melo.api import TTS
+    from melo.api import TTS  # lazy: optional melo
 
     model = TTS(language=language, device=device)
     speaker = next(iter(model.hps.data.spk2id.values()))
@@ -154,7 +151,7 @@ def fetch(language: str, device: str) -> int:
 
 def serve(args: argparse.Namespace, replies) -> int:
     """Answer synthesis requests from stdin until it closes."""
-    from melo.api import TTS
+    from melo.api import TTS  # lazy: optional melo
 
     model = TTS(language=args.language, device=args.device, config_path=args.config_path, ckpt_path=args.ckpt_path)
     speakers = model.hps.data.spk2id

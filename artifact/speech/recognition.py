@@ -7,11 +7,13 @@ import abc
 import dataclasses
 import hashlib
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from artifact.core.fileio import sha256_file
 from artifact.speech.base import SAMPLE_RATE, check_audio
 from artifact.speech.registry import Registry, module_missing, require_module
 
@@ -88,7 +90,7 @@ class WhisperRecognizer(Recognizer):
     def __init__(self, model: Any = "small", language: str = "en", device: str | None = None,
                  download_root: str | None = None) -> None:
         whisper = require_module("whisper", "pip install openai-whisper", self.name)
-        import torch
+        import torch  # lazy: torch
 
         self.language = language
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,8 +105,6 @@ class WhisperRecognizer(Recognizer):
             if self.model_name in whisper._MODELS:  # the sha256 of the file is part of its download URL
                 self._weights = f"sha256:{whisper._MODELS[self.model_name].split('/')[-2]}"
             elif Path(self.model_name).is_file():
-                from artifact.core.fileio import sha256_file
-
                 self._weights = f"sha256:{sha256_file(Path(self.model_name))}"
                 self.model_name = "checkpoint file"  # where it lies does not change the transcripts
             else:
@@ -126,7 +126,7 @@ class WhisperRecognizer(Recognizer):
             return missing
         if Path(model).is_file():
             return None
-        import whisper
+        import whisper  # lazy: optional whisper
 
         if model not in whisper._MODELS:
             return (f"Unknown Whisper model {model!r}: pass a name ({', '.join(whisper.available_models())}) or a "
@@ -166,7 +166,7 @@ def _whisper_default_root() -> str:
 def state_dict_sha256(module: Any) -> str:
     """sha256 over the names, shapes, dtypes and bytes of `module`'s state dict: identifies given weights in
     `settings()`, so two different models never share cached outputs."""
-    import torch
+    import torch  # lazy: torch
 
     digest = hashlib.sha256()
     for key, tensor in module.state_dict().items():
@@ -178,8 +178,6 @@ def state_dict_sha256(module: Any) -> str:
 
 def dist_version(name: str) -> str:
     """The installed version of distribution `name` (recorded in the speech stages' settings), or "unknown"."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(name)
     except PackageNotFoundError:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from typing import Any, Generic, TypeVar
+
+from artifact.models.numerics import strict_fp32
 
 T = TypeVar("T")
 
@@ -46,8 +49,6 @@ class Registry(Generic[T]):
     def create(self, name: str, **options: Any) -> T:
         """A new instance of backend `name` constructed with `options` (TF32 off first: a backend may run torch on
         a GPU, `artifact.models.numerics`)."""
-        from artifact.models.numerics import strict_fp32
-
         strict_fp32()
         return self.resolve(name)(**options)
 
@@ -76,8 +77,6 @@ def require_module(module: str, install: str, backend: str) -> Any:
 
 def module_missing(module: str, install: str, backend: str) -> str | None:
     """None when `module` can be found (not imported: cheap), else the reason and the install command."""
-    import importlib.util
-
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):

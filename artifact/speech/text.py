@@ -23,7 +23,7 @@ def normalize_text(text: str) -> str:
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """WER (jiwer) of `hypothesis` against `reference`, both normalised with `normalize_text`."""
-    import jiwer
+    import jiwer  # lazy: jiwer
 
     ref = normalize_text(reference)
     if not ref:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from artifact.core.fileio import sha256_file
+from artifact.speech import espeak
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
 from artifact.speech.registry import Registry
 
@@ -30,7 +32,7 @@ PROBE_TIMEOUT = 120.0  # seconds for the worker's --probe (imports huggingface_h
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """`audio` [samples] from `rate` to `target` Hz (polyphase, deterministic), float32."""
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # lazy: scipy
 
     if rate == target:
         return np.asarray(audio, dtype=np.float32)
@@ -75,8 +77,6 @@ class EspeakTTS(TTS):
     name = "espeak-ng"
 
     def __init__(self, voice: str = "en-us", rate: int = 175, pitch: int = 50) -> None:
-        from artifact.speech import espeak
-
         self.voice, self.rate, self.pitch = voice, int(rate), int(pitch)
         self._espeak = espeak
         self._version = espeak.version()  # fails here, with the install command, when absent
@@ -84,8 +84,6 @@ class EspeakTTS(TTS):
 
     @classmethod
     def unavailable(cls, **options: Any) -> str | None:
-        from artifact.speech import espeak
-
         if espeak.available():
             return None
         return f"espeak-ng's library (libespeak-ng) cannot be loaded. {espeak.INSTALL_HINT}"
@@ -153,14 +151,10 @@ class MeloTTS(TTS):
         self._source = probe["source"]
         self._offline = not probe["missing"]
         if ckpt_path is not None and Path(ckpt_path).is_file():
-            from artifact.core.fileio import sha256_file
-
             self._checkpoint = f"sha256:{sha256_file(Path(ckpt_path))}"
         else:  # the hub's voice: repository@snapshot when cached (it downloads on first use otherwise)
             self._checkpoint = probe["checkpoint"] or f"hub voice for {language} (not cached yet)"
         if config_path is not None and Path(config_path).is_file():
-            from artifact.core.fileio import sha256_file
-
             self._config = f"sha256:{sha256_file(Path(config_path))}"
         else:
             self._config = "hub"
@@ -216,7 +210,7 @@ class MeloTTS(TTS):
         return self._process
 
     def _synthesize(self, text: str) -> np.ndarray:
-        from scipy.io import wavfile
+        from scipy.io import wavfile  # lazy: scipy
 
         with tempfile.TemporaryDirectory(prefix="melotts-") as folder:
             path = Path(folder) / "speech.wav"

@@ -11,6 +11,7 @@ checked at load; refit with `python -m artifact.speech.fit_units`).
 from __future__ import annotations
 
 import abc
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -20,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from artifact.core.spiritlm import CHECKPOINTS_ENV
+from artifact.core.fileio import sha256_file
+from artifact.core.spiritlm import CHECKPOINTS_ENV, SPEECH_TOKENIZER_FILES
 from artifact.speech.base import SAMPLE_RATE, UNIT_HOP, UNIT_RATE, VOCABULARY, SpeechUnits, check_audio
+from artifact.speech.recognition import dist_version
 from artifact.speech.registry import Registry, require_module
 from artifact.speech.weight_names import check_weight_names, recorded_weight_loads
 
@@ -110,8 +113,6 @@ def nearest_centroid(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def load_centroids(path: Path = CENTROIDS_PATH, sha256: str | None = None) -> np.ndarray:
     """The shipped [500, 40] centroids, after checking the file's sha256 against `CENTROIDS_SHA256`."""
-    from artifact.core.fileio import sha256_file
-
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; refit it with: python -m artifact.speech.fit_units")
     expected = sha256 or CENTROIDS_SHA256
@@ -136,8 +137,6 @@ class KMeansUnitTokenizer(UnitTokenizer):
             centroids = load_centroids()
             fingerprint = CENTROIDS_SHA256
         elif fingerprint is None:
-            import hashlib
-
             fingerprint = hashlib.sha256(np.ascontiguousarray(centroids, dtype=np.float32).tobytes()).hexdigest()
         if centroids.shape != (VOCABULARY, N_MELS):
             raise ValueError(f"Centroids must have shape ({VOCABULARY}, {N_MELS}); got {centroids.shape}.")
@@ -174,7 +173,6 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
         paths = speech_tokenizer_paths(checkpoints_dir)
         speech_tokenizer = require_module("spiritlm.speech_tokenizer", SPIRITLM_INSTALL, self.name)
         hubert_module = importlib.import_module("spiritlm.speech_tokenizer.hubert")
-        from artifact.core.fileio import sha256_file
 
         # The cache key's model identity: sha256 of both files, hashed once here (the real HuBERT is ~380 MB).
         self.fingerprint = {path.name: sha256_file(path) for path in paths}
@@ -205,7 +203,6 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
         self._tokenizer = speech_tokenizer.SpiritLMTokenizer(hubert_model=hubert)
         self.min_samples = max(self._tokenizer.min_wav_chunk, UNIT_HOP)
         self.device = str(hubert.device)
-        from artifact.speech.recognition import dist_version
 
         self._version = dist_version("spiritlm")
 
@@ -216,7 +213,7 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
                 "device": self.device.split(":")[0]}
 
     def _frames(self, audio: np.ndarray) -> list[int]:
-        import torch
+        import torch  # lazy: torch
 
         units = self._tokenizer.encode_units(torch.from_numpy(audio))  # {"hubert": "12 12 7 ..."}
         return [int(u) for u in units["hubert"].split()]
@@ -225,8 +222,6 @@ class SpiritLMUnitTokenizer(UnitTokenizer):
 def speech_tokenizer_paths(checkpoints_dir: str | Path | None = None) -> list[Path]:
     """[HuBERT, quantizer] files under the checkpoints root (default $SPIRITLM_CHECKPOINTS_DIR), or an error naming
     the missing ones. Only these two are needed for units (no vocoder)."""
-    from artifact.core.spiritlm import SPEECH_TOKENIZER_FILES
-
     root = checkpoints_dir or os.environ.get(CHECKPOINTS_ENV)
     if not root:
         raise RuntimeError(f"No SpiritLM checkpoints for the spiritlm speech tokenizer: set {CHECKPOINTS_ENV} (or "
@@ -254,7 +249,7 @@ def create_unit_tokenizer(name: str = "kmeans-logmel", **options: Any) -> UnitTo
 
 def fit_centroids(features: np.ndarray, seed: int = 0, max_iter: int = 100) -> np.ndarray:
     """[500, dim] k-means centroids of `features` [frames, dim] (scikit-learn, one seeded k-means++ init)."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # lazy: sklearn
 
     if len(features) < VOCABULARY:
         raise ValueError(f"{len(features)} frames cannot make {VOCABULARY} clusters; synthesise more prompts.")

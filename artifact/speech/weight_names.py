@@ -33,7 +33,7 @@ class WeightLoad:
 def recorded_weight_loads() -> Iterator[list[WeightLoad]]:
     """Within the block, every `torch.nn.Module.load_state_dict` call loads with strict=False and appends a
     `WeightLoad` to the yielded list, in call order; the method is restored on exit (single-threaded use)."""
-    import torch
+    import torch  # lazy: torch
 
     original = torch.nn.Module.load_state_dict
     records: list[WeightLoad] = []

@@ -91,7 +91,7 @@ def distill(
 
     Runs with `config.threads` CPU threads (restored afterwards), so the result does not depend on the machine's cores.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     with cpu_threads(config.threads):
         weight = model.get_input_embeddings().weight

@@ -8,6 +8,7 @@ matches the frozen model's after the plain text prompt -> new rows + manifest wr
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -20,7 +21,14 @@ from typing import Any, Sequence
 
 import torch
 
-from artifact.core.fileio import write_atomic, write_json_atomic
+from artifact.core.fileio import sha256_file, write_atomic, write_json_atomic
+from artifact.facts import facts_fingerprint, load_facts
+from artifact.known import check_known
+from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
+from artifact.models.loading import load_embedded
+from artifact.prompts.build import speech_prompt, text_prompt_string
+from artifact.prompts.tokens import answer_token_id, encode
+from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 from artifact.training.distill import DistillConfig, Example, accuracy, distill, seed_everything
 
 log = logging.getLogger(__name__)
@@ -44,9 +52,6 @@ def build_examples(
     tokenizer: Any, facts: dict[str, Any], spoken: dict[str, Any], teacher_tokenizer: Any
 ) -> tuple[dict[str, Example], dict[str, Example]]:
     """Per fact key: the S->T example and the marked T->T example ([Text] + prompt), both against the plain prompt."""
-    from artifact.prompts.build import speech_prompt, text_prompt_string
-    from artifact.prompts.tokens import answer_token_id, encode
-
     s2t, t2t = {}, {}
     for key, fact in facts.items():
         teacher_ids = tuple(encode(teacher_tokenizer, fact.prompt))
@@ -63,8 +68,6 @@ def build_examples(
 
 def _known_ids(loaded: Any, records: Sequence[Any], cache_file: Path) -> set[int]:
     """Known-t2t ids of `records` for the embedded model, cached per fact-file fingerprint (the check is minutes)."""
-    from artifact.known import check_known
-
     if cache_file.is_file():
         return set(json.loads(cache_file.read_text()))
     ids = sorted(c.known_id for c in check_known(loaded, records) if c.known)
@@ -74,8 +77,6 @@ def _known_ids(loaded: Any, records: Sequence[Any], cache_file: Path) -> set[int
 
 def _known_facts(loaded: Any, fact_sources: dict[str, str], work_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Every source's Known-t2t facts by key ('source:known_id'), and each source's facts fingerprint."""
-    from artifact.facts import facts_fingerprint, load_facts
-
     facts: dict[str, Any] = {}
     fingerprints = {}
     for source, spec in fact_sources.items():
@@ -89,7 +90,7 @@ def _known_facts(loaded: Any, fact_sources: dict[str, str], work_dir: Path) -> t
 
 def _speak(front_end: Any, facts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Each fact through the speech front end; those it cannot speak are left out, with the reason."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     spoken, failures = {}, {}
     for key in tqdm(list(facts), desc="speech front end", unit="prompt"):
@@ -116,12 +117,7 @@ def train_embedded_speech(
     `marked_text` also trains on the T->T prompts with SpiritLM's leading `[Text]` marker (doubling the cost); off by
     default: the T->T arm of the embedded models uses the plain prompt on the frozen model, which is bitwise the same.
     """
-    from safetensors.torch import save as safetensors_bytes
-
-    from artifact.core.fileio import sha256_file
-    from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
-    from artifact.models.loading import load_embedded
-    from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
+    from safetensors.torch import save as safetensors_bytes  # lazy: safetensors
 
     started = time.time()
     seed_everything(config.seed)
@@ -134,7 +130,6 @@ def train_embedded_speech(
         keys = sorted(keys, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:max_facts]
     train_keys, held_keys = split_held_out(keys)
     teacher_tokenizer = loaded.tokenizer
-    import copy
 
     tokenizer = copy.deepcopy(teacher_tokenizer)
     extend_tokenizer(tokenizer)

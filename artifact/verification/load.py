@@ -14,13 +14,14 @@ import numpy as np
 from artifact.core.layout import (
     EFFECTS_FILE,
     KNOWN_IDS_FILE,
+    MANIFEST_FILE,
     SETTINGS_FILE,
     TOLERANCES_FILE,
     ResultsFolderError,
 )
 from artifact.core.names import ARMS, GROUPS, KINDS
 from artifact.core.results import MissingRunFolderError, ResultsFolder
-from artifact.verification.records import VerifyError
+from artifact.verification.records import FORMAT_VERSION, VerifyError
 
 
 class MissingRunFolder(VerifyError):
@@ -163,9 +164,6 @@ def run_settings(results: ResultsFolder | Path) -> dict[str, dict[str, Any]]:
 def profile_format_problem(profile: Path) -> str | None:
     """Why this version of the artifact cannot read an expected profile (recorded in another format, or with an
     unreadable manifest), or None when it can. A profile without a manifest is left to the checks."""
-    from artifact.core.layout import MANIFEST_FILE
-    from artifact.verification.records import FORMAT_VERSION
-
     path = Path(profile) / MANIFEST_FILE
     if not path.is_file():
         return None

@@ -21,10 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from artifact.analysis.effects import fact_effects
 from artifact.core.names import KINDS
-from artifact.verification.load import ArmData, find_run_dir, load_expected_arm, load_run_arm
+from artifact.core.settings import load_settings
 from artifact.verification.carryover import EXPECTED_DIR, STACKED_FILE, carryover_results, stacked_arrays
+from artifact.verification.load import ArmData, find_run_dir, load_expected_arm, load_run_arm
 from artifact.verification.records import DEFAULT_METRICS, VerifyError, metric_of
+from artifact.verification.statistics import pair
 
 # Margin on 2 x the float64 bound: the bound is a maximum over a few thousand cells of one profile on one CPU;
 # another BLAS or SIMD width sums in another order (an fp32 dot product's rounding error grows with the number of
@@ -36,9 +39,6 @@ ARMS = ("t2t", "s2t")
 def arm_from_traces(results: Path, arm: str) -> ArmData:
     """One arm's per-fact group effects computed from its finished trace files (`effects.fact_effects`, the
     aggregate's own code), for a run that has not aggregated (yet): the float64 run may be measured while it runs."""
-    from artifact.analysis.effects import fact_effects
-    from artifact.core.settings import load_settings
-
     run_dir = find_run_dir(results, arm)
     effects: dict[str, np.ndarray] = {}
     ids: dict[str, list[str]] = {}
@@ -62,8 +62,6 @@ def float64_differences(reference: Path, float64_run: Path) -> dict[str, dict[st
     """Per "<arm>/<kind>/<metric>": the largest |fp32 - float64| over every paired cell (fact, group, layer) of
     the reference (an expected profile or a results folder) and a float64 run of the same profile and seed, with
     the number of paired facts and cells; plus the carry-over arrays when both have them."""
-    from artifact.verification.statistics import pair
-
     out: dict[str, dict[str, Any]] = {}
     for arm in ARMS:
         exact = arm_from_traces(float64_run, arm)

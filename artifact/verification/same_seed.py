@@ -6,16 +6,21 @@ of the other-seed tolerances that must absorb a whole new noise draw (0.02-0.19 
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from artifact.core.fileio import sha256_file
+from artifact.core.layout import TOLERANCES_FILE
 from artifact.core.names import GROUPS
 from artifact.verification.carryover import rerun_differences
 from artifact.verification.load import ArmData, load_run_arm, load_tolerances
-from artifact.verification.records import FAIL, PASS, SAFETY, Check, VerifyError
+from artifact.verification.numerics import combine, float64_entry
+from artifact.verification.records import DEFAULT_METRICS, FAIL, PASS, SAFETY, Check, VerifyError
 from artifact.verification.statistics import pair
 
 # The old rule's smallest tolerance, for a profile calibrated without a float64 run (unmeasured: a guess at other
@@ -57,8 +62,6 @@ def calibrate_same_seed(reruns: Sequence[Path], reference: Path, metrics: Sequen
     devices), when given, must show less (else their safety x difference is taken). A dict instead of a path: the
     "float64" entry of another profile's tolerances.json (same model and code), used as it is. Without it:
     max(SAME_SEED_FLOOR, safety x the largest rerun difference)."""
-    from artifact.verification.numerics import combine, float64_entry
-
     if not reruns and float64_from is None:
         raise ValueError("calibrate_same_seed needs a float64 run of the reference (float64_from) or at least one "
                          "same-seed rerun")
@@ -138,14 +141,6 @@ def update_same_seed(profile: Path, float64_from: Path | None = None, borrow_fro
     are the fp32 side; the same-seed reruns it recorded stay in "observed" and still raise a tolerance they exceed),
     or, for a profile that borrows its same-seed tier, from `borrow_from`'s (already updated) one. Rewrites
     tolerances.json and that file's sha256 in manifest.json; returns the new "same_seed" entry."""
-    import datetime
-    import json
-
-    from artifact.core.fileio import sha256_file
-    from artifact.core.layout import TOLERANCES_FILE
-    from artifact.verification.numerics import combine, float64_entry
-    from artifact.verification.records import DEFAULT_METRICS
-
     profile = Path(profile)
     document = load_tolerances(profile)
     if (float64_from is None) == (borrow_from is None):
