@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,9 +45,29 @@ from artifact.core.layout import (
     ResultsFolderError,
 )
 from artifact.core.results import SUBSETS_KEY, ResultsFolder
+from artifact.core.settings import load_settings
 from artifact.experiments.choice import ModelChoice, select_model
+from artifact.experiments.cost import (
+    MODEL_SHAPES,
+    TYPICAL_PROMPTS,
+    PromptShape,
+    describe_estimate,
+    estimate,
+    weight_bytes,
+)
 from artifact.experiments.profiles import DEFAULT_PROFILE, PROFILES, Profile
+from artifact.experiments.selection import candidates, describe, select_facts
 from artifact.experiments.spiritlm_install import ensure_spiritlm
+from artifact.facts import (
+    KNOWN_1000_FINGERPRINT,
+    KNOWN_1000_RECORDS,
+    OWN_FACTS_PATH,
+    SOURCES,
+    facts_fingerprint,
+    load_facts,
+)
+from artifact.manifest import collect_manifest, model_fingerprints, unit_tokenizer_fingerprint, write_manifest
+from artifact.report.html import write_report_html
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Profile fields added after results folders existed; each only configures a step that comes later (carryover), so
@@ -234,7 +254,7 @@ class PipelineRun:
 
     def model(self, spec: str) -> Any:
         """The loaded model of a spec, loaded once (both SpiritLM arms share one)."""
-        from artifact.models import load_model
+        from artifact.models import load_model  # lazy: torch
 
         if spec not in self._models:
             self._models[spec] = load_model(spec, dtype=torch_dtype(self.dtype))
@@ -242,8 +262,8 @@ class PipelineRun:
 
     def request(self, arm: str) -> Any:
         """The arm's ArmRequest from the profile (and, for S->T, the chosen front end)."""
-        from artifact.experiments.arms import ArmRequest
-        from artifact.speech.front_end import FrontEndConfig
+        from artifact.experiments.arms import ArmRequest  # lazy: torch
+        from artifact.speech.front_end import FrontEndConfig  # lazy: numpy
 
         p = self.profile
         speech = arm == "s2t"
@@ -255,7 +275,7 @@ class PipelineRun:
 
     def prepared(self, arm: str) -> Any:
         """The arm prepared once per process: prompts, noise, run folder, Known filter (artifact.experiments.arms)."""
-        from artifact.experiments.arms import prepare_arm
+        from artifact.experiments.arms import prepare_arm  # lazy: torch
 
         if arm not in self._prepared:
             spec = self.choice.t2t_model if arm == "t2t" else self.choice.s2t_model
@@ -322,16 +342,14 @@ def speech_model_subsets(run: PipelineRun) -> dict[str, list[str]]:
     read them from there (verify without torch, and unchanged if the shipped model is retrained later)."""
     if run.choice.name != "embedded":
         return {}
-    from artifact.analysis.compare import split_from_manifest
-    from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR
+    from artifact.analysis.compare import split_from_manifest  # lazy: numpy
+    from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR  # lazy: torch
 
     return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, run.prepared("s2t").settings.facts_fingerprint)
 
 
 def known_step(run: PipelineRun) -> None:
     """Both arms' Known filters; which facts are traced (selection.json: the rule of `selection.py` and its outcome)."""
-    from artifact.experiments.selection import candidates, describe, select_facts
-
     t2t, s2t = run.prepared("t2t"), run.prepared("s2t")
     t2t_ids, s2t_ids = [str(i) for i in t2t.known_ids], [str(i) for i in s2t.known_ids]
     both = [i for i in s2t_ids if i in set(t2t_ids)]
@@ -381,7 +399,7 @@ def trace_step(arm: str) -> Callable[[PipelineRun], None]:
     """The trace step of `arm`: the selected facts (paired profiles) or each arm's own known facts up to the limit."""
 
     def action(run: PipelineRun) -> None:
-        from artifact.experiments.arms import trace_arm
+        from artifact.experiments.arms import trace_arm  # lazy: torch
 
         ids = run.selection()["traced"] if run.profile.paired_only else None
         summary = trace_arm(run.prepared(arm), ids=ids)
@@ -392,7 +410,7 @@ def trace_step(arm: str) -> Callable[[PipelineRun], None]:
 
 
 def aggregate_step(run: PipelineRun) -> None:
-    from artifact.analysis.aggregate import aggregate_run
+    from artifact.analysis.aggregate import aggregate_run  # lazy: numpy
 
     for run_dir in run.run_dirs():
         document = aggregate_run(run_dir, kinds=run.profile.kinds)
@@ -400,7 +418,7 @@ def aggregate_step(run: PipelineRun) -> None:
 
 
 def compare_step(run: PipelineRun) -> None:
-    from artifact.analysis.compare import compare_runs
+    from artifact.analysis.compare import compare_runs  # lazy: numpy
 
     t2t_dir, s2t_dir = run.run_dirs()
     compare_runs(t2t_dir, s2t_dir, run.results.comparison_dir, kinds=run.profile.kinds, subsets=run.subsets())
@@ -413,9 +431,9 @@ def carryover_step(run: PipelineRun) -> None:
     """Cross-modal patching, attention knockout and logit lens on the facts known in both arms (the traced ones in
     paired profiles), each modality in its arm's model; statistics per fact set, the summary's carry-over section,
     figures."""
-    from artifact.analysis.carryover_document import aggregate_carryover, write_summaries
-    from artifact.experiments.carryover import CarryOverSettings, run_carryover
-    from artifact.figures.carryover import plot_carryover
+    from artifact.analysis.carryover_document import aggregate_carryover, write_summaries  # lazy: numpy
+    from artifact.experiments.carryover import CarryOverSettings, run_carryover  # lazy: numpy
+    from artifact.figures.carryover import plot_carryover  # lazy: matplotlib
 
     p = run.profile
     t2t, s2t = run.prepared("t2t"), run.prepared("s2t")
@@ -447,8 +465,8 @@ def carryover_step(run: PipelineRun) -> None:
 
 
 def figures_step(run: PipelineRun) -> None:
-    from artifact.figures.comparison import plot_comparison
-    from artifact.figures.run import plot_run
+    from artifact.figures.comparison import plot_comparison  # lazy: matplotlib
+    from artifact.figures.run import plot_run  # lazy: matplotlib
 
     for run_dir in run.run_dirs():
         written = plot_run(run_dir)
@@ -459,9 +477,6 @@ def figures_step(run: PipelineRun) -> None:
 
 
 def manifest_step(run: PipelineRun) -> None:
-    from artifact.core.settings import load_settings
-    from artifact.manifest import collect_manifest, model_fingerprints, unit_tokenizer_fingerprint, write_manifest
-
     t2t_settings, s2t_settings = (load_settings(d) for d in run.run_dirs())
     choice = run.choice
     models = {"t2t": model_fingerprints(choice.t2t_model), "s2t": model_fingerprints(choice.s2t_model)}
@@ -494,7 +509,7 @@ STEPS: tuple[Step, ...] = (
 def cuda_available() -> bool:
     """Whether torch sees a CUDA device (False without torch)."""
     try:
-        import torch
+        import torch  # lazy: torch
 
         return bool(torch.cuda.is_available())
     except ImportError:
@@ -523,8 +538,6 @@ def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
     injectable for tests. The estimate is the cost model's for SpiritLM base 7B, whatever checkpoint is mounted."""
     if choice.name != "spiritlm" or (has_cuda or cuda_available)():
         return None
-    from artifact.experiments.cost import MODEL_SHAPES, describe_estimate, estimate, weight_bytes
-    from artifact.facts import KNOWN_1000_RECORDS
 
     facts = None if profile.count is not None else {arm: KNOWN_1000_RECORDS for arm in ("t2t", "s2t")}
     est = estimate(profile, "spiritlm", "cpu", facts)
@@ -546,8 +559,6 @@ def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
 
 def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
     """The cost model's estimate of the trace steps, from the real prompts of the traced facts when known."""
-    from artifact.experiments.cost import PromptShape, describe_estimate, estimate
-
     prompts = None
     if traced is not None:
         wanted = set(traced)
@@ -565,8 +576,6 @@ def resolve_facts(given: str | None, default: str) -> tuple[str, str]:
     before any model loads. A file whose content is ROME's known_1000.json (same fingerprint) or the project's own
     set is recorded under that name: the same experiment, wherever the file lies (an offline node's copy verifies
     against the recorded profile); any other file is recorded by its absolute path."""
-    from artifact.facts import KNOWN_1000_FINGERPRINT, OWN_FACTS_PATH, SOURCES, facts_fingerprint, load_facts
-
     source = given or default
     facts = load_facts(source)
     if source in SOURCES:
@@ -589,7 +598,6 @@ def run_label(model: str, profile: Profile, default_facts: str) -> str:
     label = f"{model}-{profile.name}"
     if profile.facts == default_facts:
         return label
-    from artifact.facts import SOURCES
 
     if profile.facts in SOURCES:
         return f"{label}-{profile.facts}"
@@ -608,7 +616,7 @@ def torch_dtype(name: str | None) -> Any:
         return None
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {name!r}")
-    import torch
+    import torch  # lazy: torch
 
     return getattr(torch, name)
 
@@ -685,8 +693,6 @@ def space_needed(profile: Profile, model: str, out: Path) -> str:
     [position, layer] scores and log-probabilities per fact, kind and arm), carry-over files, figures and report,
     with a margin of two. An estimate: a 2-fact, one-kind run of the smoke pipeline wrote 4.5 MB here (1.8 MB of it
     report.html, figures most of the rest)."""
-    from artifact.experiments.cost import MODEL_SHAPES, TYPICAL_PROMPTS
-
     facts = profile.count or (1209 if profile.facts == "known_1000" else 264)
     layers = MODEL_SHAPES[model].layers
     traces = sum(TYPICAL_PROMPTS[(model, arm)].tokens * layers * 16 + 4096 for arm in ("t2t", "s2t"))
@@ -722,7 +728,6 @@ def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, p
                                 "--expected", str(expected)])
     verdict = {0: "PASS", 1: "FAIL", 2: "NO VERDICT (no expected profile applies; see above)"}.get(
         code, f"NO VERDICT (verify.py exit {code})") if verify else "not verified"
-    from artifact.report.html import write_report_html
 
     try:  # the page to read the run; a problem here must not change the verdict
         html_line = str(write_report_html(out))
