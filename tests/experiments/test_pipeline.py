@@ -216,20 +216,20 @@ def test_a_folder_from_before_the_carryover_step_resumes(tmp_path):
     """A results folder written before profiles had a carry-over plan takes today's plan once and resumes (the plan
     only configures a later step); afterwards another plan is refused like any other setting."""
     import json
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
     from artifact.core.layout import PIPELINE_FILE
     from artifact.experiments.profiles import CarryOverPlan
 
-    old = asdict(PROFILES["standard"])
+    old = PROFILES["standard"].to_dict()
     old.pop("carryover")
     (tmp_path / PIPELINE_FILE).write_text(json.dumps({"profile": old, "model": "embedded"}))
-    check_results_folder(tmp_path, {"profile": asdict(PROFILES["standard"]), "model": "embedded"})
+    check_results_folder(tmp_path, {"profile": PROFILES["standard"].to_dict(), "model": "embedded"})
     assert json.loads((tmp_path / PIPELINE_FILE).read_text())["profile"]["carryover"]["patch_kinds"] == [
         "hidden", "mlp", "attn"]
-    reworded = asdict(replace(PROFILES["standard"], description="said otherwise", budget="elsewhere"))
+    reworded = replace(PROFILES["standard"], description="said otherwise", budget="elsewhere").to_dict()
     check_results_folder(tmp_path, {"profile": reworded, "model": "embedded"})  # words do not define a run
-    other = asdict(replace(PROFILES["standard"], carryover=CarryOverPlan(patch_kinds=("hidden",))))
+    other = replace(PROFILES["standard"], carryover=CarryOverPlan(patch_kinds=("hidden",))).to_dict()
     with pytest.raises(ValueError, match="profile differ"):
         check_results_folder(tmp_path, {"profile": other, "model": "embedded"})
 

@@ -142,8 +142,10 @@ def test_nan_or_inf_in_the_weights_is_refused_when_loading(tiny, value, tmp_path
 EMPTY_SELECTION = textwrap.dedent("""
     import sys, dataclasses
     import artifact.experiments.profiles as profiles
-    profiles.PROFILES["smoke"] = dataclasses.replace(profiles.PROFILES["smoke"], facts=sys.argv[1], count=2,
-                                                     candidates=2, samples=1, held_out_share=0.0)
+    smoke = profiles.PROFILES["smoke"]
+    profiles.PROFILES["smoke"] = dataclasses.replace(smoke, facts=sys.argv[1], count=2, candidates=2,
+                                                     trace=dataclasses.replace(smoke.trace, samples=1),
+                                                     held_out_share=0.0)
     from artifact.cli import main
     sys.exit(main(["pipeline", "--out", sys.argv[2], "--no-progress", "--no-verify"]))
 """)

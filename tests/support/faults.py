@@ -99,7 +99,7 @@ TINY_PIPELINE = """
 import dataclasses, sys
 import artifact.experiments.profiles as profiles
 profiles.PROFILES["smoke"] = dataclasses.replace(
-    profiles.PROFILES["smoke"], samples=1, count=6, candidates=80, kinds=("hidden", "mlp"),
+    profiles.PROFILES["smoke"], trace=dataclasses.replace(profiles.PROFILES["smoke"].trace, samples=1), count=6, candidates=80, kinds=("hidden", "mlp"),
     carryover=profiles.CarryOverPlan(patch_kinds=("mlp",)))
 from artifact.cli import main
 sys.exit(main(["pipeline", *sys.argv[1:]]))
