@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from artifact.core.speechtext import model_names
+
 EXAMPLE = ("examples:\n  python -m artifact cost --profile review --model spiritlm --device h100\n"
            "  python -m artifact cost --profile standard --model embedded --device cpu\n"
            "  python -m artifact cost                      (the full paper run, with its arithmetic)\n"
@@ -23,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--profile", help="estimate this profile's trace steps (smoke, standard, review, full) from "
                                           "typical prompts; the pipeline prints it again from the real prompts")
-    parser.add_argument("--model", choices=("embedded", "spiritlm"), default="spiritlm",
-                        help="with --profile: the model (default spiritlm)")
+    parser.add_argument("--model", choices=model_names(), default="spiritlm",
+                        help="with --profile: the speech-text model (default spiritlm)")
     parser.add_argument("--device", choices=("h100", "cpu"), default="h100",
                         help="with --profile: the device (h100: assumed 40%% of the bf16 peak; cpu: 2 cores, measured)")
     parser.add_argument("--size-from", metavar="RESULTS",
@@ -46,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.experiments.cost import H100_BF16_DENSE_PEAK, MODEL_SHAPES
+    from artifact.experiments.cost import H100_BF16_DENSE_PEAK, model_shape
     from artifact.tracing.config import TraceConfig
     from artifact.tracing.flops import least_flops, reference_flops
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return run_profile(args)
     if not 0 < args.known_fraction <= 1 or not 0 < args.mfu <= 1:
         raise ValueError("--known-fraction and --mfu must be in (0, 1]")
-    shape = MODEL_SHAPES["spiritlm"]
+    shape = model_shape("spiritlm")
     throughput = args.mfu * H100_BF16_DENSE_PEAK
     facts = args.facts * args.known_fraction
     print(f"SpiritLM 7B: {shape.layers} layers, d={shape.d_model}, MLP {shape.d_mlp}, vocab {shape.vocab}; "

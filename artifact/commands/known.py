@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         from artifact.experiments.arms import spoken_items
         from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
-        if not loaded.is_spiritlm:
+        if not loaded.prompt_format.reads_speech:
             raise ValueError(f"Model {loaded.name!r} has no speech tokens; --modality speech needs "
                              "'embedded-speech', 'spiritlm' or a SpiritLM folder.")
         items, unspoken, _ = spoken_items(loaded, facts, SpeechFrontEnd(FrontEndConfig.offline()))
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         "modality": args.modality,
         "model": loaded.name,
         "model_source": loaded.source,
-        "spiritlm_prompt": loaded.is_spiritlm,
+        "spiritlm_prompt": loaded.prompt_format.text_marker is not None,
+        "prompt_format": loaded.prompt_format.name,
         "facts": str(args.facts),
         "facts_fingerprint": facts_fingerprint(facts),
         "facts_in_file": total,

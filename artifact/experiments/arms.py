@@ -116,7 +116,7 @@ def _text_prompts(loaded: Any, facts: Sequence[Any], request: ArmRequest) -> tup
     for fact in facts:
         try:
             items.append((fact, text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute,
-                                            loaded.is_spiritlm)))
+                                            loaded.prompt_format)))
         except (SubjectLocationError, ValueError) as exc:
             skipped[fact.known_id] = str(exc)
     return items, skipped, {}
@@ -158,7 +158,8 @@ def spoken_items(loaded: Any, facts: Sequence[Any], front_end: Any, progress: bo
             if not spoken.kept:
                 skipped[fact.known_id] = f"dropped by the front end's max_wer (WER {spoken.wer})"
                 continue
-            prompt = speech_prompt(loaded.tokenizer, spoken.units, spoken.subject_tokens, fact.attribute)
+            prompt = speech_prompt(loaded.tokenizer, spoken.units, spoken.subject_tokens, fact.attribute,
+                                   loaded.prompt_format)
         except (RuntimeError, ValueError) as exc:
             skipped[fact.known_id] = str(exc)
             continue
@@ -184,9 +185,10 @@ def _speech_front_end(request: ArmRequest, loaded: Any) -> Any:
 
 def _speech_prompts(loaded: Any, facts: Sequence[Any], request: ArmRequest) -> tuple[list, dict, dict]:
     """Speak the first `candidates` facts (all by default) with the request's front end."""
-    if not loaded.is_spiritlm:
+    if not loaded.prompt_format.reads_speech:
         raise ValueError(f"Model {loaded.name!r} has no speech tokens; the S->T arm needs 'embedded-speech', "
-                         "'spiritlm' or a SpiritLM checkpoint folder.")
+                         "'spiritlm', a SpiritLM checkpoint folder or another registered speech-text model's S->T "
+                         "model (artifact.core.speechtext).")
     pool = list(facts[: request.candidates]) if request.candidates is not None else list(facts)
     front = _speech_front_end(request, loaded)
     items, skipped, summaries = spoken_items(loaded, pool, front, request.progress)

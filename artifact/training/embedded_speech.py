@@ -44,6 +44,7 @@ def build_examples(
     tokenizer: Any, facts: dict[str, Any], spoken: dict[str, Any], teacher_tokenizer: Any
 ) -> tuple[dict[str, Example], dict[str, Example]]:
     """Per fact key: the S->T example and the marked T->T example ([Text] + prompt), both against the plain prompt."""
+    from artifact.core.speechtext import SPIRITLM_FORMAT
     from artifact.prompts.build import speech_prompt, text_prompt_string
     from artifact.prompts.tokens import answer_token_id, encode
 
@@ -56,7 +57,7 @@ def build_examples(
         if prompt.target_id != answer:
             raise RuntimeError(f"{key}: the answer token after [Text] differs from the plain prompt's answer token.")
         s2t[key] = Example(key, prompt.input_ids, teacher_ids, answer, "s2t")
-        marked = text_prompt_string(fact.prompt, spiritlm=True)
+        marked = text_prompt_string(fact.prompt, SPIRITLM_FORMAT)
         t2t[key] = Example(key, tuple(encode(tokenizer, marked)), teacher_ids, answer, "t2t")
     return s2t, t2t
 
