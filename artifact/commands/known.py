@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from artifact.core.fileio import write_json_atomic
     from artifact.facts import facts_fingerprint, load_facts
     from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts
+    from artifact.core.speechtext import default_model
     from artifact.models import load_model
 
     if args.limit is not None and args.limit < 1:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         facts = facts[: args.limit]
     speech = args.modality == "speech"
-    loaded = load_model(args.model or ("embedded-speech" if speech else "embedded"))
+    loaded = load_model(args.model or default_model(checkpoints_given=False).arm_models["s2t" if speech else "t2t"])
     start = time.perf_counter()
     unspoken: dict = {}
     if speech:

@@ -97,11 +97,11 @@ class SpeechTextModel:
 
     name: str  # what --model takes; also the results and expected folders' prefix (<name>-<profile>)
     arm_models: Mapping[str, str]  # arm -> load_model spec of that arm's model (LOADERS, or a folder)
-    family: str  # models/families.py entry its weights use (checked again by the adapter at load)
+    family: str  # the models/families.py entry of its weights (checked when the model is chosen)
     prompt_format: PromptFormat  # markers of its prompts
     unit_tokenizer: str  # speech units it reads (speech/units.py UNIT_TOKENIZERS), offline and paper front ends
     default_profile: str  # profile when --profile is not given (experiments/profiles.py)
-    expected_profiles: tuple[str, ...]  # folders under expected/ recorded for it (<name>-<profile>)
+    expected_profiles: tuple[str, ...]  # folders under expected/ recorded for it (<name>-<profile>); others: no verdict
     # The cost model's shape: ModelShape's fields (artifact.tracing.flops), and per arm a typical prompt as
     # (tokens, first subject token, subject tokens).
     shape: Mapping[str, int]
@@ -138,11 +138,6 @@ class SpeechTextModel:
     def units(self) -> str:
         """Its speech units in banners."""
         return self.units_label or f"its {self.unit_tokenizer} units"
-
-    def profile_names(self) -> tuple[str, ...]:
-        """The profiles of its expected folders (<name>-<profile> -> profile)."""
-        prefix = f"{self.name}-"
-        return tuple(p[len(prefix):] for p in self.expected_profiles if p.startswith(prefix))
 
     def training_manifest_path(self) -> Path | None:
         return None if self.training_manifest is None else PACKAGE_ROOT / self.training_manifest

@@ -258,11 +258,13 @@ def _non_negative(value: float, spec: Any) -> float:
 
 
 def _arms() -> dict[str, Arm]:
+    from artifact.core.speechtext import default_model
     from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T
 
+    models = default_model(checkpoints_given=False).arm_models  # the embedded models: 'embedded', 'embedded-speech'
     return {
-        "t2t": Arm("t2t", "embedded", "text", KNOWN_RULE, _text_prompts, _text_noise, _text_known),
-        "s2t": Arm("s2t", "embedded-speech", "speech", KNOWN_RULE_S2T, _speech_prompts, _speech_noise, _speech_known),
+        "t2t": Arm("t2t", models["t2t"], "text", KNOWN_RULE, _text_prompts, _text_noise, _text_known),
+        "s2t": Arm("s2t", models["s2t"], "speech", KNOWN_RULE_S2T, _speech_prompts, _speech_noise, _speech_known),
     }
 
 

@@ -103,6 +103,16 @@ def checkpoints_problem(root: Path, given: str) -> str | None:
     return f"{message} {fix_embedded}"
 
 
+def check_family(model: str) -> None:
+    """ModelSelectionError when a registered speech-text model names a family `models/families.py` lacks."""
+    from artifact.models.families import FAMILIES
+
+    family = speech_text_model(model).family
+    if family not in FAMILIES:
+        raise ModelSelectionError(f"speech-text model {model!r} names family {family!r}, which models/families.py "
+                                  f"lacks (families: {', '.join(FAMILIES)}); add it there first (EXTENDING.md).")
+
+
 def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | None,
                  front_end: str = "auto") -> ModelChoice:
     """`--model NAME` (a registered speech-text model: 'embedded', 'spiritlm', ...), or by default the model that
@@ -124,6 +134,7 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
         if problem:
             raise ModelSelectionError(problem)
         os.environ[CHECKPOINTS_ENV] = str(root)
+        check_family(spec.name)
         speech = choose_front_end(spec.name, front_end)
         return ModelChoice(spec.name, spec.arm_models["t2t"], spec.arm_models["s2t"], speech.config,
                            f"model: {spec.description} from {root} (T->T and S->T)", speech.banner)
@@ -133,6 +144,7 @@ def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | No
     spec = spec or default_model(checkpoints_given=False)
     why = (f"as asked (--model {spec.name}; the checkpoints at {root} are not used)" if root else
            f"as asked (--model {spec.name})" if requested is not None else "no SpiritLM checkpoints given")
+    check_family(spec.name)
     speech = choose_front_end(spec.name, front_end)
     return ModelChoice(
         spec.name, spec.arm_models["t2t"], spec.arm_models["s2t"], speech.config,

@@ -657,6 +657,9 @@ def run_pipeline(
         notes.append(f"facts: {prof.facts}, read from {facts_source} (--facts)")
     if device_note:
         notes.append(device_note)
+    if verify and expected == REPO_ROOT / "expected" / label and label not in spec.expected_profiles:
+        notes.append(f"note: no expected profile is recorded for {label} (recorded for {spec.name}: "
+                     f"{', '.join(spec.expected_profiles) or 'none'}); verify.py will give no verdict")
     out.mkdir(parents=True, exist_ok=True)
     torch_dtype(dtype)  # a bad name fails before anything is written
     with results_lock(out):
