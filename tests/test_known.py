@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from artifact.cli import main
+from artifact.core.speechtext import PLAIN, SPIRITLM_FORMAT
 from artifact.facts import Fact, load_facts
 from artifact.known import KNOWN_RULE, check_known, known_facts, next_token_probs, text_mode_banned_ids
 from artifact.prompts.build import text_prompt
@@ -39,7 +40,7 @@ def test_rule_on_facts_the_embedded_model_knows_and_does_not(embedded):
     assert checks[3].answer == " Bill" and checks[3].predicted != " Bill"
     for f, c in zip(facts, checks):
         # Same prompt and answer token as the tracer uses, and the same greedy token as a plain forward.
-        prompt = text_prompt(embedded.tokenizer, f.prompt, f.subject, f.attribute, spiritlm=False)
+        prompt = text_prompt(embedded.tokenizer, f.prompt, f.subject, f.attribute, PLAIN)
         assert c.answer_id == prompt.target_id
         with torch.no_grad():
             logits = embedded.model(torch.tensor([prompt.input_ids])).logits[0, -1]
@@ -85,10 +86,10 @@ def test_spiritlm_prompt_path_adds_the_marker(sentencepiece_tokenizer):
     seen: list[list[int]] = []
     model.get_input_embeddings().register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0][0].tolist()))
     vinson = fact(0, "Vinson Massif", "{} is located in the continent of", "Antarctica", "P30")
-    spirit = check_known(SimpleNamespace(model=model, tokenizer=tok, is_spiritlm=True), [vinson], progress=False)[0]
-    plain = check_known(SimpleNamespace(model=model, tokenizer=tok, is_spiritlm=False), [vinson], progress=False)[0]
-    marked = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, spiritlm=True)
-    unmarked = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, spiritlm=False)
+    spirit = check_known(SimpleNamespace(model=model, tokenizer=tok, prompt_format=SPIRITLM_FORMAT), [vinson], progress=False)[0]
+    plain = check_known(SimpleNamespace(model=model, tokenizer=tok, prompt_format=PLAIN), [vinson], progress=False)[0]
+    marked = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, SPIRITLM_FORMAT)
+    unmarked = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, PLAIN)
     text_id = tok.convert_tokens_to_ids("[Text]")
     assert seen == [list(marked.input_ids), list(unmarked.input_ids)]  # what the model saw: the tracer's prompts
     assert seen[0][0] == tok.bos_token_id and text_id in seen[0][1 : marked.subject_range[0]]  # BOS, then [Text]
@@ -113,7 +114,7 @@ def test_greedy_token_is_taken_in_text_mode(sentencepiece_tokenizer):
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config).eval()
     vinson = fact(0, "Vinson Massif", "{} is located in the continent of", "Antarctica", "P30")
-    prompt = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, spiritlm=True)
+    prompt = text_prompt(tok, vinson.prompt, vinson.subject, vinson.attribute, SPIRITLM_FORMAT)
     speech_id = tok.convert_tokens_to_ids("[Speech]")
     with torch.no_grad():
         hidden = model.model(torch.tensor([prompt.input_ids])).last_hidden_state[0, -1]  # [d_model], after the norm
@@ -121,7 +122,7 @@ def test_greedy_token_is_taken_in_text_mode(sentencepiece_tokenizer):
         head[prompt.target_id] = hidden * 5.0 / hidden.dot(hidden)  # logit 5 for the answer
         head[speech_id] = hidden * 9.0 / hidden.dot(hidden)  # logit 9 for [Speech]: the top token overall
     assert int(next_token_probs(model, [prompt.input_ids])[0].argmax()) == speech_id
-    loaded = SimpleNamespace(model=model, tokenizer=tok, is_spiritlm=True)
+    loaded = SimpleNamespace(model=model, tokenizer=tok, prompt_format=SPIRITLM_FORMAT)
     check = check_known(loaded, [vinson], progress=False)[0]
     assert check.predicted_id == prompt.target_id and check.known
     assert check.margin > 0  # measured against the best *text* token, not against [Speech] 4 logits higher
@@ -173,7 +174,7 @@ def spiritlm_folder(tmp_path_factory):
     save_model(folder, random_model())
     loaded = load_model(str(folder), device="cpu")
     tok = loaded.tokenizer
-    prompts = [text_prompt(tok, f.prompt, f.subject, f.attribute, spiritlm=True) for f in PADDED_FACTS]
+    prompts = [text_prompt(tok, f.prompt, f.subject, f.attribute, SPIRITLM_FORMAT) for f in PADDED_FACTS]
     units = SpeechUnits.from_frames([7, 7, 99, 3, 3, 3, 41, 250, 250, 12])
     prompts += [speech_prompt(tok, units, (1, 3), f.attribute) for f in PADDED_FACTS]
     with torch.no_grad():

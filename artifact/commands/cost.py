@@ -10,6 +10,8 @@ from pathlib import Path
 from artifact.commands.options import add_command, add_trace_options, trace_settings
 from artifact.core.layout import COMPARISON_DIR, COMPARISON_FILE, SELECTION_FILE
 
+from artifact.core.speechtext import model_names
+
 EXAMPLE = ("examples:\n  python -m artifact cost --profile review --model spiritlm --device h100\n"
            "  python -m artifact cost --profile standard --model embedded --device cpu\n"
            "  python -m artifact cost                      (the full paper run, with its arithmetic)\n"
@@ -27,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--profile", help="estimate this profile's trace steps (smoke, standard, review, full) from "
                                           "typical prompts; the pipeline prints it again from the real prompts")
-    parser.add_argument("--model", choices=("embedded", "spiritlm"), default="spiritlm",
-                        help="with --profile: the model (default spiritlm)")
+    parser.add_argument("--model", choices=model_names(), default="spiritlm",
+                        help="with --profile: the speech-text model (default spiritlm)")
     parser.add_argument("--device", choices=("h100", "cpu"), default="h100",
                         help="with --profile: the device (h100: assumed 40%% of the bf16 peak; cpu: 2 cores, measured)")
     parser.add_argument("--size-from", metavar="RESULTS",
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artifact.experiments.cost import H100_BF16_DENSE_PEAK, MODEL_SHAPES  # lazy: fast --help
+    from artifact.experiments.cost import H100_BF16_DENSE_PEAK, model_shape  # lazy: fast --help
     from artifact.tracing.config import TraceConfig  # lazy: fast --help
     from artifact.tracing.flops import least_flops, reference_flops  # lazy: fast --help
 
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return run_profile(args)
     if not 0 < args.known_fraction <= 1 or not 0 < args.mfu <= 1:
         raise ValueError("--known-fraction and --mfu must be in (0, 1]")
-    shape = MODEL_SHAPES["spiritlm"]
+    shape = model_shape("spiritlm")
     throughput = args.mfu * H100_BF16_DENSE_PEAK
     facts = args.facts * args.known_fraction
     print(f"SpiritLM 7B: {shape.layers} layers, d={shape.d_model}, MLP {shape.d_mlp}, vocab {shape.vocab}; "

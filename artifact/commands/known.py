@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import transformers  # lazy: transformers
 
+    from artifact.core.speechtext import default_model  # lazy: fast --help
     from artifact.facts import facts_fingerprint, load_facts  # lazy: fast --help
     from artifact.known import KNOWN_RULE, KNOWN_RULE_S2T, check_known, check_known_prompts  # lazy: fast --help
     from artifact.models import load_model  # lazy: torch
@@ -54,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         facts = facts[: args.limit]
     speech = args.modality == "speech"
-    loaded = load_model(args.model or ("embedded-speech" if speech else "embedded"))
+    loaded = load_model(args.model or default_model(checkpoints_given=False).arm_models["s2t" if speech else "t2t"])
     start = time.perf_counter()
     unspoken: dict = {}
     if speech:
         from artifact.experiments.arms import spoken_items  # lazy: torch
         from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd  # lazy: numpy
 
-        if not loaded.is_spiritlm:
+        if not loaded.prompt_format.reads_speech:
             raise ValueError(f"Model {loaded.name!r} has no speech tokens; --modality speech needs "
                              "'embedded-speech', 'spiritlm' or a SpiritLM folder.")
         items, unspoken, _ = spoken_items(loaded, facts, SpeechFrontEnd(FrontEndConfig.offline()))
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         "modality": args.modality,
         "model": loaded.name,
         "model_source": loaded.source,
-        "spiritlm_prompt": loaded.is_spiritlm,
+        "spiritlm_prompt": loaded.prompt_format.text_marker is not None,
+        "prompt_format": loaded.prompt_format.name,
         "facts": str(args.facts),
         "facts_fingerprint": facts_fingerprint(facts),
         "facts_in_file": total,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from artifact.core.speechtext import model_names
 from artifact.experiments.profiles import PROFILES
 
 from artifact.commands.options import add_command, add_io_options
@@ -34,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="smoke (minutes on a CPU; default for the embedded models), standard (embedded, C1-C3 "
                              "verdicts, about 2 h on 2 cores), review (SpiritLM's default: about 2 h on one H100) or "
                              "full (the paper's scale); `python -m artifact cost --profile NAME` estimates each")
-    parser.add_argument("--model", choices=["embedded", "spiritlm"],
-                        help="default: spiritlm when the checkpoints folder holds its layout, else embedded")
+    parser.add_argument("--model", choices=model_names(),
+                        help="a registered speech-text model (artifact.core.speechtext); default: spiritlm when the "
+                             "checkpoints folder holds its layout, else embedded")
     parser.add_argument("--checkpoints", help="SpiritLM checkpoints root (default: $SPIRITLM_CHECKPOINTS_DIR)")
     add_io_options(parser, out="results folder (default results/<model>-<profile>)", no_progress="no progress bars")
     parser.add_argument("--expected", type=Path, help="expected profile (default expected/<model>-<profile>)")

@@ -41,9 +41,9 @@ LAST_TOKEN_MEANING: dict[str, str] = {"t2t": "last = final prompt token", "s2t":
 METRICS: tuple[str, ...] = ("prob", "logprob")
 METRIC_LABELS: dict[str, str] = {"prob": "AIE (probability)", "logprob": "AIE (log-probability)"}
 
-# Model families of a pipeline run, and the model spec of each arm.
-PIPELINE_MODELS: tuple[str, ...] = ("embedded", "spiritlm")
-EMBEDDED, EMBEDDED_SPEECH, SPIRITLM = "embedded", "embedded-speech", "spiritlm"
+# The pipeline's models are registered in `artifact.core.speechtext`; this name is the S->T model whose fact subsets
+# (train / held-out) selection.json must record (`core/results.py` reads it without the registry's loaders).
+EMBEDDED_SPEECH = "embedded-speech"
 
 # Carry-over (issue 18): each modality runs in its arm's model. A direction names whose clean run donates a state
 # (donor) to whose corrupted run (receiver); the mapped positions are the token groups that have one position in both

@@ -25,6 +25,7 @@ from artifact.core.fileio import write_json_atomic
 from artifact.core.layout import SPEECH_FILE
 from artifact.core.names import KINDS
 from artifact.core.settings import RunSettings
+from artifact.core.speechtext import default_model
 from artifact.core.trace_settings import TraceSettings
 from artifact.experiments.runner import RunSummary, load_known_ids, open_run_dir, parse_jobs, run_items, save_known
 from artifact.experiments.sharding import Shard
@@ -120,7 +121,7 @@ def _text_prompts(loaded: Any, facts: Sequence[Any], request: ArmRequest) -> tup
     for fact in facts:
         try:
             items.append((fact, text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute,
-                                            loaded.is_spiritlm)))
+                                            loaded.prompt_format)))
         except (SubjectLocationError, ValueError) as exc:
             skipped[fact.known_id] = str(exc)
     return items, skipped, {}
@@ -156,7 +157,8 @@ def spoken_items(loaded: Any, facts: Sequence[Any], front_end: Any, progress: bo
             if not spoken.kept:
                 skipped[fact.known_id] = f"dropped by the front end's max_wer (WER {spoken.wer})"
                 continue
-            prompt = speech_prompt(loaded.tokenizer, spoken.units, spoken.subject_tokens, fact.attribute)
+            prompt = speech_prompt(loaded.tokenizer, spoken.units, spoken.subject_tokens, fact.attribute,
+                                   loaded.prompt_format)
         except (RuntimeError, ValueError) as exc:
             skipped[fact.known_id] = str(exc)
             continue
@@ -180,9 +182,10 @@ def _speech_front_end(request: ArmRequest, loaded: Any) -> Any:
 
 def _speech_prompts(loaded: Any, facts: Sequence[Any], request: ArmRequest) -> tuple[list, dict, dict]:
     """Speak the first `candidates` facts (all by default) with the request's front end."""
-    if not loaded.is_spiritlm:
+    if not loaded.prompt_format.reads_speech:
         raise ValueError(f"Model {loaded.name!r} has no speech tokens; the S->T arm needs 'embedded-speech', "
-                         "'spiritlm' or a SpiritLM checkpoint folder.")
+                         "'spiritlm', a SpiritLM checkpoint folder or another registered speech-text model's S->T "
+                         "model (artifact.core.speechtext).")
     pool = list(facts[: request.candidates]) if request.candidates is not None else list(facts)
     front = _speech_front_end(request, loaded)
     items, skipped, summaries = spoken_items(loaded, pool, front, request.progress)
@@ -246,9 +249,10 @@ def _non_negative(value: float, spec: Any) -> float:
 
 
 def _arms() -> dict[str, Arm]:
+    models = default_model(checkpoints_given=False).arm_models  # the embedded models: 'embedded', 'embedded-speech'
     return {
-        "t2t": Arm("t2t", "embedded", "text", KNOWN_RULE, _text_prompts, _text_noise, _text_known),
-        "s2t": Arm("s2t", "embedded-speech", "speech", KNOWN_RULE_S2T, _speech_prompts, _speech_noise, _speech_known),
+        "t2t": Arm("t2t", models["t2t"], "text", KNOWN_RULE, _text_prompts, _text_noise, _text_known),
+        "s2t": Arm("s2t", models["s2t"], "speech", KNOWN_RULE_S2T, _speech_prompts, _speech_noise, _speech_known),
     }
 
 

@@ -4,6 +4,8 @@ Checkpoints are used or refused, never ignored: when a checkpoints folder was gi
 $SPIRITLM_CHECKPOINTS_DIR, which the container sets for a non-empty /checkpoints mount), SpiritLM runs from it or the
 run stops with the missing files and, where a folder below holds the layout, its exact path ("did you mean ...").
 The embedded models run only when no checkpoints were given, or when asked for by name (`--model embedded`).
+Which models exist, and which of them read checkpoints, is the speech-text model registry's
+(`artifact.core.speechtext`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artifact.core.speechtext import default_model, model_names, speech_text_model
 from artifact.core.spiritlm import (
     CHECKPOINTS_ENV,
     SPEECH_TOKENIZER_FILES,
     SPIRITLM_BASE_SUBDIR,
     missing_checkpoint_files,
 )
+from artifact.models.families import FAMILIES
 
 NESTED_DEPTH = 3  # how many folder levels below a given root are searched for the layout
 NESTED_MAX_FOLDERS = 2000  # at most this many folders are looked at (a large mount stays fast)
@@ -29,7 +33,7 @@ LAYOUT_TOPS = (SPIRITLM_BASE_SUBDIR.parts[0], SPEECH_TOKENIZER_FILES[0].parts[0]
 class ModelChoice:
     """Which models and speech front end a pipeline run uses, and the one-line banner saying why."""
 
-    name: str  # 'embedded' or 'spiritlm'
+    name: str  # a registered speech-text model: 'embedded', 'spiritlm', ...
     t2t_model: str  # load_model spec of the T->T arm
     s2t_model: str  # load_model spec of the S->T arm
     front_end: dict[str, Any]  # FrontEndConfig fields
@@ -100,35 +104,50 @@ def checkpoints_problem(root: Path, given: str) -> str | None:
     return f"{message} {fix_embedded}"
 
 
+def check_family(model: str) -> None:
+    """ModelSelectionError when a registered speech-text model names a family `models/families.py` lacks."""
+    family = speech_text_model(model).family
+    if family not in FAMILIES:
+        raise ModelSelectionError(f"speech-text model {model!r} names family {family!r}, which models/families.py "
+                                  f"lacks (families: {', '.join(FAMILIES)}); add it there first (EXTENDING.md).")
+
+
 def select_model(requested: str | None, checkpoints: str | os.PathLike[str] | None,
                  front_end: str = "auto") -> ModelChoice:
-    """`--model embedded|spiritlm`, or by default SpiritLM when checkpoints were given (argument, else
-    $SPIRITLM_CHECKPOINTS_DIR) and the embedded models when none were; and the speech front end (`--front-end
-    auto|paper|offline`, see artifact.speech.front_end.choose_front_end). Checkpoints given but not in BRIEF section
-    2's layout stop the run (ModelSelectionError: exit 2) unless the embedded models were asked for by name."""
+    """`--model NAME` (a registered speech-text model: 'embedded', 'spiritlm', ...), or by default the model that
+    reads checkpoints (SpiritLM) when checkpoints were given (argument, else $SPIRITLM_CHECKPOINTS_DIR) and the
+    first that needs none (the embedded models) when none were; and the speech front end (`--front-end
+    auto|paper|offline`, `artifact.speech.front_end.choose_front_end`). Checkpoints given but not in BRIEF section
+    2's layout stop the run (ModelSelectionError: exit 2) unless a model that reads none was asked for by name."""
     from artifact.speech.front_end import choose_front_end  # lazy: numpy
 
-    if requested not in (None, "embedded", "spiritlm"):
-        raise ModelSelectionError(f"--model must be 'embedded' or 'spiritlm'; got {requested!r}")
+    names = model_names()
+    if requested is not None and requested not in names:
+        raise ModelSelectionError(f"--model must be one of {', '.join(repr(n) for n in names)}; got {requested!r}")
+    spec = speech_text_model(requested) if requested is not None else None
     root = checkpoints or os.environ.get(CHECKPOINTS_ENV) or None
-    if requested != "embedded" and root:
+    if (spec is None or spec.checkpoints) and root:
+        spec = spec or default_model(checkpoints_given=True)
         given = f"--checkpoints {root}" if checkpoints else f"{CHECKPOINTS_ENV}={root}"
         problem = checkpoints_problem(Path(root), given)
         if problem:
             raise ModelSelectionError(problem)
         os.environ[CHECKPOINTS_ENV] = str(root)
-        speech = choose_front_end("spiritlm", front_end)
-        return ModelChoice("spiritlm", "spiritlm", "spiritlm", speech.config,
-                           f"model: SpiritLM base 7B from {root} (T->T and S->T)", speech.banner)
-    if requested == "spiritlm":
-        raise ModelSelectionError("--model spiritlm needs the checkpoints: pass --checkpoints DIR or set "
+        check_family(spec.name)
+        speech = choose_front_end(spec.name, front_end)
+        return ModelChoice(spec.name, spec.arm_models["t2t"], spec.arm_models["s2t"], speech.config,
+                           f"model: {spec.description} from {root} (T->T and S->T)", speech.banner)
+    if spec is not None and spec.checkpoints:
+        raise ModelSelectionError(f"--model {spec.name} needs the checkpoints: pass --checkpoints DIR or set "
                                   "SPIRITLM_CHECKPOINTS_DIR (REPRODUCE.md says how to request the weights).")
-    why = (f"as asked (--model embedded; the checkpoints at {root} are not used)" if root else
-           "as asked (--model embedded)" if requested == "embedded" else "no SpiritLM checkpoints given")
-    speech = choose_front_end("embedded", front_end)
+    spec = spec or default_model(checkpoints_given=False)
+    why = (f"as asked (--model {spec.name}; the checkpoints at {root} are not used)" if root else
+           f"as asked (--model {spec.name})" if requested is not None else "no SpiritLM checkpoints given")
+    check_family(spec.name)
+    speech = choose_front_end(spec.name, front_end)
     return ModelChoice(
-        "embedded", "embedded", "embedded-speech", speech.config,
-        f"model: embedded SmolLM2-135M (T->T) and its speech-text extension (S->T), {why}. For SpiritLM mount its "
-        "checkpoints and pass --checkpoints DIR (or set SPIRITLM_CHECKPOINTS_DIR); see REPRODUCE.md.",
+        spec.name, spec.arm_models["t2t"], spec.arm_models["s2t"], speech.config,
+        f"model: {spec.description}, {why}. For SpiritLM mount its checkpoints and pass --checkpoints DIR (or set "
+        "SPIRITLM_CHECKPOINTS_DIR); see REPRODUCE.md.",
         speech.banner,
     )

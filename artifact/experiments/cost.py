@@ -7,8 +7,8 @@ Throughputs:
   assumed to run at the throughput of plain forwards.
 - `cpu`: measured on this project's machines (2 cores of an AMD EPYC, two torch threads, fp32, the embedded model):
   `CPU_FLOPS`, from timed traces of the embedded model (see REPRODUCE.md, "Cost model").
-Prompt lengths are typical values per model and arm (`TYPICAL_PROMPTS`); the pipeline prints the estimate again from
-the real prompts once they are built.
+Model shapes and typical prompt lengths per arm are each speech-text model's (`artifact.core.speechtext`: `shape`,
+`typical_prompts`); the pipeline prints the estimate again from the real prompts once they are built.
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from artifact.core.groups import positions_for
+from artifact.core.speechtext import speech_text_model
 from artifact.core.names import KINDS, SEVERED
 from artifact.tracing.config import TraceConfig
 from artifact.tracing.flops import ModelShape, least_flops
 
-# SpiritLM base 7B = Llama-2-7B shapes with SpiritLM's vocabulary (BRIEF section 2); SmolLM2-135M (the embedded model).
-MODEL_SHAPES: dict[str, ModelShape] = {
-    "spiritlm": ModelShape(layers=32, d_model=4096, heads=32, kv_heads=32, head_dim=128, d_mlp=11008, mlp_matrices=3,
-                           vocab=32512),
-    "embedded": ModelShape(layers=30, d_model=576, heads=9, kv_heads=3, head_dim=64, d_mlp=1536, mlp_matrices=3,
-                           vocab=49152),
-}
+
+
+def model_shape(model: str) -> ModelShape:
+    """The shape of a registered speech-text model (its spec's `shape`: SpiritLM base 7B = Llama-2-7B with SpiritLM's
+    vocabulary, BRIEF section 2; the embedded SmolLM2-135M)."""
+    return ModelShape(**speech_text_model(model).shape)
+
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM dense bf16 tensor cores (NVIDIA data sheet; no sparsity)
 H100_MFU = 0.4
 CPU_FLOPS = 1.0e11  # FLOP/s sustained by the engine on 2 CPU cores here (measured: REPRODUCE.md, "Cost model")
@@ -60,15 +61,10 @@ class PromptShape:
     subject_tokens: int
 
 
-TYPICAL_PROMPTS: dict[tuple[str, str], PromptShape] = {
-    # medians over the 86 own facts the embedded models know in both arms (8 tokens, 2-token subject; 47 tokens,
-    # 14-unit subject), subject starts chosen so the per-fact cost matches the median cost (3.7 and 15 TFLOP)
-    ("embedded", "t2t"): PromptShape(8, 1, 2),  # no BOS
-    ("embedded", "s2t"): PromptShape(47, 6, 14),  # [Speech] + units + [Text]; 23.7 units per second
-    # the `cost` command's defaults (REPRODUCE.md, "Cost of the full paper run"): one set of numbers for SpiritLM
-    ("spiritlm", "t2t"): PromptShape(12, 2, 3),  # <s>, [Text], prompt: subject from position 2
-    ("spiritlm", "s2t"): PromptShape(60, 3, 20),  # <s>, [Speech], HuBERT units ..., [Text]: subject from position 3
-}
+def typical_prompt(model: str, arm: str) -> PromptShape:
+    """A typical prompt of `arm` for a registered speech-text model (its spec's `typical_prompts`, where each
+    number's source is given)."""
+    return PromptShape(*speech_text_model(model).typical_prompts[arm])
 
 
 def fact_flops(shape: ModelShape, prompt: PromptShape, positions: str, samples: int, window: int,
@@ -101,10 +97,10 @@ def carryover_flops(shape: ModelShape, prompt: PromptShape, samples: int, window
 
 def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None = None,
              prompts: dict[str, Sequence[PromptShape]] | None = None) -> dict[str, Any]:
-    """Seconds of the trace steps of `profile` on `device` for `model` ('embedded' or 'spiritlm'): from the real
+    """Seconds of the trace steps of `profile` on `device` for `model` (a registered speech-text model): from the real
     prompts of the traced facts per arm when given (`prompts`), else from `facts` per arm (default: the profile's
     count) times a typical prompt. Returns the arithmetic."""
-    shape, dev, trace = MODEL_SHAPES[model], DEVICES[device], profile.trace
+    shape, dev, trace = model_shape(model), DEVICES[device], profile.trace
     out: dict[str, Any] = {"device": dev.name, "flops_per_second": dev.flops, "throughput_source": dev.source,
                            "arms": {}}
     for arm in ("t2t", "s2t"):
@@ -114,7 +110,7 @@ def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None
             costs = [fact_flops(shape, p, positions, trace.samples, trace.window, profile.kinds) for p in real]
             n, total, tokens = len(real), float(sum(costs)), sum(p.tokens for p in real) / len(real)
         else:
-            typical = TYPICAL_PROMPTS[(model, arm)]
+            typical = typical_prompt(model, arm)
             n = (facts or {}).get(arm, profile.count)
             per_fact = fact_flops(shape, typical, positions, trace.samples, trace.window, profile.kinds)
             total, tokens = (None if n is None else n * per_fact), typical.tokens
@@ -135,7 +131,7 @@ def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None
             if n is None:
                 total = None
                 break
-            shapes = real or [TYPICAL_PROMPTS[(model, arm)]] * n
+            shapes = real or [typical_prompt(model, arm)] * n
             total += float(sum(carryover_flops(shape, p, trace.samples, trace.window, plan) for p in shapes))
         out["carryover_seconds"] = None if total is None else total / dev.flops
     return out

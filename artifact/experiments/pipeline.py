@@ -47,17 +47,17 @@ from artifact.core.layout import (
 from artifact.core.results import SUBSETS_KEY, ResultsFolder
 from artifact.core.settings import load_settings
 from artifact.experiments.choice import ModelChoice, select_model
+from artifact.core.speechtext import resolve, speech_text_model
 from artifact.experiments.cost import (
-    MODEL_SHAPES,
-    TYPICAL_PROMPTS,
     PromptShape,
     describe_estimate,
     estimate,
+    model_shape,
+    typical_prompt,
     weight_bytes,
 )
 from artifact.experiments.profiles import DEFAULT_PROFILE, PROFILES, Profile
 from artifact.experiments.selection import candidates, describe, select_facts
-from artifact.experiments.spiritlm_install import ensure_spiritlm
 from artifact.facts import (
     KNOWN_1000_FINGERPRINT,
     KNOWN_1000_RECORDS,
@@ -337,15 +337,16 @@ class PipelineRun:
 
 
 def speech_model_subsets(run: PipelineRun) -> dict[str, list[str]]:
-    """The embedded speech-text model's training and held-out facts of this run's fact file ({} for SpiritLM: one
-    stratum). The known step records them in selection.json; the comparison, the carry-over statistics and verify
-    read them from there (verify without torch, and unchanged if the shipped model is retrained later)."""
-    if run.choice.name != "embedded":
+    """The S->T model's training and held-out facts of this run's fact file, from the training manifest its spec
+    names (the embedded speech-text model's; {} for a model without, e.g. SpiritLM: one stratum). The known step
+    records them in selection.json; the comparison, the carry-over statistics and verify read them from there
+    (verify without torch, and unchanged if the shipped model is retrained later)."""
+    manifest = speech_text_model(run.choice.name).training_manifest_path()
+    if manifest is None:
         return {}
     from artifact.analysis.compare import split_from_manifest  # lazy: numpy
-    from artifact.models.embedded_speech import MANIFEST_FILE, SHIPPED_DIR  # lazy: torch
 
-    return split_from_manifest(SHIPPED_DIR / MANIFEST_FILE, run.prepared("s2t").settings.facts_fingerprint)
+    return split_from_manifest(manifest, run.prepared("s2t").settings.facts_fingerprint)
 
 
 def known_step(run: PipelineRun) -> None:
@@ -521,40 +522,37 @@ def device_name() -> str:
     return "h100" if cuda_available() else "cpu"
 
 
-# SpiritLM profiles that may run on a CPU without --allow-cpu: smoke checks the path (minutes on the
-# SpiritLM-shaped test checkpoint; with the real 7B weights its estimate is printed before it starts).
-CPU_EXEMPT_PROFILES: tuple[str, ...] = ("smoke",)
-
-
 class CpuRefusedError(ValueError):
     """SpiritLM asked to run a large profile without a CUDA device; the message has the CPU estimate and the fixes."""
 
 
 def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
                  has_cuda: Callable[[], bool] | None = None) -> str | None:
-    """Refuse SpiritLM's profiles other than smoke on a machine without CUDA (days in fp32 on a CPU, ~27 GB of
-    RAM), unless `allow_cpu`: CpuRefusedError with the cost model's CPU estimate. Returns a note to print when
-    SpiritLM runs on the CPU anyway (smoke, or --allow-cpu), else None. `has_cuda` (default `cuda_available`) is
+    """Refuse the profiles a model's spec does not list in `cpu_profiles` (SpiritLM's other than smoke: days in fp32
+    on a CPU, ~27 GB of RAM) on a machine without CUDA, unless `allow_cpu`: CpuRefusedError with the cost model's
+    CPU estimate. Returns a note to print when such a model runs on the CPU anyway (smoke, or --allow-cpu), else
+    None. `has_cuda` (default `cuda_available`) is
     injectable for tests. The estimate is the cost model's for SpiritLM base 7B, whatever checkpoint is mounted."""
-    if choice.name != "spiritlm" or (has_cuda or cuda_available)():
+    spec = speech_text_model(choice.name)
+    if spec.cpu_profiles is None or (has_cuda or cuda_available)():
         return None
 
     facts = None if profile.count is not None else {arm: KNOWN_1000_RECORDS for arm in ("t2t", "s2t")}
-    est = estimate(profile, "spiritlm", "cpu", facts)
-    ram = weight_bytes(MODEL_SHAPES["spiritlm"]) / 1e9
+    est = estimate(profile, choice.name, "cpu", facts)
+    ram = weight_bytes(model_shape(choice.name)) / 1e9
     hours = (est["trace_seconds"] + (est.get("carryover_seconds") or 0.0)) / 3600
-    cost = (f"on the CPU SpiritLM base 7B runs in fp32 (about {ram:.0f} GB of RAM for its weights) and the "
+    cost = (f"on the CPU {spec.description} runs in fp32 (about {ram:.0f} GB of RAM for its weights) and the "
             f"{profile.name} profile's traces take about {hours:.0f} h ({hours / 24:.1f} days)"
             + (f", all {KNOWN_1000_RECORDS} facts assumed known" if facts else "") + f": {describe_estimate(est)}")
-    if profile.name in CPU_EXEMPT_PROFILES:
-        return (f"note: no CUDA device; SpiritLM runs on the CPU because the {profile.name} profile only checks the "
-                f"path ({cost}). Review and full refuse to start on a CPU without --allow-cpu.")
+    if profile.name in spec.cpu_profiles:
+        return (f"note: no CUDA device; {spec.title} runs on the CPU because the {profile.name} profile only checks "
+                f"the path ({cost}). Review and full refuse to start on a CPU without --allow-cpu.")
     if allow_cpu:
-        return f"warning: no CUDA device, running SpiritLM on the CPU as asked (--allow-cpu): {cost}."
+        return f"warning: no CUDA device, running {spec.title} on the CPU as asked (--allow-cpu): {cost}."
     raise CpuRefusedError(
-        f"SpiritLM's {profile.name} profile needs a CUDA GPU and torch sees none here: {cost}. Fix: give the "
+        f"{spec.title}'s {profile.name} profile needs a CUDA GPU and torch sees none here: {cost}. Fix: give the "
         "container the GPU (docker run --gpus all ...), or run on a GPU node; or pass --allow-cpu to run on the CPU "
-        "anyway. The smoke profile (--profile smoke) checks the SpiritLM path on a CPU without it.")
+        f"anyway. The smoke profile (--profile smoke) checks the {spec.title} path on a CPU without it.")
 
 
 def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
@@ -646,7 +644,8 @@ def run_pipeline(
     (one of DTYPES; default: the model's own) is for the float64 numerics reference of the same-seed tier
     (bench/numerics_bound.py); a results folder keeps the dtype it was started with."""
     choice = select_model(model, checkpoints, front_end)
-    name = profile or DEFAULT_PROFILE[choice.name]
+    spec = speech_text_model(choice.name)
+    name = profile or spec.default_profile
     if name not in PROFILES:
         raise ValueError(f"--profile must be one of {', '.join(PROFILES)}; got {name!r}")
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size}.items() if v is not None}
@@ -655,8 +654,8 @@ def run_pipeline(
     facts_source, facts_name = resolve_facts(facts, PROFILES[name].facts)
     prof = replace(PROFILES[name], facts=facts_name, trace=trace)
     label = run_label(choice.name, prof, PROFILES[name].facts)
-    if choice.name == "spiritlm":  # Meta's package at the pinned commit, installed here when missing
-        ensure_spiritlm()
+    if spec.prepare is not None:  # e.g. SpiritLM: Meta's package at the pinned commit, installed here when missing
+        resolve(spec.prepare)()
     out = Path(out) if out is not None else REPO_ROOT / "results" / label
     expected = Path(expected) if expected is not None else REPO_ROOT / "expected" / label
     notes = []
@@ -666,6 +665,9 @@ def run_pipeline(
         notes.append(f"facts: {prof.facts}, read from {facts_source} (--facts)")
     if device_note:
         notes.append(device_note)
+    if verify and expected == REPO_ROOT / "expected" / label and label not in spec.expected_profiles:
+        notes.append(f"note: no expected profile is recorded for {label} (recorded for {spec.name}: "
+                     f"{', '.join(spec.expected_profiles) or 'none'}); verify.py will give no verdict")
     out.mkdir(parents=True, exist_ok=True)
     torch_dtype(dtype)  # a bad name fails before anything is written
     with results_lock(out):
@@ -694,8 +696,8 @@ def space_needed(profile: Profile, model: str, out: Path) -> str:
     with a margin of two. An estimate: a 2-fact, one-kind run of the smoke pipeline wrote 4.5 MB here (1.8 MB of it
     report.html, figures most of the rest)."""
     facts = profile.count or (1209 if profile.facts == "known_1000" else 264)
-    layers = MODEL_SHAPES[model].layers
-    traces = sum(TYPICAL_PROMPTS[(model, arm)].tokens * layers * 16 + 4096 for arm in ("t2t", "s2t"))
+    layers = model_shape(model).layers
+    traces = sum(typical_prompt(model, arm).tokens * layers * 16 + 4096 for arm in ("t2t", "s2t"))
     total = facts * (traces * len(profile.kinds) + 60_000) + 8e6
     megabytes = max(10, round(2 * total / 1e6, -1))
     return f"a {profile.name} run of the {model} models needs about {megabytes:.0f} MB in {out}"

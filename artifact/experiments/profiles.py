@@ -111,5 +111,3 @@ PROFILES: dict[str, Profile] = {
                     "in S->T, all kinds, 10 noise samples, all positions",
     ),
 }
-
-DEFAULT_PROFILE = {"embedded": "smoke", "spiritlm": "review"}

@@ -1,4 +1,5 @@
-"""Loading models by spec: the embedded SmolLM2, SpiritLM's checkpoint folder, or any local Hugging Face folder."""
+"""Loading models by spec: a name registered in `artifact.core.speechtext.LOADERS` (the embedded SmolLM2, its
+speech-text extension, SpiritLM's checkpoint folder), or any local Hugging Face folder."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from artifact.core.fileio import sha256_file, write_json_atomic
+from artifact.core.speechtext import LOADERS, PLAIN, SPIRITLM_FORMAT, PromptFormat, loader, model_names
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPIRITLM_BASE_SUBDIR, SPIRITLM_MARKERS, SPIRITLM_MODEL_FILES
 from artifact.models.adapters import ModelAdapter
 from artifact.models.embedded_speech import SHIPPED_DIR, extend_model, extend_tokenizer, load_rows
@@ -42,7 +44,7 @@ class LoadedModel:
     model: Any  # transformers PreTrainedModel
     tokenizer: Any
     adapter: ModelAdapter
-    is_spiritlm: bool  # prompts get SpiritLM's modality markers ([Text], [Speech])
+    prompt_format: PromptFormat  # its prompts' modality markers (SPIRITLM_FORMAT: [Text], [Speech]; PLAIN: none)
     source: str  # where the weights came from
 
     @property
@@ -215,7 +217,7 @@ def load_embedded(device: torch.device | str | None = None, dtype: torch.dtype |
     folder = embedded_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = _finish(AutoModelForCausalLM.from_pretrained(folder, dtype=_embedded_dtype(dtype)), device, folder)
-    return LoadedModel("embedded", model, tokenizer, ModelAdapter(model), False, str(embedded_gguf_path()))
+    return LoadedModel("embedded", model, tokenizer, ModelAdapter(model), PLAIN, str(embedded_gguf_path()))
 
 
 def load_embedded_speech(device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -228,7 +230,7 @@ def load_embedded_speech(device: torch.device | str | None = None, dtype: torch.
     digest = load_rows(loaded.model, first_new)
     loaded.model.requires_grad_(False)
     check_text_marker_spacing(loaded.tokenizer)
-    return LoadedModel("embedded-speech", loaded.model, loaded.tokenizer, ModelAdapter(loaded.model), True,
+    return LoadedModel("embedded-speech", loaded.model, loaded.tokenizer, ModelAdapter(loaded.model), SPIRITLM_FORMAT,
                        f"{loaded.source} + {SHIPPED_DIR.name} sha256={digest}")
 
 
@@ -294,7 +296,8 @@ def load_folder(
     if spiritlm:
         _check_marker_ids(tokenizer, model)
         check_text_marker_spacing(tokenizer)
-    return LoadedModel(folder.name, model, tokenizer, ModelAdapter(model), spiritlm, str(folder))
+    return LoadedModel(folder.name, model, tokenizer, ModelAdapter(model), SPIRITLM_FORMAT if spiritlm else PLAIN,
+                       str(folder))
 
 
 def _check_marker_ids(tokenizer: Any, model: Any) -> None:
@@ -330,28 +333,32 @@ def check_text_marker_spacing(tokenizer: Any, word: str = "Paris") -> None:
                              f"{tokenizer.convert_ids_to_tokens([answer])}, not a piece of the word.")
 
 
+def load_spiritlm(device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
+    """SpiritLM base 7B from $SPIRITLM_CHECKPOINTS_DIR, its layout checked first (BRIEF section 2)."""
+    folder = spiritlm_model_dir()
+    missing = missing_spiritlm_files(folder)
+    if missing:
+        raise ModelLoadError(
+            f"SpiritLM checkpoint layout incomplete under {folder}; missing: {', '.join(missing)}. "
+            "Mount the checkpoints root (holding spiritlm_model/spirit-lm-base-7b) as SPIRITLM_CHECKPOINTS_DIR."
+        )
+    return load_folder(folder, dtype, device)
+
+
 def load_model(
     spec: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> LoadedModel:
-    """Load a model by spec: 'embedded', 'embedded-speech', 'spiritlm' ($SPIRITLM_CHECKPOINTS_DIR) or a folder.
+    """Load a model by spec: a registered name ('embedded', 'embedded-speech', 'spiritlm' with
+    $SPIRITLM_CHECKPOINTS_DIR set; `artifact.core.speechtext.LOADERS`) or a local Hugging Face folder.
     TF32 is turned off first (`numerics.strict_fp32`): every forward of the artifact runs through a loaded model."""
     strict_fp32()
-    if spec == "embedded":
-        return load_embedded(device, dtype)
-    if spec == "embedded-speech":
-        return load_embedded_speech(device, dtype)
-    if spec == "spiritlm":
-        folder = spiritlm_model_dir()
-        missing = missing_spiritlm_files(folder)
-        if missing:
-            raise ModelLoadError(
-                f"SpiritLM checkpoint layout incomplete under {folder}; missing: {', '.join(missing)}. "
-                "Mount the checkpoints root (holding spiritlm_model/spirit-lm-base-7b) as SPIRITLM_CHECKPOINTS_DIR."
-            )
-        return load_folder(folder, dtype, device)
+    registered = loader(spec)
+    if registered is not None:
+        return registered.loader()(device=device, dtype=dtype)
     if Path(spec).is_dir():
         return load_folder(spec, dtype, device)
+    names = ", ".join(repr(name) for name in LOADERS)
     raise ModelLoadError(
-        f"Unknown model spec {spec!r}. Use 'embedded', 'embedded-speech', 'spiritlm' (with SPIRITLM_CHECKPOINTS_DIR "
-        "set) or the path of a local Hugging Face model folder."
+        f"Unknown model spec {spec!r}. Use one of {names} ('spiritlm' with SPIRITLM_CHECKPOINTS_DIR set) or the path "
+        f"of a local Hugging Face model folder (pipeline models: {', '.join(model_names())})."
     )

@@ -1,9 +1,11 @@
-"""Prompts as a model sees them: SpiritLM's modality markers, final token ids, subject range and answer token,
-for text (`text_prompt`) and for speech units (`speech_prompt`).
+"""Prompts as a model sees them: its prompt format's modality markers, final token ids, subject range and answer
+token, for text (`text_prompt`) and for speech units (`speech_prompt`).
 
-SpiritLM's format (BRIEF section 2, `Spiritlm._build_prompt`): segments are concatenated with no separator, a marker
-(`[Text]` / `[Speech]`) only where the modality changes, and, when the wanted output modality differs from the last
-segment's, its marker appended. BOS comes from the tokenizer. T->T: `[Text]<prompt>`; S->T: `[Speech][Hu..]...[Text]`.
+The format is the loaded model's (`LoadedModel.prompt_format`, from `artifact.core.speechtext`): SpiritLM's (BRIEF
+section 2, `Spiritlm._build_prompt`) concatenates segments with no separator, a marker (`[Text]` / `[Speech]`) only
+where the modality changes, and, when the wanted output modality differs from the last segment's, its marker
+appended. BOS comes from the tokenizer. T->T: `[Text]<prompt>`; S->T: `[Speech][Hu..]...[Text]`. A plain text LM
+(`PLAIN`) has no markers: its T->T prompt is the prompt itself.
 """
 
 from __future__ import annotations
@@ -11,31 +13,44 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
+from artifact.core.speechtext import SPIRITLM_FORMAT, PromptFormat
 from artifact.prompts.tokens import answer_token_id, encode, find_subject_range
 
 if TYPE_CHECKING:
     from artifact.speech.base import SpeechUnits
 
 Modality = Literal["text", "speech"]
-MARKERS: dict[Modality, str] = {"text": "[Text]", "speech": "[Speech]"}
+MARKERS: dict[str, str] = SPIRITLM_FORMAT.markers  # SpiritLM's: {"text": "[Text]", "speech": "[Speech]"}
+
+
+def build_prompt(segments: Sequence[tuple[Modality, str]], output_modality: Modality = "text",
+                 fmt: PromptFormat = SPIRITLM_FORMAT) -> str:
+    """The prompt string of (modality, content) segments in format `fmt` (default SpiritLM's); speech content is
+    the unit string (`[Hu..]` tokens). A format without markers (PLAIN) takes text segments only, as they are."""
+    markers = fmt.markers
+    if not markers:
+        if any(modality != "text" for modality, _ in segments) or output_modality != "text":
+            raise ValueError(f"Prompt format {fmt.name!r} has no modality markers: text in, text out only.")
+        return "".join(content for _, content in segments)
+    parts: list[str] = []
+    previous: Modality | None = None
+    for modality, content in segments:
+        if modality not in markers:
+            raise ValueError(f"Unknown segment modality {modality!r}; expected 'text' or 'speech'.")
+        if modality != previous:
+            parts.append(markers[modality])
+        parts.append(content)
+        previous = modality
+    if output_modality not in markers:
+        raise ValueError(f"Unknown output modality {output_modality!r}; expected 'text' or 'speech'.")
+    if previous != output_modality:
+        parts.append(markers[output_modality])
+    return "".join(parts)
 
 
 def build_spiritlm_prompt(segments: Sequence[tuple[Modality, str]], output_modality: Modality = "text") -> str:
     """SpiritLM's prompt string from (modality, content) segments; speech content is the `[Hu..]` unit string."""
-    parts: list[str] = []
-    previous: Modality | None = None
-    for modality, content in segments:
-        if modality not in MARKERS:
-            raise ValueError(f"Unknown segment modality {modality!r}; expected 'text' or 'speech'.")
-        if modality != previous:
-            parts.append(MARKERS[modality])
-        parts.append(content)
-        previous = modality
-    if output_modality not in MARKERS:
-        raise ValueError(f"Unknown output modality {output_modality!r}; expected 'text' or 'speech'.")
-    if previous != output_modality:
-        parts.append(MARKERS[output_modality])
-    return "".join(parts)
+    return build_prompt(segments, output_modality, SPIRITLM_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -60,17 +75,18 @@ class TracePrompt:
         return data
 
 
-def text_prompt_string(prompt: str, spiritlm: bool) -> str:
-    """The T->T prompt string a model is given: `[Text]` + prompt for a SpiritLM model, the prompt itself otherwise."""
-    return build_spiritlm_prompt([("text", prompt)]) if spiritlm else prompt
+def text_prompt_string(prompt: str, fmt: PromptFormat) -> str:
+    """The T->T prompt string a model of format `fmt` is given: its text marker + prompt (`[Text]` + prompt for
+    SpiritLM's), the prompt itself for a plain LM."""
+    return build_prompt([("text", prompt)], "text", fmt)
 
 
-def text_prompt(tokenizer: Any, prompt: str, subject: str, attribute: str, spiritlm: bool) -> TracePrompt:
-    """The T->T prompt of a fact: `[Text]` + prompt for a SpiritLM model, the prompt itself for a plain LM.
+def text_prompt(tokenizer: Any, prompt: str, subject: str, attribute: str, fmt: PromptFormat) -> TracePrompt:
+    """The T->T prompt of a fact in format `fmt`: `[Text]` + prompt for SpiritLM's, the prompt itself for a plain LM.
 
     The subject range is located on the final string, so BOS and the marker shift it as they should.
     """
-    text = text_prompt_string(prompt, spiritlm)
+    text = text_prompt_string(prompt, fmt)
     # The answer continues the prompt's text; for SpiritLM the [Text] marker is already in place.
     return TracePrompt(
         text=text,
@@ -81,30 +97,37 @@ def text_prompt(tokenizer: Any, prompt: str, subject: str, attribute: str, spiri
     )
 
 
-def speech_prompt(tokenizer: Any, units: "SpeechUnits", subject_tokens: tuple[int, int], attribute: str) -> TracePrompt:
-    """The S->T TracePrompt: SpiritLM's string for the speech tokens, its final ids (BOS from the tokenizer), the
-    subject's range shifted onto those ids, and the answer token after the closing `[Text]` marker.
+def speech_prompt(tokenizer: Any, units: "SpeechUnits", subject_tokens: tuple[int, int], attribute: str,
+                  fmt: PromptFormat = SPIRITLM_FORMAT) -> TracePrompt:
+    """The S->T TracePrompt: the format's string for the speech tokens (SpiritLM's by default), its final ids (BOS
+    from the tokenizer), the subject's range shifted onto those ids, and the answer token after the closing text
+    marker (`[Text]`).
 
     `subject_tokens` is [b, e) over `units.tokens` (e.g. from `SpeechUnits.tokens_overlapping`). Raises ValueError
-    when the tokenizer does not map every `[Hu..]` to its own single token (not a SpiritLM tokenizer).
+    when the tokenizer does not map every unit token (`[Hu..]`) to its own single token (not the model's tokenizer).
     """
     b, e = subject_tokens
     if not 0 <= b < e <= len(units.tokens):
         raise ValueError(f"Subject token range {subject_tokens} is outside the {len(units.tokens)} speech tokens.")
-    text = build_spiritlm_prompt([("speech", units.unit_string())])
+    if not fmt.reads_speech or fmt.text_marker is None:
+        raise ValueError(f"Prompt format {fmt.name!r} has no speech and text markers: no S->T prompt.")
+    unit_tokens = [fmt.unit_token.format(u) for u in units.tokens]
+    text = build_prompt([("speech", "".join(unit_tokens))], "text", fmt)
     ids = encode(tokenizer, text)
-    speech_id = tokenizer.convert_tokens_to_ids("[Speech]")
-    text_id = tokenizer.convert_tokens_to_ids("[Text]")
-    unit_ids = [tokenizer.convert_tokens_to_ids(f"[Hu{u}]") for u in units.tokens]
+    speech_id = tokenizer.convert_tokens_to_ids(fmt.speech_marker)
+    text_id = tokenizer.convert_tokens_to_ids(fmt.text_marker)
+    unit_ids = [tokenizer.convert_tokens_to_ids(token) for token in unit_tokens]
     unk = getattr(tokenizer, "unk_token_id", None)
     if speech_id in (None, unk) or text_id in (None, unk) or any(i in (None, unk) for i in unit_ids):
-        raise ValueError("The tokenizer lacks SpiritLM's [Speech]/[Text]/[Hu..] tokens; use SpiritLM's tokenizer.")
+        raise ValueError(f"The tokenizer lacks the {fmt.speech_marker}/{fmt.text_marker}/"
+                         f"{fmt.unit_token.format('..')} tokens of prompt format {fmt.name!r}; use the model's own "
+                         "tokenizer.")
     if speech_id not in ids:
-        raise ValueError(f"Encoding {text[:40]!r}... produced no [Speech] token.")
+        raise ValueError(f"Encoding {text[:40]!r}... produced no {fmt.speech_marker} token.")
     offset = ids.index(speech_id) + 1
     if ids[offset: offset + len(unit_ids)] != unit_ids or ids[offset + len(unit_ids):] != [text_id]:
-        raise ValueError("The tokenizer does not encode each [Hu..] unit as its own token followed by [Text]; the "
-                         "subject's token range would be wrong.")
+        raise ValueError(f"The tokenizer does not encode each {fmt.unit_token.format('..')} unit as its own token "
+                         f"followed by {fmt.text_marker}; the subject's token range would be wrong.")
     return TracePrompt(
         text=text,
         input_ids=tuple(ids),

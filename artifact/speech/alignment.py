@@ -15,7 +15,7 @@ import numpy as np
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
 from artifact.speech.espeak import arpabet
 from artifact.speech.recognition import dist_version, state_dict_sha256, to_pcm16
-from artifact.speech.registry import Registry, module_missing, require_module
+from artifact.speech.registry import Backend, Registry, module_missing, require_module
 from artifact.speech.text import normalize_word
 
 
@@ -33,24 +33,12 @@ def text_words(text: str) -> list[tuple[int, int, str, str]]:
     return out
 
 
-class Aligner(abc.ABC):
+class Aligner(Backend):
     """Forced alignment of a known text to 16 kHz audio. `settings()` keys the cache."""
-
-    name: str = ""
-
-    @abc.abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """Backend name, version and options."""
 
     @abc.abstractmethod
     def _align(self, audio: np.ndarray, words: list[tuple[int, int, str, str]]) -> list[tuple[float, float]]:
         """(start, end) seconds per word, in order."""
-
-    @classmethod
-    def unavailable(cls, **options: Any) -> str | None:
-        """Why this backend (with these constructor options) cannot run offline now, and the fix; None when it can.
-        Cheap: checks libraries and files, loads no model."""
-        return None
 
     def align(self, audio: np.ndarray, text: str) -> list[WordTime]:
         """Times of each word of `text` in `audio` ([samples] float32 16 kHz); words without letters are skipped."""

@@ -2,7 +2,8 @@
 speech units and locate the subject's speech tokens. Every stage output is cached by content (`SpeechCache`).
 
 Also which front end a run uses (`choose_front_end`): the paper's (MeloTTS, Whisper-small, MMS_FA), the offline one
-(espeak-ng, no recognition pass, pocketsphinx alignment), or `auto`, with the units each model reads."""
+(espeak-ng, no recognition pass, pocketsphinx alignment), or `auto`, with the units each model reads (its
+`unit_tokenizer` in `artifact.core.speechtext`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from artifact.core.jsonable import check_known_keys
+from artifact.core.speechtext import UnknownModelError, speech_text_model
 from artifact.speech.alignment import ALIGNERS, Aligner, boundary_errors, create_aligner, subject_time_span
 from artifact.speech.base import SAMPLE_RATE, SpeechUnits, WordTime, check_text
 from artifact.speech.cache import SpeechCache, content_key
@@ -28,9 +30,6 @@ FRONT_END_CHOICES: tuple[str, ...] = ("auto", "paper", "offline")
 STAGES: tuple[str, ...] = ("tts", "recognizer", "aligner")
 OFFLINE_STAGES: dict[str, str] = {"tts": "espeak-ng", "recognizer": NO_RECOGNIZER, "aligner": "pocketsphinx"}
 PAPER_STAGES: dict[str, str] = {"tts": "melotts", "recognizer": "whisper-small", "aligner": "mms-fa"}
-# The units each model reads: SpiritLM its own HuBERT units whatever the front end; the embedded speech-text model
-# the k-means log-mel units of espeak-ng speech it was trained on.
-MODEL_UNITS: dict[str, str] = {"embedded": "kmeans-logmel", "spiritlm": "spiritlm"}
 
 
 @dataclass
@@ -49,7 +48,7 @@ class FrontEndConfig:
 
     @classmethod
     def offline(cls, model: str = "embedded") -> "FrontEndConfig":
-        """The offline front end with the units `model` ('embedded' or 'spiritlm') reads."""
+        """The offline front end with the units `model` (a registered speech-text model) reads."""
         return cls(**offline_config(model))
 
     def __post_init__(self) -> None:
@@ -180,9 +179,10 @@ class SpeechFrontEnd:
 
 
 # ---------------------------------------------------------------------------------- choosing a front end
-# SpiritLM reads its own HuBERT units whatever the front end; the embedded speech-text model takes the offline front
-# end only. With `auto`, each paper stage whose backend cannot run here (no weights, no MeloTTS environment) falls
-# back to the offline one, and one banner line says which and why; `paper` refuses to fall back.
+# A model reads its own units (its spec's `unit_tokenizer`: SpiritLM its HuBERT units) whatever the front end; a
+# model whose spec says `offline_only` (the embedded speech-text model) takes the offline front end only. With
+# `auto`, each paper stage whose backend cannot run here (no weights, no MeloTTS environment) falls back to the
+# offline one, and one banner line says which and why; `paper` refuses to fall back.
 
 # (stage, backend name) -> None when the backend can run here, else why not and the fix.
 Probe = Callable[[str, str], "str | None"]
@@ -209,28 +209,26 @@ class FrontEndChoice:
 
 
 def offline_config(model: str) -> dict[str, Any]:
-    """The offline front end's `FrontEndConfig` fields for `model` ('embedded' or 'spiritlm')."""
-    return {**OFFLINE_STAGES, "unit_tokenizer": MODEL_UNITS[model], "validate_alignment": False}
+    """The offline front end's `FrontEndConfig` fields for `model` (a registered speech-text model)."""
+    return {**OFFLINE_STAGES, "unit_tokenizer": speech_text_model(model).unit_tokenizer, "validate_alignment": False}
 
 
 def choose_front_end(model: str, requested: str = "auto", probe: Probe = registry_probe) -> FrontEndChoice:
-    """The front end of a run of `model` ('embedded' or 'spiritlm') for `requested` ('auto', 'paper', 'offline')."""
-    if model not in MODEL_UNITS:
-        raise FrontEndChoiceError(f"No front end for model {model!r}; expected one of {', '.join(MODEL_UNITS)}.")
+    """The front end of a run of `model` (a registered speech-text model: 'embedded', 'spiritlm', ...) for
+    `requested` ('auto', 'paper', 'offline')."""
+    try:
+        spec = speech_text_model(model)
+    except UnknownModelError as error:
+        raise FrontEndChoiceError(f"No front end for model {model!r}: {error}") from None
     if requested not in FRONT_END_CHOICES:
         raise FrontEndChoiceError(f"--front-end must be one of {', '.join(FRONT_END_CHOICES)}; got {requested!r}.")
     offline = offline_config(model)
-    if model == "embedded":
+    if spec.offline_only is not None:
         if requested == "paper":
-            raise FrontEndChoiceError(
-                "--front-end paper needs SpiritLM: the embedded speech-text model was trained on the offline front "
-                "end's units (k-means log-mel of espeak-ng speech). Use --front-end offline (or auto) with "
-                "--model embedded, or --model spiritlm.")
-        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, pocketsphinx alignment, k-means "
-                                                       "log-mel units), as the embedded speech model was trained")
+            raise FrontEndChoiceError(spec.offline_only)
+        return FrontEndChoice(requested, offline, {}, spec.offline_banner)
     if requested == "offline":
-        return FrontEndChoice(requested, offline, {}, "front end: offline (espeak-ng, no recognition pass, "
-                                                      "pocketsphinx alignment) with SpiritLM's HuBERT units, as asked")
+        return FrontEndChoice(requested, offline, {}, spec.offline_banner)
     config = dict(offline)
     fallbacks: dict[str, str] = {}
     for stage in STAGES:
@@ -245,10 +243,10 @@ def choose_front_end(model: str, requested: str = "auto", probe: Probe = registr
             + "; ".join(f"{PAPER_STAGES[s]} ({reason})" for s, reason in fallbacks.items())
             + ". Install them (see REPRODUCE.md), or run with --front-end offline (espeak-ng, pocketsphinx) or auto.")
     if not fallbacks:
-        banner = "front end: the paper's (MeloTTS, Whisper-small, MMS_FA) with SpiritLM's HuBERT units"
+        banner = f"front end: the paper's (MeloTTS, Whisper-small, MMS_FA) with {spec.units}"
     else:
         banner = ("front end: " + ", ".join(f"{PAPER_STAGES[s]} -> {OFFLINE_STAGES[s]}" for s in fallbacks)
                   + " (paper backends without weights here: "
                   + "; ".join(f"{PAPER_STAGES[s]}: {reason}" for s, reason in fallbacks.items())
-                  + "); SpiritLM's HuBERT units. --front-end paper refuses to fall back.")
+                  + f"); {spec.units}. --front-end paper refuses to fall back.")
     return FrontEndChoice(requested, config, fallbacks, banner)

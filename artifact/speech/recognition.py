@@ -15,17 +15,11 @@ import numpy as np
 
 from artifact.core.fileio import sha256_file
 from artifact.speech.base import SAMPLE_RATE, check_audio
-from artifact.speech.registry import Registry, module_missing, require_module
+from artifact.speech.registry import Backend, Registry, module_missing, require_module
 
 
-class Recognizer(abc.ABC):
+class Recognizer(Backend):
     """Speech recognition of 16 kHz mono audio. `settings()` keys the cache."""
-
-    name: str = ""
-
-    @abc.abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """Backend name, version and options."""
 
     @abc.abstractmethod
     def _transcribe(self, audio: np.ndarray) -> str:
@@ -34,12 +28,6 @@ class Recognizer(abc.ABC):
     def transcribe(self, audio: np.ndarray) -> str:
         """The transcript of `audio` ([samples] float32, 16 kHz). Raises ValueError on empty or silent audio."""
         return self._transcribe(check_audio(audio)).strip()
-
-    @classmethod
-    def unavailable(cls, **options: Any) -> str | None:
-        """Why this backend (with these constructor options) cannot run offline now, and the fix; None when it can.
-        Cheap: checks libraries and files, loads no model."""
-        return None
 
 
 def to_pcm16(audio: np.ndarray) -> bytes:

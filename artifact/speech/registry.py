@@ -1,7 +1,9 @@
-"""Backends chosen by name: a registry of lazy import paths per stage, with typo suggestions."""
+"""Backends chosen by name: the scaffold every speech backend shares (`Backend`: a name, the settings that key the
+cache, a cheap availability probe), and a registry of lazy import paths per stage, with typo suggestions."""
 
 from __future__ import annotations
 
+import abc
 import difflib
 import importlib
 import importlib.util
@@ -10,6 +12,24 @@ from typing import Any, Generic, TypeVar
 from artifact.models.numerics import strict_fp32
 
 T = TypeVar("T")
+
+
+class Backend(abc.ABC):
+    """One backend of a speech stage (TTS, recognizer, aligner, unit tokenizer): its registry name, the settings
+    that name everything its output depends on (they key the speech cache), and whether it can run here."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Backend name, version and options: everything that changes the output (for learned models: the weights'
+        fingerprint)."""
+
+    @classmethod
+    def unavailable(cls, **options: Any) -> str | None:
+        """Why this backend (with these constructor options) cannot run offline now, and the fix; None when it can.
+        Cheap: checks libraries and files, loads no model."""
+        return None
 
 
 class UnknownBackendError(LookupError):

@@ -18,7 +18,7 @@ import numpy as np
 from artifact.core.fileio import sha256_file
 from artifact.speech import espeak
 from artifact.speech.base import SAMPLE_RATE, WordTime, check_audio, check_text
-from artifact.speech.registry import Registry
+from artifact.speech.registry import Backend, Registry
 
 MELOTTS_PYTHON_ENV = "MELOTTS_PYTHON"
 MELOTTS_INSTALL = (
@@ -40,14 +40,8 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
     return resample_poly(np.asarray(audio, dtype=np.float64), target // g, rate // g).astype(np.float32)
 
 
-class TTS(abc.ABC):
+class TTS(Backend):
     """Text to speech. `settings()` names everything that changes the audio (it keys the cache)."""
-
-    name: str = ""
-
-    @abc.abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """Backend name, version and options: everything that changes the output."""
 
     @abc.abstractmethod
     def _synthesize(self, text: str) -> np.ndarray:
@@ -61,12 +55,6 @@ class TTS(abc.ABC):
     def synthesize_with_words(self, text: str) -> tuple[np.ndarray, list[WordTime] | None]:
         """`synthesize(text)` and the TTS's own word times in that same audio (None when it gives none)."""
         return self.synthesize(text), None
-
-    @classmethod
-    def unavailable(cls, **options: Any) -> str | None:
-        """Why this backend (with these constructor options) cannot run offline now, and the fix; None when it can.
-        Cheap: checks libraries and files, loads no model."""
-        return None
 
 
 class EspeakTTS(TTS):

@@ -25,7 +25,7 @@ from artifact.core.fileio import sha256_file
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPEECH_TOKENIZER_FILES
 from artifact.speech.base import SAMPLE_RATE, UNIT_HOP, UNIT_RATE, VOCABULARY, SpeechUnits, check_audio
 from artifact.speech.recognition import dist_version
-from artifact.speech.registry import Registry, require_module
+from artifact.speech.registry import Backend, Registry, require_module
 from artifact.speech.weight_names import check_weight_names, recorded_weight_loads
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -44,17 +44,12 @@ HUBERT_LAYER = 11  # spiritlm_hubert()'s hubert_layer: the quantizer reads layer
 SPIRITLM_UNITS = VOCABULARY + 1
 
 
-class UnitTokenizer(abc.ABC):
+class UnitTokenizer(Backend):
     """Speech to units at 25 Hz, ids in [0, units). `settings()` keys the cache, so it names everything the units
-    depend on (for learned models: the weights' fingerprint)."""
+    depend on (for learned models: the weights' fingerprint: centroids' or checkpoints' sha256)."""
 
-    name: str = ""
     units: int = VOCABULARY  # unit ids are 0..units-1
     min_samples: int = UNIT_HOP  # shortest audio the backend gives units for
-
-    @abc.abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """Backend name, version, options and the model's fingerprint (centroids' or checkpoints' sha256)."""
 
     @abc.abstractmethod
     def _frames(self, audio: np.ndarray) -> list[int]:

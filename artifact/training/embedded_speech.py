@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from artifact.core.fileio import sha256_file, write_atomic, write_json_atomic
+from artifact.core.speechtext import SPIRITLM_FORMAT
 from artifact.facts import facts_fingerprint, load_facts
 from artifact.known import check_known
 from artifact.models.embedded_speech import MANIFEST_FILE, NEW_TOKENS, ROWS_FILE, extend_model, extend_tokenizer
@@ -61,7 +62,7 @@ def build_examples(
         if prompt.target_id != answer:
             raise RuntimeError(f"{key}: the answer token after [Text] differs from the plain prompt's answer token.")
         s2t[key] = Example(key, prompt.input_ids, teacher_ids, answer, "s2t")
-        marked = text_prompt_string(fact.prompt, spiritlm=True)
+        marked = text_prompt_string(fact.prompt, SPIRITLM_FORMAT)
         t2t[key] = Example(key, tuple(encode(tokenizer, marked)), teacher_ids, answer, "t2t")
     return s2t, t2t
 

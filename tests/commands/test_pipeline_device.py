@@ -9,6 +9,7 @@ import pytest
 from artifact.cli import main
 from artifact.core.spiritlm import missing_checkpoint_files
 from artifact.experiments import pipeline as pipeline_module
+from artifact.experiments import spiritlm_install
 from artifact.experiments.choice import ModelChoice
 from artifact.experiments.pipeline import CpuRefusedError, Step, check_device
 from artifact.experiments.profiles import PROFILES
@@ -29,7 +30,7 @@ def layout(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline_module, "cuda_available", lambda: False)
     ran: list[str] = []
     monkeypatch.setattr(pipeline_module, "STEPS", (Step("known", "record", lambda run: ran.append(run.profile.name)),))
-    monkeypatch.setattr(pipeline_module, "ensure_spiritlm", lambda: ran.append("install spiritlm"))
+    monkeypatch.setattr(spiritlm_install, "ensure_spiritlm", lambda: ran.append("install spiritlm"))
     return root, ran
 
 

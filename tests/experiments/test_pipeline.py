@@ -81,7 +81,7 @@ def test_incomplete_checkpoints_are_refused_never_ignored(tmp_path, monkeypatch)
     monkeypatch.delenv("SPIRITLM_CHECKPOINTS_DIR")
     with pytest.raises(ModelSelectionError, match="--checkpoints DIR or set SPIRITLM_CHECKPOINTS_DIR"):
         select_model("spiritlm", None)
-    with pytest.raises(ModelSelectionError, match="'embedded' or 'spiritlm'"):
+    with pytest.raises(ModelSelectionError, match="--model must be one of 'embedded', 'spiritlm'"):
         select_model("gpt2", None)
 
 
@@ -237,12 +237,12 @@ def test_a_folder_from_before_the_carryover_step_resumes(tmp_path):
 def test_the_estimate_from_real_prompts_sums_each_facts_cost():
     """After the Known step the estimate uses each traced fact's own prompt: a long prompt costs more than two short
     ones, which a mean shape would hide."""
-    from artifact.experiments.cost import PromptShape, estimate, fact_flops, MODEL_SHAPES
+    from artifact.experiments.cost import PromptShape, estimate, fact_flops, model_shape
 
     profile = PROFILES["smoke"]
     prompts = {"t2t": [PromptShape(6, 1, 2), PromptShape(12, 1, 4)], "s2t": [PromptShape(30, 1, 10)]}
     est = estimate(profile, "embedded", "cpu", prompts=prompts)
-    expected = sum(fact_flops(MODEL_SHAPES["embedded"], p, profile.t2t_positions, profile.trace.samples,
+    expected = sum(fact_flops(model_shape("embedded"), p, profile.t2t_positions, profile.trace.samples,
                               profile.trace.window, profile.kinds) for p in prompts["t2t"])
     assert est["arms"]["t2t"]["facts"] == 2 and est["arms"]["s2t"]["facts"] == 1
     assert est["arms"]["t2t"]["from_real_prompts"]

@@ -52,11 +52,12 @@ def test_the_loader_keeps_rotary_frequencies_fp32_as_spiritlm_does(folder, model
 def taught_prompt(loaded):
     """The T->T prompt of the first taught fact whose subject has more than one token (the noise then spans
     several positions, and the token groups first/middle/last subject all exist)."""
+    from artifact.core.speechtext import SPIRITLM_FORMAT
     from artifact.prompts.build import text_prompt
     from tests.support.spiritlm_checkpoint import taught_facts
 
     for fact in taught_facts():
-        prompt = text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute, spiritlm=True)
+        prompt = text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute, SPIRITLM_FORMAT)
         if prompt.subject_range[1] - prompt.subject_range[0] > 1:
             return prompt
     raise AssertionError("no taught fact with a multi-token subject")
@@ -133,6 +134,7 @@ def test_known_filter_in_bf16_equals_one_prompt_at_a_time(models):
     prompt alone (what `Spiritlm.generate` runs), bitwise; and the filter never batches prompts in bf16."""
     from artifact.facts import load_facts
     from artifact.known import answer_margins, batching_rule, check_known, text_mode_banned_ids
+    from artifact.core.speechtext import SPIRITLM_FORMAT
     from artifact.prompts.build import text_prompt_string
     from artifact.prompts.tokens import encode
 
@@ -150,7 +152,7 @@ def test_known_filter_in_bf16_equals_one_prompt_at_a_time(models):
     for fact, check in zip(facts, checks):
         if check.problem:
             continue
-        ids = torch.tensor(encode(bf16.tokenizer, text_prompt_string(fact.prompt, True)))
+        ids = torch.tensor(encode(bf16.tokenizer, text_prompt_string(fact.prompt, SPIRITLM_FORMAT)))
         with torch.no_grad():
             logits = bf16.model(ids[None]).logits[:, -1].float()  # [1, vocab]
         assert check.margin == answer_margins(logits, [check.answer_id], banned)[0], fact.known_id

@@ -76,12 +76,13 @@ def test_prompts_and_answer_tokens_equal_spiritlms_own_in_every_layout(layout_ro
     from artifact.facts import load_facts
     from artifact.models import load_model
     from artifact.models.tokenizer_layout import tokenizer_layout
+    from artifact.core.speechtext import SPIRITLM_FORMAT
     from artifact.prompts.build import speech_prompt, text_prompt
 
     layout, root = layout_root
     folder = root / MODEL_SUBDIR
     loaded = load_model(str(folder), device="cpu")  # not refused, whatever the layout
-    assert loaded.is_spiritlm and tokenizer_layout(loaded.tokenizer, folder).name == layout
+    assert loaded.prompt_format.reads_speech and tokenizer_layout(loaded.tokenizer, folder).name == layout
     # Meta's instance as Spiritlm.__init__ makes it, minus the LM and the vocoder _build_prompt does not read
     meta = Spiritlm.__new__(Spiritlm)
     meta.tokenizer = LlamaTokenizer.from_pretrained(pretrained_model_name_or_path=folder, add_bos_token=True,
@@ -97,7 +98,7 @@ def test_prompts_and_answer_tokens_equal_spiritlms_own_in_every_layout(layout_ro
 
     facts = load_facts("own")
     for fact in (facts[i] for i in FACT_INDEX):
-        ours = text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute, spiritlm=True)
+        ours = text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute, SPIRITLM_FORMAT)
         assert (ours.text, list(ours.input_ids)) == spiritlm_prompt([GenerationInput(fact.prompt, ContentType.TEXT)])
         assert _word_start(loaded.tokenizer, ours.target_id, fact.attribute), ours
         b, e = ours.subject_range
@@ -109,7 +110,7 @@ def test_prompts_and_answer_tokens_equal_spiritlms_own_in_every_layout(layout_ro
     assert ours.text.startswith("[Speech][Hu") and ours.text.endswith("[Text]")
     assert ours.input_ids[-1] == loaded.tokenizer.convert_tokens_to_ids("[Text]")  # the answer is read at [Text]
     assert _word_start(loaded.tokenizer, ours.target_id, fact.attribute)
-    written = text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute, spiritlm=True)
+    written = text_prompt(loaded.tokenizer, fact.prompt, fact.subject, fact.attribute, SPIRITLM_FORMAT)
     assert ours.target_id == written.target_id  # the same answer token from speech as from text
     if layout == "added-legacy":  # where today's rule had to look past the bare '▁' legacy mode puts after [Text]
         spaced = loaded.tokenizer(ours.text + " " + fact.attribute)["input_ids"]

@@ -37,7 +37,7 @@ def test_loads_with_spiritlm_tokenizer_settings(spiritlm_root, monkeypatch):
 
     monkeypatch.setenv("SPIRITLM_CHECKPOINTS_DIR", str(spiritlm_root))
     loaded = load_model("spiritlm", device="cpu")
-    assert loaded.is_spiritlm
+    assert loaded.prompt_format.reads_speech
     assert isinstance(loaded.tokenizer, LlamaTokenizer)  # the slow tokenizer, as SpiritLM's own code
     assert loaded.dtype == torch.float32  # CPU default
     prompt = "[Speech][Hu99][Hu49][Hu38][Text]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from artifact.core.speechtext import PLAIN, SPIRITLM_FORMAT
 from artifact.prompts.build import build_spiritlm_prompt, text_prompt
 
 
@@ -20,8 +21,8 @@ def test_spiritlm_prompt_strings():
 
 def test_text_prompt_spiritlm_marker_shifts_subject(sentencepiece_tokenizer):
     tok = sentencepiece_tokenizer
-    plain = text_prompt(tok, "Vinson Massif is located in the continent of", "Vinson Massif", "Antarctica", False)
-    marked = text_prompt(tok, "Vinson Massif is located in the continent of", "Vinson Massif", "Antarctica", True)
+    plain = text_prompt(tok, "Vinson Massif is located in the continent of", "Vinson Massif", "Antarctica", PLAIN)
+    marked = text_prompt(tok, "Vinson Massif is located in the continent of", "Vinson Massif", "Antarctica", SPIRITLM_FORMAT)
     assert marked.text.startswith("[Text]")
     assert tok.convert_tokens_to_ids("[Text]") in marked.input_ids[: marked.subject_range[0]]
     assert marked.subject_range[0] > plain.subject_range[0]

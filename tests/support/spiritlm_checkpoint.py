@@ -140,10 +140,11 @@ def taught_facts() -> list[Any]:
 
 def _prompts(root: Path, tokenizer: Any, facts: Sequence[Any]) -> list[Any]:
     """T->T and S->T TracePrompts of `facts` (S->T from the offline front end with this checkpoint's HuBERT)."""
+    from artifact.core.speechtext import SPIRITLM_FORMAT
     from artifact.prompts.build import speech_prompt, text_prompt
     from artifact.speech.front_end import FrontEndConfig, SpeechFrontEnd
 
-    prompts = [text_prompt(tokenizer, f.prompt, f.subject, f.attribute, spiritlm=True) for f in facts]
+    prompts = [text_prompt(tokenizer, f.prompt, f.subject, f.attribute, SPIRITLM_FORMAT) for f in facts]
     front = SpeechFrontEnd(FrontEndConfig(**OFFLINE_FRONT_END))
     for fact in facts:
         spoken = front.process(fact.prompt, fact.subject)

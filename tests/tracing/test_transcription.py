@@ -107,7 +107,7 @@ def test_on_the_embedded_speech_model_with_a_spoken_prompt():
     prompt, subject = "The Eiffel Tower is located in the city of", "Eiffel Tower"
     spoken = SpeechFrontEnd(FrontEndConfig.offline("embedded")).process(prompt, subject)
     speech = speech_prompt(loaded.tokenizer, spoken.units, spoken.subject_tokens, "Paris")
-    text = text_prompt(loaded.tokenizer, prompt, subject, "Paris", loaded.is_spiritlm)
+    text = text_prompt(loaded.tokenizer, prompt, subject, "Paris", loaded.prompt_format)
     subject_ids = text.input_ids[text.subject_range[0]:text.subject_range[1]]
     banned = text_mode_banned_ids(loaded.tokenizer)
     assert len(banned) == 503  # [Text], [Speech], [Hu0]..[Hu500]
