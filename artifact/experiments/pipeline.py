@@ -56,7 +56,7 @@ from artifact.experiments.cost import (
     typical_prompt,
     weight_bytes,
 )
-from artifact.experiments.profiles import DEFAULT_PROFILE, PROFILES, Profile
+from artifact.experiments.profiles import PROFILES, Profile
 from artifact.experiments.selection import candidates, describe, select_facts
 from artifact.facts import (
     KNOWN_1000_FINGERPRINT,
