@@ -4,6 +4,7 @@ code, and each cell's |fp32 - float64| per arm, kind and metric (artifact/verifi
     .venv/bin/python bench/numerics_bound.py                       # run (or resume) the float64 smoke run, measure
     .venv/bin/python bench/numerics_bound.py --no-run --fp32 results/embedded-smoke-s1-b32-t1   # + conditioning
     .venv/bin/python bench/numerics_bound.py --arms s2t --kinds mlp,attn --carryover   # only these parts
+    .venv/bin/python bench/numerics_bound.py --arms s2t --kinds mlp,attn --carryover --rounds-of 2  # breadth first
 
 1. `run_pipeline(profile='smoke', dtype='float64', out=results/embedded-smoke-fp64, verify=False)`: the same facts,
    noise seed and settings as the reference, every forward and softmax in float64 (resumable fact by fact; about
@@ -66,12 +67,14 @@ def recorded_selection(expected: Path) -> tuple[str, list[str], dict[str, list[s
 
 
 def partial_run(expected: Path, out: Path, arms: list[str], kinds: list[str], carryover: bool,
-                front_end: str = "auto", progress: bool = False) -> None:
+                front_end: str = "auto", rounds_of: int | None = None, progress: bool = False) -> None:
     """Run in float64 only the trace steps of `arms` for `kinds`, and the carry-over step when `carryover`, over the
     facts `expected` traced (its selection and Known sets, `recorded_selection`): the pipeline's own `trace_step` and
     `carryover_step` on a `PipelineRun` of the recorded profile, so every number comes from the pipeline's code.
     `front_end` as the pipeline's --front-end (the recorded profile's front end must come out: checked with its
-    other settings). Resumable fact by fact (finished trace and carry-over files are reused)."""
+    other settings). `rounds_of` N: breadth first, every asked part on the first N facts, then on the first 2N, ...
+    (a run stopped for time has measured every part on some facts). Resumable fact by fact (finished trace and
+    carry-over files are reused)."""
     from dataclasses import replace
 
     from artifact.core.fileio import write_json_atomic
@@ -96,18 +99,22 @@ def partial_run(expected: Path, out: Path, arms: list[str], kinds: list[str], ca
             if differ:
                 raise VerifyError(f"the float64 {arm} arm differs from {expected} in {', '.join(differ)}: "
                                   "rerun it with the recorded profile's settings")
-        selection = {"t2t_run": run.prepared("t2t").run_dir.name, "s2t_run": run.prepared("s2t").run_dir.name,
-                     "known_t2t": known["t2t"], "known_s2t": known["s2t"], "known_both": traced,
-                     "paired_only": profile.paired_only, "count": profile.count, "traced": traced,
-                     SUBSETS_KEY: speech_model_subsets(run),
-                     "source": f"the facts {expected} traced, its Known filters not rerun (bench/numerics_bound.py)"}
-        write_json_atomic(out / SELECTION_FILE, selection)
-        for arm in arms:
-            print(f"float64 {arm} traces ({', '.join(kinds)}) of {len(traced)} facts -> {out}", flush=True)
-            trace_step(arm)(run)
-        if carryover:
-            print(f"float64 carry-over of {len(traced)} facts -> {out}", flush=True)
-            carryover_step(run)
+        step = rounds_of or len(traced)
+        for size in [*range(step, len(traced), step), len(traced)]:
+            chosen = traced[:size]
+            selection = {"t2t_run": run.prepared("t2t").run_dir.name, "s2t_run": run.prepared("s2t").run_dir.name,
+                         "known_t2t": known["t2t"], "known_s2t": known["s2t"], "known_both": traced,
+                         "paired_only": profile.paired_only, "count": profile.count, "traced": chosen,
+                         SUBSETS_KEY: speech_model_subsets(run),
+                         "source": f"the first {size} of the {len(traced)} facts {expected} traced, its Known filters "
+                                   "not rerun (bench/numerics_bound.py)"}
+            write_json_atomic(out / SELECTION_FILE, selection)
+            for arm in arms:
+                print(f"float64 {arm} traces ({', '.join(kinds)}) of {size} facts -> {out}", flush=True)
+                trace_step(arm)(run)
+            if carryover:
+                print(f"float64 carry-over of {size} facts -> {out}", flush=True)
+                carryover_step(run)
 
 
 def conditioning(fp32: Path, float64: Path) -> list[dict]:
@@ -172,21 +179,25 @@ def main(argv: list[str] | None = None) -> int:
                         "--expected traced; with --kinds and --carryover")
     parser.add_argument("--kinds", default="hidden,mlp,attn", help="with --arms: the trace kinds (default all)")
     parser.add_argument("--carryover", action="store_true", help="run only the carry-over step (with --arms: also)")
+    parser.add_argument("--rounds-of", type=int, help="with --arms/--carryover: breadth first, every part on the "
+                        "first N facts, then 2N, ... (default: all facts part by part)")
     parser.add_argument("--front-end", default="auto", help="with --arms/--carryover: the pipeline's --front-end "
                         "(default auto; it must give the recorded profile's)")
     parser.add_argument("--fp32", type=Path, help="an fp32 results folder with traces: conditioning by P")
     parser.add_argument("--held-out", type=Path, help="a same-seed fp32 rerun to judge by the recorded tolerance")
     args = parser.parse_args(argv)
+    arms = [a for a in (args.arms or "").split(",") if a]
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not set(arms) <= {"t2t", "s2t"} or not kinds or not set(kinds) <= {"hidden", "mlp", "attn"}:
+        parser.error(f"--arms takes t2t and/or s2t, --kinds hidden, mlp and/or attn; got {args.arms!r}, "
+                     f"{args.kinds!r}")
+    if args.rounds_of is not None and args.rounds_of < 1:
+        parser.error(f"--rounds-of must be >= 1; got {args.rounds_of}")
     from artifact.verification.numerics import NUMERICS_SAFETY, float64_differences, numerics_tolerances
 
     partial = args.arms is not None or args.carryover
     if partial and not args.no_run:
-        arms = [a for a in (args.arms or "").split(",") if a]
-        kinds = [k for k in args.kinds.split(",") if k]
-        if not set(arms) <= {"t2t", "s2t"} or not kinds or not set(kinds) <= {"hidden", "mlp", "attn"}:
-            parser.error(f"--arms takes t2t and/or s2t, --kinds hidden, mlp and/or attn; got {args.arms!r}, "
-                         f"{args.kinds!r}")
-        partial_run(args.expected, args.out, arms, kinds, args.carryover, args.front_end)
+        partial_run(args.expected, args.out, arms, kinds, args.carryover, args.front_end, args.rounds_of)
     elif not args.no_run:
         from artifact.experiments.pipeline import run_pipeline
 

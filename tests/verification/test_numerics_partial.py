@@ -6,8 +6,6 @@ of the real embedded models end to end."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,11 +15,14 @@ import pytest
 from artifact import verification as v
 from artifact.core.fileio import read_json
 from artifact.core.layout import CARRYOVER_DIR, CARRYOVER_FACTS_DIR, KNOWN_FILE, SELECTION_FILE, TRACES_DIR
+from artifact.core.layout import carryover_fact_path as fact_path
+from artifact.core.layout import result_path as trace_path
 from artifact.experiments.profiles import PROFILES, CarryOverPlan
 from artifact.verification.numerics import float64_differences
 
 REPO = Path(__file__).resolve().parents[2]
-# Two facts, two kinds traced in the reference; the float64 part asked for is S->T MLP and the carry-over step.
+# Two facts, two kinds traced in the reference; the float64 part asked for is S->T MLP and the carry-over step, in
+# rounds of one fact.
 TINY = replace(PROFILES["smoke"], samples=1, count=2, candidates=60, kinds=("hidden", "mlp"),
                carryover=CarryOverPlan(patch_kinds=("mlp",)))
 
@@ -43,11 +44,14 @@ def test_the_recorded_smoke_profile_gives_its_selection():
     assert set(traced) <= set(known["t2t"]) and set(traced) <= set(known["s2t"])
 
 
-def test_bad_arms_or_kinds_exit_2(tmp_path):
-    for args in (["--arms", "x2t"], ["--arms", "s2t", "--kinds", "mlp,severed"]):
-        done = subprocess.run([sys.executable, str(REPO / "bench" / "numerics_bound.py"), "--out",
-                               str(tmp_path / "out"), *args], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2 and "--arms takes t2t and/or s2t" in done.stderr
+def test_bad_arms_kinds_or_rounds_exit_2_before_anything_runs(tmp_path, capsys):
+    module = bench_module()
+    for args, message in ((["--arms", "x2t"], "--arms takes t2t and/or s2t"),
+                          (["--arms", "s2t", "--kinds", "mlp,severed"], "--arms takes t2t and/or s2t"),
+                          (["--carryover", "--rounds-of", "0"], "--rounds-of must be >= 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--out", str(tmp_path / "out"), *args])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
 
 
@@ -64,7 +68,7 @@ def test_a_partial_float64_run_traces_only_the_asked_parts_of_the_recorded_facts
         profile = tmp_path / "expected" / "embedded-smoke"
         v.record_profile(ref, profile, {})
         out = tmp_path / "fp64"
-        module.partial_run(profile, out, ["s2t"], ["mlp"], carryover=True, front_end="offline")
+        module.partial_run(profile, out, ["s2t"], ["mlp"], carryover=True, front_end="offline", rounds_of=1)
     traced = read_json(ref / SELECTION_FILE)["traced"]
     assert read_json(out / SELECTION_FILE)["traced"] == traced
     runs = {d.name.split("-")[0]: d for d in (out / "runs").iterdir()}
@@ -75,6 +79,8 @@ def test_a_partial_float64_run_traces_only_the_asked_parts_of_the_recorded_facts
     assert sorted(p.name for p in (runs["s2t"] / TRACES_DIR).iterdir()) == ["mlp"]  # ... and kind
     assert sorted(p.stem for p in (runs["s2t"] / TRACES_DIR / "mlp").glob("*.npz")) == sorted(traced)
     assert len(list((out / CARRYOVER_DIR / CARRYOVER_FACTS_DIR).glob("*.npz"))) == len(traced)
+    first, second = traced  # rounds of one fact: every part of the first fact before any part of the second
+    assert fact_path(out, first).stat().st_mtime_ns < trace_path(runs["s2t"], "mlp", second).stat().st_mtime_ns
 
     differences = float64_differences(profile, out)  # measured on exactly these parts, all facts paired
     assert {k.split("/")[0] + "/" + k.split("/")[1] for k in differences} == {"s2t/mlp", "carryover/knockout_prob",
