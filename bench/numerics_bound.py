@@ -92,7 +92,8 @@ def partial_run(expected: Path, out: Path, arms: list[str], kinds: list[str], ca
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with results_lock(out):
-        run = PipelineRun(profile, select_model("embedded", None, front_end), out, progress, dtype="float64", known=known)
+        choice = select_model("embedded", None, front_end)
+        run = PipelineRun(profile, choice, out, progress, dtype="float64", known=known)
         for arm in ("t2t", "s2t"):
             ours, theirs = run.prepared(arm).settings.to_dict(), load_expected_arm(expected, arm).settings or {}
             differ = [k for k in SAME_SETTINGS if ours.get(k) != theirs.get(k)]
