@@ -256,9 +256,12 @@ def _arms() -> dict[str, Arm]:
     }
 
 
-def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest) -> PreparedArm:
+def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest,
+                known_ids: Sequence[Any] | None = None) -> PreparedArm:
     """Load the facts and the model, build every prompt, set the noise, open the run folder and run (or reload) the
-    Known filter. `model` is a load_model spec (None: the arm's default) or a loaded model."""
+    Known filter. `model` is a load_model spec (None: the arm's default) or a loaded model. `known_ids` (default
+    None: the Known filter's) takes these facts as known without running the filter and writes no known.json: for
+    tracing the facts a recorded profile already selected (bench/numerics_bound.py's float64 reruns of a part)."""
     spec = _arms().get(arm)
     if spec is None:
         raise ValueError(f"arm must be 't2t' or 's2t'; got {arm!r}")
@@ -282,7 +285,8 @@ def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest) -> Prepa
         write_json_atomic(run_dir / SPEECH_FILE, {"front_end": record["front_end"],
                                                   "front_end_key": record["front_end_key"],
                                                   "noise_choice": noise_choice, **record["counts"]})
-    known_ids = load_known_ids(run_dir)
+    if known_ids is None:
+        known_ids = load_known_ids(run_dir)
     if known_ids is None:
         checks = spec.known(loaded, records, items, request.progress)
         save_known(run_dir, spec.known_rule + batching_rule(loaded.dtype), spec.modality, checks)

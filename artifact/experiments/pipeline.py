@@ -241,8 +241,11 @@ class PipelineRun:
     """One pipeline run: its profile, models and front end, results folder and step log; each arm prepared once."""
 
     def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True,
-                 facts_source: str | None = None, dtype: str | None = None) -> None:
+                 facts_source: str | None = None, dtype: str | None = None,
+                 known: dict[str, Sequence[str]] | None = None) -> None:
         self.profile, self.choice, self.out, self.progress = profile, choice, Path(out), progress
+        # arm -> facts taken as known instead of running its Known filter (None: run it; bench/numerics_bound.py)
+        self.known = known or {}
         self.facts_source = facts_source or profile.facts  # where the arms read the facts (a name or a path)
         self.dtype = dtype  # None: the model's default (fp32 embedded; bf16 SpiritLM on a GPU)
         self.steps = StepLog.load(self.out / STEPS_FILE)
@@ -279,7 +282,7 @@ class PipelineRun:
 
         if arm not in self._prepared:
             spec = self.choice.t2t_model if arm == "t2t" else self.choice.s2t_model
-            self._prepared[arm] = prepare_arm(arm, self.model(spec), self.request(arm))
+            self._prepared[arm] = prepare_arm(arm, self.model(spec), self.request(arm), self.known.get(arm))
         return self._prepared[arm]
 
     def selection(self) -> dict[str, Any]:

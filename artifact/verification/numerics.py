@@ -129,13 +129,22 @@ def same_seed_tolerance(same_seed: dict[str, Any] | None, metric: str) -> float 
     return (same_seed.get("metrics") or {}).get(metric, same_seed.get("value"))
 
 
-def float64_entry(reference: Path, float64_run: Path, safety: float = NUMERICS_SAFETY) -> dict[str, Any]:
+def float64_entry(reference: Path, float64_run: Path, safety: float = NUMERICS_SAFETY,
+                  earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """What tolerances.json records of the float64 measurement: the run, the differences, the bound per metric and
-    the tolerances set from it."""
+    the tolerances set from it. `earlier` (the profile's recorded float64 entry) adds its differences of the parts
+    this run did not measure (a float64 run of only some parts, bench/numerics_bound.py --arms/--carryover: the
+    earlier run's folder need not exist); each difference names the run it was measured in."""
     differences = float64_differences(reference, float64_run)
     if not differences:
         raise VerifyError(f"{float64_run} and {reference} have no paired cells: is the float64 run of this profile?")
+    differences = {key: {**entry, "run": str(float64_run)} for key, entry in differences.items()}
+    kept = {key: {**entry, "run": entry.get("run", (earlier or {}).get("run"))}
+            for key, entry in ((earlier or {}).get("differences") or {}).items() if key not in differences}
+    differences.update(kept)
     tolerances = numerics_tolerances(differences, safety)
+    how = (f"; the parts not measured in {float64_run} ({', '.join(sorted(kept))}) are kept from the earlier "
+           "float64 measurement recorded in the profile" if kept else "")
     return {"run": str(float64_run), "reference": str(reference), "differences": differences,
             "bound": {m: v / (2 * safety) for m, v in tolerances.items()}, "safety": safety,
             "tolerances": tolerances,
@@ -144,7 +153,7 @@ def float64_entry(reference: Path, float64_run: Path, safety: float = NUMERICS_S
                           "run lies within the bound of exact arithmetic, so two correct fp32 runs differ by at "
                           f"most twice it; {safety} for kernels that round worse than this machine's. Log-prob "
                           "cells are judged in the log domain (absolute): their fp32 error does not grow as P "
-                          "shrinks (artifact/verification/numerics.py)"}
+                          "shrinks (artifact/verification/numerics.py)" + how}
 
 
 def combine(float64: dict[str, Any] | None, observed: dict[str, float], safety: float,

@@ -139,7 +139,8 @@ def update_same_seed(profile: Path, float64_from: Path | None = None, borrow_fro
     """Re-set the same-seed tier of a recorded profile without re-recording it (its reference run folder and
     replicates need not exist): from `float64_from`, the profile's run in float64 (the profile's own recorded cells
     are the fp32 side; the same-seed reruns it recorded stay in "observed" and still raise a tolerance they exceed),
-    or, for a profile that borrows its same-seed tier, from `borrow_from`'s (already updated) one. Rewrites
+    or, for a profile that borrows its same-seed tier, from `borrow_from`'s (already updated) one. A float64 run of
+    only some parts adds to the profile's recorded float64 measurement (`float64_entry`'s `earlier`). Rewrites
     tolerances.json and that file's sha256 in manifest.json; returns the new "same_seed" entry."""
     profile = Path(profile)
     document = load_tolerances(profile)
@@ -149,7 +150,7 @@ def update_same_seed(profile: Path, float64_from: Path | None = None, borrow_fro
         old = document.get("same_seed") or {}
         observed = dict(old.get("observed") or {})
         metrics = tuple(document.get("metrics") or DEFAULT_METRICS)
-        float64 = float64_entry(profile, Path(float64_from))
+        float64 = float64_entry(profile, Path(float64_from), earlier=old.get("float64"))
         per_metric = combine(float64, observed, float(document.get("safety", SAFETY)), metrics, SAME_SEED_FLOOR)
         same_seed = {"value": max(per_metric.values()), "metrics": per_metric, "observed": observed,
                      "reruns": old.get("reruns", []), "float64": float64,

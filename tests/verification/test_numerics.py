@@ -117,6 +117,26 @@ def test_update_same_seed_rewrites_the_profile_with_its_provenance(pair, tmp_pat
     assert borrowed["metrics"] == same_seed["metrics"] and borrowed["how_chosen"].startswith("borrowed from profile")
 
 
+def test_a_float64_run_of_some_parts_adds_to_the_recorded_measurement(pair):
+    """A float64 run of only some parts (bench/numerics_bound.py --arms/--carryover) re-sets the tier from its own
+    differences plus the profile's earlier ones of the parts it did not measure: the earlier run's folder is gone,
+    and its larger log-prob bound must not be lost."""
+    profile, run = pair
+    earlier = {"run": "results/earlier-fp64", "differences": {
+        "t2t/attn/logprob": {"max": 3e-4, "facts": 12, "cells": 1950},  # a part the new run did not measure
+        "t2t/mlp/prob": {"max": 1e-7, "facts": 12, "cells": 1950, "run": "results/older-fp64"}}}  # re-measured
+    (profile / "tolerances.json").write_text(json.dumps({"metrics": ["prob", "logprob"], "safety": 1.5,
+                                                         "same_seed": {"value": 1e-4, "float64": earlier}}))
+    same_seed = v.update_same_seed(profile, float64_from=run)
+    differences = same_seed["float64"]["differences"]
+    assert differences["t2t/attn/logprob"] == {"max": 3e-4, "facts": 12, "cells": 1950, "run": "results/earlier-fp64"}
+    assert differences["t2t/mlp/prob"]["max"] == pytest.approx(2e-6, rel=1e-6)  # the new measurement replaces it
+    assert differences["t2t/mlp/prob"]["run"] == str(run) == same_seed["float64"]["run"]
+    assert same_seed["metrics"] == pytest.approx({"prob": NUMERICS_SAFETY * 2 * 2e-6,
+                                                  "logprob": NUMERICS_SAFETY * 2 * 3e-4}, rel=1e-6)
+    assert "t2t/attn/logprob" in same_seed["float64"]["how_chosen"]
+
+
 def test_the_recorded_smoke_profile_carries_its_float64_bound():
     """expected/embedded-smoke's same-seed tier is set from a float64 run, per metric, with the measurement."""
     same_seed = json.loads((REPO / "expected" / "embedded-smoke" / "tolerances.json").read_text())["same_seed"]
