@@ -9,14 +9,13 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from artifact.core.fileio import sha256_file
+from artifact.core.fileio import sha256_file, temporary_folder
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPIRITLM_BASE_SUBDIR, SPIRITLM_MARKERS, SPIRITLM_MODEL_FILES
 from artifact.models.adapters import ModelAdapter
 from artifact.models.errors import ModelLoadError
@@ -117,7 +116,7 @@ def embedded_model_dir() -> Path:
     log.info("Dequantising %s to fp32 (once; cached in %s)", gguf.name, target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        tmp = temporary_folder(target.parent)
     except OSError as error:
         if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise ModelLoadError(f"The model cache {target.parent} is not writable ({error.strerror}) and lacks the "
