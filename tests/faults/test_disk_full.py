@@ -116,7 +116,8 @@ def disk_plan(reference) -> list[tuple[str, int]]:
 
     steps = json.loads((reference / "steps.json").read_text())
     titles = {step.name: f"{n}/{len(STEPS)} {step.title}" for n, step in enumerate(STEPS, 1)}
-    used = sum(blocks(reference / name) for name in ("pipeline.json", "steps.json", ".run.lock"))
+    used = sum(blocks(reference / name) for name in ("pipeline.json", "steps.json", ".run.lock")
+               if (reference / name).exists())
     plan = []
     parts = [(titles[name], sum(blocks(reference / f) for f in steps[name].get("files", {}))) for name in titles]
     parts.append(("verdict", sum(blocks(p) for p in (reference / "verify").rglob("*") if p.is_file())))
