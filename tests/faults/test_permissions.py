@@ -66,3 +66,16 @@ def test_a_runs_results_are_readable_by_group_and_others_under_umask_022(tmp_pat
     wrong = {p.relative_to(out).as_posix(): oct(mode(p)) for p in files if mode(p) != 0o644}
     wrong |= {p.relative_to(out).as_posix(): oct(mode(p)) for p in out.rglob("*") if p.is_dir() and mode(p) != 0o755}
     assert not wrong, wrong
+
+
+def test_the_downloaded_fact_file_in_the_cache_is_readable_by_others(known_1000_path, tmp_path, monkeypatch):
+    """known_1000.json fetched into the cache (a file:// stand-in for the download) gets 0644 under umask 022."""
+    from artifact import facts as facts_module
+
+    monkeypatch.setenv("ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(facts_module, "KNOWN_1000_URL", known_1000_path.as_uri())
+    with umask(0o022):
+        assert len(facts_module.load_facts("known_1000")) == 1209
+    cached = tmp_path / "cache" / "data" / "known_1000.json"
+    assert mode(cached) == 0o644, oct(mode(cached))
+    assert not [p for p in cached.parent.iterdir() if p.name.startswith(".tmp-")]
