@@ -207,11 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is None and not args.results.is_dir():
         print(f"no report written: {args.results} does not exist (pass --report DIR to write one elsewhere)")
         return 1
+    from artifact.core.fileio import DiskFullError
+
     folder = args.report if args.report is not None else ResultsFolder(args.results).verify_dir
     try:
         json_path, md_path = v.write_report(report, folder)
         print(f"report: {md_path} and {json_path.name}")
-    except OSError as error:
+    except (OSError, DiskFullError) as error:  # the verdict stands; a full disk says where and what to do
         print(f"verify.py: could not write the report to {folder}: {error}", file=sys.stderr)
     return 0 if report.verdict == v.PASS else 1
 

@@ -17,12 +17,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
+
+from artifact.core.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +202,7 @@ def download_known_1000(url: str | None = None, dest: Path | None = None, timeou
     facts = parse_facts(records, url)
     check_fingerprint(facts, url, fix="The published file has changed or the download is corrupt; nothing was "
                                       "cached. Pass a verified copy with --facts PATH.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=dest.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(dest, lambda out: out.write(payload))  # readable by others (umask), no partial file left
     return dest
 
 

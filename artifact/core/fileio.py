@@ -78,16 +78,44 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status), else by setting and
+    restoring it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _temporary_beside(path: Path) -> tuple[int, str]:
-    """A new temporary file (descriptor, name) in `path`'s folder, created if missing; a full disk raises
-    DiskFullError naming `path`."""
+    """A new temporary file (descriptor, name) in `path`'s folder, created if missing, with the mode a plain `open`
+    would give (0666 minus the umask; mkstemp's 0600 would hide results and caches from a reader with another uid);
+    a full disk raises DiskFullError naming `path`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     except OSError as error:
         if is_disk_full(error):
             raise DiskFullError(path) from None
         raise
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def temporary_folder(parent: Path, prefix: str = TMP_PREFIX) -> Path:
+    """A new temporary folder in `parent` (made atomic by renaming it once filled) with the mode a plain `mkdir`
+    would give (0777 minus the umask), not mkdtemp's 0700."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, 0o777 & ~current_umask())
+    return folder
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:

@@ -11,14 +11,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from artifact.core.fileio import sha256_file, write_json_atomic
+from artifact.core.fileio import sha256_file, temporary_folder, write_json_atomic
 from artifact.core.speechtext import LOADERS, PLAIN, SPIRITLM_FORMAT, PromptFormat, loader, model_names
 from artifact.core.spiritlm import CHECKPOINTS_ENV, SPIRITLM_BASE_SUBDIR, SPIRITLM_MARKERS, SPIRITLM_MODEL_FILES
 from artifact.models.adapters import ModelAdapter
@@ -122,7 +121,7 @@ def embedded_model_dir() -> Path:
     log.info("Dequantising %s to fp32 (once; cached in %s)", gguf.name, target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        tmp = temporary_folder(target.parent)
     except OSError as error:
         if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise ModelLoadError(f"The model cache {target.parent} is not writable ({error.strerror}) and lacks the "

@@ -16,11 +16,10 @@ Torch-free and numpy-free (stdlib only), so it runs wherever the results folder 
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
+from artifact.core.fileio import write_atomic
 from artifact.core.layout import (
     PIPELINE_FILE,
     REPORT_HTML,
@@ -97,19 +96,12 @@ def build_report_html(results: Path) -> str:
 
 
 def write_report_html(results: Path) -> Path:
-    """Write `<results>/report.html` (atomically) and return its path."""
+    """Write `<results>/report.html` atomically (`write_atomic`: a full disk is one DiskFullError naming the folder,
+    and no half-written page or temporary file is left) and return its path."""
     results = Path(results)
     if not results.is_dir():
         raise FileNotFoundError(f"{results} is not a results folder (run ./run_all.sh first, or pass --results DIR)")
     text = build_report_html(results)
     target = results / REPORT_HTML
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=results)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, lambda handle: handle.write(text.encode("utf-8")))
     return target

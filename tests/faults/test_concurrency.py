@@ -15,7 +15,18 @@ import time
 import pytest
 
 from artifact.core.fileio import TMP_PREFIX
-from tests.support.faults import ENV, PIPELINE_ENV, REPO, assert_one_line_error, pipeline_command, run
+from tests.support.faults import (
+    ENV,
+    PIPELINE_ENV,
+    REPO,
+    TRACEBACK,
+    assert_one_line_error,
+    assert_same_run,
+    cache_problems,
+    finished_ok,
+    pipeline_command,
+    run,
+)
 
 
 def test_a_second_run_on_one_results_folder_is_refused_and_a_killed_runs_lock_is_not(tmp_path):
@@ -101,3 +112,25 @@ def test_two_processes_dequantising_into_one_empty_model_cache(tmp_path):
     folder = folders.pop()
     assert cached_folder_problem(folder) is None
     assert not [p for p in (tmp_path / "cache" / "embedded").iterdir() if p.name.startswith(TMP_PREFIX)]
+
+
+@pytest.mark.slow
+def test_two_smoke_runs_sharing_one_empty_cache_at_once(tmp_path):
+    """Two real `./run_all.sh` smoke runs (two results folders) started together on one empty cache: both
+    dequantise the model and fill the speech cache at the same time. Both end with PASS, their arrays are equal bit
+    for bit, and no cache entry is torn (every speech entry matches its sha256, the model folder its digests, no
+    temporary file left)."""
+    cache = tmp_path / "cache"
+    env = {**PIPELINE_ENV, "ARTIFACT_CACHE_DIR": str(cache)}
+    t0 = time.monotonic()
+    both = [subprocess.Popen(pipeline_command(tmp_path / name), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    outputs = [p.communicate(timeout=7200)[0] for p in both]
+    for process, output in zip(both, outputs):
+        assert TRACEBACK not in output, output[-3000:]
+        assert finished_ok(output, process.returncode), output[-3000:]
+    compared = assert_same_run(tmp_path / "a", tmp_path / "b")
+    assert not cache_problems(cache), cache_problems(cache)
+    entries = len([p for p in (cache / "speech").rglob("*") if p.suffix in (".json", ".npy")])
+    print(f"two runs at once: {time.monotonic() - t0:.0f} s, {compared} array files equal, {entries} speech-cache "
+          "entries whole")

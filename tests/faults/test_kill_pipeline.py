@@ -2,9 +2,12 @@
 boundary and in the middle of each step (found by watching the results folder), and at some restarts a finished file
 is damaged as a crash or a disk would (a truncated S->T trace, as in the issue; a bit-flipped carry-over fact; a
 truncated comparison.json). Every rerun of the same command goes on; the last one ends with PASS, and every array
-equals an uninterrupted run's, bit for bit. Slow (about 40 min on 2 shared cores):
+equals an uninterrupted run's, bit for bit. Slow (about 40 min on 2 quiet cores):
 
     scripts/test.sh -m slow tests/faults
+
+To go on with a stopped invocation: ARTIFACT_FAULTS_INTERRUPTED=<its tmp folder>/interrupted and
+ARTIFACT_FAULTS_KILLS=<the kill points it had not reached, e.g. 4,5,6,7,8,9>.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def start(out: Path, log: Path) -> subprocess.Popen:
 
 
 def test_sigkill_at_every_step_then_rerun_equals_an_uninterrupted_run(request, tmp_path):
-    interrupted = tmp_path / "interrupted"
+    # ARTIFACT_FAULTS_INTERRUPTED: go on with the results folder of an earlier, stopped invocation (with
+    # ARTIFACT_FAULTS_KILLS naming the kill points it had not reached), so a run longer than a session can be resumed
+    interrupted = Path(os.environ.get("ARTIFACT_FAULTS_INTERRUPTED") or tmp_path / "interrupted")
     t0 = time.monotonic()
     record = []
     chosen = os.environ.get("ARTIFACT_FAULTS_KILLS")  # e.g. "2,4,6": a subset of KILLS by index (default: all)

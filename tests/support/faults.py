@@ -152,3 +152,26 @@ def assert_same_run(a: Path, b: Path) -> int:
         x, y = ((folder / doc).read_text().replace(str(folder), "<results>") for folder in (a, b))
         assert json.loads(x) == json.loads(y), doc
     return len(names)
+
+
+def cache_problems(cache: Path) -> list[str]:
+    """What is torn in a project cache (ARTIFACT_CACHE_DIR): a speech-cache entry that does not match its sha256 (or
+    has none), a dequantised model folder whose recorded digests fail, a temporary file or folder left behind.
+    Empty when every entry is whole."""
+    import hashlib
+
+    from artifact.core.fileio import TMP_PREFIX
+    from artifact.models.loading import cached_folder_problem
+
+    problems = [f"left behind: {p}" for p in cache.rglob(TMP_PREFIX + "*")]
+    for entry in (p for p in (cache / "speech").rglob("*") if p.is_file() and p.suffix in (".json", ".npy")):
+        digest = entry.with_name(entry.name + ".sha256")
+        if not digest.is_file():
+            problems.append(f"{entry}: no digest")
+        elif hashlib.sha256(entry.read_bytes()).hexdigest() != digest.read_text().split()[0]:
+            problems.append(f"{entry}: differs from its sha256")
+    for folder in (p for p in (cache / "embedded").glob("*") if p.is_dir() and not p.name.startswith(TMP_PREFIX)):
+        problem = cached_folder_problem(folder)
+        if problem:
+            problems.append(f"{folder}: {problem}")
+    return problems
