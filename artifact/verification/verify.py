@@ -24,10 +24,13 @@ bound) when the run used the reference's noise seed. Then, per arm (t2t, s2t), k
   centred on its mean map over the paired facts (NaN cells dropped); the fraction of facts with r >= bound must be
   >= fact_fraction. Catches results attached to wrong facts.
 - curve_correlation / peak_layer (per group): Pearson r of the two AIE curves (mean over paired facts) >= bound;
-  argmax layers within +/- k. Catches moved peaks and changed shapes.
-- known_set / traced_set (per arm): facts that entered or left the Known (traced) set <= the calibrated count; each
+  argmax layers within +/- k. Catches moved peaks and changed shapes. SKIP with the reason when the check cannot
+  fail (power.py: an allowance of half the layers or more, a bound of -1, a flat curve).
+- known_set / traced_set (per arm): every fact that entered or left the Known (traced) set has |margin| under the
+  bound of the run's dtype (known_margins.py; flips without recorded margins: at most the calibrated count); each
   listed with its logit margins, and the facts closest to flipping named.
-- claims: each regenerated claim verdict equals the expected one (claims unstable across calibration seeds: INFO).
+- claims: each regenerated claim verdict equals the expected one (claims unstable across calibration seeds: INFO);
+  claim_statistic: each condition's statistic within its band across seeds (claim_statistics.py).
 - settings / files / nan / empty_groups / layers: the comparison is meaningful (same model, facts, noise rule,
   samples...; every file present; no NaN where a value belongs; the same token groups empty; same layer count).
 
