@@ -29,9 +29,12 @@ C3 (set "own", arm S->T, kinds mlp and attn): "S->T keeps some localisation near
   a. near-subject peak AIE (subject tokens and the first subsequent token) > 0;
   b. near-subject peak - further-tokens peak > 0.
 
-Every condition records its `margin`: how far the deciding end of its CI lies beyond the threshold (positive: by
-that much it holds or is contradicted; negative: by that much it is short of deciding). A verdict that could depend on
-the bootstrap draw shows as a margin near 0 (REPRODUCE.md reports how far the CI ends move between random streams).
+Every condition is data: its `operator` (">", "<", "within"), `thresholds`, the statistic's value and CI, and ONE
+`margin` (`condition_margin`): how far the CI's nearer end lies on the passing side of the threshold, signed
+(positive: it holds by that much; negative: the CI reaches across the threshold by that much). summary.md,
+comparison.json, report.html and the sizing all show this number (`margin_of` reads it back). A verdict that could
+depend on the bootstrap draw shows as a margin near 0 (REPRODUCE.md reports how far the CI ends move between random
+streams).
 
 `evaluate_claims(document)` returns {claim id: {"verdict", ...}} (stored as the "claims" section of comparison.json,
 and usable by a verifier on a stored comparison.json); `claims_by_set` judges every claim on every fact set;
@@ -63,14 +66,62 @@ COMBINATION = ("supported when every condition's CI lies on the claimed side; no
                "on the other side; inconclusive otherwise")
 
 
-_REQUIREMENT = re.compile(r"\s*(?:(?P<op>[<>])\s*(?P<t>-?[\d.eE+-]+)"
-                          r"|within\s+(?P<a>-?[\d.eE+]+)\s*-\s*(?P<b>-?[\d.eE+]+))\s*")
+OPERATORS: tuple[str, ...] = (">", "<", "within")
 
 
-def parse_requirement(requirement: str) -> tuple[str, tuple[float, ...]] | None:
-    """A condition's requirement as written here ("> 0", "< 1", "within 0.1-0.7") as (">" | "<" | "within",
-    thresholds); None for anything else. The one reader of the format, for the report and the sizing."""
-    m = _REQUIREMENT.fullmatch(str(requirement))
+def requirement_text(operator: str, thresholds: Sequence[float]) -> str:
+    """How a requirement is printed ("> 0", "< 1", "within 0.1-0.7"): display only, never parsed back."""
+    if operator == "within":
+        return f"within {thresholds[0]:g}-{thresholds[1]:g}"
+    return f"{operator} {thresholds[0]:g}"
+
+
+def condition_margin(operator: str, thresholds: Sequence[float], ci_low: float | None, ci_high: float | None
+                     ) -> float | None:
+    """THE margin of a condition, the one number every reader shows (summary.md, comparison.json, report.html, the
+    sizing): how far the CI's nearer end lies on the passing side of the threshold, signed. Positive: the condition
+    holds by that much; zero or negative: the CI reaches across the threshold by that much (undecided, or
+    contradicted when the whole CI lies across). "> t": ci_low - t; "< t": t - ci_high; "within a-b":
+    min(ci_low - a, b - ci_high). None when the CI is undefined."""
+    if operator not in OPERATORS:
+        raise ValueError(f"unknown condition operator {operator!r}; one of {', '.join(OPERATORS)}")
+    if ci_low is None or ci_high is None:
+        return None
+    lo, hi = float(ci_low), float(ci_high)
+    if operator == ">":
+        return lo - thresholds[0]
+    if operator == "<":
+        return thresholds[0] - hi
+    return min(lo - thresholds[0], thresholds[1] - hi)
+
+
+def condition_outcome(operator: str, thresholds: Sequence[float], ci_low: float | None, ci_high: float | None
+                      ) -> bool | None:
+    """True when the CI lies on the claimed side of the threshold (within the band), False when it lies wholly on
+    the other side (wholly outside the band), None otherwise or when the CI is undefined."""
+    margin = condition_margin(operator, thresholds, ci_low, ci_high)
+    if margin is None:
+        return None
+    lo, hi = float(ci_low), float(ci_high)  # type: ignore[arg-type]
+    if operator == ">":
+        return True if lo > thresholds[0] else False if hi <= thresholds[0] else None
+    if operator == "<":
+        return True if hi < thresholds[0] else False if lo >= thresholds[0] else None
+    a, b = thresholds
+    return True if margin >= 0 else False if (hi < a or lo > b) else None
+
+
+_LEGACY_REQUIREMENT = re.compile(r"\s*(?:(?P<op>[<>])\s*(?P<t>-?[\d.eE+-]+)"
+                                 r"|within\s+(?P<a>-?[\d.eE+]+)\s*-\s*(?P<b>-?[\d.eE+]+))\s*")
+
+
+def requirement_of(condition: Mapping[str, Any]) -> tuple[str, tuple[float, ...]] | None:
+    """A stored condition's (operator, thresholds): its fields; for a comparison.json written before conditions
+    stored them, read from its old requirement string ("> 0", "< 1", "within 0.1-0.7"). None when neither is
+    there."""
+    if condition.get("operator") in OPERATORS and isinstance(condition.get("thresholds"), (list, tuple)):
+        return str(condition["operator"]), tuple(float(t) for t in condition["thresholds"])
+    m = _LEGACY_REQUIREMENT.fullmatch(str(condition.get("requirement", "")))
     if m is None:
         return None
     if m.group("op"):
@@ -78,27 +129,33 @@ def parse_requirement(requirement: str) -> tuple[str, tuple[float, ...]] | None:
     return "within", (float(m.group("a")), float(m.group("b")))
 
 
-def _side(stat: Mapping[str, Any] | None, threshold: float, greater: bool) -> tuple[bool | None, float | None]:
-    """(True when the CI lies above (greater) / below the threshold, False when wholly on the other side, else None;
-    the margin: how far the deciding CI end lies beyond the threshold, negative when undecided)."""
-    if not stat or stat.get("ci_low") is None or stat.get("ci_high") is None:
-        return None, None
-    lo, hi = stat["ci_low"], stat["ci_high"]
-    if not greater:  # below the threshold: mirror
-        lo, hi, threshold = -hi, -lo, -threshold
-    if lo > threshold:
-        return True, lo - threshold
-    if hi <= threshold:
-        return False, threshold - hi
-    return None, -min(threshold - lo, hi - threshold)
+def margin_of(condition: Mapping[str, Any]) -> float | None:
+    """A stored condition's margin (`condition_margin`): the stored number when the condition stores its operator;
+    for a comparison.json written before that (whose "margin" meant something else), recomputed from its CI."""
+    if condition.get("operator") in OPERATORS:
+        return condition.get("margin")
+    requirement = requirement_of(condition)
+    if requirement is None:
+        return None
+    return condition_margin(*requirement, condition.get("ci_low"), condition.get("ci_high"))
 
 
-def _condition(kind: str, statistic: str, stat: Mapping[str, Any] | None, requirement: str,
-               decided: tuple[bool | None, float | None]) -> dict[str, Any]:
+def condition_key(claim: str, condition: Mapping[str, Any]) -> str:
+    """A condition's stable name across runs: "<claim>/<kind>/<name>" (e.g. "C2/mlp/entropy_difference")."""
+    return f"{claim}/{condition.get('kind')}/{condition.get('name', condition.get('statistic'))}"
+
+
+def _condition(kind: str, name: str, statistic: str, stat: Mapping[str, Any] | None, operator: str,
+               thresholds: Sequence[float]) -> dict[str, Any]:
+    """One condition as data: the statistic with its CI, the operator and threshold(s), its one margin and outcome
+    (all computed here, from `condition_margin` and `condition_outcome`)."""
     stat = stat or {}
-    holds, margin = decided
-    return {"kind": kind, "statistic": statistic, "value": stat.get("value"), "ci_low": stat.get("ci_low"),
-            "ci_high": stat.get("ci_high"), "requirement": requirement, "holds": holds, "margin": margin,
+    lo, hi = stat.get("ci_low"), stat.get("ci_high")
+    holds = condition_outcome(operator, thresholds, lo, hi)
+    return {"kind": kind, "name": name, "statistic": statistic, "value": stat.get("value"), "ci_low": lo,
+            "ci_high": hi, "operator": operator, "thresholds": [float(t) for t in thresholds],
+            "requirement": requirement_text(operator, thresholds), "holds": holds,
+            "margin": condition_margin(operator, thresholds, lo, hi),
             "outcome": "holds" if holds else "contradicted" if holds is False else "undecided"}
 
 
@@ -112,24 +169,12 @@ def _combine(conditions: Sequence[Mapping[str, Any]]) -> str:
     return INCONCLUSIVE
 
 
-def _mid_layer(peak: Mapping[str, Any] | None, num_layers: int
-               ) -> tuple[dict[str, Any], tuple[bool | None, float | None]]:
-    """The peak layer's CI in relative depth, and whether (with its margin) it lies within / wholly outside
-    MID_BAND."""
+def _depth(peak: Mapping[str, Any] | None, num_layers: int) -> dict[str, Any]:
+    """The peak layer and its CI in relative depth (layer / (layers - 1))."""
     peak = peak or {}
-    lo, hi = peak.get("layer_ci_low"), peak.get("layer_ci_high")
     depth = lambda x: None if x is None else x / max(1, num_layers - 1)  # noqa: E731
-    stat = {"value": depth(peak.get("layer")), "ci_low": depth(lo), "ci_high": depth(hi)}
-    if stat["ci_low"] is None or stat["ci_high"] is None:
-        return stat, (None, None)
-    a, b = MID_BAND
-    inside = min(stat["ci_low"] - a, b - stat["ci_high"])
-    if inside >= 0:
-        return stat, (True, inside)
-    outside = max(a - stat["ci_high"], stat["ci_low"] - b)
-    if outside > 0:
-        return stat, (False, outside)
-    return stat, (None, inside)
+    return {"value": depth(peak.get("layer")), "ci_low": depth(peak.get("layer_ci_low")),
+            "ci_high": depth(peak.get("layer_ci_high"))}
 
 
 def claim_c1(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -138,13 +183,13 @@ def claim_c1(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         return []
     arm = result["arms"]["t2t"]
     peak = arm["groups"]["last_subject"]["peak"]
-    depth, mid = _mid_layer(peak, result["num_layers"])
     return [
-        _condition("mlp", "T->T last-subject-token peak AIE", peak, "> 0", _side(peak, 0.0, True)),
-        _condition("mlp", f"T->T last-subject-token peak layer (relative depth; layer {peak.get('layer')} of "
-                          f"{result['num_layers']})", depth, f"within {MID_BAND[0]}-{MID_BAND[1]}", mid),
-        _condition("mlp", "T->T last-subject-token peak - further peak", arm["last_subject_minus_further"], "> 0",
-                   _side(arm["last_subject_minus_further"], 0.0, True)),
+        _condition("mlp", "last_subject_peak", "T->T last-subject-token peak AIE", peak, ">", (0.0,)),
+        _condition("mlp", "last_subject_peak_depth", f"T->T last-subject-token peak layer (relative depth; layer "
+                   f"{peak.get('layer')} of {result['num_layers']})", _depth(peak, result["num_layers"]), "within",
+                   MID_BAND),
+        _condition("mlp", "last_subject_minus_further", "T->T last-subject-token peak - further peak",
+                   arm["last_subject_minus_further"], ">", (0.0,)),
     ]
 
 
@@ -152,10 +197,10 @@ def claim_c2(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Conditions of C2 on one set's results ({kind: compare_arrays output})."""
     out = []
     for kind, r in results.items():
-        out.append(_condition(kind, "overall peak ratio S->T / T->T", r["overall_peak_ratio"], "< 1",
-                              _side(r["overall_peak_ratio"], 1.0, False)))
-        out.append(_condition(kind, "entropy S->T - T->T", r["entropy_difference"], "> 0",
-                              _side(r["entropy_difference"], 0.0, True)))
+        out.append(_condition(kind, "overall_peak_ratio", "overall peak ratio S->T / T->T",
+                              r["overall_peak_ratio"], "<", (1.0,)))
+        out.append(_condition(kind, "entropy_difference", "entropy S->T - T->T", r["entropy_difference"], ">",
+                              (0.0,)))
     return out
 
 
@@ -166,10 +211,10 @@ def claim_c3(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         if kind not in results:
             continue
         arm = results[kind]["arms"]["s2t"]
-        out.append(_condition(kind, "S->T near-subject peak AIE", arm["near_subject_peak"], "> 0",
-                              _side(arm["near_subject_peak"], 0.0, True)))
-        out.append(_condition(kind, "S->T near-subject peak - further peak", arm["near_subject_minus_further"],
-                              "> 0", _side(arm["near_subject_minus_further"], 0.0, True)))
+        out.append(_condition(kind, "near_subject_peak", "S->T near-subject peak AIE", arm["near_subject_peak"],
+                              ">", (0.0,)))
+        out.append(_condition(kind, "near_subject_minus_further", "S->T near-subject peak - further peak",
+                              arm["near_subject_minus_further"], ">", (0.0,)))
     return out
 
 
@@ -220,7 +265,7 @@ def _num(x: Any) -> str:
 
 def _sentence(c: Mapping[str, Any]) -> str:
     return (f"{c['statistic']} ({c['kind']}) = {_num(c['value'])}, 95% CI [{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
-            f", required {c['requirement']}: {c['outcome']} (margin {_num(c.get('margin'))})")
+            f", required {c['requirement']}: {c['outcome']} (margin {_num(margin_of(c))})")
 
 
 def summary_markdown(document: Mapping[str, Any]) -> str:
@@ -252,5 +297,6 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CLAIMS", "DEFAULT_SETS", "MID_BAND", "RULES", "claims_by_set", "evaluate_claims", "rules_section",
-           "summary_markdown", "verdicts_for_set"]
+__all__ = ["CLAIMS", "DEFAULT_SETS", "MID_BAND", "OPERATORS", "RULES", "claims_by_set", "condition_key",
+           "condition_margin", "condition_outcome", "evaluate_claims", "margin_of", "requirement_of",
+           "requirement_text", "rules_section", "summary_markdown", "verdicts_for_set"]

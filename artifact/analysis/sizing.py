@@ -7,16 +7,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from artifact.analysis.claims import parse_requirement
+from artifact.analysis.claims import margin_of, requirement_of
 
 
 def facts_needed(comparison: dict[str, Any], traced: int) -> list[dict[str, Any]]:
-    """Per claim condition with a numeric threshold (layer bands are skipped): its value, CI width, effect and the
-    facts needed for a CI narrower than half the effect (inf when the value sits on the threshold)."""
+    """Per claim condition with a numeric threshold (layer bands are skipped): its value, CI width, effect, its margin
+    (the one stored in comparison.json, claims.margin_of) and the facts needed for a CI narrower than half the effect
+    (inf when the value sits on the threshold)."""
     rows = []
     for claim, doc in comparison.get("claims", {}).items():
         for condition in doc.get("conditions", []):
-            parsed = parse_requirement(condition.get("requirement", ""))
+            parsed = requirement_of(condition)
             if parsed is None or parsed[0] == "within" or condition.get("ci_low") is None \
                     or condition.get("ci_high") is None:
                 continue
@@ -25,5 +26,5 @@ def facts_needed(comparison: dict[str, Any], traced: int) -> list[dict[str, Any]
             needed = traced * (2 * width / effect) ** 2 if effect > 0 else math.inf
             rows.append({"claim": claim, "kind": condition.get("kind"), "statistic": condition["statistic"],
                          "value": float(condition["value"]), "ci_width": width, "effect": effect,
-                         "facts_needed": needed})
+                         "margin": margin_of(condition), "facts_needed": needed})
     return rows

@@ -126,6 +126,7 @@ def run_sizing(args: argparse.Namespace) -> int:
     print(f"{results}: {len(traced)} facts traced in both arms")
     for row in facts_needed(json.loads(comparison_path.read_text()), len(traced)):
         need = "unreachable" if row["facts_needed"] == float("inf") else f"n > {row['facts_needed']:.0f}"
+        margin = "n/a" if row["margin"] is None else f"{row['margin']:.4g}"  # as summary.md and report.html
         print(f"{row['claim']} {row['kind'] or '':6} {row['statistic'][:58]:58} value {row['value']:+.4f}  "
-              f"CI width {row['ci_width']:.4f}  effect {row['effect']:.4f}  -> {need}")
+              f"CI width {row['ci_width']:.4f}  effect {row['effect']:.4f}  margin {margin}  -> {need}")
     return 0

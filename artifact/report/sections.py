@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from artifact.analysis.claims import parse_requirement
+from artifact.analysis.claims import margin_of, requirement_of
 from artifact.core.layout import (
     COMPARISON_DIR,
     COMPARISON_FILE,
@@ -66,6 +66,9 @@ def verdict_sentence(report: dict[str, Any] | None, problem: str | None) -> str:
     tail = ""
     if info:
         tail += f" {info} check{'s' if info != 1 else ''} only informative (not judged)."
+    if counts.get("SKIP", 0):
+        tail += (f" {counts['SKIP']} check{'s' if counts['SKIP'] != 1 else ''} skipped (could not fail or not "
+                 "possible; not counted as passed).")
     if skipped:
         tail += " Not possible: " + "; ".join(str(k) for k in skipped) + " (see the verify checks)."
     if verdict == "PASS":
@@ -126,29 +129,21 @@ def _claim_class(verdict: Any) -> str:
 
 
 def margin(condition: dict[str, Any]) -> float | None:
-    """How far the CI's nearer end lies on the required side of the threshold (negative: the CI reaches across it
-    by that much); None when the CI or the requirement is unknown."""
-    lo, hi = condition.get("ci_low"), condition.get("ci_high")
-    parsed = parse_requirement(condition.get("requirement", ""))
-    if lo is None or hi is None or parsed is None:
-        return None
-    op, thresholds = parsed
-    if op == ">":
-        return lo - thresholds[0]
-    if op == "<":
-        return thresholds[0] - hi
-    return min(lo - thresholds[0], thresholds[1] - hi)
+    """The condition's one margin, as comparison.json stores it (claims.condition_margin, read by claims.margin_of):
+    how far the CI's nearer end lies on the required side of the threshold (negative: the CI reaches across it by
+    that much); None when the CI or the requirement is unknown."""
+    return margin_of(condition)
 
 
-def _thresholds(requirement: str) -> list[float]:
-    parsed = parse_requirement(requirement)
-    return list(parsed[1]) if parsed else []
+def _thresholds(condition: dict[str, Any]) -> list[float]:
+    requirement = requirement_of(condition)
+    return list(requirement[1]) if requirement else []
 
 
 def ci_svg(condition: dict[str, Any], width: int = 150, height: int = 18) -> str:
     """A small inline chart: the CI as a bar, the estimate as a dot, the threshold(s) as dashed lines."""
     lo, hi, value = condition.get("ci_low"), condition.get("ci_high"), condition.get("value")
-    marks = _thresholds(str(condition.get("requirement", "")))
+    marks = _thresholds(condition)
     points = [x for x in (lo, hi, value, *marks) if isinstance(x, (int, float)) and math.isfinite(x)]
     if lo is None or hi is None or not points:
         return '<span class="na">no CI</span>'
@@ -224,7 +219,7 @@ def section_claims(page: Page, comparison: dict[str, Any] | None, problem: str |
                            f'<td class="num">{format_value(cond.get("value"))}</td>'
                            f'<td class="num">[{format_value(cond.get("ci_low"))}, {format_value(cond.get("ci_high"))}]</td>'
                            f'<td>{ci_svg(cond)}</td><td>{esc(cond.get("requirement", ""))}</td>'
-                           f'<td class="num">{format_value(m, 3) if m is not None else "n/a"}</td>'
+                           f'<td class="num margin">{format_value(m)}</td>'
                            f'<td class="o-{esc(outcome)}">{esc(outcome)}</td></tr>')
             page.add('<table class="conds"><thead><tr><th>statistic</th><th>kind</th><th>estimate</th>'
                      "<th>95% CI</th><th></th><th>required</th><th>margin</th><th>outcome</th></tr></thead><tbody>"

@@ -15,6 +15,7 @@ from artifact.analysis.bootstrap import BOOTSTRAP_SEED
 from artifact.core.jsonable import jsonable
 from artifact.core.names import ARMS, GROUPS
 from artifact.verification.carryover import calibrate_bands
+from artifact.verification.claim_statistics import calibrate_claim_statistics
 from artifact.verification.checks import check_known_set, claims_from_comparison, compare_arm_kind
 from artifact.verification.load import ArmData, load_run_arms
 from artifact.verification.records import (
@@ -259,6 +260,15 @@ def _unstable_claims(claims_fn: ClaimsFn | None, reference: Path, result_dirs: S
         return claims
 
 
+def _claim_statistics(reference: Path, result_dirs: Sequence[Path], alpha: float) -> dict[str, Any]:
+    """Each claim condition's statistic banded across the runs (claim_statistics.py); {} when the runs' comparisons
+    hold no conditions to band (or cannot be read)."""
+    try:
+        return calibrate_claim_statistics(Path(reference), [Path(d) for d in result_dirs], alpha)
+    except VerifyError:
+        return {}
+
+
 def calibrate_tolerances(
     result_dirs: Sequence[Path],
     reference: Path,
@@ -288,7 +298,8 @@ def calibrate_tolerances(
       q is halfway between those two fractions;
     - known_set: how many facts may enter or leave the Known (and traced) set: max(1, ceil(safety x the most that
       any replicate or same-seed rerun changed));
-    - claims whose verdict differs between a replicate and the reference are marked unstable (reported, not judged).
+    - claims whose verdict differs between a replicate and the reference are marked unstable (reported, not judged);
+    - claim_statistics: each claim condition's statistic banded across the runs (claim_statistics.py).
 
     Then the power: with these tolerances, does verify FAIL a replicate scaled by 0.5, its layers rolled by 3, its
     facts deranged, and (both arms present) the two arms swapped? `verdict` says "ok" or "profile too small: grow it"
@@ -307,6 +318,9 @@ def calibrate_tolerances(
     reruns = [load_run_arms(Path(d)) for d in same_seed_from]
     doc, which = _tolerance_document(ref, runs, result_dirs, reference, metrics, groups, safety, alpha, seed, reruns)
     doc["claims"] = _unstable_claims(claims_fn, reference, result_dirs, which)
+    statistics = _claim_statistics(reference, result_dirs, alpha) if claims_fn is not None else {}
+    if statistics:
+        doc["claim_statistics"] = statistics
     if same_seed_from or float64_from is not None:
         doc["same_seed"] = calibrate_same_seed(same_seed_from, reference, metrics, safety, float64_from)
     bands = calibrate_bands(Path(reference), [Path(d) for d in result_dirs])

@@ -5,6 +5,7 @@ traced sets, settings, claims).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -14,7 +15,9 @@ from artifact.core.layout import (
     comparison_file,
 )
 from artifact.core.names import GROUPS
+from artifact.verification.known_margins import dtype_name, flip_margin, margin_bound, split_flips
 from artifact.verification.load import ArmData, read_json
+from artifact.verification.power import correlation_no_power, flat_curve, peak_no_power
 from artifact.verification.records import (
     CHECK_GROUPS,
     SHAPE_GROUPS,
@@ -121,23 +124,29 @@ def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, 
         out.append(Check("paired_facts", FAIL, **base, observed=len(ids), expected=">= 2",
                          detail=f"too few facts on both sides to compare ({pairing})"))
         return out
+    bands = {group: _band(tolerances, arm, kind, metric, group, L_r) for group in groups}
     for group in groups:
-        out.append(check_curve_band(r, e, group, _band(tolerances, arm, kind, metric, group, L_r), base, pairing))
+        out.append(check_curve_band(r, e, group, bands[group], base, pairing))
     for group in groups:
         if group not in SHAPE_GROUPS:
             continue
         rc, ec = aie_curve(r, group), aie_curve(e, group)
+        flat = flat_curve(ec, bands[group])
         corr = pearson(rc, ec)
         bound = _tol(tolerances, arm, kind, metric, "curve_correlation", group)
         ok = math.isfinite(corr) and corr >= bound
-        out.append(Check("curve_correlation", PASS if ok else FAIL, **base, group=group, observed=corr,
-                         expected=1.0, tolerance=bound, detail="Pearson r of the AIE curves over layers (paired facts)"
-                                                               + ("" if math.isfinite(corr) else "; undefined")))
+        detail = "Pearson r of the AIE curves over layers (paired facts)" + ("" if math.isfinite(corr) else
+                                                                             "; undefined")
+        why = correlation_no_power(bound, flat)
+        out.append(Check("curve_correlation", SKIP if why else PASS if ok else FAIL, **base, group=group,
+                         observed=corr, expected=1.0, tolerance=bound, detail=f"{why}; {detail}" if why else detail))
         pr, pe = peak_layer(rc), peak_layer(ec)
         k = _tol(tolerances, arm, kind, metric, "peak_shift", group)
         ok = pr is not None and pe is not None and abs(pr - pe) <= k
-        out.append(Check("peak_layer", PASS if ok else FAIL, **base, group=group, observed=pr, expected=pe,
-                         tolerance=k, detail=f"argmax layer of the AIE curve; allowed shift +/- {k}"))
+        why = peak_no_power(k, L_r, flat)
+        detail = f"argmax layer of the AIE curve; allowed shift +/- {k}"
+        out.append(Check("peak_layer", SKIP if why else PASS if ok else FAIL, **base, group=group, observed=pr,
+                         expected=pe, tolerance=k, detail=f"{why}; {detail}" if why else detail))
     rs = fact_map_correlations(r, e)
     bound = _tol(tolerances, arm, kind, metric, "fact_correlation")
     q = _tol(tolerances, arm, kind, metric, "fact_fraction")
@@ -180,6 +189,9 @@ def check_traced(regen: ArmData, expected: ArmData, kind: str, tolerances: dict[
     changed = known_changes(r, e)
     limit = known_limit(tolerances, regen.arm)
     limit = 0 if limit is None else limit
+    bound = margin_bound(regen.settings)
+    free = split_flips(sorted(r ^ e), bound, (expected.margins, regen.margins))[0] if bound is not None else []
+    changed -= len(free)  # a Known flip within float noise may change the traced set too (known_margins.py)
     planned_missing = (regen.untraced or {}).get(kind) or []
     if planned_missing:  # an incomplete run, whatever the allowance for Known flips says
         return Check("traced_set", FAIL, **labels, observed=changed, expected=0, tolerance=limit,
@@ -189,12 +201,17 @@ def check_traced(regen: ArmData, expected: ArmData, kind: str, tolerances: dict[
     return Check("traced_set", PASS if changed <= limit else FAIL, **labels, observed=changed, expected=0,
                  tolerance=limit,
                  detail=f"traced facts: {len(r)} regenerated, {len(e)} expected, {len(r & e)} both; missing "
-                        f"{sorted(e - r)[:10]}, extra {sorted(r - e)[:10]} (allowed: as many as the Known set's)")
+                        f"{sorted(e - r)[:10]}, extra {sorted(r - e)[:10]} (allowed: as many as the Known set's"
+                        + (f"; {len(free)} more of Known flips within float noise: {free[:10]}" if free else "")
+                        + ")")
 
 
 def check_known_set(regen: ArmData, expected: ArmData, tolerances: dict[str, Any] | None) -> Check:
-    """At most the calibrated number of facts entered or left the Known set; each change is listed with its
-    margins, and the regenerated facts closest to flipping are named (not a crash)."""
+    """Facts that entered or left the Known set, judged by their margins (known_margins.py): a flip whose |margin|
+    lies under the measured bound of the run's dtype is float noise and free, any flip above it FAILs. Flips of
+    facts whose margin neither side recorded (runs from before margins were recorded), or a dtype without a measured
+    bound, fall back to the old rule, labelled so: at most the calibrated number of flips. Each change is listed with
+    its margins, and the regenerated facts closest to flipping are named (not a crash)."""
     if regen.known is None or expected.known is None:
         return Check("known_set", SKIP, arm=regen.arm, detail="Known set not recorded on one side")
     extra, lost = sorted(set(regen.known) - set(expected.known)), sorted(set(expected.known) - set(regen.known))
@@ -205,11 +222,29 @@ def check_known_set(regen: ArmData, expected: ArmData, tolerances: dict[str, Any
               f"{len(lost)} only expected {[_margin_text(f, expected, regen) for f in lost[:10]]}")
     nearest = closest_to_flipping(regen) or closest_to_flipping(expected)
     detail += f"; {nearest}" if nearest else "; margins not recorded (run from before they were)"
+    bound, dtype = margin_bound(regen.settings), dtype_name(regen.settings)
+    if bound is None:
+        return _known_count_rule(regen.arm, changed, limit, detail + f"; no margin bound measured for dtype "
+                                 f"{dtype or '?'}: old rule")
+    free, above, unrecorded = split_flips(extra + lost, bound, (expected.margins, regen.margins))
+    rule = (f"; rule: a flip with |margin| < {bound:.3g} ({dtype}, known_margins.py) is float noise and free: "
+            f"{len(free)} free, {len(above)} at or above it{' ' + str(above[:10]) if above else ''}")
+    if unrecorded:  # margins missing on both sides for these flips: the old count rule for them
+        check = _known_count_rule(regen.arm, len(unrecorded), limit, detail + rule + f"; {len(unrecorded)} flip(s) "
+                                  "without a recorded margin (runs from before margins were recorded): old rule")
+        return replace(check, verdict=FAIL) if above else check
+    worst = max((flip_margin(f, (expected.margins, regen.margins)) or 0.0 for f in extra + lost), default=0.0)
+    return Check("known_set", FAIL if above else PASS, arm=regen.arm, observed=worst, expected=0.0,
+                 tolerance=bound, detail=detail + rule + " (observed: the largest |margin| of a flipped fact)")
+
+
+def _known_count_rule(arm: str, changed: int, limit: int | None, detail: str) -> Check:
+    """The old Known rule: at most `limit` facts changed (exact agreement without a calibrated allowance)."""
     if limit is None:
-        return Check("known_set", PASS if changed == 0 else FAIL, arm=regen.arm, observed=changed, expected=0,
+        return Check("known_set", PASS if changed == 0 else FAIL, arm=arm, observed=changed, expected=0,
                      tolerance=0, detail=detail + " (no calibrated allowance: exact agreement required)")
-    return Check("known_set", PASS if changed <= limit else FAIL, arm=regen.arm, observed=changed, expected=0,
-                 tolerance=limit, detail=detail)
+    return Check("known_set", PASS if changed <= limit else FAIL, arm=arm, observed=changed, expected=0,
+                 tolerance=limit, detail=detail + f" (at most {limit} flip(s))")
 
 
 def check_settings(regen: ArmData, expected: ArmData) -> Check:

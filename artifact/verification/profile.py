@@ -25,6 +25,7 @@ from artifact.core.names import ARMS
 from artifact.verification.carryover import EXPECTED_DIR as CARRYOVER_EXPECTED
 from artifact.verification.carryover import record_carryover
 from artifact.verification.checks import claims_from_comparison
+from artifact.verification.claim_statistics import condition_values
 from artifact.verification.identity import identity_of
 from artifact.verification.load import load_run_arms, run_settings
 from artifact.verification.records import FORMAT_VERSION, ClaimsFn, VerifyError
@@ -46,8 +47,13 @@ def _claims_document(results: Path, claims_fn: ClaimsFn) -> dict[str, Any]:
                     if isinstance(entry.get(key), str):
                         statements[str(cid)] = entry[key]
                         break
-    return {"source": str(path), "claims": {c: {"verdict": v, "statement": statements.get(c, "")}
-                                            for c, v in verdicts.items()}}
+    document = {"source": str(path), "claims": {c: {"verdict": v, "statement": statements.get(c, "")}
+                                                for c, v in verdicts.items()}}
+    if path.is_file():  # each condition's statistic and margin, for the other-seed band (claim_statistics.py)
+        conditions = condition_values(json.loads(path.read_text()).get("claims") or {})
+        if conditions:
+            document["conditions"] = conditions
+    return document
 
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])

@@ -23,12 +23,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def verdict_counts(report: Report) -> str:
+    """The verdict line's counts: judged checks (PASS, FAIL) apart from SKIPs (checks that could not fail, or could
+    not be made) and INFO, e.g. "PASS 120, FAIL 0, SKIP 15 (not judged), INFO 1"."""
+    counts = report.to_dict()["counts"]
+    return (f"PASS {counts[PASS]}, FAIL {counts['FAIL']}, SKIP {counts['SKIP']} (not judged)"
+            + (f", INFO {counts['INFO']}" if counts["INFO"] else ""))
+
+
 def render_markdown(report: Report) -> str:
     """report.md: verdict, which checks were possible and which were skipped (why), and every check."""
     doc = report.to_dict()
     lines = [f"# verify.py: {report.verdict}", "",
              f"- results: `{report.results}`", f"- expected: `{report.expected}`",
-             "- checks: " + ", ".join(f"{n} {v}" for v, n in doc["counts"].items() if n)]
+             f"- checks: {verdict_counts(report)}"]
     lines += [f"- {p}" for p in report.possible if p.startswith("tier:")]
     if doc["closest"]:
         lines.append("- closest to their tolerances (share used): "
@@ -63,7 +71,8 @@ def render_table(report: Report, width: int = 110) -> str:
     if closest:
         lines.append("closest to their tolerances (share used): "
                      + "; ".join(f"{label} {used:.2f}" for label, used in closest))
-    lines.append(f"verify: {report.verdict} ({', '.join(report.possible) or 'no check possible'})")
+    possible = ", ".join(report.possible) or "no check possible"
+    lines.append(f"verify: {report.verdict} ({verdict_counts(report)}; {possible})")
     return "\n".join(lines)
 
 

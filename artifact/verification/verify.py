@@ -24,10 +24,13 @@ bound) when the run used the reference's noise seed. Then, per arm (t2t, s2t), k
   centred on its mean map over the paired facts (NaN cells dropped); the fraction of facts with r >= bound must be
   >= fact_fraction. Catches results attached to wrong facts.
 - curve_correlation / peak_layer (per group): Pearson r of the two AIE curves (mean over paired facts) >= bound;
-  argmax layers within +/- k. Catches moved peaks and changed shapes.
-- known_set / traced_set (per arm): facts that entered or left the Known (traced) set <= the calibrated count; each
+  argmax layers within +/- k. Catches moved peaks and changed shapes. SKIP with the reason when the check cannot
+  fail (power.py: an allowance of half the layers or more, a bound of -1, a flat curve).
+- known_set / traced_set (per arm): every fact that entered or left the Known (traced) set has |margin| under the
+  bound of the run's dtype (known_margins.py; flips without recorded margins: at most the calibrated count); each
   listed with its logit margins, and the facts closest to flipping named.
-- claims: each regenerated claim verdict equals the expected one (claims unstable across calibration seeds: INFO).
+- claims: each regenerated claim verdict equals the expected one (claims unstable across calibration seeds: INFO);
+  claim_statistic: each condition's statistic within its band across seeds (claim_statistics.py).
 - settings / files / nan / empty_groups / layers: the comparison is meaningful (same model, facts, noise rule,
   samples...; every file present; no NaN where a value belongs; the same token groups empty; same layer count).
 
@@ -67,6 +70,7 @@ from artifact.verification.load import (
     run_settings,
 )
 from artifact.verification.carryover import carryover_verdicts
+from artifact.verification.claim_statistics import check_claim_statistics, run_condition_values
 from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
 from artifact.verification.numerics import same_seed_tolerance as same_seed_tolerance_of
@@ -211,11 +215,29 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
             unstable = (tolerances or {}).get("claims", {}).get("unstable", []) if tolerances else []
             checks += check_claims(regenerated, expected_claims, unstable)
             possible.append(f"claims ({len(expected_claims)} from {claims_path.name})")
+            _claim_statistic_checks(checks, possible, skipped, results, doc, tolerances)
     else:
         skipped["claims"] = f"no {claims_path}"
     if not possible:
         checks.append(Check("profile", FAIL, detail=f"{expected} holds neither curves nor claims: nothing to check"))
     return conclude(Report(str(results), str(expected), checks, possible, skipped))
+
+
+def _claim_statistic_checks(checks: list[Check], possible: list[str], skipped: dict[str, str], results: Path,
+                            claims_doc: dict[str, Any], tolerances: dict[str, Any] | None) -> None:
+    """Each claim condition's statistic within its band across seeds (claim_statistics.py), when the profile records
+    the conditions and their bands; else says why not (profiles recorded before)."""
+    bands = (tolerances or {}).get("claim_statistics") or {}
+    expected_conditions = claims_doc.get("conditions") or {}
+    if not bands or not expected_conditions:
+        if tolerances is not None and other_seed_calibrated(tolerances):
+            skipped["claim statistics"] = ("the profile records no claim statistics or no bands for them (recorded "
+                                           "before they were banded): the verdicts only; re-record it to band them")
+        return
+    values = _guard(checks, "claim_statistic", lambda: run_condition_values(results))
+    if values is not None:
+        checks += check_claim_statistics(values, expected_conditions, bands)
+        possible.append(f"claim statistics ({len(bands)} conditions, each within its band across seeds)")
 
 
 def other_seed_calibrated(tolerances: dict[str, Any]) -> bool:

@@ -24,6 +24,7 @@ from artifact.core.settings import RunSettings
 from artifact.core.trace_settings import TraceSettings
 from artifact.experiments.runner import open_run_dir
 from artifact.report import html as rh
+from artifact.report.page import format_value
 from artifact.report.sections import margin, verdict_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +136,41 @@ def test_the_page_reads_in_order_and_embeds_everything(results):
         assert f'id="{anchor}"' in page, anchor
 
 
+def test_one_margin_per_condition_in_every_output(tmp_path, capsys):
+    """issue 28 part 5: comparison.json, summary.md, report.html and the sizing (`cost --size-from`) show the same
+    margin for every condition of a run. The run's S->T effect is the stronger, so C2's "lower" condition is
+    contradicted: there the summary used to print how far the CI's far end lay beyond the threshold, the page how far
+    its near end lay on the passing side (two numbers for one condition)."""
+    from artifact.analysis.aggregate import aggregate_run
+    from artifact.analysis.claims import condition_margin
+    from artifact.analysis.compare import compare_runs
+
+    root = tmp_path / "tiny-smoke"
+    t2t = fake_run(root / "runs", "t2t", range(10, 20), 0, 0.1)
+    s2t = fake_run(root / "runs", "s2t", range(10, 20), 1, 0.4)
+    for run in (t2t, s2t):
+        aggregate_run(run, kinds=("mlp", "attn"), n_resamples=B)
+    compare_runs(t2t, s2t, root / "comparison", kinds=("mlp", "attn"), n_resamples=B)
+    (root / "selection.json").write_text(json.dumps({"t2t_run": t2t.name, "s2t_run": s2t.name,
+                                                     "traced": [str(i) for i in range(10, 20)]}))
+    claims = json.loads((root / "comparison" / "comparison.json").read_text())["claims"]
+    conditions = [c for claim in claims.values() for c in claim["conditions"]]
+    stored = [c["margin"] for c in conditions]
+    assert all(c["operator"] in (">", "<", "within") and c["thresholds"] for c in conditions)
+    assert stored == [condition_margin(c["operator"], c["thresholds"], c["ci_low"], c["ci_high"])
+                      for c in conditions]
+    contradicted = [c for c in conditions if c["outcome"] == "contradicted"]
+    assert contradicted and all(c["margin"] < 0 for c in contradicted)
+    expected = [format_value(m) for m in stored]
+    summary = (root / "comparison" / "summary.md").read_text()
+    assert re.findall(r"\(margin ([^)]+)\)\.", summary) == expected
+    page = rh.build_report_html(root)
+    assert re.findall(r'<td class="num margin">([^<]+)</td>', page) == expected
+    assert main(["cost", "--size-from", str(root)]) == 0
+    sized = re.findall(r" margin (\S+)  -> ", capsys.readouterr().out)
+    assert sized == [format_value(m) for c, m in zip(conditions, stored) if c["operator"] != "within"]
+
+
 def test_missing_parts_are_said_plainly(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -161,6 +197,8 @@ def test_margins_and_verdicts():
     assert margin({**cond, "requirement": "within 0.1-0.7"}) == pytest.approx(0.1)
     assert margin({"ci_low": -0.1, "ci_high": 0.3, "requirement": "> 0"}) == pytest.approx(-0.1)
     assert margin({"ci_low": None, "ci_high": 0.3, "requirement": "> 0"}) is None
+    # a condition that stores its operator: its stored margin is THE margin (never recomputed from a string)
+    assert margin({"ci_low": -0.3, "ci_high": -0.1, "operator": ">", "thresholds": [0.0], "margin": -0.3}) == -0.3
     assert verdict_of(None) == "NO VERDICT"
     assert verdict_of({"verdict": "PASS", "counts": {"PASS": 3}}) == "PASS"
     assert verdict_of({"verdict": "FAIL", "counts": {"PASS": 0, "FAIL": 0, "INFO": 2}}) == "NO VERDICT"

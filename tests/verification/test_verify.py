@@ -64,8 +64,12 @@ def claims_of(effects: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
     peak = {arm: float(np.nanmax(np.nanmean(effects[arm]["mlp_prob"][:, GROUPS.index("last_subject")], axis=0)))
             for arm in effects}
     yes = lambda ok: "supported" if ok else "not supported"  # noqa: E731
+    ratio = peak["s2t"] / peak["t2t"]
+    condition = {"kind": "mlp", "name": "overall_peak_ratio", "statistic": "overall peak ratio S->T / T->T",
+                 "value": ratio, "ci_low": ratio - 0.1, "ci_high": ratio + 0.1, "operator": "<", "thresholds": [1.0],
+                 "margin": 0.9 - ratio}
     return {"C2": {"set": "both", "claim": "S->T: the AIE is lower than in T->T.", "rule": "toy",
-                   "verdict": yes(peak["t2t"] > peak["s2t"]), "conditions": []},
+                   "verdict": yes(peak["t2t"] > peak["s2t"]), "conditions": [condition]},
             "C3": {"set": "own", "claim": "S->T: some localisation near the subject tokens remains.", "rule": "toy",
                    "verdict": yes(peak["s2t"] > 0.0), "conditions": []}}
 
@@ -86,7 +90,7 @@ def make_results(root: Path, seed: int, batch_size: int, noise: float = 0.25) ->
         known = set(KNOWN[arm]) | set(KNOWN_UNTRACED[arm])
         # margins as known.json records them: > 0 exactly when known; fact 71/75 is a near tie
         checks = [{"known_id": i, "known": i in known,
-                   "margin": (0.004 if i in KNOWN_UNTRACED[arm][:1] else 1.0 + i / 10) * (1 if i in known else -1)}
+                   "margin": (2e-05 if i in KNOWN_UNTRACED[arm][:1] else 1.0 + i / 10) * (1 if i in known else -1)}
                   for i in range(POOL)]
         (run / "known.json").write_text(json.dumps({"rule": "synthetic", "checks": checks}))
         arrays = {"groups": np.asarray(GROUPS)}
@@ -320,27 +324,66 @@ def test_known_set_mismatch_is_reported(world):
     report = verify_synthetic(results, world["profile"])
     known = next(c for c in report.checks if c.check == "known_set" and c.arm == "t2t")
     assert known.verdict == v.FAIL and "only expected" in known.detail
-    assert known.observed == 10 and known.tolerance == 1  # 10 of the first 20 facts were known
+    # 10 of the first 20 facts were known, each with a wide margin (1 + id/10): all above the float32 bound
+    assert "0 free, 10 at or above" in known.detail and known.observed == pytest.approx(2.8)
 
 
-@pytest.mark.parametrize("flips, verdict", [(["71"], v.PASS), (["71", "73"], v.FAIL)])
-def test_untraced_known_flips_are_counted(world, flips, verdict):
-    """An untraced fact leaving the Known set (a near tie flipping on other numerics) is within the calibrated
-    allowance (1 fact: no replicate changed any); two are not. The report names each flip with its margins and the
-    facts closest to flipping."""
+@pytest.mark.parametrize("flips, verdict", [(["71"], v.PASS), (["73"], v.FAIL), (["71", "73"], v.FAIL)])
+def test_known_flips_are_judged_by_their_margins(world, flips, verdict):
+    """A fact leaving the Known set with its margin under the float32 bound (fact 71: +2e-05 -> -1e-05, a near tie
+    flipping on other numerics) is free; a fact with a wide margin (73: +8.3 in the reference) flipping FAILs, even
+    alone (the old rule allowed one flip of any margin) (issue 28, part 6). The report names each flip with its
+    margins and the facts closest to flipping."""
+    from artifact.verification.known_margins import margin_bound
+
+    bound = margin_bound({"dtype": "torch.float32"})
+    assert bound is not None and 2e-05 < bound < 8.3
     results = corrupted(world, "flip" + "-".join(flips))
     path = next((results / "runs").glob("t2t-*")) / "known.json"
     doc = json.loads(path.read_text())
     for row in doc["checks"]:
         if str(row["known_id"]) in flips:
-            row["known"], row["margin"] = False, -0.001
+            row["known"], row["margin"] = False, -1e-05
     path.write_text(json.dumps(doc))
     report = verify_synthetic(results, world["profile"])
     known = next(c for c in report.checks if c.check == "known_set" and c.arm == "t2t")
-    assert known.verdict == verdict and known.observed == len(flips)
-    assert "71 (margin +0.004 -> -0.001)" in known.detail and "closest to flipping" in known.detail
+    assert known.verdict == verdict and known.tolerance == bound
+    assert known.observed == pytest.approx(2e-05 if verdict == v.PASS else 8.3)
+    if "71" in flips:
+        assert "71 (margin +2e-05 -> -1e-05)" in known.detail
+    assert "closest to flipping" in known.detail
+    free = len(flips) - (verdict == v.FAIL)  # one wide flip (73) alone FAILs: the old count rule allowed it
+    assert (f"{free} free, 0 at or above" if verdict == v.PASS else f"{free} free, 1 at or above it ['73']") \
+        in known.detail
     assert all(c.verdict == v.PASS for c in report.checks if c.check == "traced_set")
     assert report.verdict == verdict
+
+
+def test_known_flips_without_margins_fall_back_to_the_old_rule(world):
+    """A profile recorded before margins were (no "margins" in known_ids.json) still loads: the regenerated margins
+    judge the flips (two near ties: both free, beyond the old allowance of one); a run that recorded no margins
+    either falls back to the old count rule, and the report says so."""
+    profile = world["base"] / "expected-without-margins"
+    if not profile.exists():
+        shutil.copytree(world["profile"], profile)
+        for arm in ("t2t", "s2t"):
+            path = profile / arm / "known_ids.json"
+            path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "margins"}))
+    results = corrupted(world, "two-near-ties")
+    path = next((results / "runs").glob("t2t-*")) / "known.json"
+    doc = json.loads(path.read_text())
+    for row in doc["checks"]:
+        if row["known_id"] in (71, 73):
+            row["known"], row["margin"] = False, -1e-05
+    path.write_text(json.dumps(doc))
+    known = next(c for c in verify_synthetic(results, profile).checks if c.check == "known_set" and c.arm == "t2t")
+    assert known.verdict == v.PASS and "2 free, 0 at or above" in known.detail
+    for row in doc["checks"]:
+        row.pop("margin")
+    path.write_text(json.dumps(doc))
+    known = next(c for c in verify_synthetic(results, profile).checks if c.check == "known_set" and c.arm == "t2t")
+    assert known.verdict == v.FAIL and known.observed == 2 and known.tolerance == 1
+    assert "2 flip(s) without a recorded margin (runs from before margins were recorded): old rule" in known.detail
 
 
 def test_incomplete_run_fails(world):
@@ -390,6 +433,33 @@ def test_claims(world):
     # the verdict function is a parameter
     report = verify_synthetic(world["fresh"], world["profile"], claims_fn=lambda _: {"C2": "supported"})
     assert {c.group for c in report.checks if c.check == "claim" and c.verdict == v.FAIL} == {"C3"}
+
+
+def test_claim_statistics_are_banded_across_seeds(world, tmp_path):
+    """issue 28 part 5: a claim condition's statistic is checked against a band calibrated from the replicates (a
+    tolerance on the number, not only the verdict); profiles recorded before still load and say what they lack."""
+    key = "C2/mlp/overall_peak_ratio"
+    band = world["tolerances"]["claim_statistics"][key]
+    assert band["value"] > 1 and band["scale"] > 0 and len(band["observed"]) == 6  # reference + 5 replicates
+    recorded = json.loads((world["profile"] / "claims.json").read_text())["conditions"][key]
+    assert recorded["operator"] == "<" and recorded["thresholds"] == [1.0]
+    check = next(c for c in verify_synthetic(world["fresh"], world["profile"]).checks
+                 if c.check == "claim_statistic")
+    assert check.verdict == v.PASS and check.group == key and 0 <= check.observed <= check.tolerance
+    # the statistic moves by 3 run-to-run spreads beyond its band, the verdict stays: FAIL on the number
+    results = corrupted(world, "claim-statistic")
+    path = results / "comparison" / "comparison.json"
+    doc = json.loads(path.read_text())
+    doc["claims"]["C2"]["conditions"][0]["value"] = recorded["value"] + (band["value"] + 3) * band["scale"]
+    path.write_text(json.dumps(doc))
+    report = verify_synthetic(results, world["profile"])
+    assert failed(report) == {"claim_statistic"}
+    assert next(c for c in report.checks if c.group == "C2" and c.check == "claim").verdict == v.PASS
+    # an old profile: claims.json without conditions, tolerances without claim_statistics
+    old = {k: val for k, val in world["tolerances"].items() if k != "claim_statistics"}
+    report = verify_synthetic(world["fresh"], world["profile"], tolerances=old)
+    assert report.verdict == v.PASS and "claim statistics" in report.skipped
+    assert not any(c.check == "claim_statistic" for c in report.checks)
 
 
 def test_unstable_claims_are_reported_not_judged(world):
