@@ -23,6 +23,7 @@ import os
 import sys
 from pathlib import Path
 
+from artifact.core.fileio import DiskFullError
 from artifact.core.results import ResultsFolder
 
 ROOT = Path(__file__).resolve().parent
@@ -207,8 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is None and not args.results.is_dir():
         print(f"no report written: {args.results} does not exist (pass --report DIR to write one elsewhere)")
         return 1
-    from artifact.core.fileio import DiskFullError
-
     folder = args.report if args.report is not None else ResultsFolder(args.results).verify_dir
     try:
         json_path, md_path = v.write_report(report, folder)
