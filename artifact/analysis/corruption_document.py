@@ -51,6 +51,8 @@ DIGESTS_FILE = "facts.sha256"
 SUMMARY_SECTION = "## Corruption choice: do the claims depend on the corruption?"
 SEPARATOR = "__"  # the step's npz keys: <corruption>__<kind>__<array> (experiments.corruption.key)
 LOGIT_DIFF = "logit_diff"
+MIN_FACTS = 5  # fewer facts give no usable bootstrap CI (one fact: a point): the claims are then not judged
+NOT_JUDGED = "not judged"
 
 
 def _read(path: Path, fix: str) -> dict[str, np.ndarray]:
@@ -108,7 +110,7 @@ def judged(results: ResultsFolder | Path, run_dirs: dict[str, Path], known_ids: 
     """C1-C3 on one corruption and metric (`verdicts_for_set` of the paired comparison per kind), with each kind's
     last-subject-token AIE curve per arm for the figure."""
     if not known_ids:
-        return {"n_facts": 0, "claims": {c: {"verdict": "not judged", "conditions": [],
+        return {"n_facts": 0, "claims": {c: {"verdict": NOT_JUDGED, "conditions": [],
                                             "note": "no fact has a partner in both arms"} for c in CLAIMS},
                 "curves": {}}
     compared, curves = {}, {}
@@ -119,9 +121,26 @@ def judged(results: ResultsFolder | Path, run_dirs: dict[str, Path], known_ids: 
                                         s2t_subsequent_is_last=s_last)
         curves[kind] = {arm: compared[kind]["arms"][arm]["groups"]["last_subject"]["aie"] for arm in ARMS}
     verdicts = verdicts_for_set(compared)
-    return {"n_facts": len(known_ids),
-            "claims": {c: {k: v[k] for k in ("verdict", "conditions", "note") if k in v} for c, v in verdicts.items()},
-            "curves": curves}
+    out = {c: {k: v[k] for k in ("verdict", "conditions", "note") if k in v} for c, v in verdicts.items()}
+    if len(known_ids) < MIN_FACTS:  # the statistics stay for a look; a verdict from them would mean nothing
+        for entry in out.values():
+            entry.update(verdict=NOT_JUDGED, note=f"{len(known_ids)} facts: fewer than {MIN_FACTS} give no usable CI")
+    return {"n_facts": len(known_ids), "claims": out, "curves": curves}
+
+
+def judged_sentence(verdicts: dict[str, dict[str, str]], corruptions: dict[str, Any]) -> str:
+    """`dependence_sentence` over the corruptions whose claims were judged; those that were not (too few facts)
+    are named instead of being counted as agreeing."""
+    unjudged = [c for c, per in verdicts.items() if any(v == NOT_JUDGED for v in per.values())]
+    if BASELINE in unjudged:
+        n = corruptions[BASELINE]["metrics"]["prob"]["n_facts"]
+        return (f"Not measured: {n} facts are too few to judge the claims (at least {MIN_FACTS}), so whether the "
+                "conclusion depends on the corruption is not said; the standard profile measures it.")
+    sentence = dependence_sentence({c: per for c, per in verdicts.items() if c not in unjudged})
+    if unjudged:
+        sentence += " Not judged (too few facts): " + ", ".join(
+            f"{label(c)} ({corruptions[c]['metrics']['prob']['n_facts']} facts)" for c in unjudged) + "."
+    return sentence
 
 
 def corruption_document(results: ResultsFolder | Path, known_ids: Sequence[Any], run_dirs: dict[str, Path]
@@ -141,13 +160,13 @@ def corruption_document(results: ResultsFolder | Path, known_ids: Sequence[Any],
             "metrics": {m: judged(folder, run_dirs, members, corruption, settings["kinds"], m) for m in metrics}}
     verdicts = {c: {claim: v["verdict"] for claim, v in entry["metrics"]["prob"]["claims"].items()}
                 for c, entry in corruptions.items()}
-    sentences = {"prob": dependence_sentence(verdicts)}
+    sentences = {"prob": judged_sentence(verdicts, corruptions)}
     if REPLACEMENT in corruptions:
         by_diff = {BASELINE: verdicts[BASELINE],
                    REPLACEMENT: {c: v["verdict"] for c, v in
                                  corruptions[REPLACEMENT]["metrics"][LOGIT_DIFF]["claims"].items()}}
         sentences[LOGIT_DIFF] = ("Measured by the logit difference under token replacement: "
-                                 + dependence_sentence(by_diff))
+                                 + judged_sentence(by_diff, corruptions))
     skipped = {arm: len((pairing.get(arm) or {}).get("skipped", [])) for arm in ARMS} if settings["replacement"] \
         else {}
     return {"settings": settings, "known_ids": ids, "n_facts": len(ids),
