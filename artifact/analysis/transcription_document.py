@@ -33,6 +33,7 @@ from artifact.core.layout import (
     fact_file_id,
     transcription_fact_path,
 )
+from artifact.core.names import KIND_NAMES
 from artifact.core.results import ResultsFolder
 
 DIGESTS_FILE = "facts.sha256"
@@ -70,7 +71,8 @@ def recall_depths(results: ResultsFolder | Path) -> list[Depth]:
         stats = json.loads(folder.carryover_file.read_text())["sets"]["all"]["statistics"]
         for name, entry in sorted((stats.get("patching") or {}).items()):
             if entry["receiver"] == "speech" and entry["position"] == "last_subject":
-                out.append(Depth.from_peak(f"the text -> speech {entry['kind']} patching peak", entry["cross_peak"]))
+                out.append(Depth.from_peak(f"the text -> speech {KIND_NAMES[entry['kind']]} patching peak",
+                                           entry["cross_peak"]))
         if "knockout" in stats:
             out.append(Depth.from_peak("the speech knockout drop", stats["knockout"]["speech"]["strongest_drop"]))
     if folder.comparison_file.is_file():
