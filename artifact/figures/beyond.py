@@ -47,7 +47,8 @@ def transcription_figure(doc: Mapping[str, Any]) -> plt.Figure:
     for row in doc["beside_recall"][max(doc["beside_recall"], key=int)][1:]:
         if row["layer"] is not None:
             axes[1].axvline(row["layer"], color="grey", linewidth=0.6, alpha=0.6)
-            axes[1].text(row["layer"], 1.0, row["name"].replace("the ", ""), rotation=90, fontsize=5, va="top")
+            axes[1].text(row["layer"], 0.97, row["name"].replace("the ", ""), rotation=90, fontsize=5, va="top",
+                         transform=axes[1].get_xaxis_transform())  # x in layers, y in axes units
     axes[1].set_ylabel("share of facts (first token)", fontsize=8)
     for ax in axes:
         ax.set_xlabel("layer", fontsize=8)
