@@ -100,7 +100,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", facts="own", samples=2, t2t_positions="all", s2t_positions="representatives:1", count=12,
         held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
-        corruption=CorruptionPlan(facts=SMOKE_CORRUPTION_FACTS, kinds=("mlp", "attn")),
+        corruption=CorruptionPlan(facts=SMOKE_CORRUPTION_FACTS, kinds=("mlp",)),
         purpose="does the whole pipeline run; a first look at both arms",
         budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
@@ -109,7 +109,7 @@ PROFILES: dict[str, Profile] = {
                     "spoken prompts), speech traced at one representative per middle/further group; carry-over: "
                     "knockout, logit lens, and cross-modal patching of hidden and MLP states (attention left out "
                     "for time); implicit transcription on every fact; corruption choice on the first 2 facts, MLP "
-                    "and attention only (a look at the path: 2 facts give no usable CI)",
+                    "only (a look at the path, for time: 2 facts give no usable CI)",
     ),
     "standard": Profile(
         name="standard", facts="own", samples=5, t2t_positions="all", s2t_positions="representatives:1",

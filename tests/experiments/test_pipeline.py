@@ -250,13 +250,13 @@ def test_the_estimate_from_real_prompts_sums_each_facts_cost():
 
 
 def test_the_corruption_plan_per_profile_and_its_checks():
-    """Smoke runs the corruption choice on a subset (MLP and attention, for time); standard and review on every
+    """Smoke runs the corruption choice on a subset (MLP only, for time); standard and review on every
     carry-over fact and kind; the plan refuses a baseline-less or unknown setting."""
     from artifact.experiments.pipeline import STEPS
     from artifact.experiments.profiles import SMOKE_CORRUPTION_FACTS, CorruptionPlan
 
     smoke = PROFILES["smoke"].corruption
-    assert smoke.facts == SMOKE_CORRUPTION_FACTS and smoke.kinds == ("mlp", "attn") and smoke.replacement
+    assert smoke.facts == SMOKE_CORRUPTION_FACTS and smoke.kinds == ("mlp",) and smoke.replacement
     for name in ("standard", "review", "full"):
         plan = PROFILES[name].corruption
         assert plan.facts is None and plan.kinds is None and plan.multiples == (1.0, 3.0, 5.0) and plan.replacement
