@@ -46,8 +46,8 @@ class CorruptionPlan:
     """The corruption-choice step (issue 30): on the first `facts` facts of the carry-over step's (None: all of
     them), each arm traced again with Gaussian noise at `multiples` x the calibrated sigma (3, ROME's level, is the
     arm's own traces, reused) and, when `replacement`, with symmetric token replacement; every kind the profile
-    traces (or only `kinds`). `facts=0` leaves the step out. The implicit-transcription step (one forward per fact) always runs on every
-    carry-over fact."""
+    traces (or only `kinds`). `facts=0` leaves the step out. The implicit-transcription step (one forward per fact)
+    always runs on every carry-over fact."""
 
     facts: int | None = None
     multiples: tuple[float, ...] = (1.0, 3.0, 5.0)  # tracing.config.NOISE_MULTIPLES (kept torch-free here)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -243,23 +243,4 @@ def beyond_verdicts(results: ResultsFolder | Path, profile: Path, same_seed: boo
     return checks, skipped
 
 
-def rerun_differences(rerun: Path, reference: Path, names: Sequence[str] = ()) -> dict[str, float]:
-    """Largest |rerun - reference| of each stacked array of both runs (same facts): for measuring the same-seed
-    spread of these analyses like the trace cells'."""
-    out = {}
-    for analysis in ANALYSES:
-        a_doc = analysis.results_document(ResultsFolder(rerun))
-        b_doc = analysis.results_document(ResultsFolder(reference))
-        if a_doc is None or b_doc is None or a_doc["known_ids"] != b_doc["known_ids"]:
-            continue
-        a, b = analysis.stack(ResultsFolder(rerun), a_doc), analysis.stack(ResultsFolder(reference), b_doc)
-        for name in sorted(set(a) & set(b)):
-            if names and name not in names:
-                continue
-            diff = np.abs(a[name].astype(np.float64) - b[name].astype(np.float64))
-            out[f"{analysis.name}/{name}"] = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
-    return out
-
-
-__all__ = ["ANALYSES", "beyond_verdicts", "check_against_profile", "check_recomputed", "record_beyond",
-           "rerun_differences"]
+__all__ = ["ANALYSES", "beyond_verdicts", "check_against_profile", "check_recomputed", "record_beyond"]
