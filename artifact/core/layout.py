@@ -10,10 +10,15 @@
         comparison/{comparison.json, comparison.md, summary.md, figures/}
         carryover/                             the carry-over step (cross-modal patching, knockout, logit lens)
             settings.json facts/<known_id>.npz carryover.json facts.sha256 summary.md figures/
+        transcription/                         implicit transcription (issue 30): the subject's text at its speech
+            settings.json facts/<known_id>.npz transcription.json facts.sha256 summary.md figures/
+        corruption/                            corruption choice (issue 30): noise at 1/3/5 sigma, token replacement
+            settings.json pairing.json facts/<arm>/<known_id>.npz corruption.json facts.sha256 summary.md figures/
         verify/{report.md, report.json}
     expected/<model>-<profile>/                what verify.py compares against
         <arm>/{group_effects.npz, known_ids.json, settings.json}
         carryover/{carryover.json, facts.npz}
+        transcription/{transcription.json, facts.npz}  corruption/{corruption.json, facts.npz}
         claims.json tolerances.json manifest.json
 
 A results folder is read through one object, `artifact.core.results.ResultsFolder`.
@@ -63,6 +68,13 @@ CARRYOVER_FACTS_DIR = "facts"  # one npz per fact
 CARRYOVER_RESULTS_FILE = "carryover.json"  # the statistics of every fact set
 CARRYOVER_DIGESTS_FILE = "facts.sha256"  # the fact files carryover.json was computed from, with sha256
 
+# ------------------------------------------------------------ issue 30's steps after carry-over, in a results folder
+TRANSCRIPTION_DIR = "transcription"  # like carryover/: settings.json, facts/, facts.sha256, summary.md, figures/
+TRANSCRIPTION_RESULTS_FILE = "transcription.json"
+CORRUPTION_DIR = "corruption"  # the same, with facts/<arm>/ and pairing.json (token replacement's partners)
+CORRUPTION_RESULTS_FILE = "corruption.json"
+PAIRING_FILE = "pairing.json"
+
 # ------------------------------------------------------------------------------------------ an expected profile
 KNOWN_IDS_FILE = "known_ids.json"
 CLAIMS_FILE = "claims.json"
@@ -91,6 +103,16 @@ def comparison_file(results: Path) -> Path:
 def carryover_fact_path(results: Path, known_id: Any) -> Path:
     """Where the carry-over step stores one fact's arrays in a results folder."""
     return Path(results) / CARRYOVER_DIR / CARRYOVER_FACTS_DIR / f"{fact_file_id(known_id)}.npz"
+
+
+def transcription_fact_path(results: Path, known_id: Any) -> Path:
+    """Where the implicit-transcription step stores one fact's lens arrays in a results folder."""
+    return Path(results) / TRANSCRIPTION_DIR / CARRYOVER_FACTS_DIR / f"{fact_file_id(known_id)}.npz"
+
+
+def corruption_fact_path(results: Path, arm: str, known_id: Any) -> Path:
+    """Where the corruption-choice step stores one fact's traces of one arm in a results folder."""
+    return Path(results) / CORRUPTION_DIR / CARRYOVER_FACTS_DIR / arm / f"{fact_file_id(known_id)}.npz"
 
 
 def plan_path(run_dir: Path, shard_name: str | None = None) -> Path:

@@ -72,7 +72,7 @@ from artifact.report.html import write_report_html
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Profile fields added after results folders existed; each only configures a step that comes later (carryover), so
 # an older folder takes the current value once and resumes.
-LATER_PROFILE_FIELDS: tuple[str, ...] = ("carryover",)
+LATER_PROFILE_FIELDS: tuple[str, ...] = ("carryover", "corruption")
 # Profile fields that describe rather than define a run (rewording them must not orphan a results folder).
 DESCRIPTIVE_PROFILE_FIELDS: tuple[str, ...] = ("purpose", "budget", "description")
 
@@ -468,6 +468,70 @@ def carryover_step(run: PipelineRun) -> None:
     print(f"{len(written)} figures -> {figures}")
 
 
+def measured_pairs(run: PipelineRun) -> list[tuple[Any, dict[str, Any]]]:
+    """(fact, {modality: prompt}) of the facts the carry-over step measures (known in both arms; the traced ones in
+    paired profiles), in its order: the facts of issue 30's steps."""
+    t2t, s2t = run.prepared("t2t"), run.prepared("s2t")
+    selection = run.selection()
+    wanted = selection["traced"] if run.profile.paired_only else selection["known_both"]
+    text = {str(f.known_id): (f, prompt) for f, prompt in t2t.items}
+    speech = {str(f.known_id): prompt for f, prompt in s2t.items}
+    return [(text[i][0], {"text": text[i][1], "speech": speech[i]}) for i in map(str, wanted)
+            if i in text and i in speech]
+
+
+def transcription_step(run: PipelineRun) -> None:
+    """Implicit transcription (issue 30): the subject's text tokens read at its speech positions in the S->T model,
+    every carry-over fact; the depth with its CI beside the recall effects, summary section, figure."""
+    from artifact.analysis.transcription_document import aggregate_transcription, write_summary
+    from artifact.core.layout import TRANSCRIPTION_DIR
+    from artifact.experiments.transcription import run_transcription
+    from artifact.figures.beyond import plot_transcription
+
+    pairs = measured_pairs(run)
+    if not pairs:
+        print("no fact is known in both arms: nothing to measure")
+        return
+    loaded = run.prepared("s2t").loaded
+    computed, reused = run_transcription(loaded, pairs, {"model": loaded.name}, run.out, run.progress)
+    print(f"{len(computed)} facts computed, {len(reused)} already present")
+    document = aggregate_transcription(run.results, [str(f.known_id) for f, _ in pairs])
+    write_summary(run.results, document)
+    written = plot_transcription(document, run.out / TRANSCRIPTION_DIR / FIGURES_DIR)
+    for k, sentence in document["sentences"].items():
+        print(f"top {k}: {sentence}")
+    print(f"{len(written)} figures -> {written[0].parent}")
+
+
+def corruption_step(run: PipelineRun) -> None:
+    """Corruption choice (issue 30): the first facts of the carry-over step (the profile's corruption plan) traced
+    again with noise at other multiples of sigma and with token replacement; C1-C3 per corruption, the sentence on
+    whether the conclusion depends on it, summary section, figure."""
+    from artifact.analysis.corruption_document import aggregate_corruption, write_summary
+    from artifact.core.layout import CORRUPTION_DIR
+    from artifact.experiments.corruption import corruption_settings, run_corruption
+    from artifact.figures.beyond import plot_corruption
+
+    plan = run.profile.corruption
+    ids = [str(f.known_id) for f, _ in measured_pairs(run)]
+    ids = ids if plan.facts is None else ids[:plan.facts]
+    if not ids:
+        print("no fact to measure (none known in both arms, or the profile's corruption plan takes none)")
+        return
+    prepared = {arm: run.prepared(arm) for arm in ("t2t", "s2t")}
+    kinds = [k for k in run.profile.kinds if k in (plan.kinds or run.profile.kinds)]
+    settings = corruption_settings(prepared, plan, kinds)
+    computed, reused, pairing = run_corruption(prepared, ids, settings, run.out, run.progress)
+    print(f"{len(computed)} (arm, fact) files computed, {len(reused)} already present; token replacement skipped "
+          + ", ".join(f"{arm} {len(p['skipped'])} of {len(ids)}" for arm, p in pairing.items()))
+    document = aggregate_corruption(run.results, ids, run.results.run_dirs())
+    write_summary(run.results, document)
+    written = plot_corruption(document, run.out / CORRUPTION_DIR / FIGURES_DIR)
+    for sentence in document["sentences"].values():
+        print(sentence)
+    print(f"{len(written)} figures -> {written[0].parent}")
+
+
 def figures_step(run: PipelineRun) -> None:
     from artifact.figures.comparison import plot_comparison  # lazy: matplotlib
     from artifact.figures.run import plot_run  # lazy: matplotlib
@@ -505,6 +569,8 @@ STEPS: tuple[Step, ...] = (
     Step("aggregate", "aggregates (bootstrap CIs over facts)", aggregate_step),
     Step("compare", "comparison T->T vs S->T", compare_step),
     Step("carryover", "carry-over: cross-modal patching, attention knockout, logit lens", carryover_step),
+    Step("transcription", "implicit transcription: the subject's text at its speech positions", transcription_step),
+    Step("corruption", "corruption choice: noise at 1, 3, 5 sigma and token replacement", corruption_step),
     Step("figures", "figures", figures_step),
     Step("manifest", "run manifest", manifest_step, always=True),
 )

@@ -44,6 +44,30 @@ class CarryOverPlan:
 
 
 @dataclass(frozen=True)
+class CorruptionPlan:
+    """The corruption-choice step (issue 30): on the first `facts` facts of the carry-over step's (None: all of
+    them), each arm traced again with Gaussian noise at `multiples` x the calibrated sigma (3, ROME's level, is the
+    arm's own traces, reused) and, when `replacement`, with symmetric token replacement; every kind the profile
+    traces (or only `kinds`). `facts=0` leaves the step out. The implicit-transcription step (one forward per fact)
+    always runs on every carry-over fact."""
+
+    facts: int | None = None
+    multiples: tuple[float, ...] = (1.0, 3.0, 5.0)  # tracing.config.NOISE_MULTIPLES (kept torch-free here)
+    replacement: bool = True
+    kinds: tuple[str, ...] | None = None  # None: the profile's kinds (C1 reads mlp, C3 mlp and attn, C2 every kind)
+
+    def __post_init__(self) -> None:
+        if self.kinds is not None and (not self.kinds or any(k not in KINDS for k in self.kinds)):
+            raise ValueError(f"corruption kinds must be None or values of {', '.join(KINDS)}; got {self.kinds!r}")
+        if self.facts is not None and (not isinstance(self.facts, int) or self.facts < 0):
+            raise ValueError(f"corruption facts must be None (all) or an integer >= 0; got {self.facts!r}")
+        if 3.0 not in self.multiples or any(not m > 0 for m in self.multiples) or \
+                len(set(self.multiples)) != len(self.multiples):
+            raise ValueError("corruption multiples must be distinct positive numbers including 3 (ROME's level, the "
+                             f"baseline); got {self.multiples!r}")
+
+
+@dataclass(frozen=True)
 class Profile:
     """The scale of a pipeline run."""
 
@@ -58,6 +82,7 @@ class Profile:
     models: tuple[str, ...] = ("embedded", "spiritlm")  # the models the profile is meant for
     kinds: tuple[str, ...] = KINDS
     carryover: CarryOverPlan = CarryOverPlan()  # the carry-over step (cross-modal patching, knockout, logit lens)
+    corruption: CorruptionPlan = CorruptionPlan()  # the corruption-choice step (issue 30)
     purpose: str = ""
     budget: str = ""  # what it should take, and on what
     description: str = ""
@@ -73,11 +98,14 @@ class Profile:
         return flatten_trace(asdict(self))
 
 
+SMOKE_CORRUPTION_FACTS = 2  # smoke's corruption-choice subset (REPRODUCE.md, "Beyond the paper": minutes it adds)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", facts="own", trace=TraceSettings(samples=2), t2t_positions="all",
         s2t_positions="representatives:1", count=12,
         held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
+        corruption=CorruptionPlan(facts=SMOKE_CORRUPTION_FACTS, kinds=("mlp",)),
         purpose="does the whole pipeline run; a first look at both arms",
         budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
@@ -85,7 +113,8 @@ PROFILES: dict[str, Profile] = {
                     "2 noise samples per cell (10 would take about 40 min here: representative facts have long "
                     "spoken prompts), speech traced at one representative per middle/further group; carry-over: "
                     "knockout, logit lens, and cross-modal patching of hidden and MLP states (attention left out "
-                    "for time)",
+                    "for time); implicit transcription on every fact; corruption choice on the first 2 facts, MLP "
+                    "only (a look at the path, for time: 2 facts give no usable CI)",
     ),
     "standard": Profile(
         name="standard", facts="own", trace=TraceSettings(samples=5), t2t_positions="all",

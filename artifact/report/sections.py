@@ -15,6 +15,7 @@ from artifact.core.layout import (
     COMPARISON_DIR,
     COMPARISON_FILE,
     COMPARISON_MD,
+    CORRUPTION_DIR,
     FIGURES_DIR,
     MANIFEST_FILE,
     PIPELINE_FILE,
@@ -22,6 +23,7 @@ from artifact.core.layout import (
     REPORT_MD,
     STEPS_FILE,
     SUMMARY_FILE,
+    TRANSCRIPTION_DIR,
     VERIFY_DIR,
     ResultsFolderError,
 )
@@ -350,10 +352,30 @@ def section_figures(page: Page, folder: ResultsFolder) -> None:
             any_figure = True
         if not docs and not pngs:
             page.add('<p class="missing">carryover/ holds no figure or summary yet.</p>')
+    # 4. Beyond the paper (issue 30): implicit transcription and corruption choice, when their steps ran.
+    for name, title in ((TRANSCRIPTION_DIR, "Implicit transcription"), (CORRUPTION_DIR, "Corruption choice")):
+        any_figure |= _step_figures(page, results / name, f"fig-{name}", f"Beyond the paper: {title.lower()}")
     if not any_figure:
         page.add('<p class="missing">No figures: neither comparison/figures/ nor runs/*/figures/ holds a PNG (the '
                  "figure steps did not run).</p>")
     page.add("</section>")
+
+
+def _step_figures(page: Page, step: Path, anchor: str, title: str) -> bool:
+    """A later step's summary (summary.md) and figures under a heading; True when it drew a figure."""
+    if not step.is_dir():
+        return False
+    page.add(f'<h3 id="{esc(anchor)}">{esc(title)}</h3>')
+    summary = step / SUMMARY_FILE
+    if summary.is_file():
+        page.add(f'<div class="md"><p class="src">{esc(relative_path(summary, page.results))}</p>'
+                 f"{markdown_to_html(summary.read_text())}</div>")
+    pngs = sorted(step.rglob("*.png"))
+    for png in pngs:
+        page.add(page.image(png, _figure_caption(png.stem)))
+    if not pngs and not summary.is_file():
+        page.add(f'<p class="missing">{esc(step.name)}/ holds no figure or summary yet.</p>')
+    return bool(pngs)
 
 
 def section_checks(page: Page, report: dict[str, Any] | None, problem: str | None) -> None:

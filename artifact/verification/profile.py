@@ -23,6 +23,8 @@ from artifact.core.layout import (
 )
 from artifact.core.names import ARMS
 from artifact.verification.carryover import EXPECTED_DIR as CARRYOVER_EXPECTED
+from artifact.verification.beyond import ANALYSES as BEYOND_ANALYSES
+from artifact.verification.beyond import record_beyond
 from artifact.verification.carryover import record_carryover
 from artifact.verification.checks import claims_from_comparison
 from artifact.verification.claim_statistics import condition_values
@@ -111,7 +113,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
     arms_info: dict[str, Any] = {}
     roots = tuple(r for r in (_checkout_of(results), code_root_of(results)) if r)
     if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
-        for arm in (*ARMS, CARRYOVER_EXPECTED):
+        for arm in (*ARMS, CARRYOVER_EXPECTED, *(a.folder for a in BEYOND_ANALYSES)):
             shutil.rmtree(profile / arm, ignore_errors=True)
         for name in (CLAIMS_FILE, TOLERANCES_FILE, MANIFEST_FILE):
             (profile / name).unlink(missing_ok=True)
@@ -134,6 +136,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
         note = record_carryover(results, profile)
         if note:
             notes.append(note)
+        notes += record_beyond(results, profile)
         notes.append(f"tolerances: {tolerances.get('verdict', 'given')}")
     try:
         claims_document = portable(jsonable(_claims_document(results, claims_fn)), roots)

@@ -69,6 +69,7 @@ from artifact.verification.load import (
     read_json,
     run_settings,
 )
+from artifact.verification.beyond import beyond_verdicts
 from artifact.verification.carryover import carryover_verdicts
 from artifact.verification.claim_statistics import check_claim_statistics, run_condition_values
 from artifact.verification.identity import check_identity, identity_of
@@ -206,6 +207,12 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                         "in either tier, patching cell by cell in the same-seed tier)")
     elif more:
         possible.append("carry-over analyses recomputed from their fact files (the profile records none to compare)")
+    more, not_possible = beyond_verdicts(folder, expected, *carryover_tier, recompute)
+    checks += more
+    skipped.update(not_possible)
+    if more:
+        possible.append("implicit transcription and corruption choice (recomputed from their fact files; compared "
+                        "cell by cell where the profile records them)")
     claims_path = expected / CLAIMS_FILE
     if claims_path.is_file():
         doc = _guard(checks, "files", lambda: read_json(claims_path))

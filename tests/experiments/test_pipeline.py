@@ -247,3 +247,39 @@ def test_the_estimate_from_real_prompts_sums_each_facts_cost():
     assert est["arms"]["t2t"]["facts"] == 2 and est["arms"]["s2t"]["facts"] == 1
     assert est["arms"]["t2t"]["from_real_prompts"]
     assert abs(est["arms"]["t2t"]["seconds"] * est["flops_per_second"] - expected) < 1e-3 * expected
+
+
+def test_the_corruption_plan_per_profile_and_its_checks():
+    """Smoke runs the corruption choice on a subset (MLP only, for time); standard and review on every
+    carry-over fact and kind; the plan refuses a baseline-less or unknown setting."""
+    from artifact.experiments.pipeline import STEPS
+    from artifact.experiments.profiles import SMOKE_CORRUPTION_FACTS, CorruptionPlan
+
+    smoke = PROFILES["smoke"].corruption
+    assert smoke.facts == SMOKE_CORRUPTION_FACTS and smoke.kinds == ("mlp",) and smoke.replacement
+    for name in ("standard", "review", "full"):
+        plan = PROFILES[name].corruption
+        assert plan.facts is None and plan.kinds is None and plan.multiples == (1.0, 3.0, 5.0) and plan.replacement
+    order = [step.name for step in STEPS]
+    assert order.index("carryover") < order.index("transcription") < order.index("corruption") < order.index(
+        "figures")
+    with pytest.raises(ValueError, match="including 3"):
+        CorruptionPlan(multiples=(1.0, 5.0))
+    with pytest.raises(ValueError, match="kinds"):
+        CorruptionPlan(kinds=("residual",))
+    with pytest.raises(ValueError, match="facts"):
+        CorruptionPlan(facts=-1)
+
+
+def test_a_folder_from_before_the_corruption_step_resumes(tmp_path):
+    """A results folder written before profiles had a corruption plan takes today's once and resumes."""
+    import json
+    from dataclasses import asdict
+
+    from artifact.core.layout import PIPELINE_FILE
+
+    old = asdict(PROFILES["smoke"])
+    old.pop("corruption")
+    (tmp_path / PIPELINE_FILE).write_text(json.dumps({"profile": old, "model": "embedded"}))
+    check_results_folder(tmp_path, {"profile": asdict(PROFILES["smoke"]), "model": "embedded"})
+    assert json.loads((tmp_path / PIPELINE_FILE).read_text())["profile"]["corruption"]["facts"] == 2

@@ -86,7 +86,7 @@ def make_results(root: Path) -> Path:
                       {"curves t2t severed": "not traced"})
     v.write_report(v.conclude(report), root / "verify")
     steps = {"known": 1.5, "t2t": 12.0, "s2t": 30.0, "aggregate": 0.5, "compare": 3.0, "carryover": 4.0,
-             "figures": 2.0}
+             "transcription": 1.0, "corruption": 5.0, "figures": 2.0}
     (root / "steps.json").write_text(json.dumps({k: {"done": True, "seconds": s} for k, s in steps.items()}))
     write_manifest(root, {**collect_manifest(settings={"profile": {"name": "smoke"}}, steps=steps,
                                              facts_fingerprint="f" * 64),

@@ -28,9 +28,20 @@ from artifact import verification as v
 from artifact.analysis.aggregate import aggregate_run
 from artifact.analysis.carryover_document import aggregate_carryover
 from artifact.analysis.compare import compare_runs
+from artifact.analysis.corruption_document import aggregate_corruption
+from artifact.analysis.transcription_document import aggregate_transcription
 from artifact.core.fileio import write_json_atomic, write_npz_atomic
 from artifact.core.groups import token_groups
-from artifact.core.layout import AGGREGATE_DIR, CARRYOVER_DIR, COMPARISON_DIR, ResultsFolderError
+from artifact.core.layout import (
+    AGGREGATE_DIR,
+    CARRYOVER_DIR,
+    COMPARISON_DIR,
+    CORRUPTION_DIR,
+    TRANSCRIPTION_DIR,
+    ResultsFolderError,
+    corruption_fact_path,
+    transcription_fact_path,
+)
 from artifact.core.layout import carryover_fact_path as fact_path
 from artifact.core.results import ResultsFolder
 from artifact.experiments.profiles import PROFILES, CarryOverPlan
@@ -95,6 +106,10 @@ def rebuild(results: Path) -> None:
     shutil.rmtree(results / COMPARISON_DIR)
     compare_runs(t2t, s2t, results / COMPARISON_DIR, kinds=TINY.kinds, subsets=ResultsFolder(results).subsets())
     rebuild_carryover(results)
+    try:
+        rebuild_beyond(results)
+    except FileNotFoundError:  # a trace the corruption choice reads (noise at 3 sigma) is gone: its file stays stale
+        pass
 
 
 def rebuild_carryover(results: Path) -> None:
@@ -102,6 +117,16 @@ def rebuild_carryover(results: Path) -> None:
     ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
     folder = ResultsFolder(results)
     aggregate_carryover(folder, ids, folder.run_dirs(), folder.subsets())
+
+
+def rebuild_beyond(results: Path) -> None:
+    """transcription.json and corruption.json (with their facts.sha256) rewritten from their fact files, the arms'
+    traces and the carry-over and comparison documents, as the pipeline writes them."""
+    folder = ResultsFolder(results)
+    ids = json.loads((results / TRANSCRIPTION_DIR / "transcription.json").read_text())["known_ids"]
+    aggregate_transcription(folder, ids)
+    ids = json.loads((results / CORRUPTION_DIR / "corruption.json").read_text())["known_ids"]
+    aggregate_corruption(folder, ids, folder.run_dirs())
 
 
 def edit_traces(results: Path, arm: str, groups: tuple[str, ...], edit, metric: str = "scores") -> None:
@@ -383,7 +408,8 @@ def test_verify_py_passes_in_an_environment_without_torch(real, torch_free_pytho
     assert done.returncode == 0, done.stdout + done.stderr
     checks = {c["check"]: c["verdict"] for c in json.loads((report / "report.json").read_text())["checks"]}
     for name in ("trace_files", "aggregate_fresh", "comparison_fresh", "carryover_files", "carryover_fresh",
-                 "same_seed_cells", "carryover_cells"):
+                 "same_seed_cells", "carryover_cells", "transcription_fresh", "transcription_cells",
+                 "corruption_fresh", "corruption_cells"):
         assert checks.get(name) == v.PASS, (name, done.stdout)
 
 
@@ -399,3 +425,119 @@ def test_a_folder_from_before_the_subsets_were_recorded_says_so(real):
     assert set(fails) == {"comparison_fresh", "carryover_fresh"}, v.render_table(report)
     for detail in fails.values():
         assert "does not record the speech model's fact subsets" in detail and "--no-recompute" in detail
+
+
+# ----------------------------------------------------------------------- issue 30: transcription, corruption choice
+
+
+def _edit_npz(path: Path, edit) -> None:
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    edit(arrays)
+    write_npz_atomic(path, arrays)
+
+
+def test_issue30_analyses_are_recorded_and_judged_cell_by_cell(real):
+    """The profile records both analyses; the same-seed rerun PASSes each cell by cell (noise levels too, in the
+    same-seed tier), and the other-seed replicate keeps the noise-free cells (lens, token replacement) only."""
+    for name in (TRANSCRIPTION_DIR, CORRUPTION_DIR):
+        assert (real["profile"] / name / "facts.npz").is_file()
+    report = verify(real["rerun"], real["profile"])
+    cells = {(c.check, c.group): c for c in report.checks if c.check in ("transcription_cells", "corruption_cells")}
+    assert all(c.verdict == v.PASS for c in cells.values()), v.render_table(report)
+    document = json.loads((real["rerun"] / CORRUPTION_DIR / "corruption.json").read_text())
+    replaced = bool(document["corruptions"]["replacement"]["known_ids"])  # a same-length partner in both arms
+    groups = {g.split("/")[1] for check, g in cells if check == "corruption_cells"}
+    assert groups == {"noise_1", "noise_3", "noise_5", *(["replacement"] if replaced else [])}, groups
+    assert {g for check, g in cells if check == "transcription_cells"} == {
+        "first_prob_last", "first_prob_any", "best_prob_last", "best_prob_any"}
+    other = verify(real["replicate"], real["profile"])
+    judged = {c.group for c in other.checks if c.check == "corruption_cells"}
+    assert all(g.split("/")[1] == "replacement" for g in judged) and bool(judged) == replaced, v.render_table(other)
+    assert any("noise cells (other seed)" in k for k in other.skipped)
+    lens = [c for c in other.checks if c.check == "transcription_cells"]
+    assert len(lens) == 4 and all(c.verdict == v.PASS for c in lens), v.render_table(other)
+
+
+@pytest.mark.parametrize("analysis", ["transcription", "corruption"])
+def test_issue30_fact_files_changed_are_caught(real, analysis):
+    """One fact file of either analysis edited: its digest list catches it; rebuilt through the artifact's own
+    aggregate, the cell-by-cell comparison with the profile catches the numbers."""
+    results = copy_of(real, f"issue30-{analysis}")
+    if analysis == "transcription":
+        ids = json.loads((results / TRANSCRIPTION_DIR / "transcription.json").read_text())["known_ids"]
+
+        def edit(arrays):
+            arrays["first_prob_last"] = arrays["first_prob_last"] + 0.01
+        _edit_npz(transcription_fact_path(results, ids[0]), edit)
+    else:
+        ids = json.loads((results / CORRUPTION_DIR / "corruption.json").read_text())["known_ids"]
+
+        def edit(arrays):
+            arrays["noise_5__mlp__scores"] = arrays["noise_5__mlp__scores"] + 0.05
+        _edit_npz(corruption_fact_path(results, "s2t", ids[0]), edit)
+    report = verify(results, real["profile"])
+    assert f"{analysis}_files" in failed(report), v.render_table(report)
+    rebuild_beyond(results)
+    report = verify(results, real["profile"])
+    bad = {c.group for c in report.checks if c.check == f"{analysis}_cells" and c.verdict == v.FAIL}
+    assert not failed(report) & {f"{analysis}_files", f"{analysis}_fresh"}, v.render_table(report)
+    assert bad == ({"first_prob_last"} if analysis == "transcription" else {"s2t/noise_5/mlp/prob"}), bad
+
+
+def test_issue30_documents_edited_fail(real):
+    results = copy_of(real, "issue30-documents")
+    path = results / CORRUPTION_DIR / "corruption.json"
+    doc = json.loads(path.read_text())
+    doc["table"][0]["C1"] = "supported" if doc["table"][0]["C1"] != "supported" else "not supported"
+    write_json_atomic(path, doc)
+    path = results / TRANSCRIPTION_DIR / "transcription.json"
+    doc = json.loads(path.read_text())
+    doc["sentences"]["10"] = "Speech becomes text at layer 1."
+    write_json_atomic(path, doc)
+    assert {"corruption_fresh", "transcription_fresh"} <= failed(verify(results, real["profile"]))
+
+
+def test_a_profile_recorded_before_issue30_skips_its_checks(real, tmp_path):
+    """A profile without the two analyses (recorded before they existed) still PASSes: their comparisons say SKIP,
+    'not recorded in this profile', and the run's own files are still recomputed."""
+    profile = tmp_path / "embedded-smoke"
+    shutil.copytree(real["profile"], profile)
+    for name in (TRANSCRIPTION_DIR, CORRUPTION_DIR):
+        shutil.rmtree(profile / name)
+    report = verify(real["rerun"], profile)
+    assert report.verdict == v.PASS, v.render_table(report)
+    skips = {c.check: c.detail for c in report.checks if c.verdict == v.SKIP}
+    assert set(skips) >= {"transcription_cells", "corruption_cells"}
+    assert all("not recorded in this profile" in skips[k] for k in ("transcription_cells", "corruption_cells"))
+    passed = {c.check for c in report.checks if c.verdict == v.PASS}
+    assert passed >= {"transcription_files", "transcription_fresh", "corruption_files", "corruption_fresh"}
+
+
+def test_issue30_steps_resume_fact_by_fact(real):
+    """A transcription and a corruption fact file lost: the rerun computes those only, to the same bits."""
+    from artifact.experiments.pipeline import run_pipeline
+
+    results = copy_of(real, "issue30-resume")
+    t_ids = json.loads((results / TRANSCRIPTION_DIR / "transcription.json").read_text())["known_ids"]
+    c_ids = json.loads((results / CORRUPTION_DIR / "corruption.json").read_text())["known_ids"]
+    files = [transcription_fact_path(results, i) for i in t_ids] + \
+        [corruption_fact_path(results, arm, i) for arm in ("t2t", "s2t") for i in c_ids]
+    before = {p: p.read_bytes() for p in files}
+    lost = [transcription_fact_path(results, t_ids[-1]), corruption_fact_path(results, "s2t", c_ids[0])]
+    for path in lost:
+        path.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in files if p not in lost}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PROFILES, "smoke", TINY)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            assert run_pipeline(profile="smoke", model="embedded", out=results, progress=False, verify=False,
+                                seed=1, batch_size=3, front_end="offline") == 0
+        finally:
+            torch.set_num_threads(threads)
+    assert {p: p.read_bytes() for p in files} == before
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    summary = (results / COMPARISON_DIR / "summary.md").read_text()
+    assert "## Implicit transcription" in summary and "## Corruption choice" in summary
