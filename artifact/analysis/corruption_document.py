@@ -31,6 +31,7 @@ from artifact.analysis.corruption import (
     verdict_table,
 )
 from artifact.analysis.effects import group_effects
+from artifact.analysis.transcription_document import replace_section
 from artifact.core.digests import write_digest_list
 from artifact.core.fileio import DamagedFileError, npz_problem, sha256_file, write_atomic, write_json_atomic
 from artifact.core.layout import (
@@ -214,8 +215,6 @@ def summary_section(document: dict[str, Any]) -> str:
 
 def write_summary(results: ResultsFolder | Path, document: dict[str, Any]) -> None:
     """corruption/summary.md, and the same section in the comparison's summary.md."""
-    from artifact.analysis.transcription_document import replace_section
-
     folder = ResultsFolder.of(results)
     section = summary_section(document)
     write_atomic(folder.path / CORRUPTION_DIR / SUMMARY_FILE, lambda h: h.write(section.encode()))

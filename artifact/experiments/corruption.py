@@ -24,6 +24,7 @@ from artifact.core.fileio import npz_problem, write_json_atomic, write_npz_atomi
 from artifact.core.layout import CORRUPTION_DIR, PAIRING_FILE, corruption_fact_path
 from artifact.core.names import ARMS
 from artifact.experiments.stepfiles import open_step_dir
+from artifact.tracing.pairing import Candidate, pair_facts
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def corruption_settings(prepared: dict[str, Any], plan: Any, kinds: Sequence[str
 def partners(items: Sequence[tuple[Any, Any]], wanted: Sequence[str]) -> dict[str, Any]:
     """Token replacement's partners of the `wanted` facts among every prompt of one arm (`items` (fact, prompt)):
     {"partners": {known_id: partner known_id}, "skipped": [known_id...], "same_relation": n}, over `wanted` only."""
-    from artifact.tracing.pairing import Candidate, pair_facts
-
     candidates = [Candidate(str(f.known_id), tuple(int(i) for i in p.input_ids[p.subject_range[0]:p.subject_range[1]]),
                             int(p.target_id), str(getattr(f, "relation_id", "") or "")) for f, p in items]
     pairing = pair_facts(candidates)
@@ -70,12 +69,12 @@ def fact_corruptions(loaded: Any, prompt: Any, run_settings: Any, settings: dict
                      partner: Any | None) -> dict[str, np.ndarray]:
     """One arm's fact under every corruption of `settings` but noise at 3 sigma (the arm's own traces), each kind:
     TraceResult arrays per corruption and kind; replacement (with `partner`'s prompt) adds the logit difference."""
-    import torch
+    import torch  # lazy: torch
 
-    from artifact.experiments.runner import trace_config
-    from artifact.tracing.config import noise_scaled
-    from artifact.tracing.engine import trace_fact
-    from artifact.tracing.replacement import trace_replacement
+    from artifact.experiments.runner import trace_config  # lazy: torch
+    from artifact.tracing.config import noise_scaled  # lazy: torch (artifact.tracing loads the engine)
+    from artifact.tracing.engine import trace_fact  # lazy: torch
+    from artifact.tracing.replacement import trace_replacement  # lazy: torch
 
     ids = torch.tensor(prompt.input_ids, dtype=torch.long)
     subject = tuple(prompt.subject_range)
@@ -110,7 +109,7 @@ def run_corruption(prepared: dict[str, Any], facts: Sequence[str], settings: dic
     """Trace each of `facts` (known_ids, known in both arms) in each prepared arm under the corruptions of
     `settings`, skipping (arm, fact) files already present; returns (computed, reused) as 'arm/known_id' and the
     pairing (also written to corruption/pairing.json)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     folder = open_step_dir(Path(out) / CORRUPTION_DIR, settings, "corruption-choice")
     pairing = {arm: partners(prepared[arm].items, facts) for arm in ARMS} if settings["replacement"] else {}

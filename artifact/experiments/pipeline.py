@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from artifact.analysis import corruption_document, transcription_document
 from artifact.core.fileio import (
     TMP_PREFIX,
     DamagedFileError,
@@ -33,6 +34,7 @@ from artifact.core.fileio import (
 from artifact.core.layout import (
     COMPARISON_DIR,
     COMPARISON_FILE,
+    CORRUPTION_DIR,
     FIGURES_DIR,
     PIPELINE_FILE,
     REPORT_HTML,
@@ -41,13 +43,15 @@ from artifact.core.layout import (
     RUNS_DIR,
     SELECTION_FILE,
     STEPS_FILE,
+    TRANSCRIPTION_DIR,
     VERIFY_DIR,
     ResultsFolderError,
 )
 from artifact.core.results import SUBSETS_KEY, ResultsFolder
 from artifact.core.settings import load_settings
-from artifact.experiments.choice import ModelChoice, select_model
 from artifact.core.speechtext import resolve, speech_text_model
+from artifact.experiments.choice import ModelChoice, select_model
+from artifact.experiments.corruption import corruption_settings, run_corruption
 from artifact.experiments.cost import (
     PromptShape,
     describe_estimate,
@@ -58,6 +62,7 @@ from artifact.experiments.cost import (
 )
 from artifact.experiments.profiles import PROFILES, Profile
 from artifact.experiments.selection import candidates, describe, select_facts
+from artifact.experiments.transcription import run_transcription
 from artifact.facts import (
     KNOWN_1000_FINGERPRINT,
     KNOWN_1000_RECORDS,
@@ -483,10 +488,7 @@ def measured_pairs(run: PipelineRun) -> list[tuple[Any, dict[str, Any]]]:
 def transcription_step(run: PipelineRun) -> None:
     """Implicit transcription (issue 30): the subject's text tokens read at its speech positions in the S->T model,
     every carry-over fact; the depth with its CI beside the recall effects, summary section, figure."""
-    from artifact.analysis.transcription_document import aggregate_transcription, write_summary
-    from artifact.core.layout import TRANSCRIPTION_DIR
-    from artifact.experiments.transcription import run_transcription
-    from artifact.figures.beyond import plot_transcription
+    from artifact.figures.beyond import plot_transcription  # lazy: matplotlib
 
     pairs = measured_pairs(run)
     if not pairs:
@@ -495,8 +497,8 @@ def transcription_step(run: PipelineRun) -> None:
     loaded = run.prepared("s2t").loaded
     computed, reused = run_transcription(loaded, pairs, {"model": loaded.name}, run.out, run.progress)
     print(f"{len(computed)} facts computed, {len(reused)} already present")
-    document = aggregate_transcription(run.results, [str(f.known_id) for f, _ in pairs])
-    write_summary(run.results, document)
+    document = transcription_document.aggregate_transcription(run.results, [str(f.known_id) for f, _ in pairs])
+    transcription_document.write_summary(run.results, document)
     written = plot_transcription(document, run.out / TRANSCRIPTION_DIR / FIGURES_DIR)
     for k, sentence in document["sentences"].items():
         print(f"top {k}: {sentence}")
@@ -507,10 +509,7 @@ def corruption_step(run: PipelineRun) -> None:
     """Corruption choice (issue 30): the first facts of the carry-over step (the profile's corruption plan) traced
     again with noise at other multiples of sigma and with token replacement; C1-C3 per corruption, the sentence on
     whether the conclusion depends on it, summary section, figure."""
-    from artifact.analysis.corruption_document import aggregate_corruption, write_summary
-    from artifact.core.layout import CORRUPTION_DIR
-    from artifact.experiments.corruption import corruption_settings, run_corruption
-    from artifact.figures.beyond import plot_corruption
+    from artifact.figures.beyond import plot_corruption  # lazy: matplotlib
 
     plan = run.profile.corruption
     ids = [str(f.known_id) for f, _ in measured_pairs(run)]
@@ -524,8 +523,8 @@ def corruption_step(run: PipelineRun) -> None:
     computed, reused, pairing = run_corruption(prepared, ids, settings, run.out, run.progress)
     print(f"{len(computed)} (arm, fact) files computed, {len(reused)} already present; token replacement skipped "
           + ", ".join(f"{arm} {len(p['skipped'])} of {len(ids)}" for arm, p in pairing.items()))
-    document = aggregate_corruption(run.results, ids, run.results.run_dirs())
-    write_summary(run.results, document)
+    document = corruption_document.aggregate_corruption(run.results, ids, run.results.run_dirs())
+    corruption_document.write_summary(run.results, document)
     written = plot_corruption(document, run.out / CORRUPTION_DIR / FIGURES_DIR)
     for sentence in document["sentences"].values():
         print(sentence)

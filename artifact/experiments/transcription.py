@@ -18,6 +18,7 @@ import numpy as np
 from artifact.core.fileio import npz_problem, write_npz_atomic
 from artifact.core.layout import TRANSCRIPTION_DIR, transcription_fact_path
 from artifact.experiments.stepfiles import open_step_dir
+from artifact.known import output_rows, text_mode_banned_ids
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,9 @@ def subject_text_ids(text_prompt: Any) -> list[int]:
 def fact_transcription(loaded: Any, prompts: dict[str, Any]) -> dict[str, np.ndarray]:
     """One fact's lens arrays in the speech model `loaded`: prob/rank [position, layer, subject token] at the spoken
     subject's positions, and the fixed-shape curves of `TranscriptionResult.summary` [layer] each."""
-    import torch
+    import torch  # lazy: torch
 
-    from artifact.known import output_rows, text_mode_banned_ids
-    from artifact.tracing.transcription import transcription_lens
+    from artifact.tracing.transcription import transcription_lens  # lazy: torch
 
     speech = prompts["speech"]
     b, e = speech.subject_range
@@ -49,7 +49,7 @@ def run_transcription(loaded: Any, pairs: Sequence[tuple[Any, dict[str, Any]]], 
                       out: Path, progress: bool = True) -> tuple[list[str], list[str]]:
     """Compute every fact of `pairs` ((fact, {modality: prompt})) that has no file yet in the speech model
     `loaded`; returns (computed, reused) known_ids."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm
 
     open_step_dir(Path(out) / TRANSCRIPTION_DIR, settings, "implicit-transcription")
     computed, reused, todo = [], [], []

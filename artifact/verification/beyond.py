@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from artifact.analysis.corruption_document import corruption_document, fact_effects
+from artifact.analysis.transcription_document import CURVES, load_transcription_files, transcription_document
 from artifact.core.digests import read_digest_list
 from artifact.core.fileio import sha256_file
 from artifact.core.layout import (
@@ -43,8 +45,6 @@ NOT_RECORDED = "not recorded in this profile (recorded before this analysis exis
 
 
 def _transcription_arrays(results: ResultsFolder, document: dict[str, Any]) -> dict[str, np.ndarray]:
-    from artifact.analysis.transcription_document import CURVES, load_transcription_files
-
     arrays = load_transcription_files(results, document["known_ids"])
     return {name: arrays[name] for name in CURVES if "_prob_" in name}  # ranks: integers a rounding tie can flip
 
@@ -52,8 +52,6 @@ def _transcription_arrays(results: ResultsFolder, document: dict[str, Any]) -> d
 def _corruption_arrays(results: ResultsFolder, document: dict[str, Any]) -> dict[str, np.ndarray]:
     """Per arm, corruption, kind and metric the per-fact group effects [fact, group, layer] of the corruption's
     facts, keyed 'arm/corruption/kind/metric'."""
-    from artifact.analysis.corruption_document import fact_effects
-
     run_dirs = results.run_dirs()
     out = {}
     for corruption, entry in document["corruptions"].items():
@@ -68,14 +66,10 @@ def _corruption_arrays(results: ResultsFolder, document: dict[str, Any]) -> dict
 
 
 def _recompute_transcription(results: ResultsFolder, document: dict[str, Any]) -> dict[str, Any]:
-    from artifact.analysis.transcription_document import transcription_document
-
     return transcription_document(results, document["known_ids"])
 
 
 def _recompute_corruption(results: ResultsFolder, document: dict[str, Any]) -> dict[str, Any]:
-    from artifact.analysis.corruption_document import corruption_document
-
     return corruption_document(results, document["known_ids"], results.run_dirs())
 
 
