@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from artifact.core.names import NOISE_STREAMS
+
 EXAMPLE = """examples:
   python -m artifact run --arm t2t --model embedded --facts own --limit 40 --kinds hidden,mlp,attn --samples 10 \\
       --out results/
@@ -51,6 +53,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "every record of the fact file (S->T: of the spoken prompts' subject speech tokens); "
                              "S->T also takes 'text' = the T->T level")
     parser.add_argument("--seed", type=int, default=1, help="noise seed (default 1, as ROME)")
+    parser.add_argument("--noise-streams", choices=NOISE_STREAMS, default="rome",
+                        help="where the noise samples come from: 'rome' (default: ROME's one RandomState(seed) "
+                             "stream) or 'per_sample' (sample s from its own stream (seed, s): independent samples)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="rows per forward pass (default 128)")
     parser.add_argument("--positions", default="all",
                         help="'all' (default) or 'representatives:K': first/last and up to K middle subject tokens, "
@@ -120,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         front_end = FrontEndConfig(tts=args.tts, recognizer=args.recognizer, aligner=args.aligner,
                                    unit_tokenizer=args.unit_tokenizer, max_wer=args.max_wer)
     request = ArmRequest(facts=args.facts, out=args.out, kinds=jobs, samples=args.samples, window=args.window,
-                         noise=args.noise, seed=args.seed, batch_size=args.batch_size, positions=args.positions,
+                         noise=args.noise, seed=args.seed, noise_streams=args.noise_streams,
+                         batch_size=args.batch_size, positions=args.positions,
                          candidates=args.candidates if args.arm == "s2t" else None, front_end=front_end,
                          progress=not args.no_progress, device=device)
     summary = run_arm(args.arm, args.model, request, limit=args.limit, shard=shard)

@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from artifact.core.names import NOISE_STREAMS
+
 EXAMPLE = (
     "example:\n  python -m artifact trace --model embedded "
     '--prompt "The Eiffel Tower is located in the city of" --subject "Eiffel Tower" --kind mlp'
@@ -36,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="JSON fact file whose subjects calibrate '3sigma' (default: this prompt's subject only)")
     parser.add_argument("--window", type=int, default=10, help="mlp/attn restoration window (default 10)")
     parser.add_argument("--seed", type=int, default=1, help="noise seed (default 1, as ROME)")
+    parser.add_argument("--noise-streams", choices=NOISE_STREAMS, default="rome",
+                        help="where the noise samples come from: 'rome' (default: ROME's one RandomState(seed) "
+                             "stream) or 'per_sample' (sample s from its own stream (seed, s): independent samples)")
     parser.add_argument("--batch-size", type=int, default=128, help="rows per forward pass (default 128)")
     parser.add_argument("--out", type=Path, default=Path("outputs/trace"), help="output folder")
     parser.set_defaults(func=run)
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {loaded.name}; answer {answer!r} (token {target}); subject tokens {subject_range}; noise {noise:.4f}")
     for kind in args.kind or ["hidden"]:
         config = TraceConfig(kind=kind, samples=args.samples, noise=noise, window=args.window, seed=args.seed,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, noise_streams=args.noise_streams)
         cells = len(input_ids) * loaded.adapter.num_layers
         with tqdm(total=cells, desc=f"trace {kind}", unit="cell") as bar:
             result = trace_fact(loaded.model, input_ids, subject_range, target, config, loaded.adapter, bar.update)

@@ -17,9 +17,9 @@ from typing import Any
 
 from artifact.core.groups import parse_position_policy
 from artifact.core.layout import SETTINGS_FILE, ResultsFolderError
-from artifact.core.names import ARMS
+from artifact.core.names import ARMS, NOISE_STREAMS
 
-OPTIONAL_KEYS: dict[str, Any] = {"front_end": "", "candidates": 0}
+OPTIONAL_KEYS: dict[str, Any] = {"front_end": "", "candidates": 0, "noise_streams": "rome"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class RunSettings:
     positions: str = "all"  # "all" or "representatives:K" (see groups.representative_positions)
     front_end: str = ""  # S->T: fingerprint of the speech front end's settings (arms.front_end_key); "" for T->T
     candidates: int = 0  # S->T: only the first N facts of the file were spoken (0: all of them)
+    noise_streams: str = "rome"  # where the noise samples come from (TraceConfig.noise_streams; tracing/corruption.py)
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:
@@ -53,6 +54,8 @@ class RunSettings:
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer; got {self.seed!r}")
         parse_position_policy(self.positions)
+        if self.noise_streams not in NOISE_STREAMS:
+            raise ValueError(f"noise_streams must be one of {', '.join(NOISE_STREAMS)}; got {self.noise_streams!r}")
         if not isinstance(self.candidates, int) or self.candidates < 0:
             raise ValueError(f"candidates must be an integer >= 0 (0: every fact); got {self.candidates!r}")
 
@@ -60,7 +63,7 @@ class RunSettings:
         """The settings that name the results folder (all but the resolved noise value)."""
         data = asdict(self)
         data.pop("noise")
-        for name, unset in OPTIONAL_KEYS.items():  # absent when unset, so T->T folder names predate these fields
+        for name, unset in OPTIONAL_KEYS.items():  # absent when unset, so older folder names predate these fields
             if data[name] == unset:
                 data.pop(name)
         return data

@@ -51,6 +51,7 @@ class ArmRequest:
     window: int = 10  # mlp/attn restoration window
     noise: str | float = "3sigma"  # a number, '3sigma', or (S->T) 'text'
     seed: int = 1  # noise seed
+    noise_streams: str = "rome"  # ROME's one noise stream, or one per sample (tracing/corruption.py)
     batch_size: int = 128  # rows per forward pass (results are bitwise repeatable per batch size)
     positions: str = "all"  # 'all' or 'representatives:K'
     candidates: int | None = None  # S->T: speak only the first N facts of the file
@@ -287,6 +288,7 @@ def prepare_arm(arm: str, model: str | Any | None, request: ArmRequest) -> Prepa
         arm=arm, model=loaded.name, dtype=str(loaded.dtype), device=loaded.device.type,
         facts_fingerprint=facts_fingerprint(records), noise_spec=str(request.noise), noise=noise,
         samples=request.samples, window=request.window, seed=request.seed, batch_size=request.batch_size,
+        noise_streams=request.noise_streams,
         positions=request.positions, **extra)
     run_dir = open_run_dir(Path(request.out), settings)
     log.info("results folder %s (noise %s = %.6g)", run_dir, request.noise, noise)

@@ -50,9 +50,13 @@ class CarryOverSettings:
     seed: int
     batch_size: int
     plan: CarryOverPlan
+    noise_streams: str = "rome"  # ROME's one noise stream, or one per sample (tracing/corruption.py)
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        data = json.loads(json.dumps(asdict(self)))
+        if data["noise_streams"] == "rome":  # absent when ROME's, so older carry-over folders still match
+            data.pop("noise_streams")
+        return data
 
     def noise(self, modality: str) -> float:
         return self.text_noise if modality == "text" else self.speech_noise
@@ -143,7 +147,8 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
 
     def config(modality: str, kind: str = "hidden") -> TraceConfig:
         return TraceConfig(kind=kind, samples=settings.samples, noise=settings.noise(modality),
-                           window=settings.window, seed=settings.seed, batch_size=settings.batch_size)
+                           window=settings.window, seed=settings.seed, batch_size=settings.batch_size,
+                           noise_streams=settings.noise_streams)
 
     tracers = {m: receiver(models[m].model, models[m].adapter, ids[m], tuple(prompts[m].subject_range),
                            prompts[m].target_id, config(m)) for m in MODALITIES}

@@ -248,7 +248,7 @@ class PipelineRun:
         p = self.profile
         speech = arm == "s2t"
         return ArmRequest(facts=self.facts_source, out=self.out / RUNS_DIR, kinds=p.kinds, samples=p.samples,
-                          window=p.window, seed=p.seed, batch_size=p.batch_size,
+                          window=p.window, seed=p.seed, noise_streams=p.noise_streams, batch_size=p.batch_size,
                           positions=p.s2t_positions if speech else p.t2t_positions,
                           candidates=p.candidates if speech else None,
                           front_end=FrontEndConfig(**self.choice.front_end) if speech else None,
@@ -431,7 +431,8 @@ def carryover_step(run: PipelineRun) -> None:
         return
     settings = CarryOverSettings(models={"text": t2t.loaded.name, "speech": s2t.loaded.name},
                                  text_noise=t2t.settings.noise, speech_noise=s2t.settings.noise, samples=p.samples,
-                                 window=p.window, seed=p.seed, batch_size=p.batch_size, plan=p.carryover)
+                                 window=p.window, seed=p.seed, batch_size=p.batch_size, plan=p.carryover,
+                                 noise_streams=p.noise_streams)
     models = {"text": t2t.loaded, "speech": s2t.loaded}
     computed, reused = run_carryover(models, pairs, settings, run.out, run.progress)
     print(f"{len(computed)} facts computed, {len(reused)} already present ({', '.join(p.carryover.analyses)})")

@@ -57,6 +57,7 @@ class Profile:
     kinds: tuple[str, ...] = KINDS
     window: int = 10
     seed: int = 1
+    noise_streams: str = "rome"  # ROME's one noise stream, or one per sample (tracing/corruption.py)
     batch_size: int = 128
     carryover: CarryOverPlan = CarryOverPlan()  # the carry-over step (cross-modal patching, knockout, logit lens)
     purpose: str = ""
@@ -72,7 +73,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", facts="own", samples=2, t2t_positions="all", s2t_positions="representatives:1", count=12,
-        held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
+        held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")), noise_streams="per_sample",
         purpose="does the whole pipeline run; a first look at both arms",
         budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
@@ -85,6 +86,7 @@ PROFILES: dict[str, Profile] = {
     "standard": Profile(
         name="standard", facts="own", samples=5, t2t_positions="all", s2t_positions="representatives:1",
         count=56, held_out_share=0.25, models=("embedded",),
+        noise_streams="rome",  # until expected/embedded-standard is re-recorded with per-sample streams
         purpose="verdicts on C1-C3 for the embedded models, with intervals narrower than half the effects",
         budget="2 h on 2 CPU cores",
         description="our own fact set; 56 facts known in both arms (round robin over all 15 relations, a quarter "
@@ -94,13 +96,15 @@ PROFILES: dict[str, Profile] = {
     ),
     "review": Profile(
         name="review", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", count=150,
-        models=("spiritlm",), purpose="verdicts on C1-C3 for SpiritLM within a reviewer's afternoon",
+        models=("spiritlm",), noise_streams="rome",
+        purpose="verdicts on C1-C3 for SpiritLM within a reviewer's afternoon",
         budget="2 h on one H100-class GPU (cost model: python -m artifact cost --profile review)",
         description="ROME's known_1000; 150 facts known in both arms (round robin over relations), all kinds, "
                     "10 noise samples, every position in both arms",
     ),
     "full": Profile(
         name="full", facts="known_1000", samples=10, t2t_positions="all", s2t_positions="all", count=None,
+        noise_streams="rome",
         purpose="the paper's scale", budget="about 11 h on one H100 for SpiritLM (cost model)",
         description="the paper's scale: ROME's known_1000, every Known-t2t fact in T->T and every Known-s2t fact "
                     "in S->T, all kinds, 10 noise samples, all positions",

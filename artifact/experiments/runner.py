@@ -135,7 +135,7 @@ def trace_config(settings: RunSettings, kind: str, prompt) -> TraceConfig:
     positions = positions_for(settings.positions, len(prompt.input_ids), prompt.subject_range, prompt.last_position)
     return TraceConfig(kind=kind if kind in KINDS else "hidden", samples=settings.samples, noise=settings.noise,
                        window=settings.window, seed=settings.seed, positions=positions,
-                       batch_size=settings.batch_size)
+                       batch_size=settings.batch_size, noise_streams=settings.noise_streams)
 
 
 def job_cells(job: str, prompt, settings: RunSettings, num_layers: int) -> int:

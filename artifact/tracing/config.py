@@ -7,7 +7,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from artifact.core.names import KINDS, Kind
+from artifact.core.names import KINDS, NOISE_STREAMS, Kind
 
 ROME_NOISE_MULTIPLE = 3.0  # ROME's corruption: 3 x the std of the subject-token embeddings (noise.calibrate_noise)
 NOISE_MULTIPLES: tuple[float, ...] = (1.0, 3.0, 5.0)  # issue 30's noise-scale sensitivity, in units of that std
@@ -21,7 +21,8 @@ class TraceConfig:
     samples: int = 10  # corrupted runs per cell; ROME's default
     noise: float = 0.1  # scale of the Gaussian corruption (ROME: 3 x std of subject embeddings; see noise.py)
     window: int = 10  # mlp/attn: restore this many consecutive layers centred on the cell's layer; ROME's default
-    seed: int = 1  # numpy RandomState seed of the noise, drawn afresh for every forward (ROME uses 1)
+    seed: int = 1  # seed of the noise, drawn afresh for every forward (ROME uses 1)
+    noise_streams: str = "rome"  # "rome": RandomState(seed) for all samples; "per_sample": sample s from (seed, s)
     positions: tuple[int, ...] | None = None  # token positions to trace (ROME's token_range); None = all; others NaN
     batch_size: int = 128  # rows per forward pass (cells x samples); results are bitwise repeatable per batch size
 
@@ -34,6 +35,9 @@ class TraceConfig:
             raise ValueError(f"window must be an integer >= 1 (ROME uses 10); got {self.window!r}")
         if not (self.noise == self.noise) or self.noise < 0:  # NaN or negative
             raise ValueError(f"noise must be a non-negative number (ROME: 3 x subject-embedding std); got {self.noise!r}")
+        if self.noise_streams not in NOISE_STREAMS:
+            raise ValueError(f"noise_streams must be one of {', '.join(NOISE_STREAMS)} (corruption.py); "
+                             f"got {self.noise_streams!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1; got {self.batch_size!r}")
         if self.positions is not None:

@@ -47,7 +47,7 @@ def _patched_run(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch
     S, L = config.samples, adapter.num_layers
     device = adapter.embed.weight.device
     rows = len(centres) * S
-    delta = noise_delta(S, e - b, donor.shape[1], config.noise, config.seed).to(device)  # [S, subject, d]
+    delta = noise_delta(S, e - b, donor.shape[1], config.noise, config.seed, config.noise_streams).to(device)  # [S, subject, d]
 
     def corrupt(_module, _inputs, output):
         output.view(len(centres), S, *output.shape[1:])[:, :, b:e] += delta  # every group sees the same noise
@@ -95,7 +95,8 @@ def receiver(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Ten
         return None
     ids = input_ids.to(adapter.embed.weight.device)
     b, e = subject_range
-    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed)
+    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed,
+                        config.noise_streams)
     return FastTracer(stepper, ids, subject_range, target_id, delta)
 
 

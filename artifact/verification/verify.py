@@ -70,7 +70,7 @@ from artifact.verification.carryover import carryover_verdicts
 from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
 from artifact.verification.numerics import same_seed_tolerance as same_seed_tolerance_of
-from artifact.verification.same_seed import check_same_seed, same_noise
+from artifact.verification.same_seed import check_same_seed, same_noise, streams_differ
 from artifact.verification.records import (
     CHECK_GROUPS,
     DEFAULT_METRICS,
@@ -139,6 +139,9 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
             if exp is None or reg is None:
                 continue
             tiers[arm] = "same-seed" if same_noise(reg, exp) and same_seed_tolerance is not None else "other-seed"
+            streams = streams_differ(reg, exp)
+            if streams:  # the same seed from other streams is another noise draw: never compared cell by cell
+                skipped[f"same-seed tier {arm}"] = streams
             if tiers[arm] == "same-seed":
                 for kind in exp.kinds():
                     for metric in metrics:
@@ -157,7 +160,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                         "the profile records no other-seed replicates (same-seed tier only): the run's cells were "
                         "compared one by one instead")
                 else:
-                    checks.append(Check("tier", FAIL, arm=arm, detail=(
+                    checks.append(Check("tier", FAIL, arm=arm, detail=streams or (
                         "this profile is recorded for same-seed reruns only (no other-seed replicates were run for "
                         f"it), and this run used noise seed {(reg.settings or {}).get('seed')} instead of the "
                         f"reference's {(exp.settings or {}).get('seed')}: rerun without "
