@@ -97,9 +97,10 @@ def _condition(kind: str, statistic: str, stat: Mapping[str, Any] | None, requir
                decided: tuple[bool | None, float | None]) -> dict[str, Any]:
     stat = stat or {}
     holds, margin = decided
+    noise = {"facts_only": stat["facts_only"], "noise_share": stat.get("noise_share")} if "facts_only" in stat else {}
     return {"kind": kind, "statistic": statistic, "value": stat.get("value"), "ci_low": stat.get("ci_low"),
             "ci_high": stat.get("ci_high"), "requirement": requirement, "holds": holds, "margin": margin,
-            "outcome": "holds" if holds else "contradicted" if holds is False else "undecided"}
+            "outcome": "holds" if holds else "contradicted" if holds is False else "undecided", **noise}
 
 
 def _combine(conditions: Sequence[Mapping[str, Any]]) -> str:
@@ -219,8 +220,13 @@ def _num(x: Any) -> str:
 
 
 def _sentence(c: Mapping[str, Any]) -> str:
+    noise = ""
+    if c.get("facts_only"):  # the CI resampled facts and noise samples: say what the noise added
+        share = c.get("noise_share")
+        noise = (f" (noise {'n/a' if share is None else f'{100 * share:.0f}%'} of its width; facts only "
+                 f"[{_num(c['facts_only']['ci_low'])}, {_num(c['facts_only']['ci_high'])}])")
     return (f"{c['statistic']} ({c['kind']}) = {_num(c['value'])}, 95% CI [{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
-            f", required {c['requirement']}: {c['outcome']} (margin {_num(c.get('margin'))})")
+            f"{noise}, required {c['requirement']}: {c['outcome']} (margin {_num(c.get('margin'))})")
 
 
 def summary_markdown(document: Mapping[str, Any]) -> str:
@@ -228,8 +234,12 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
     the statistics behind it, then the verdicts on every fact set."""
     verdicts = document.get("claims") or evaluate_claims(document)
     metric = document.get("metric", "prob")
+    sources = {kind_result.get("ci_sources") for set_results in document.get("results", {}).values()
+               for kind_result in set_results.values()} - {None}
+    over = ("facts and noise samples (two-way)" if sources and all(s.startswith("facts and noise") for s in sources)
+            else "facts only (no per-sample values in the traces)" if sources else "facts")
     lines = ["# Do the results support the paper's claims?", "",
-             f"Generated from `comparison.json` (metric {metric}; 95% bootstrap CIs over facts, "
+             f"Generated from `comparison.json` (metric {metric}; 95% bootstrap CIs over {over}, "
              f"{document['bootstrap']['n_resamples']} resamples). Rule for every claim: {COMBINATION}.", ""]
     for claim, v in verdicts.items():
         set_info = document.get("sets", {}).get(v["set"], {})

@@ -94,3 +94,24 @@ def test_per_sample_values_are_kept_and_their_mean_is_the_stored_mean_bitwise(ll
     fewer = trace_fact(llama_tiny, INPUT_IDS, SUBJECT, target, TraceConfig(
         kind="attn", samples=4, noise=0.5, window=2, batch_size=30, noise_streams=streams, positions=(0, 3, 4, 8)))
     np.testing.assert_allclose(fewer.scores_per_sample, result.scores_per_sample[:4], atol=1e-6, equal_nan=True)
+
+
+def test_cross_modal_patching_keeps_per_sample_values(llama_tiny):
+    """The carry-over step's receiver gives per-sample values whose means are its patched scores, bitwise, and whose
+    samples come from the config's streams (own clean state patched in = ordinary tracing, per sample)."""
+    from artifact.models.adapters import ModelAdapter
+    from artifact.tracing.crossmodal import donor_states, patch_receiver, patch_receiver_samples, receiver
+
+    adapter = ModelAdapter(llama_tiny)
+    target = argmax_target(llama_tiny)
+    config = TraceConfig(kind="hidden", samples=3, noise=0.5, batch_size=6, noise_streams="per_sample")
+    tracer = receiver(llama_tiny, adapter, INPUT_IDS, SUBJECT, target, config)
+    own = donor_states(llama_tiny, adapter, INPUT_IDS, 4, "hidden")
+    values = patch_receiver_samples(tracer, 4, own, config)
+    assert values.shape == (2, 4, 3)
+    probs, logps = patch_receiver(tracer, 4, own, config)
+    np.testing.assert_array_equal(sample_mean(values[0].T), probs)
+    np.testing.assert_array_equal(sample_mean(values[1].T), logps)
+    traced = trace_fact(llama_tiny, INPUT_IDS, SUBJECT, target, config)
+    np.testing.assert_allclose(values[0].T, traced.scores_per_sample[:, 4], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(tracer.cache.low_samples[0], traced.low_score_per_sample, atol=1e-7, rtol=0)
