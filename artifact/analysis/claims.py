@@ -236,8 +236,8 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
     metric = document.get("metric", "prob")
     sources = {kind_result.get("ci_sources") for set_results in document.get("results", {}).values()
                for kind_result in set_results.values()} - {None}
-    over = ("facts and noise samples (two-way)" if sources and all(s.startswith("facts and noise") for s in sources)
-            else "facts only (no per-sample values in the traces)" if sources else "facts")
+    over = ("facts and noise samples (two-way)" if sources else
+            "facts only (the traces keep no per-noise-sample values: conditional on the run's one noise draw)")
     lines = ["# Do the results support the paper's claims?", "",
              f"Generated from `comparison.json` (metric {metric}; 95% bootstrap CIs over {over}, "
              f"{document['bootstrap']['n_resamples']} resamples). Rule for every claim: {COMBINATION}.", ""]

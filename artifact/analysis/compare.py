@@ -256,9 +256,7 @@ def _unpaired_difference(mean_t: np.ndarray, mean_s: np.ndarray, boot_t: np.ndar
             "paired": False}
 
 
-CI_SOURCES = {"two_way": "facts and noise samples (two-way bootstrap of the crossed design, bootstrap.two_way_means)",
-              "facts": "facts only (the traces keep no per-noise-sample values; the interval is conditional on the "
-                       "run's one noise draw)"}
+CI_SOURCES = "facts and noise samples (two-way bootstrap of the crossed design, bootstrap.two_way_means)"
 
 
 def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: float = CONFIDENCE,
@@ -278,12 +276,14 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
     (peaks, differences of peaks, ratios, entropies: everything the claims read) resample the noise samples too
     (`bootstrap.two_way_means`; one noise stream per kind shared by both arms, since sample s of either arm comes
     from the same noise stream), and each such interval also carries `facts_only` (the facts-only interval) and
-    `noise_share` = 1 - facts-only width / two-way width: how much of its width the noise adds. The per-layer curve
-    CIs and the paired differences per layer stay facts-only (BCa). `ci_sources` says which was done."""
+    `noise_share` = 1 - facts-only width / two-way width: how much of its width the noise adds, and the result
+    `ci_sources` says so. The per-layer curve CIs and the paired differences per layer stay facts-only (BCa).
+    Without per-sample effects (traces of older runs) the result is facts-only and has no `ci_sources`, so a
+    comparison of an older results folder recomputes to the same document."""
     facts_only = _compare_arrays(t2t, s2t, paired, confidence, n_resamples, seed, kind, t2t_subsequent_is_last,
                                  s2t_subsequent_is_last, None)
     if t2t_samples is None or s2t_samples is None:
-        return {**facts_only, "ci_sources": CI_SOURCES["facts"]}
+        return facts_only
     samples = {"t2t": np.asarray(t2t_samples, dtype=np.float64), "s2t": np.asarray(s2t_samples, dtype=np.float64)}
     for arm, x in samples.items():
         effects = t2t if arm == "t2t" else s2t
@@ -293,7 +293,7 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
     two_way = _compare_arrays(t2t, s2t, paired, confidence, n_resamples, seed, kind, t2t_subsequent_is_last,
                               s2t_subsequent_is_last, samples)
     _annotate_noise_share(two_way, facts_only)
-    return {**two_way, "ci_sources": CI_SOURCES["two_way"]}
+    return {**two_way, "ci_sources": CI_SOURCES}
 
 
 def _annotate_noise_share(two_way: Any, facts_only: Any) -> None:

@@ -115,3 +115,27 @@ def test_cross_modal_patching_keeps_per_sample_values(llama_tiny):
     traced = trace_fact(llama_tiny, INPUT_IDS, SUBJECT, target, config)
     np.testing.assert_allclose(values[0].T, traced.scores_per_sample[:, 4], atol=1e-6, rtol=0)
     np.testing.assert_allclose(tracer.cache.low_samples[0], traced.low_score_per_sample, atol=1e-7, rtol=0)
+
+
+def test_streams_are_recorded_in_the_run_settings_and_the_same_seed_tier_needs_equal_streams():
+    from pathlib import Path
+
+    from artifact.verification.load import ArmData
+    from artifact.verification.same_seed import same_noise, streams_differ
+    from tests.support.tiny_runs import tiny_settings
+
+    rome, per_sample = tiny_settings(), tiny_settings(noise_streams="per_sample")
+    assert "noise_streams" not in rome.key_dict()  # ROME's: the folder names of older runs do not move
+    assert per_sample.key() != rome.key() and per_sample.to_dict()["noise_streams"] == "per_sample"
+    with pytest.raises(ValueError, match="noise_streams must be one of"):
+        tiny_settings(noise_streams="other")
+
+    def arm(settings):
+        return ArmData("t2t", Path("."), settings, None)
+
+    old = {k: v for k, v in rome.to_dict().items() if k != "noise_streams"}  # recorded before the field existed
+    assert same_noise(arm(rome.to_dict()), arm(old)) and streams_differ(arm(rome.to_dict()), arm(old)) is None
+    assert not same_noise(arm(per_sample.to_dict()), arm(old))  # same seed, other streams: another noise draw
+    message = streams_differ(arm(per_sample.to_dict()), arm(old))
+    assert "from 'per_sample' streams, the expected run from 'rome' ones" in message
+    assert "rerun with noise streams 'rome'" in message
