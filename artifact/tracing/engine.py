@@ -2,7 +2,8 @@
 
 Semantics are ROME's `causal_trace.py` (see `reference.py` for the plain one-forward-per-cell form): every corrupted
 row of noise sample s gets the same Gaussian noise on the subject's token embeddings in every forward pass (ROME's
-one stream, or one stream per sample: `corruption.py`); restoring a cell overwrites the corrupted rows' state at (token, layer) with the clean run's state.
+one stream, or one stream per sample: `corruption.py`); restoring a cell overwrites the corrupted rows' state at
+(token, layer) with the clean run's state. Both paths return per-sample values; the means are their `sample_mean`.
 
 What the engine does differently, without changing the numbers beyond float rounding:
 - the clean run is computed once and its states cached, instead of carried as row 0 of every forward;
@@ -115,10 +116,12 @@ def trace_fact(
     if bad:
         raise ValueError(f"positions {bad} are outside the prompt's {T} tokens.")
     stepper = stepper_for(model, adapter, T)
-    path = trace_generic if stepper is None else trace_fast
-    (high_p, high_lp), low, scores, logprobs = path(
-        stepper if stepper is not None else model, adapter, input_ids, subject_range, target_id, config, positions,
-        progress)
+    if stepper is None:
+        (high_p, high_lp), low, scores, logprobs = trace_generic(
+            model, adapter, input_ids, subject_range, target_id, config, positions, progress)
+    else:
+        (high_p, high_lp), low, scores, logprobs = trace_fast(
+            stepper, adapter, input_ids, subject_range, target_id, config, positions, progress)
     return TraceResult(
         scores=sample_mean(scores),
         logprobs=sample_mean(logprobs),
