@@ -135,6 +135,8 @@ def aggregate_run(
             n_facts[kind] = len(fe.known_ids)
             rows += effect_rows(settings.arm, fe, **boot)
             arrays[f"{kind}_{metric}"] = fe.effects
+            if fe.samples is not None:  # [fact, sample, group, layer]: the noise's share of the uncertainty
+                arrays[f"{kind}_{metric}_per_sample"] = fe.samples
             arrays[f"{kind}_known_ids"] = np.asarray(fe.known_ids)
     for metric in METRICS:
         extra_rows, extra_arrays = severed_rows(settings.arm, run_dir, metric, known_ids, **boot)

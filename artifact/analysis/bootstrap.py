@@ -110,6 +110,28 @@ def resampled_means(data: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out.reshape((weights.shape[0], *data.shape[1:]))
 
 
+def two_way_means(samples: np.ndarray, weights: np.ndarray, noise_weights: np.ndarray) -> np.ndarray:
+    """[resample, ...] means of `samples` [fact, noise sample, ...] under a two-way bootstrap of a crossed design:
+    facts resampled by `weights` [resample, fact] and noise samples by `noise_weights` [resample, sample], jointly
+    (resample r weights cell (f, s) by weights[r, f] x noise_weights[r, s]). The noise samples are crossed with the
+    facts because every fact of a run sees the same noise streams, so one draw of them moves every fact at once: a
+    bootstrap over facts alone cannot see that share of the uncertainty (issue 28). NaN cells are left out as in
+    `resampled_means`; with every noise weight 1 this is `resampled_means` of the per-fact sample means."""
+    samples = np.asarray(samples, dtype=np.float64)
+    F, S = samples.shape[:2]
+    flat = samples.reshape(F, S, -1)
+    finite = np.isfinite(flat)
+    values, counts = np.where(finite, flat, 0.0), finite.astype(np.float64)
+    out = np.empty((weights.shape[0], flat.shape[2]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for start in range(0, weights.shape[0], _CHUNK):
+            w, v = weights[start:start + _CHUNK], noise_weights[start:start + _CHUNK]
+            num = np.einsum("rf,rfc->rc", w, np.einsum("rs,fsc->rfc", v, values))
+            den = np.einsum("rf,rfc->rc", w, np.einsum("rs,fsc->rfc", v, counts))
+            out[start:start + _CHUNK] = num / den
+    return out.reshape((weights.shape[0], *samples.shape[2:]))
+
+
 def quiet_nanmean(data: np.ndarray, axis: int = 0) -> np.ndarray:
     """np.nanmean over `axis` without the warning for all-NaN slices (they give NaN: an empty token group)."""
     with warnings.catch_warnings():

@@ -27,7 +27,8 @@ from artifact.core.results import ResultsFolder
 
 def load_fact_files(results: ResultsFolder | Path, known_ids: Sequence[Any]) -> dict[str, np.ndarray]:
     """The listed facts' arrays stacked along a new first axis (fact), in the given order; a missing file is an error
-    naming the step that writes it."""
+    naming the step that writes it. Arrays some files lack (per-sample values, absent from files of older versions or
+    of the hook path) are left out, so a stack never misaligns facts."""
     folder = ResultsFolder.of(results)
     stacked: dict[str, list[np.ndarray]] = {}
     for known_id in known_ids:
@@ -43,7 +44,7 @@ def load_fact_files(results: ResultsFolder | Path, known_ids: Sequence[Any]) -> 
             for key in data.files:
                 if not key.endswith(("_input_ids",)):
                     stacked.setdefault(key, []).append(data[key])
-    return {key: np.stack(values) for key, values in stacked.items()}
+    return {key: np.stack(values) for key, values in stacked.items() if len(values) == len(known_ids)}
 
 
 def own_restore_curves(run_dirs: dict[str, Path], known_ids: Sequence[str], kinds: Sequence[str],

@@ -152,11 +152,12 @@ def _condition(kind: str, name: str, statistic: str, stat: Mapping[str, Any] | N
     stat = stat or {}
     lo, hi = stat.get("ci_low"), stat.get("ci_high")
     holds = condition_outcome(operator, thresholds, lo, hi)
+    noise = {"facts_only": stat["facts_only"], "noise_share": stat.get("noise_share")} if "facts_only" in stat else {}
     return {"kind": kind, "name": name, "statistic": statistic, "value": stat.get("value"), "ci_low": lo,
             "ci_high": hi, "operator": operator, "thresholds": [float(t) for t in thresholds],
             "requirement": requirement_text(operator, thresholds), "holds": holds,
             "margin": condition_margin(operator, thresholds, lo, hi),
-            "outcome": "holds" if holds else "contradicted" if holds is False else "undecided"}
+            "outcome": "holds" if holds else "contradicted" if holds is False else "undecided", **noise}
 
 
 def _combine(conditions: Sequence[Mapping[str, Any]]) -> str:
@@ -264,8 +265,13 @@ def _num(x: Any) -> str:
 
 
 def _sentence(c: Mapping[str, Any]) -> str:
+    noise = ""
+    if c.get("facts_only"):  # the CI resampled facts and noise samples: say what the noise added
+        share = c.get("noise_share")
+        noise = (f" (noise {'n/a' if share is None else f'{100 * share:.0f}%'} of its width; facts only "
+                 f"[{_num(c['facts_only']['ci_low'])}, {_num(c['facts_only']['ci_high'])}])")
     return (f"{c['statistic']} ({c['kind']}) = {_num(c['value'])}, 95% CI [{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
-            f", required {c['requirement']}: {c['outcome']} (margin {_num(margin_of(c))})")
+            f"{noise}, required {c['requirement']}: {c['outcome']} (margin {_num(margin_of(c))})")
 
 
 def summary_markdown(document: Mapping[str, Any]) -> str:
@@ -273,8 +279,12 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
     the statistics behind it, then the verdicts on every fact set."""
     verdicts = document.get("claims") or evaluate_claims(document)
     metric = document.get("metric", "prob")
+    sources = {kind_result.get("ci_sources") for set_results in document.get("results", {}).values()
+               for kind_result in set_results.values()} - {None}
+    over = ("facts and noise samples (two-way)" if sources else
+            "facts only (the traces keep no per-noise-sample values: conditional on the run's one noise draw)")
     lines = ["# Do the results support the paper's claims?", "",
-             f"Generated from `comparison.json` (metric {metric}; 95% bootstrap CIs over facts, "
+             f"Generated from `comparison.json` (metric {metric}; 95% bootstrap CIs over {over}, "
              f"{document['bootstrap']['n_resamples']} resamples). Rule for every claim: {COMBINATION}.", ""]
     for claim, v in verdicts.items():
         set_info = document.get("sets", {}).get(v["set"], {})

@@ -72,6 +72,7 @@ from artifact.analysis.bootstrap import (
     resampled_means,
     simultaneous_band,
     stream,
+    two_way_means,
 )
 from artifact.analysis.effects import fact_effects, mechanism_view
 from artifact.analysis.markdown import comparison_markdown
@@ -255,17 +256,72 @@ def _unpaired_difference(mean_t: np.ndarray, mean_s: np.ndarray, boot_t: np.ndar
             "paired": False}
 
 
+CI_SOURCES = "facts and noise samples (two-way bootstrap of the crossed design, bootstrap.two_way_means)"
+
+
 def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: float = CONFIDENCE,
                    n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED, kind: str = "",
                    t2t_subsequent_is_last: np.ndarray | None = None,
-                   s2t_subsequent_is_last: np.ndarray | None = None) -> dict[str, Any]:
+                   s2t_subsequent_is_last: np.ndarray | None = None,
+                   t2t_samples: np.ndarray | None = None, s2t_samples: np.ndarray | None = None) -> dict[str, Any]:
     """The comparison of one set and kind from per-fact effects [fact, group, layer] of each arm (rows aligned by
     fact when `paired`). Deterministic for a fixed seed.
 
     Random streams (`bootstrap.stream`): one per arm and kind for the statistics of one arm, so the same facts give
     the same intervals in every fact set; one per kind, shared by both arms, for the paired statistics of a paired
     set (ratios, entropy difference); an unpaired set uses the arms' independent streams. `*_subsequent_is_last`
-    [fact] marks facts whose first subsequent token is the last token, kept out of the mechanism statistics."""
+    [fact] marks facts whose first subsequent token is the last token, kept out of the mechanism statistics.
+
+    With both arms' per-noise-sample effects `*_samples` [fact, sample, group, layer], the resampled statistics
+    (peaks, differences of peaks, ratios, entropies: everything the claims read) resample the noise samples too
+    (`bootstrap.two_way_means`; one noise stream per kind shared by both arms, since sample s of either arm comes
+    from the same noise stream), and each such interval also carries `facts_only` (the facts-only interval) and
+    `noise_share` = 1 - facts-only width / two-way width: how much of its width the noise adds, and the result
+    `ci_sources` says so. The per-layer curve CIs and the paired differences per layer stay facts-only (BCa).
+    Without per-sample effects (traces of older runs) the result is facts-only and has no `ci_sources`, so a
+    comparison of an older results folder recomputes to the same document."""
+    facts_only = _compare_arrays(t2t, s2t, paired, confidence, n_resamples, seed, kind, t2t_subsequent_is_last,
+                                 s2t_subsequent_is_last, None)
+    if t2t_samples is None or s2t_samples is None:
+        return facts_only
+    samples = {"t2t": np.asarray(t2t_samples, dtype=np.float64), "s2t": np.asarray(s2t_samples, dtype=np.float64)}
+    for arm, x in samples.items():
+        effects = t2t if arm == "t2t" else s2t
+        if x.ndim != 4 or x.shape[0] != np.shape(effects)[0] or x.shape[2:] != np.shape(effects)[1:]:
+            raise ValueError(f"{arm} per-sample effects must be [fact, sample, group, layer] matching the effects "
+                             f"{np.shape(effects)}; got {x.shape}")
+    two_way = _compare_arrays(t2t, s2t, paired, confidence, n_resamples, seed, kind, t2t_subsequent_is_last,
+                              s2t_subsequent_is_last, samples)
+    _annotate_noise_share(two_way, facts_only)
+    return {**two_way, "ci_sources": CI_SOURCES}
+
+
+def _annotate_noise_share(two_way: Any, facts_only: Any) -> None:
+    """Give every scalar interval of `two_way` its facts-only twin from `facts_only` (the same statistic) and the
+    share of its width the noise adds."""
+    if isinstance(two_way, dict) and isinstance(facts_only, dict):
+        lo, hi = two_way.get("ci_low"), two_way.get("ci_high")
+        f_lo, f_hi = facts_only.get("ci_low"), facts_only.get("ci_high")
+        if all(isinstance(x, (int, float)) for x in (lo, hi, f_lo, f_hi)):
+            two_way["facts_only"] = {"ci_low": f_lo, "ci_high": f_hi}
+            width = hi - lo
+            two_way["noise_share"] = finite_or_none(1.0 - (f_hi - f_lo) / width) if width > 0 else None
+        for key, value in two_way.items():
+            if key in facts_only and key != "facts_only":
+                _annotate_noise_share(value, facts_only[key])
+
+
+def mechanism_samples(samples: np.ndarray, subsequent_is_last: np.ndarray) -> np.ndarray:
+    """`effects.mechanism_view` of per-sample effects [fact, sample, group, layer]."""
+    out = np.array(samples, dtype=np.float64, copy=True)
+    out[np.asarray(subsequent_is_last, dtype=bool), :, GROUPS.index("first_subsequent")] = np.nan
+    return out
+
+
+def _compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: float, n_resamples: int, seed: int,
+                    kind: str, t2t_subsequent_is_last: np.ndarray | None, s2t_subsequent_is_last: np.ndarray | None,
+                    samples: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """`compare_arrays` with facts-only resampling (`samples` None) or the two-way one."""
     t2t, s2t = np.asarray(t2t, dtype=np.float64), np.asarray(s2t, dtype=np.float64)
     if t2t.ndim != 3 or s2t.ndim != 3 or t2t.shape[1:] != s2t.shape[1:] or t2t.shape[1] != len(GROUPS):
         raise ValueError(f"effects must be [fact, {len(GROUPS)} groups, layer] with the same layers in both arms; "
@@ -278,12 +334,23 @@ def compare_arrays(t2t: np.ndarray, s2t: np.ndarray, paired: bool, confidence: f
     overlap = {"t2t": t2t_subsequent_is_last, "s2t": s2t_subsequent_is_last}
     mech = {arm: x if overlap[arm] is None else mechanism_view(x, overlap[arm]) for arm, x in data.items()}
     weights = {arm: resample_weights(x.shape[0], n_resamples, stream(seed, arm, kind)) for arm, x in data.items()}
-    boot = {arm: resampled_means(data[arm], weights[arm]) for arm in data}
-    mboot = {arm: resampled_means(mech[arm], weights[arm]) for arm in data}
+    if samples is not None:  # one noise stream per kind (and sample count), shared by both arms
+        noise = {arm: resample_weights(x.shape[1], n_resamples, stream(seed, "noise", kind, x.shape[1]))
+                 for arm, x in samples.items()}
+        mech_samples = {arm: x if overlap[arm] is None else mechanism_samples(x, overlap[arm])
+                        for arm, x in samples.items()}
+
+    def means(arm: str, mechanism: bool, w: np.ndarray) -> np.ndarray:
+        if samples is None:
+            return resampled_means(mech[arm] if mechanism else data[arm], w)
+        return two_way_means(mech_samples[arm] if mechanism else samples[arm], w, noise[arm])
+
+    boot = {arm: means(arm, False, weights[arm]) for arm in data}
+    mboot = {arm: means(arm, True, weights[arm]) for arm in data}
     if paired:  # the paired statistics draw the same facts in both arms
         joint = resample_weights(t2t.shape[0], n_resamples, stream(seed, "paired", kind))
-        jboot = {arm: resampled_means(data[arm], joint) for arm in data}
-        jmboot = {arm: resampled_means(mech[arm], joint) for arm in data}
+        jboot = {arm: means(arm, False, joint) for arm in data}
+        jmboot = {arm: means(arm, True, joint) for arm in data}
     else:
         jboot, jmboot = boot, mboot
     mean = {arm: quiet_nanmean(x) for arm, x in data.items()}
@@ -405,10 +472,13 @@ def compare_kinds(t2t_dir: Path, s2t_dir: Path, kinds: Sequence[str], metric: st
             if not a or not b:
                 log.info("set %s, kind %s: no facts; skipped", name, kind)
                 continue
+            per_sample = fe_t.samples is not None and fe_s.samples is not None
             results.setdefault(name, {})[kind] = compare_arrays(
                 _select(fe_t.effects, ids_t, a), _select(fe_s.effects, ids_s, b), paired, **boot, kind=kind,
                 t2t_subsequent_is_last=_select(fe_t.subsequent_is_last, ids_t, a),
-                s2t_subsequent_is_last=_select(fe_s.subsequent_is_last, ids_s, b))
+                s2t_subsequent_is_last=_select(fe_s.subsequent_is_last, ids_s, b),
+                t2t_samples=_select(fe_t.samples, ids_t, a) if per_sample else None,
+                s2t_samples=_select(fe_s.samples, ids_s, b) if per_sample else None)
     if not traced:
         raise ResultsFolderError(f"No kind of {', '.join(kinds)} has finished traces in both runs.")
     if "both" not in results:

@@ -52,6 +52,19 @@ def per_fact_ie(arrays: dict[str, np.ndarray], metric: str) -> np.ndarray:
     raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
 
 
+def per_sample_ie(arrays: dict[str, np.ndarray], metric: str) -> np.ndarray | None:
+    """[sample, pos, layer] indirect effects per noise sample, each against its own corrupted baseline (their mean
+    over samples is `per_fact_ie` up to rounding); None for a trace file written before per-sample values were kept."""
+    names = {"prob": ("scores_per_sample", "low_score_per_sample"),
+             "logprob": ("logprobs_per_sample", "low_logprob_per_sample")}
+    if metric not in names:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    values, low = names[metric]
+    if values not in arrays or low not in arrays:
+        return None
+    return arrays[values] - arrays[low][:, None, None]
+
+
 def group_effects(ie: np.ndarray, subject_range: Sequence[int], last_position: int | None = None) -> np.ndarray:
     """[group, layer] one fact's effect per ROME token group: NaN-mean of `ie` [pos, layer] over the group's
     positions; NaN for an empty (or wholly untraced) group."""
@@ -77,6 +90,7 @@ class FactEffects:
     high: np.ndarray  # [fact] clean score (or logprob)
     low: np.ndarray  # [fact] corrupted score (or logprob)
     subsequent_is_last: np.ndarray  # [fact] the first subsequent token is the last token (the subject ends just before)
+    samples: np.ndarray | None = None  # [fact, sample, group, layer] per noise sample; None when a trace lacks them
 
 
 def mechanism_view(effects: np.ndarray, subsequent_is_last: np.ndarray) -> np.ndarray:
@@ -97,4 +111,15 @@ def fact_effects(run_dir: Path, kind: str, metric: str, known_ids: Iterable[Any]
     high = np.array([float(r[key_hi]) for r in results])
     low = np.array([float(r[key_lo]) for r in results])
     overlap = np.array([int(r["subject_range"][1]) == int(r["last_position"]) for r in results], dtype=bool)
-    return FactEffects(kind, metric, [r["known_id"].item() for r in results], effects, high - low, high, low, overlap)
+    return FactEffects(kind, metric, [r["known_id"].item() for r in results], effects, high - low, high, low, overlap,
+                       samples=_sample_effects(results, metric))
+
+
+def _sample_effects(results: list[dict[str, np.ndarray]], metric: str) -> np.ndarray | None:
+    """[fact, sample, group, layer] group effects per noise sample, when every trace kept its per-sample values
+    with one sample count; else None (the run's statistics then see the facts only)."""
+    per_fact = [per_sample_ie(r, metric) for r in results]
+    if not per_fact or any(ie is None for ie in per_fact) or len({ie.shape[0] for ie in per_fact}) != 1:
+        return None
+    return np.stack([np.stack([group_effects(ie, r["subject_range"], int(r["last_position"])) for ie in per_ie])
+                     for r, per_ie in zip(results, per_fact)])

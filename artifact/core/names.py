@@ -17,6 +17,10 @@ SEVERABLE: tuple[Kind, ...] = ("mlp", "attn")  # paths the severed-path experime
 SEVERED = "severed"
 JOBS: tuple[str, ...] = (*KINDS, SEVERED)  # one result file per fact and job
 
+# Where a trace's noise samples come from (tracing/corruption.py): ROME's one RandomState(seed) stream, or sample s
+# from its own stream (seed, s).
+NOISE_STREAMS: tuple[str, ...] = ("rome", "per_sample")
+
 # ROME's six token groups, in the order of every [fact, group, layer] array.
 GROUPS: tuple[str, ...] = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")
 GROUP_LABELS: dict[str, str] = {

@@ -10,10 +10,11 @@ results folders keep their names. A field added later that must not rename exist
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Mapping
 
 from artifact.core.jsonable import check_known_keys
+from artifact.core.names import NOISE_STREAMS
 
 # Field metadata: left out of a results folder's key while at its default (folders from before the field keep names).
 KEY_OPTIONAL: dict[str, bool] = {"key_optional": True}
@@ -28,6 +29,9 @@ class TraceSettings:
     #                   window of the carry-over step); ROME's default
     seed: int = 1  # numpy RandomState seed of the noise, drawn afresh for every forward (ROME uses 1)
     batch_size: int = 128  # rows per forward pass (cells x samples); results are bitwise repeatable per batch size
+    # where the noise samples come from: "rome" (ROME's one RandomState(seed) stream for all samples) or "per_sample"
+    # (sample s from its own stream (seed, s); tracing/corruption.py); out of folder keys while ROME's
+    noise_streams: str = field(default="rome", metadata=KEY_OPTIONAL)
 
     def __post_init__(self) -> None:
         for name in ("samples", "window", "batch_size"):
@@ -37,6 +41,9 @@ class TraceSettings:
                 raise ValueError(f"{name} must be an integer >= 1{hint}; got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer; got {self.seed!r}")
+        if self.noise_streams not in NOISE_STREAMS:
+            raise ValueError(f"noise_streams must be one of {', '.join(NOISE_STREAMS)} (tracing/corruption.py); "
+                             f"got {self.noise_streams!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form: the fields by name, to stand at the top level of the record that holds them."""

@@ -52,8 +52,12 @@ class CarryOverSettings:
     plan: CarryOverPlan
 
     def to_dict(self) -> dict[str, Any]:
-        """The carryover/settings.json record: the trace settings' fields at the top level, in their old place."""
-        return json.loads(json.dumps(flatten_trace(asdict(self))))
+        """The carryover/settings.json record: the trace settings' fields at the top level, in their old place;
+        noise_streams absent when ROME's, so older carry-over folders still match."""
+        data = json.loads(json.dumps(flatten_trace(asdict(self))))
+        if data.get("noise_streams") == "rome":
+            data.pop("noise_streams")
+        return data
 
     def noise(self, modality: str) -> float:
         return self.text_noise if modality == "text" else self.speech_noise
@@ -88,7 +92,9 @@ def fact_carryover(models: dict[str, Any], prompts: dict[str, Any], settings: Ca
     """One fact's carry-over arrays from its text and speech prompts, each run in its arm's model (`models` and
     `prompts` keyed by modality; the models checked by `check_shared`):
     patch_prob/patch_logprob [direction, kind, position, layer], the receiving prompt's corrupted (low_*) and clean
-    (high_*) scores [direction], knockout_clean [modality] and knockout_prob [modality, layer], lens_prob and lens_rank
+    (high_*) scores [direction], and where every receiver ran on the fast path the per-noise-sample values
+    patch_prob_per_sample/patch_logprob_per_sample [direction, kind, position, layer, sample] and
+    low_prob_per_sample/low_logprob_per_sample [direction, sample] (their means are the arrays above), knockout_clean [modality] and knockout_prob [modality, layer], lens_prob and lens_rank
     [modality, position, layer]. Plans without an analysis get empty arrays for it."""
     import torch  # lazy: torch
 
@@ -135,7 +141,8 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
     fast path) in its arm's model: the corrupted run receives every patch, the clean run donates to the other
     modality. Families without a layer stepper take the hook path (one clean forward per donor state, full forwards
     per patch)."""
-    from artifact.tracing.crossmodal import cross_patch, donor_states, patch_receiver, receiver  # lazy: torch
+    from artifact.tracing.corruption import sample_mean  # lazy: torch (artifact.tracing loads the engine)
+    from artifact.tracing.crossmodal import cross_patch, donor_states, patch_receiver_samples, receiver  # lazy: torch
     from artifact.tracing.hooks import prepare_context  # lazy: torch
 
     plan = settings.plan
@@ -145,12 +152,20 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
 
     tracers = {m: receiver(models[m].model, models[m].adapter, ids[m], tuple(prompts[m].subject_range),
                            prompts[m].target_id, config(m)) for m in MODALITIES}
+    per_sample = all(tracer is not None for tracer in tracers.values())
+    if per_sample:
+        D, K, P, L = out["patch_prob"].shape
+        for metric in ("prob", "logprob"):
+            out[f"patch_{metric}_per_sample"] = np.full((D, K, P, L, settings.samples), np.nan)
+            out[f"low_{metric}_per_sample"] = np.full((D, settings.samples), np.nan)
     for d, direction in enumerate(plan.directions):
         donor, into = DIRECTIONS[direction]
         r, tracer = prompts[into], tracers[into]
         model, adapter = models[into].model, models[into].adapter
         if tracer is not None:
             high, low = tracer.cache.high, tracer.cache.low
+            if per_sample:
+                out["low_prob_per_sample"][d], out["low_logprob_per_sample"][d] = tracer.cache.low_samples
         else:
             _, high, low = prepare_context(model, adapter, ids[into], tuple(r.subject_range), r.target_id,
                                            config(into))
@@ -159,9 +174,13 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
         for k, kind in enumerate(plan.patch_kinds):
             for p, position in enumerate(plan.positions):
                 source, target = where[donor][position], where[into][position]
-                if tracer is not None and tracers[donor] is not None:
+                if per_sample:
                     states = tracers[donor].cache.clean[kind][:, source]
-                    result = patch_receiver(tracer, target, states, config(into, kind))
+                    values = patch_receiver_samples(tracer, target, states, config(into, kind))  # [2, L, S]
+                    out["patch_prob_per_sample"][d, k, p] = values[0]
+                    out["patch_logprob_per_sample"][d, k, p] = values[1]
+                    means = sample_mean(np.moveaxis(values, 2, 0))
+                    result = (means[0], means[1])
                 else:
                     states = donor_states(models[donor].model, models[donor].adapter, ids[donor], source, kind)
                     result = cross_patch(model, adapter, ids[into], tuple(r.subject_range), r.target_id, target,

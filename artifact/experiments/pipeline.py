@@ -760,12 +760,14 @@ def remove_stale_temporaries(out: Path) -> None:
 
 def space_needed(profile: Profile, model: str, out: Path) -> str:
     """Roughly how much disk a run of `profile` needs in its results folder, in words: trace files (float64
-    [position, layer] scores and log-probabilities per fact, kind and arm), carry-over files, figures and report,
+    [position, layer] scores and log-probabilities per fact, kind and arm, and the same per noise sample), carry-over
+    files, figures and report,
     with a margin of two. An estimate: a 2-fact, one-kind run of the smoke pipeline wrote 4.5 MB here (1.8 MB of it
     report.html, figures most of the rest)."""
     facts = profile.count or (1209 if profile.facts == "known_1000" else 264)
     layers = model_shape(model).layers
-    traces = sum(typical_prompt(model, arm).tokens * layers * 16 + 4096 for arm in ("t2t", "s2t"))
+    traces = sum(typical_prompt(model, arm).tokens * layers * 16 * (1 + profile.trace.samples) + 4096
+                 for arm in ("t2t", "s2t"))
     total = facts * (traces * len(profile.kinds) + 60_000) + 8e6
     megabytes = max(10, round(2 * total / 1e6, -1))
     return f"a {profile.name} run of the {model} models needs about {megabytes:.0f} MB in {out}"

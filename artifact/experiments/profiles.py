@@ -8,7 +8,9 @@ Torch-free, so the CLI lists them cheaply.
 - review (SpiritLM): 150 facts of ROME's known_1000; C1-C3 verdicts on SpiritLM; 2 h on one H100 (cost model).
 - full (both): every Known fact of known_1000, per arm; the paper's scale; about 11 h on one H100 for SpiritLM.
 
-Profiles that trace a subset take the facts known in both arms by one rule (`selection.py`).
+Profiles that trace a subset take the facts known in both arms by one rule (`selection.py`). Each records where its
+noise samples come from (`noise_streams` of its trace settings, tracing/corruption.py): all keep ROME's single
+stream until their expected profiles are re-recorded with per-sample streams (issue 28).
 """
 
 from __future__ import annotations

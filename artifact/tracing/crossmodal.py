@@ -18,7 +18,7 @@ import torch
 from artifact.models.adapters import ModelAdapter, main_tensor
 from artifact.models.stepping import stepper_for
 from artifact.tracing.config import TraceConfig
-from artifact.tracing.corruption import noise_delta
+from artifact.tracing.corruption import noise_delta, sample_mean
 from artifact.tracing.fast import FastTracer
 from artifact.tracing.hooks import attached, final_logits
 
@@ -47,7 +47,7 @@ def _patched_run(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch
     S, L = config.samples, adapter.num_layers
     device = adapter.embed.weight.device
     rows = len(centres) * S
-    delta = noise_delta(S, e - b, donor.shape[1], config.noise, config.seed).to(device)  # [S, subject, d]
+    delta = noise_delta(S, e - b, donor.shape[1], config.noise, config.seed, config.noise_streams).to(device)  # [S, subject, d]
 
     def corrupt(_module, _inputs, output):
         output.view(len(centres), S, *output.shape[1:])[:, :, b:e] += delta  # every group sees the same noise
@@ -95,7 +95,8 @@ def receiver(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Ten
         return None
     ids = input_ids.to(adapter.embed.weight.device)
     b, e = subject_range
-    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed)
+    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed,
+                        config.noise_streams)
     return FastTracer(stepper, ids, subject_range, target_id, delta)
 
 
@@ -106,12 +107,23 @@ def patch_receiver(tracer: FastTracer, position: int, donor: torch.Tensor, confi
     if donor.shape[0] != tracer.L:
         raise ValueError(f"the donor has states of {donor.shape[0]} layers, the model {tracer.L}: the donor run must "
                          "come from the same model")
+    means = sample_mean(np.moveaxis(patch_receiver_samples(tracer, position, donor, config), 2, 0))
+    return means[0], means[1]
+
+
+def patch_receiver_samples(tracer: FastTracer, position: int, donor: torch.Tensor, config: TraceConfig
+                           ) -> np.ndarray:
+    """`patch_receiver` per noise sample: [2, layer, samples] P(answer) and log P (its means are their
+    `sample_mean`)."""
+    if donor.shape[0] != tracer.L:
+        raise ValueError(f"the donor has states of {donor.shape[0]} layers, the model {tracer.L}: the donor run must "
+                         "come from the same model")
     per_chunk = max(1, config.batch_size // config.samples)
-    probs, logps = np.empty(tracer.L), np.empty(tracer.L)
+    values = np.empty((2, tracer.L, tracer.samples))
     for start in range(0, tracer.L, per_chunk):
         layers = list(range(start, min(tracer.L, start + per_chunk)))
-        probs[layers], logps[layers] = tracer.run_token(config, position, layers, states=donor)
-    return probs, logps
+        values[:, layers] = tracer.run_token_samples(config, position, layers, states=donor)
+    return values
 
 
 def cross_patch(model: torch.nn.Module, adapter: ModelAdapter, input_ids: torch.Tensor,

@@ -1,8 +1,9 @@
 """The causal-tracing engine: tensors in, arrays out, no file I/O. `trace_fact` picks the path.
 
 Semantics are ROME's `causal_trace.py` (see `reference.py` for the plain one-forward-per-cell form): every corrupted
-row gets the same Gaussian noise on the subject's token embeddings, drawn from `RandomState(seed)` afresh for each
-forward pass; restoring a cell overwrites the corrupted rows' state at (token, layer) with the clean run's state.
+row of noise sample s gets the same Gaussian noise on the subject's token embeddings in every forward pass (ROME's
+one stream, or one stream per sample: `corruption.py`); restoring a cell overwrites the corrupted rows' state at
+(token, layer) with the clean run's state. Both paths return per-sample values; the means are their `sample_mean`.
 
 What the engine does differently, without changing the numbers beyond float rounding:
 - the clean run is computed once and its states cached, instead of carried as row 0 of every forward;
@@ -17,7 +18,7 @@ restoration can change), the generic one (`hooks.py`) with forward hooks for any
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,8 +26,12 @@ import torch
 from artifact.models.adapters import ModelAdapter
 from artifact.models.stepping import stepper_for
 from artifact.tracing.config import TraceConfig
+from artifact.tracing.corruption import sample_mean
 from artifact.tracing.fast import trace_fast
 from artifact.tracing.hooks import trace_generic
+
+
+PER_SAMPLE_ARRAYS = ("scores_per_sample", "logprobs_per_sample", "low_score_per_sample", "low_logprob_per_sample")
 
 
 @dataclass
@@ -43,6 +48,11 @@ class TraceResult:
     subject_range: tuple[int, int]
     target_id: int
     config: TraceConfig
+    # per noise sample (means above = `corruption.sample_mean` of these, bitwise): [samples, pos, layer] and [samples]
+    scores_per_sample: np.ndarray | None = field(default=None, kw_only=True)
+    logprobs_per_sample: np.ndarray | None = field(default=None, kw_only=True)
+    low_score_per_sample: np.ndarray | None = field(default=None, kw_only=True)
+    low_logprob_per_sample: np.ndarray | None = field(default=None, kw_only=True)
 
     @property
     def indirect_effects(self) -> np.ndarray:
@@ -50,7 +60,8 @@ class TraceResult:
         return self.scores - self.low_score
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat arrays for `numpy.savez` (the config goes beside, as JSON)."""
+        """Flat arrays for `numpy.savez` (the config goes beside, as JSON); the per-sample arrays when present."""
+        per_sample = {name: getattr(self, name) for name in PER_SAMPLE_ARRAYS if getattr(self, name) is not None}
         return {
             "scores": self.scores,
             "logprobs": self.logprobs,
@@ -61,6 +72,7 @@ class TraceResult:
             "input_ids": self.input_ids,
             "subject_range": np.asarray(self.subject_range, dtype=np.int64),
             "target_id": np.int64(self.target_id),
+            **per_sample,
         }
 
 
@@ -105,20 +117,24 @@ def trace_fact(
         raise ValueError(f"positions {bad} are outside the prompt's {T} tokens.")
     stepper = stepper_for(model, adapter, T)
     if stepper is None:
-        (high_p, high_lp), (low_p, low_lp), scores, logprobs = trace_generic(
+        (high_p, high_lp), low, scores, logprobs = trace_generic(
             model, adapter, input_ids, subject_range, target_id, config, positions, progress)
     else:
-        (high_p, high_lp), (low_p, low_lp), scores, logprobs = trace_fast(
+        (high_p, high_lp), low, scores, logprobs = trace_fast(
             stepper, adapter, input_ids, subject_range, target_id, config, positions, progress)
     return TraceResult(
-        scores=scores,
-        logprobs=logprobs,
-        low_score=low_p,
+        scores=sample_mean(scores),
+        logprobs=sample_mean(logprobs),
+        low_score=float(sample_mean(low[0])),
         high_score=high_p,
-        low_logprob=low_lp,
+        low_logprob=float(sample_mean(low[1])),
         high_logprob=high_lp,
         input_ids=input_ids.cpu().numpy(),
         subject_range=(int(subject_range[0]), int(subject_range[1])),
         target_id=int(target_id),
         config=config,
+        scores_per_sample=scores,
+        logprobs_per_sample=logprobs,
+        low_score_per_sample=low[0],
+        low_logprob_per_sample=low[1],
     )

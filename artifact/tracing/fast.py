@@ -7,8 +7,8 @@ Same numbers as the plain method (`reference.py`), up to float rounding of batch
 - a restoration at token t cannot change positions < t, so only positions t.. are computed, against the corrupted
   run's cached keys and values of positions < t;
 - only the last position's logits are read.
-Every corrupted row sees the same noise (ROME draws it from `RandomState(seed)` afresh per forward), so one corrupted
-run per fact provides every cell's cache. Cells restoring the same token share a chunk: rows are cell-major
+Every corrupted row of a sample sees the same noise in every forward (`corruption.py`), so one corrupted run per fact
+provides every cell's cache. Cells restoring the same token share a chunk: rows are cell-major
 (row = cell * samples + sample), cells sorted by their first recomputed layer, and at block k only the cells already
 started (a prefix of the chunk) are computed.
 
@@ -27,7 +27,7 @@ import torch
 from artifact.core.names import Kind
 from artifact.models.stepping import LayerStepper, PrefixKV, causal_mask
 from artifact.tracing.config import TraceConfig
-from artifact.tracing.corruption import noise_delta, split_cells
+from artifact.tracing.corruption import noise_delta, sample_mean, split_cells
 
 
 @dataclass
@@ -39,19 +39,27 @@ class FactCache:
     corrupt_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [layer] x (keys, values) [samples, kv_heads, pos, head_dim]
     high: tuple[float, float]  # clean P(target), log P(target)
     low: tuple[float, float]  # corrupted mean P(target), mean log P(target)
+    low_samples: np.ndarray  # [2, samples]: the corrupted run's P(target) and log P(target) per noise sample
     clean_logits: torch.Tensor  # [1, vocab] fp32, last position of the clean run
     corrupt_logits: torch.Tensor  # [samples, vocab] fp32, last position of the corrupted rows
 
 
-def _metrics(logits: torch.Tensor, target_id: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per group of `samples` rows: mean P(target) and mean log P(target), float64 [groups]. logits: [rows, vocab].
+def _per_sample(logits: torch.Tensor, target_id: int, samples: int) -> np.ndarray:
+    """[2, groups, samples] float64: P(target) and log P(target) per row, rows grouped by `samples`. logits: [rows,
+    vocab].
 
     The same fp32 softmax kernels as the reference: a sum over 49k fp32 terms is itself rounded at ~1e-6 relative,
     so a different reduction (e.g. logsumexp) moves log P by up to 1e-5.
     """
-    probs = torch.softmax(logits, dim=-1)[:, target_id].double().view(-1, samples).mean(dim=1)
-    logps = torch.log_softmax(logits, dim=-1)[:, target_id].double().view(-1, samples).mean(dim=1)
-    return probs.cpu().numpy(), logps.cpu().numpy()
+    probs = torch.softmax(logits, dim=-1)[:, target_id].double().view(-1, samples)
+    logps = torch.log_softmax(logits, dim=-1)[:, target_id].double().view(-1, samples)
+    return np.stack([probs.cpu().numpy(), logps.cpu().numpy()])
+
+
+def _metrics(logits: torch.Tensor, target_id: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of `samples` rows: mean P(target) and mean log P(target), float64 [groups] (`sample_mean`)."""
+    means = sample_mean(np.moveaxis(_per_sample(logits, target_id, samples), 2, 0))
+    return means[0], means[1]
 
 
 class FastTracer:
@@ -106,13 +114,15 @@ class FastTracer:
             h = st.block(layer, h, 0, kv, mask, None)
             inputs.append(h)
         corrupt_logits = st.logits(h[:, -1])
-        low = _metrics(corrupt_logits, self.target_id, S)
+        low_samples = _per_sample(corrupt_logits, self.target_id, S)[:, 0]  # [2, samples]
+        low = sample_mean(low_samples.T)
         return FactCache(
             clean={kind: torch.stack(states) for kind, states in clean.items()},
             corrupt_inputs=inputs,
             corrupt_kv=kv.recorded,
             high=(float(high[0][0]), float(high[1][0])),
-            low=(float(low[0][0]), float(low[1][0])),
+            low=(float(low[0]), float(low[1])),
+            low_samples=low_samples,
             clean_logits=clean_logits,
             corrupt_logits=corrupt_logits,
         )
@@ -131,6 +141,12 @@ class FastTracer:
         logits = self.run_token_logits(config, token, layers, states)
         probs, logps = _metrics(logits, self.target_id, self.samples)
         return probs, logps
+
+    def run_token_samples(self, config: TraceConfig, token: int, layers: list[int],
+                          states: torch.Tensor | None = None) -> np.ndarray:
+        """`run_token` per noise sample: [2, cells, samples] P(target) and log P(target); `run_token`'s means are
+        their `sample_mean`."""
+        return _per_sample(self.run_token_logits(config, token, layers, states), self.target_id, self.samples)
 
     def run_token_logits(self, config: TraceConfig, token: int, layers: list[int],
                          states: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,20 +194,25 @@ class FastTracer:
 
 
 def trace_fast(stepper, adapter, input_ids, subject_range, target_id, config, positions, progress):
-    """Families with a layer stepper: each restored run recomputes only what it can change (see `fast.py`)."""
+    """Families with a layer stepper: each restored run recomputes only what it can change (see `fast.py`).
+
+    Returns (high P, high log P), low [2, samples] (P, log P per sample), and per-sample scores and log P [samples,
+    pos, layer]."""
     L = adapter.num_layers
     b, e = subject_range
     ids = input_ids.to(adapter.embed.weight.device)
-    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed)
+    delta = noise_delta(config.samples, e - b, adapter.embed.weight.shape[1], config.noise, config.seed,
+                        config.noise_streams)
     tracer = FastTracer(stepper, ids, subject_range, target_id, delta)
-    high, low = tracer.cache.high, tracer.cache.low
+    high, low = tracer.cache.high, tracer.cache.low_samples
     scores, logprobs, tokens = split_cells(len(input_ids), L, b, positions, low, progress)
     per_chunk = max(1, config.batch_size // config.samples)
     for t in tokens:
         # layers in order of their first recomputed block (hidden: l + 1; mlp/attn: l - window // 2): monotone in l
         for start in range(0, L, per_chunk):
             layers = list(range(start, min(L, start + per_chunk)))
-            scores[t, layers], logprobs[t, layers] = tracer.run_token(config, t, layers)
+            values = tracer.run_token_samples(config, t, layers)  # [2, cells, samples]
+            scores[:, t, layers], logprobs[:, t, layers] = values[0].T, values[1].T
             if progress is not None:
                 progress(len(layers))
     return high, low, scores, logprobs

@@ -18,7 +18,7 @@ import torch
 from artifact.core.names import KINDS, Kind
 from artifact.models.adapters import ModelAdapter, main_tensor, score_precision
 from artifact.tracing.config import TraceConfig
-from artifact.tracing.corruption import noise_delta, split_cells
+from artifact.tracing.corruption import noise_delta, sample_mean, split_cells
 
 Source = Literal["clean", "corrupt"]
 
@@ -45,6 +45,7 @@ class RunContext:
     noise_delta: torch.Tensor  # [samples, subject_len, d_model] float64: noise * randn, as ROME adds it
     clean: dict[Kind, torch.Tensor] = field(default_factory=dict)  # kind -> [layer, pos, d_model]
     corrupt: dict[Kind, torch.Tensor] = field(default_factory=dict)  # kind -> [layer, samples, pos, d_model]
+    low_samples: np.ndarray | None = None  # [2, samples] the corrupted run's P and log P per sample (prepare_context)
 
     @property
     def samples(self) -> int:
@@ -105,7 +106,7 @@ def prepare_context(
         input_ids=ids,
         subject_range=(b, e),
         target_id=target_id,
-        noise_delta=noise_delta(config.samples, e - b, d_model, config.noise, config.seed),
+        noise_delta=noise_delta(config.samples, e - b, d_model, config.noise, config.seed, config.noise_streams),
     )
     L = adapter.num_layers
     stores: dict[Kind, list[torch.Tensor]] = {kind: [] for kind in KINDS}
@@ -119,10 +120,11 @@ def prepare_context(
     corrupt_stores: dict[Kind, list[torch.Tensor]] = {kind: [] for kind in corrupt_kinds}
     hooks = [(adapter.module(k, layer), _capture_hook(corrupt_stores[k])) for k in corrupt_kinds for layer in range(L)]
     with _hooks(hooks):
-        probs, logps = forward_groups(ctx, [[]])
+        ctx.low_samples = forward_group_samples(ctx, [[]])[:, 0]
     for kind in corrupt_kinds:
         ctx.corrupt[kind] = torch.stack(corrupt_stores[kind], dim=0)
-    return ctx, (float(high[0][0]), float(high[1][0])), (float(probs[0]), float(logps[0]))
+    low = sample_mean(ctx.low_samples.T)
+    return ctx, (float(high[0][0]), float(high[1][0])), (float(low[0]), float(low[1]))
 
 
 def _target_metrics(logits: torch.Tensor, target_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +137,14 @@ def _target_metrics(logits: torch.Tensor, target_id: int) -> tuple[torch.Tensor,
 def forward_groups(ctx: RunContext, groups: Sequence[Sequence[Patch]]) -> tuple[np.ndarray, np.ndarray]:
     """One forward of len(groups) x samples corrupted rows; group g's rows get g's patches.
 
-    Returns per group the mean P(target) and the mean log P(target) over its rows, float64 [groups].
+    Returns per group the mean P(target) and the mean log P(target) over its rows, float64 [groups] (`sample_mean`).
     """
+    means = sample_mean(np.moveaxis(forward_group_samples(ctx, groups), 2, 0))
+    return means[0], means[1]
+
+
+def forward_group_samples(ctx: RunContext, groups: Sequence[Sequence[Patch]]) -> np.ndarray:
+    """`forward_groups` per noise sample: [2, groups, samples] P(target) and log P(target), float64."""
     S = ctx.samples
     G = len(groups)
     b, e = ctx.subject_range
@@ -174,33 +182,41 @@ def forward_groups(ctx: RunContext, groups: Sequence[Sequence[Patch]]) -> tuple[
     with torch.no_grad(), _hooks(hooks):
         logits = final_logits(ctx.model, ctx.input_ids[None].expand(G * S, -1))
     probs, logps = _target_metrics(logits, ctx.target_id)
-    probs = probs.double().view(G, S).mean(dim=1)
-    logps = logps.double().view(G, S).mean(dim=1)
-    return probs.cpu().numpy(), logps.cpu().numpy()
+    return np.stack([probs.double().view(G, S).cpu().numpy(), logps.double().view(G, S).cpu().numpy()])
 
 
 def run_groups(ctx: RunContext, groups: Sequence[Sequence[Patch]], batch_size: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Run many groups of patches, `batch_size // samples` groups per forward; mean P and mean log P per group."""
+    means = sample_mean(np.moveaxis(run_group_samples(ctx, groups, batch_size, progress), 2, 0))
+    return means[0], means[1]
+
+
+def run_group_samples(ctx: RunContext, groups: Sequence[Sequence[Patch]], batch_size: int, progress=None
+                      ) -> np.ndarray:
+    """`run_groups` per noise sample: [2, groups, samples] P and log P."""
     per_forward = max(1, batch_size // ctx.samples)
-    probs, logps = np.empty(len(groups)), np.empty(len(groups))
+    values = np.empty((2, len(groups), ctx.samples))
     for start in range(0, len(groups), per_forward):
         chunk = groups[start : start + per_forward]
-        probs[start : start + len(chunk)], logps[start : start + len(chunk)] = forward_groups(ctx, chunk)
+        values[:, start : start + len(chunk)] = forward_group_samples(ctx, chunk)
         if progress is not None:
             progress(len(chunk))
-    return probs, logps
+    return values
 
 
 def trace_generic(model, adapter, input_ids, subject_range, target_id, config, positions, progress):
-    """Any adapter-supported model: hooks on full forwards, many cells (groups of `samples` rows) per forward."""
+    """Any adapter-supported model: hooks on full forwards, many cells (groups of `samples` rows) per forward.
+
+    Returns as `fast.trace_fast`: (high P, high log P), low [2, samples], per-sample scores and log P [samples, pos,
+    layer]."""
     L = adapter.num_layers
-    ctx, high, low = prepare_context(model, adapter, input_ids, subject_range, target_id, config)
-    scores, logprobs, tokens = split_cells(len(input_ids), L, subject_range[0], positions, low, progress)
+    ctx, high, _ = prepare_context(model, adapter, input_ids, subject_range, target_id, config)
+    scores, logprobs, tokens = split_cells(len(input_ids), L, subject_range[0], positions, ctx.low_samples, progress)
     cells = [(t, layer) for t in tokens for layer in range(L)]
     groups = [
         [Patch(config.kind, restored, t) for restored in config.restored_layers(layer, L)] for t, layer in cells
     ]
-    probs, logps = run_groups(ctx, groups, config.batch_size, progress)
-    for (t, layer), p, lp in zip(cells, probs, logps):
-        scores[t, layer], logprobs[t, layer] = p, lp
-    return high, low, scores, logprobs
+    values = run_group_samples(ctx, groups, config.batch_size, progress)  # [2, cells, samples]
+    for c, (t, layer) in enumerate(cells):
+        scores[:, t, layer], logprobs[:, t, layer] = values[0, c], values[1, c]
+    return high, ctx.low_samples, scores, logprobs

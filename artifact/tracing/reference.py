@@ -20,8 +20,12 @@ def patched_forward(model, adapter, input_ids, subject_range, target_id, config,
     batch = input_ids[None].repeat(config.samples + 1, 1).to(adapter.embed.weight.device)
 
     def corrupt(_module, _inputs, output):
-        rs = np.random.RandomState(config.seed)  # afresh for every forward, so every cell sees the same noise
-        noise = config.noise * torch.from_numpy(rs.randn(config.samples, e - b, output.shape[2]))
+        if config.noise_streams == "rome":  # ROME: afresh for every forward, so every cell sees the same noise
+            draws = np.random.RandomState(config.seed).randn(config.samples, e - b, output.shape[2])
+        else:  # sample s from its own stream (seed, s)
+            draws = np.stack([np.random.default_rng([config.seed, s]).standard_normal((e - b, output.shape[2]))
+                              for s in range(config.samples)])
+        noise = config.noise * torch.from_numpy(draws)
         output[1:, b:e] += noise.to(output.device)
         return output
 

@@ -42,6 +42,8 @@ class ArmData:
     margins: dict[str, float] | None = None
     # kind -> facts the run planned but had not traced when it aggregated (aggregate/aie.json; None: not recorded)
     untraced: dict[str, list[str]] | None = None
+    # "<kind>_<metric>" -> [fact, noise sample, group, layer] (aggregate's "_per_sample" arrays; absent in older runs)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
 
     def kinds(self) -> list[str]:
         return [k for k in KINDS if k in self.fact_ids]
@@ -61,8 +63,9 @@ def read_json(path: Path) -> Any:
         raise VerifyError(f"unreadable JSON {path}: {error}") from None
 
 
-def _read_effects(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """`<kind>_<metric>` arrays [fact, group, layer] and `<kind>_known_ids` of a group_effects.npz."""
+def _read_effects(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict[str, np.ndarray]]:
+    """`<kind>_<metric>` arrays [fact, group, layer], `<kind>_known_ids`, and the `<kind>_<metric>_per_sample`
+    arrays [fact, sample, group, layer] (when the run kept them) of a group_effects.npz."""
     if not path.is_file():
         raise VerifyError(f"missing file: {path}")
     try:
@@ -83,7 +86,15 @@ def _read_effects(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str
                     raise VerifyError(f"{path}: {name} has shape {value.shape}, expected "
                                       f"[{len(ids[kind])} facts, {len(GROUPS)} groups, layers]")
                 effects[name] = np.asarray(value, dtype=np.float64)
-    return effects, ids
+    samples = {}
+    for name, value in arrays.items():
+        base = name[: -len("_per_sample")]
+        if name.endswith("_per_sample") and base in effects and value.ndim == 4:
+            if value.shape[0] != effects[base].shape[0] or value.shape[2:] != effects[base].shape[1:]:
+                raise VerifyError(f"{path}: {name} has shape {value.shape}, expected [{effects[base].shape[0]} "
+                                  f"facts, samples, {len(GROUPS)} groups, layers]")
+            samples[base] = np.asarray(value, dtype=np.float64)
+    return effects, ids, samples
 
 
 def find_run_dir(results: ResultsFolder | Path, arm: str) -> Path:
@@ -107,12 +118,12 @@ def load_run_arm(results: ResultsFolder | Path, arm: str) -> ArmData:
     known = [str(r["known_id"]) for r in known_doc.get("checks", []) if r.get("known")]
     margins = {str(r["known_id"]): float(r["margin"]) for r in known_doc.get("checks", [])
                if isinstance(r.get("margin"), (int, float))}
-    effects, ids = _read_effects(run_dir / "aggregate" / EFFECTS_FILE)
+    effects, ids, samples = _read_effects(run_dir / "aggregate" / EFFECTS_FILE)
     untraced = None
     if (run_dir / "aggregate" / "aie.json").is_file():
         missing = read_json(run_dir / "aggregate" / "aie.json").get("missing") or {}
         untraced = {str(kind): [str(i) for i in ids_] for kind, ids_ in missing.items()}
-    return ArmData(arm, run_dir, settings, known, effects, ids, margins or None, untraced)
+    return ArmData(arm, run_dir, settings, known, effects, ids, margins or None, untraced, samples)
 
 
 def load_expected_arm(profile: Path, arm: str) -> ArmData:
@@ -121,8 +132,8 @@ def load_expected_arm(profile: Path, arm: str) -> ArmData:
     settings = read_json(folder / SETTINGS_FILE)
     known_doc = read_json(folder / KNOWN_IDS_FILE)
     known = [str(i) for i in known_doc["known"]]
-    effects, ids = _read_effects(folder / EFFECTS_FILE)
-    return ArmData(arm, folder, settings, known, effects, ids, known_doc.get("margins") or None)
+    effects, ids, samples = _read_effects(folder / EFFECTS_FILE)
+    return ArmData(arm, folder, settings, known, effects, ids, known_doc.get("margins") or None, samples=samples)
 
 
 def expected_arms(profile: Path) -> list[str]:

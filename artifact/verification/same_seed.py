@@ -26,13 +26,31 @@ from artifact.verification.statistics import pair
 # The old rule's smallest tolerance, for a profile calibrated without a float64 run (unmeasured: a guess at other
 # machines' reductions). With a float64 run the tolerance is the numerics bound instead (numerics.py).
 SAME_SEED_FLOOR = 1e-4
-DEFINING = ("seed",)  # what makes two runs draw the same noise (corruption.noise_delta: the seed alone)
+DEFINING = ("seed",)  # with the noise streams, what makes two runs draw the same noise (corruption.noise_delta)
+
+
+def noise_streams(settings: dict[str, Any] | None) -> str:
+    """Where a run's noise samples came from (RunSettings.noise_streams); a settings.json without the field was
+    written before per-sample streams existed, with ROME's single stream."""
+    return str((settings or {}).get("noise_streams", "rome"))
 
 
 def same_noise(regen: ArmData, expected: ArmData) -> bool:
-    """Both runs drew the same noise: the same seed (batch size, thread count and device may differ)."""
+    """Both runs drew the same noise: the same seed and noise streams (batch size, thread count and device may
+    differ)."""
     r, e = regen.settings or {}, expected.settings or {}
-    return all(r.get(k) is not None and r.get(k) == e.get(k) for k in DEFINING)
+    return all(r.get(k) is not None and r.get(k) == e.get(k) for k in DEFINING) and noise_streams(r) == noise_streams(e)
+
+
+def streams_differ(regen: ArmData, expected: ArmData) -> str | None:
+    """Why a run with the reference's seed is still not a same-seed rerun (its noise came from other streams), or
+    None when the streams agree."""
+    r, e = noise_streams(regen.settings), noise_streams(expected.settings)
+    if r == e:
+        return None
+    return (f"this run drew its noise from {r!r} streams, the expected run from {e!r} ones: the same seed gives other "
+            f"noise, so its cells are not compared one by one (the same-seed tier); rerun with noise streams {e!r} "
+            "for that, or re-record the profile with the new streams")
 
 
 def max_cell_difference(regen: ArmData, expected: ArmData, kind: str, metric: str
@@ -72,7 +90,8 @@ def calibrate_same_seed(reruns: Sequence[Path], reference: Path, metrics: Sequen
             other = load_run_arm(Path(rerun), arm)
             if not same_noise(other, ref):
                 raise VerifyError(f"{rerun} is not a same-seed rerun of {reference} ({arm}: seed "
-                                  f"{(other.settings or {}).get('seed')} vs {(ref.settings or {}).get('seed')})")
+                                  f"{(other.settings or {}).get('seed')} vs {(ref.settings or {}).get('seed')}, noise "
+                                  f"streams {noise_streams(other.settings)} vs {noise_streams(ref.settings)})")
             for kind in ref.kinds():
                 for metric in metrics:
                     worst, _, _ = max_cell_difference(other, ref, kind, metric)

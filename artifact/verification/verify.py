@@ -75,7 +75,8 @@ from artifact.verification.claim_statistics import check_claim_statistics, run_c
 from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
 from artifact.verification.numerics import same_seed_tolerance as same_seed_tolerance_of
-from artifact.verification.same_seed import check_same_seed, same_noise
+from artifact.verification.noise_band import members_of, noise_band_checks
+from artifact.verification.same_seed import check_same_seed, same_noise, streams_differ
 from artifact.verification.records import (
     CHECK_GROUPS,
     DEFAULT_METRICS,
@@ -138,12 +139,18 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         same_seed_doc = (tolerances or {}).get("same_seed") or None
         same_seed_tolerance = (same_seed_doc or {}).get("value")
         tiers: dict[str, str] = {}
+        noise_members: list = []  # the other-seed tier from the runs' own noise samples (noise_band.py)
         for arm in arms:
             exp = _guard(checks, "files", lambda: load_expected_arm(expected, arm), arm=arm)
             reg = _guard(checks, "files", lambda: load_run_arm(folder, arm), arm=arm)
             if exp is None or reg is None:
                 continue
             tiers[arm] = "same-seed" if same_noise(reg, exp) and same_seed_tolerance is not None else "other-seed"
+            streams = streams_differ(reg, exp)
+            if streams:  # the same seed from other streams is another noise draw: never compared cell by cell
+                skipped[f"same-seed tier {arm}"] = streams
+            members = members_of(reg, exp, metrics, groups) if tiers[arm] == "other-seed" else []
+            noise_members += members
             if tiers[arm] == "same-seed":
                 for kind in exp.kinds():
                     for metric in metrics:
@@ -157,12 +164,16 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
             if tolerances is None:
                 continue
             if not other_seed_calibrated(tolerances):  # a profile recorded with the same-seed tier only
-                if tiers[arm] == "same-seed":
+                if members:
+                    skipped[f"other-seed statistics {arm}"] = (
+                        "the profile records no other-seed replicates: only the bands from the runs' own noise "
+                        "samples (noise_band) judged the curves; peaks, correlations and shape need replicates")
+                elif tiers[arm] == "same-seed":
                     skipped["other-seed statistics"] = (
                         "the profile records no other-seed replicates (same-seed tier only): the run's cells were "
                         "compared one by one instead")
                 else:
-                    checks.append(Check("tier", FAIL, arm=arm, detail=(
+                    checks.append(Check("tier", FAIL, arm=arm, detail=streams or (
                         "this profile is recorded for same-seed reruns only (no other-seed replicates were run for "
                         f"it), and this run used noise seed {(reg.settings or {}).get('seed')} instead of the "
                         f"reference's {(exp.settings or {}).get('seed')}: rerun without "
@@ -177,6 +188,10 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                     checks += _guard(checks, "statistics", lambda: compare_arm_kind(reg, exp, kind, metric,
                                                                                   tolerances, groups),
                                      arm=arm, kind=kind, metric=metric) or []
+        if noise_members:
+            checks += noise_band_checks(noise_members)
+            possible.append("bands from the runs' own noise samples (exact permutation max-T over every curve "
+                            "together: family-wise false-FAIL rate 5%)")
         if tiers:
             possible.insert(0, _tier_sentence(tiers, (same_seed_doc or {}).get("metrics") or same_seed_tolerance,
                                               tolerances is not None and other_seed_calibrated(tolerances)))

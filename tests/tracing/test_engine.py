@@ -206,8 +206,12 @@ def test_generic_path_matches_reference(request, family):
     model = request.getfixturevalue(family)
     TARGET = argmax_target(model)
     config = TraceConfig(kind="mlp", samples=3, noise=0.5, window=3, batch_size=9)
-    high, low, scores, logprobs = trace_generic(model, ModelAdapter(model), INPUT_IDS, SUBJECT, TARGET, config,
-                                                 range(len(INPUT_IDS)), None)
+    from artifact.tracing.corruption import sample_mean
+
+    high, low, per_sample, per_sample_lp = trace_generic(model, ModelAdapter(model), INPUT_IDS, SUBJECT, TARGET,
+                                                         config, range(len(INPUT_IDS)), None)
+    assert per_sample.shape == (3, len(INPUT_IDS), 4) and low.shape == (2, 3)
+    scores, logprobs, low = sample_mean(per_sample), sample_mean(per_sample_lp), sample_mean(low.T)
     expected = reference_trace(model, INPUT_IDS, SUBJECT, TARGET, config)
     np.testing.assert_allclose(scores, expected["scores"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(logprobs, expected["logprobs"], atol=1e-5, rtol=0)
