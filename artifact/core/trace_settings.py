@@ -46,8 +46,10 @@ class TraceSettings:
                              f"got {self.noise_streams!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form: the fields by name, to stand at the top level of the record that holds them."""
-        return {f.name: getattr(self, f.name) for f in fields(TraceSettings)}
+        """Plain-JSON form: the fields by name, to stand at the top level of the record that holds them. A KEY_OPTIONAL
+        field at its default is left out (records from before it existed read the same, and are written the same)."""
+        return {f.name: getattr(self, f.name) for f in fields(TraceSettings)
+                if not (f.metadata.get("key_optional") and getattr(self, f.name) == f.default)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TraceSettings":
@@ -71,11 +73,12 @@ def key_optional_defaults(cls: type) -> dict[str, Any]:
 
 def flatten_trace(data: dict[str, Any], key: str = "trace") -> dict[str, Any]:
     """`data` (an `asdict` of a record holding a TraceSettings under `key`) with that value's fields in its place, at
-    the top level and in the same order: the on-disk layout every reader knows."""
+    the top level and in the same order: the on-disk layout every reader knows (KEY_OPTIONAL fields at their default
+    left out, as `TraceSettings.to_dict` does)."""
     out: dict[str, Any] = {}
     for name, value in data.items():
         if name == key:
-            out.update(value)
+            out.update(TraceSettings.from_dict(value).to_dict())
         else:
             out[name] = value
     return out

@@ -52,12 +52,8 @@ class CarryOverSettings:
     plan: CarryOverPlan
 
     def to_dict(self) -> dict[str, Any]:
-        """The carryover/settings.json record: the trace settings' fields at the top level, in their old place;
-        noise_streams absent when ROME's, so older carry-over folders still match."""
-        data = json.loads(json.dumps(flatten_trace(asdict(self))))
-        if data.get("noise_streams") == "rome":
-            data.pop("noise_streams")
-        return data
+        """The carryover/settings.json record: the trace settings' fields at the top level, in their old place."""
+        return json.loads(json.dumps(flatten_trace(asdict(self))))
 
     def noise(self, modality: str) -> float:
         return self.text_noise if modality == "text" else self.speech_noise

@@ -49,8 +49,12 @@ class TraceConfig(TraceSettings):
         return TraceSettings(**{f.name: getattr(self, f.name) for f in fields(TraceSettings)})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, for storing beside results."""
+        """Plain-JSON form, for storing beside results (KEY_OPTIONAL fields at their default left out, so a trace's
+        record reads as it did before such a field existed)."""
         data = asdict(self)
+        for f in fields(TraceSettings):
+            if f.metadata.get("key_optional") and data.get(f.name) == f.default:
+                data.pop(f.name)
         data["positions"] = list(self.positions) if self.positions is not None else None
         return data
 
