@@ -50,7 +50,7 @@ def corruption_settings(prepared: dict[str, Any], plan: Any, kinds: Sequence[str
             "sigma": {arm: float(s.noise) / 3.0 for arm, s in settings.items()},
             "multiples": [float(m) for m in plan.multiples], "replacement": bool(plan.replacement),
             "kinds": list(kinds), "positions": {arm: s.positions for arm, s in settings.items()},
-            **{name: getattr(settings["t2t"], name) for name in ("samples", "window", "seed", "batch_size")}}
+            **settings["t2t"].trace.to_dict()}  # samples, window, seed, batch size (noise streams unless ROME's)
 
 
 def partners(items: Sequence[tuple[Any, Any]], wanted: Sequence[str]) -> dict[str, Any]:

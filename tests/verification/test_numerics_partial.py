@@ -23,8 +23,8 @@ from artifact.verification.numerics import float64_differences
 REPO = Path(__file__).resolve().parents[2]
 # Two facts, two kinds traced in the reference; the float64 part asked for is S->T MLP and the carry-over step, in
 # rounds of one fact.
-TINY = replace(PROFILES["smoke"], samples=1, count=2, candidates=60, kinds=("hidden", "mlp"),
-               carryover=CarryOverPlan(patch_kinds=("mlp",)))
+TINY = replace(PROFILES["smoke"], trace=replace(PROFILES["smoke"].trace, samples=1), count=2, candidates=60,
+               kinds=("hidden", "mlp"), carryover=CarryOverPlan(patch_kinds=("mlp",)))
 
 
 def bench_module():
