@@ -253,7 +253,16 @@ generator=tests/support/spiritlm_checkpoint.py
 if [ -f "$generator" ] && ./run_all.sh --help 2>/dev/null | grep -q -- "--front-end"; then
   ckpt="$work/spiritlm-checkpoints"
   rm -rf "$ckpt"
-  .venv/bin/python "$generator" "$ckpt" > "$work/spiritlm-generate.log" 2>&1
+  # The generator builds HuBERT through Meta's spiritlm code: install it into the host's venv first (idempotent),
+  # from vendor/ when the sources are vendored (offline), else at the pinned commit from GitHub.
+  spiritlm_archive="$(ls vendor/spiritlm-*.tar.gz 2>/dev/null | head -n 1 || true)"
+  { [ -x .venv/bin/python ] || scripts/bootstrap.sh; } > "$work/spiritlm-generate.log" 2>&1
+  if [ "$sources" = vendor ] && [ -n "$spiritlm_archive" ]; then
+    scripts/install_spiritlm.sh "$spiritlm_archive" >> "$work/spiritlm-generate.log" 2>&1
+  else
+    scripts/install_spiritlm.sh >> "$work/spiritlm-generate.log" 2>&1
+  fi
+  .venv/bin/python "$generator" "$ckpt" >> "$work/spiritlm-generate.log" 2>&1
   verdict "SpiritLM-shaped checkpoint generated on the host" $? "$ckpt"
   chmod -R a+rX "$ckpt"
   mkdir -p "$work/spiritlm"
