@@ -152,8 +152,8 @@ def _patching(models: dict[str, Any], prompts: dict[str, Any], ids: dict[str, An
     if per_sample:
         D, K, P, L = out["patch_prob"].shape
         for metric in ("prob", "logprob"):
-            out[f"patch_{metric}_per_sample"] = np.full((D, K, P, L, settings.samples), np.nan)
-            out[f"low_{metric}_per_sample"] = np.full((D, settings.samples), np.nan)
+            out[f"patch_{metric}_per_sample"] = np.full((D, K, P, L, settings.trace.samples), np.nan)
+            out[f"low_{metric}_per_sample"] = np.full((D, settings.trace.samples), np.nan)
     for d, direction in enumerate(plan.directions):
         donor, into = DIRECTIONS[direction]
         r, tracer = prompts[into], tracers[into]
