@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from artifact.core.fileio import write_atomic
-
 log = logging.getLogger(__name__)
 
 KNOWN_1000_URL = "https://rome.baulab.info/data/dsets/known_1000.json"
@@ -202,6 +200,9 @@ def download_known_1000(url: str | None = None, dest: Path | None = None, timeou
     facts = parse_facts(records, url)
     check_fingerprint(facts, url, fix="The published file has changed or the download is corrupt; nothing was "
                                       "cached. Pass a verified copy with --facts PATH.")
+    # lazy: artifact.core (the image build checks known_1000.json with this module alone on the path)
+    from artifact.core.fileio import write_atomic
+
     write_atomic(dest, lambda out: out.write(payload))  # readable by others (umask), no partial file left
     return dest
 
