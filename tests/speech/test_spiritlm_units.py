@@ -158,11 +158,11 @@ def test_an_all_blank_chunk_keeps_unit_500(root, eiffel_audio, tmp_path):
 
 
 def test_fingerprint_is_in_settings_and_hashed_once(root, monkeypatch):
-    import artifact.core.fileio
+    import artifact.speech.units
 
     calls = []
-    real = artifact.core.fileio.sha256_file
-    monkeypatch.setattr(artifact.core.fileio, "sha256_file", lambda path, *a: calls.append(path) or real(path, *a))
+    real = artifact.speech.units.sha256_file
+    monkeypatch.setattr(artifact.speech.units, "sha256_file", lambda path, *a: calls.append(path) or real(path, *a))
     tokenizer = SpiritLMUnitTokenizer(checkpoints_dir=root)
     settings = tokenizer.settings()
     assert settings["checkpoint_sha256"] == {name: real(root / HUBERT_DIR / name) for name in
