@@ -127,7 +127,7 @@ def test_the_page_reads_in_order_and_embeds_everything(results):
     order = [table.index(f'class="r-{x}"') for x in ("fail", "info", "pass")]
     assert order == sorted(order)
     # Manifest: code, environment, step times.
-    assert "Step times" in page and "total (sum of steps)" in page and "53 s" in page
+    assert "Step times" in page and "total (sum of steps)" in page and "59 s" in page
     # Self-contained: no script, no network link; every relative link names an existing file.
     assert "<script" not in page and not re.search(r'(src|href)="(https?:)?//', page)
     for href in re.findall(r'href="([^"#][^"]*)"', page):
