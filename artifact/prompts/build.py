@@ -11,13 +11,11 @@ appended. BOS comes from the tokenizer. T->T: `[Text]<prompt>`; S->T: `[Speech][
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 from artifact.core.speechtext import SPIRITLM_FORMAT, PromptFormat
 from artifact.prompts.tokens import answer_token_id, encode, find_subject_range
 
-if TYPE_CHECKING:
-    from artifact.speech.base import SpeechUnits
 
 Modality = Literal["text", "speech"]
 MARKERS: dict[str, str] = SPIRITLM_FORMAT.markers  # SpiritLM's: {"text": "[Text]", "speech": "[Speech]"}
@@ -97,7 +95,15 @@ def text_prompt(tokenizer: Any, prompt: str, subject: str, attribute: str, fmt: 
     )
 
 
-def speech_prompt(tokenizer: Any, units: "SpeechUnits", subject_tokens: tuple[int, int], attribute: str,
+class UnitTokens(Protocol):
+    """What a spoken prompt reads of speech units: their unit ids in order (`speech.base.SpeechUnits` has them). A
+    protocol rather than an import, so the prompts stay below the speech front end."""
+
+    @property
+    def tokens(self) -> Sequence[int]: ...
+
+
+def speech_prompt(tokenizer: Any, units: UnitTokens, subject_tokens: tuple[int, int], attribute: str,
                   fmt: PromptFormat = SPIRITLM_FORMAT) -> TracePrompt:
     """The S->T TracePrompt: the format's string for the speech tokens (SpiritLM's by default), its final ids (BOS
     from the tokenizer), the subject's range shifted onto those ids, and the answer token after the closing text
