@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     """Print a profile's estimate: facts, FLOPs per fact and minutes per arm on the chosen device."""
-    from artifact.experiments.cost import describe_estimate, estimate  # lazy: fast --help
+    from artifact.experiments.cost import describe_estimate, describe_later_steps, estimate  # lazy: fast --help
+    from artifact.experiments.pipeline import space_needed  # lazy: fast --help
     from artifact.experiments.profiles import PROFILES  # lazy: fast --help
 
     if args.profile not in PROFILES:
@@ -106,7 +107,10 @@ def run_profile(args: argparse.Namespace) -> int:
     for arm, a in est["arms"].items():
         print(f"  {arm}: {a['facts']} facts, typical prompt {a['prompt_tokens']} tokens, positions {a['positions']}: "
               f"{a['tflop_per_fact']:.3g} TFLOP per fact -> {a['seconds'] / 60:.0f} min")
+    for line in describe_later_steps(est):
+        print(line)
     print(describe_estimate(est))
+    print(space_needed(profile, args.model, Path("its results folder")))
     return 0
 
 

@@ -95,6 +95,34 @@ def carryover_flops(shape: ModelShape, prompt: PromptShape, samples: int, window
                            TraceConfig(kind=kind, samples=samples, window=window)) for kind in plan.patch_kinds)
 
 
+def transcription_flops(shape: ModelShape, prompt: PromptShape) -> int:
+    """Matmul FLOPs of the implicit-transcription lens of one spoken prompt (`tracing.transcription`): one clean
+    forward of one row (the model computes logits at every position) and the final norm and unembedding of every
+    block's output at each subject speech position."""
+    return shape.forward(prompt.tokens, prompt.tokens) + shape.head(prompt.subject_tokens * shape.layers)
+
+
+def corruption_flops(shape: ModelShape, prompt: PromptShape, positions: str, samples: int, window: int, plan: Any,
+                     kinds: Sequence[str]) -> int:
+    """Matmul FLOPs of the corruption choice on one arm's prompt (`experiments.corruption`): per kind, a trace with
+    noise at each multiple but 3 (the arm's own traces, reused) and, when the plan asks for it, a token-replacement
+    trace (one corrupted row per cell: a trace of one sample). Replacement is counted for every fact, an upper
+    bound: a fact without a same-length partner is skipped."""
+    noise = len(plan.retraced_multiples) * fact_flops(shape, prompt, positions, samples, window, kinds)
+    replacement = fact_flops(shape, prompt, positions, 1, window, kinds) if plan.replacement else 0
+    return noise + replacement
+
+
+def _paired_prompts(model: str, arm: str, prompts: dict[str, Sequence[PromptShape]] | None, count: int | None
+                    ) -> list[PromptShape] | None:
+    """The prompts of an arm that a step after the traces measures: the first `count` of the real prompts when given
+    (in the carry-over step's order), else `count` typical prompts; None when the count is not known."""
+    real = list((prompts or {}).get(arm) or ())
+    if real:
+        return real if count is None else real[:count]
+    return None if count is None else [typical_prompt(model, arm)] * count
+
+
 def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None = None,
              prompts: dict[str, Sequence[PromptShape]] | None = None) -> dict[str, Any]:
     """Seconds of the trace steps of `profile` on `device` for `model` (a registered speech-text model): from the real
@@ -120,21 +148,88 @@ def estimate(profile: Any, model: str, device: str, facts: dict[str, int] | None
                             "seconds": None if total is None else total / dev.flops}
     seconds = [a["seconds"] for a in out["arms"].values()]
     out["trace_seconds"] = None if None in seconds else sum(seconds)
+    counts = [out["arms"][arm]["facts"] for arm in ("t2t", "s2t")]
+    both = None if None in counts else min(counts)  # the facts known in both arms, at most: the later steps' facts
     plan = getattr(profile, "carryover", None)
     if plan is not None:  # each arm's prompts receive the other modality's states (one direction each)
-        total = 0.0
-        counts = [out["arms"][arm]["facts"] for arm in ("t2t", "s2t")]
-        both = None if None in counts else min(counts)  # the facts known in both arms, at most
-        for arm in ("t2t", "s2t"):
-            real = list((prompts or {}).get(arm) or ())
-            n = len(real) if real else both
-            if n is None:
-                total = None
-                break
-            shapes = real or [typical_prompt(model, arm)] * n
-            total += float(sum(carryover_flops(shape, p, trace.samples, trace.window, plan) for p in shapes))
+        shapes = {arm: _paired_prompts(model, arm, prompts, both) for arm in ("t2t", "s2t")}
+        total = None if None in shapes.values() else float(sum(
+            carryover_flops(shape, p, trace.samples, trace.window, plan) for arm in shapes for p in shapes[arm]))
         out["carryover_seconds"] = None if total is None else total / dev.flops
+    if getattr(profile, "corruption", None) is not None:  # issue 30's steps
+        out.update(_beyond(profile, model, shape, dev, prompts, both))
     return out
+
+
+def _beyond(profile: Any, model: str, shape: ModelShape, dev: Device,
+            prompts: dict[str, Sequence[PromptShape]] | None, both: int | None) -> dict[str, Any]:
+    """The estimate of issue 30's steps: implicit transcription (every carry-over fact's spoken prompt, one forward
+    each) and the corruption choice (the plan's facts and kinds in both arms; none when the plan takes none)."""
+    speech = _paired_prompts(model, "s2t", prompts, both)
+    lens = None if speech is None else float(sum(transcription_flops(shape, p) for p in speech))
+    plan, trace = profile.corruption, profile.trace
+    kinds = plan.traced_kinds(profile.kinds)
+    chosen = both if both is None or plan.facts is None else min(both, plan.facts)
+    shapes = {arm: _paired_prompts(model, arm, prompts, chosen) for arm in ("t2t", "s2t")}
+    total, corrupted = None, None
+    if None not in shapes.values():
+        positions = {"t2t": profile.t2t_positions, "s2t": profile.s2t_positions}
+        total = float(sum(corruption_flops(shape, p, positions[arm], trace.samples, trace.window, plan, kinds)
+                          for arm in shapes for p in shapes[arm]))
+        corrupted = len(shapes["t2t"])
+    return {
+        "transcription": {"facts": None if speech is None else len(speech),
+                          "tflop": None if lens is None else lens / 1e12,
+                          "seconds": None if lens is None else lens / dev.flops},
+        "corruption": {"facts": corrupted, "kinds": kinds, "noise_multiples": list(plan.retraced_multiples),
+                       "replacement": bool(plan.replacement),
+                       "tflop": None if total is None else total / 1e12,
+                       "seconds": None if total is None else total / dev.flops},
+        "transcription_seconds": None if lens is None else lens / dev.flops,
+        "corruption_seconds": None if total is None else total / dev.flops,
+    }
+
+
+NPZ_OVERHEAD = 4096  # bytes of one npz file beyond its arrays: headers, the identity arrays, the config
+
+
+def trace_file_bytes(prompt: PromptShape, layers: int, samples: int, extra: int = 0) -> int:
+    """Bytes of one trace's arrays: float64 [position, layer] scores and log-probabilities, the same per noise sample,
+    and `extra` more float64 [position, layer] arrays (token replacement's logit differences)."""
+    return prompt.tokens * layers * 8 * (2 * (1 + samples) + extra) + NPZ_OVERHEAD
+
+
+def corruption_file_bytes(prompt: PromptShape, layers: int, samples: int, plan: Any, kinds: int) -> int:
+    """Bytes of one (arm, fact) file of the corruption choice: per kind, a trace per noise multiple traced again and
+    a token-replacement trace (one sample, plus the logit differences); an upper bound when no partner is found."""
+    noise = len(plan.retraced_multiples) * trace_file_bytes(prompt, layers, samples)
+    replacement = trace_file_bytes(prompt, layers, 1, extra=1) if plan.replacement else 0
+    return kinds * (noise + replacement)
+
+
+def transcription_file_bytes(speech: PromptShape, text_subject_tokens: int, layers: int) -> int:
+    """Bytes of one implicit-transcription file: float64 P and int64 rank [subject speech position, layer, subject
+    text token] and eight [layer] curves."""
+    return speech.subject_tokens * layers * text_subject_tokens * 16 + 8 * layers * 8 + NPZ_OVERHEAD
+
+
+def disk_bytes(profile: Any, model: str, facts: int) -> dict[str, float]:
+    """Bytes a run of `profile` writes in its results folder for `facts` facts traced per arm, per part: the traces
+    (every kind and arm), the carry-over and other per-fact files, the implicit-transcription files, the
+    corruption-choice files of the plan's facts, and the documents, figures and report. From typical prompts,
+    without a margin."""
+    layers, samples = model_shape(model).layers, profile.trace.samples
+    prompts = {arm: typical_prompt(model, arm) for arm in ("t2t", "s2t")}
+    plan = profile.corruption
+    chosen = facts if plan.facts is None else min(facts, plan.facts)
+    kinds = len(plan.traced_kinds(profile.kinds))
+    return {
+        "traces": facts * len(profile.kinds) * sum(trace_file_bytes(p, layers, samples) for p in prompts.values()),
+        "carry-over": facts * 60_000,
+        "transcription": facts * transcription_file_bytes(prompts["s2t"], prompts["t2t"].subject_tokens, layers),
+        "corruption": chosen * sum(corruption_file_bytes(p, layers, samples, plan, kinds) for p in prompts.values()),
+        "documents": 8e6,
+    }
 
 
 def weight_bytes(shape: ModelShape, bytes_per_weight: int = 4) -> int:
@@ -145,15 +240,60 @@ def weight_bytes(shape: ModelShape, bytes_per_weight: int = 4) -> int:
     return bytes_per_weight * (2 * shape.vocab * shape.d_model + shape.layers * per_layer)
 
 
+LATER_STEPS: tuple[tuple[str, str], ...] = (("carryover_seconds", "carry-over patching"),
+                                            ("transcription_seconds", "implicit transcription"),
+                                            ("corruption_seconds", "corruption choice"))
+
+
+def duration(seconds: float) -> str:
+    """'0.4 s' under ten seconds, '45 s' under a minute and a half, '12 min' under two hours, else '2.5 h'."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def amount(value: float) -> str:
+    """A number for a line of text: three significant digits below 100, else a whole number (no exponent)."""
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def total_seconds(est: dict[str, Any]) -> float | None:
+    """The trace steps' seconds and those of the steps after them that the cost model counts (carry-over patching,
+    implicit transcription, corruption choice); None when the number of facts is not known."""
+    parts = [est["trace_seconds"], *(est.get(key, 0.0) for key, _ in LATER_STEPS)]
+    return None if None in parts else float(sum(parts))
+
+
 def describe_estimate(est: dict[str, Any]) -> str:
-    """One line: the estimated trace time and its basis."""
+    """One line: the estimated trace time and its basis, then the later steps' time."""
     if est["trace_seconds"] is None:
         return f"trace time on {est['device']}: depends on how many facts the model knows"
     arms = ", ".join(f"{arm} {a['facts']} facts x {a['tflop_per_fact']:.3g} TFLOP" for arm, a in est["arms"].items())
-    carry = est.get("carryover_seconds")
+    later = [f"{name} {duration(est[key])}" for key, name in LATER_STEPS if est.get(key) is not None]
     return (f"estimated trace time on {est['device']}: {est['trace_seconds'] / 60:.0f} min ({arms}; "
             f"{est['flops_per_second'] / 1e12:.3g} TFLOP/s, {est['throughput_source']})"
-            + (f"; carry-over patching {carry / 60:.0f} min more" if carry is not None else ""))
+            + (f"; then {', '.join(later)} more" if later else ""))
+
+
+def describe_later_steps(est: dict[str, Any]) -> list[str]:
+    """One line per step after the traces that the cost model counts: its facts, work and time."""
+    lines = []
+    if est.get("carryover_seconds") is not None:
+        lines.append(f"  carry-over patching: {duration(est['carryover_seconds'])} (knockout and the lens add about "
+                     "a tenth)")
+    lens = est.get("transcription")
+    if lens and lens["seconds"] is not None:
+        lines.append(f"  implicit transcription: {lens['facts']} facts x one forward of the spoken prompt and the "
+                     f"lens at its subject positions, {lens['tflop']:.3g} TFLOP -> {duration(lens['seconds'])}")
+    choice = est.get("corruption")
+    if choice and choice["seconds"] is not None:
+        corruptions = [f"noise at {m:g} sigma" for m in choice["noise_multiples"]]
+        corruptions += ["token replacement (every fact, an upper bound)"] if choice["replacement"] else []
+        lines.append(f"  corruption choice: {choice['facts']} facts x 2 arms x {'/'.join(choice['kinds'])} x "
+                     f"({', '.join(corruptions)}), {choice['tflop']:.3g} TFLOP -> {duration(choice['seconds'])}")
+    return lines
 
 
 def run_flops(run_dir: Any, shape: ModelShape) -> dict[str, float]:

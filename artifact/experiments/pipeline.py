@@ -54,10 +54,12 @@ from artifact.experiments.choice import ModelChoice, select_model
 from artifact.experiments.corruption import corruption_settings, run_corruption
 from artifact.experiments.cost import (
     PromptShape,
+    amount,
     describe_estimate,
+    disk_bytes,
     estimate,
     model_shape,
-    typical_prompt,
+    total_seconds,
     weight_bytes,
 )
 from artifact.experiments.profiles import PROFILES, Profile
@@ -512,13 +514,12 @@ def corruption_step(run: PipelineRun) -> None:
     from artifact.figures.beyond import plot_corruption  # lazy: matplotlib
 
     plan = run.profile.corruption
-    ids = [str(f.known_id) for f, _ in measured_pairs(run)]
-    ids = ids if plan.facts is None else ids[:plan.facts]
+    ids = plan.chosen_facts([str(f.known_id) for f, _ in measured_pairs(run)])
     if not ids:
         print("no fact to measure (none known in both arms, or the profile's corruption plan takes none)")
         return
     prepared = {arm: run.prepared(arm) for arm in ("t2t", "s2t")}
-    kinds = [k for k in run.profile.kinds if k in (plan.kinds or run.profile.kinds)]
+    kinds = plan.traced_kinds(run.profile.kinds)
     settings = corruption_settings(prepared, plan, kinds)
     computed, reused, pairing = run_corruption(prepared, ids, settings, run.out, run.progress)
     print(f"{len(computed)} (arm, fact) files computed, {len(reused)} already present; token replacement skipped "
@@ -608,7 +609,7 @@ def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
     facts = None if profile.count is not None else {arm: KNOWN_1000_RECORDS for arm in ("t2t", "s2t")}
     est = estimate(profile, choice.name, "cpu", facts)
     ram = weight_bytes(model_shape(choice.name)) / 1e9
-    hours = (est["trace_seconds"] + (est.get("carryover_seconds") or 0.0)) / 3600
+    hours = total_seconds(est) / 3600
     cost = (f"on the CPU {spec.description} runs in fp32 (about {ram:.0f} GB of RAM for its weights) and the "
             f"{profile.name} profile's traces take about {hours:.0f} h ({hours / 24:.1f} days)"
             + (f", all {KNOWN_1000_RECORDS} facts assumed known" if facts else "") + f": {describe_estimate(est)}")
@@ -626,11 +627,13 @@ def check_device(choice: ModelChoice, profile: Profile, allow_cpu: bool = False,
 def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
     """The cost model's estimate of the trace steps, from the real prompts of the traced facts when known."""
     prompts = None
-    if traced is not None:
-        wanted = set(traced)
-        prompts = {arm: [PromptShape(len(p.input_ids), p.subject_range[0], p.subject_range[1] - p.subject_range[0])
-                         for f, p in run.prepared(arm).items if str(f.known_id) in wanted]
-                   for arm in ("t2t", "s2t")}
+    if traced is not None:  # in the traced order: the corruption choice takes the first facts of it
+        prompts = {}
+        for arm in ("t2t", "s2t"):
+            shapes = {str(f.known_id): PromptShape(len(p.input_ids), p.subject_range[0],
+                                                   p.subject_range[1] - p.subject_range[0])
+                      for f, p in run.prepared(arm).items}
+            prompts[arm] = [shapes[i] for i in map(str, traced) if i in shapes]
     est = estimate(run.profile, run.choice.name, device_name(), prompts=prompts)
     run.estimate = est
     return describe_estimate(est)
@@ -759,18 +762,16 @@ def remove_stale_temporaries(out: Path) -> None:
 
 
 def space_needed(profile: Profile, model: str, out: Path) -> str:
-    """Roughly how much disk a run of `profile` needs in its results folder, in words: trace files (float64
-    [position, layer] scores and log-probabilities per fact, kind and arm, and the same per noise sample), carry-over
-    files, figures and report,
-    with a margin of two. An estimate: a 2-fact, one-kind run of the smoke pipeline wrote 4.5 MB here (1.8 MB of it
+    """Roughly how much disk a run of `profile` needs in its results folder, in words, with a margin of two: trace
+    files, carry-over, implicit-transcription and corruption-choice files, figures and report
+    (`cost.disk_bytes`). An estimate: a 2-fact, one-kind run of the smoke pipeline wrote 4.5 MB here (1.8 MB of it
     report.html, figures most of the rest)."""
     facts = profile.count or (1209 if profile.facts == "known_1000" else 264)
-    layers = model_shape(model).layers
-    traces = sum(typical_prompt(model, arm).tokens * layers * 16 * (1 + profile.trace.samples) + 4096
-                 for arm in ("t2t", "s2t"))
-    total = facts * (traces * len(profile.kinds) + 60_000) + 8e6
-    megabytes = max(10, round(2 * total / 1e6, -1))
-    return f"a {profile.name} run of the {model} models needs about {megabytes:.0f} MB in {out}"
+    parts = disk_bytes(profile, model, facts)
+    megabytes = max(10, round(2 * sum(parts.values()) / 1e6, -1))
+    detail = ", ".join(f"{name} {amount(2 * size / 1e6)} MB" for name, size in parts.items() if size)
+    return (f"a {profile.name} run of the {model} models needs about {megabytes:.0f} MB in {out} (with a margin of "
+            f"two: {detail})")
 
 
 def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, progress: bool, verify: bool,

@@ -16,7 +16,7 @@ stream until their expected profiles are re-recorded with per-sample streams (is
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from artifact.core.names import DIRECTIONS, KINDS, MAPPED_POSITIONS
 from artifact.core.trace_settings import TraceSettings, flatten_trace
@@ -67,6 +67,19 @@ class CorruptionPlan:
                 len(set(self.multiples)) != len(self.multiples):
             raise ValueError("corruption multiples must be distinct positive numbers including 3 (ROME's level, the "
                              f"baseline); got {self.multiples!r}")
+
+    @property
+    def retraced_multiples(self) -> tuple[float, ...]:
+        """The noise multiples traced again: all but 3 (ROME's level: the arms' own traces, reused)."""
+        return tuple(m for m in self.multiples if m != 3.0)
+
+    def chosen_facts(self, ids: Sequence[str]) -> list[str]:
+        """The facts the step traces: the first `facts` of the carry-over step's `ids` (all when None)."""
+        return list(ids) if self.facts is None else list(ids)[:self.facts]
+
+    def traced_kinds(self, profile_kinds: Sequence[str]) -> list[str]:
+        """The kinds the step traces: the profile's, or those of them the plan names, in the profile's order."""
+        return [k for k in profile_kinds if k in (self.kinds or profile_kinds)]
 
 
 @dataclass(frozen=True)
