@@ -18,8 +18,9 @@ from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
 from artifact.analysis.carryover import carryover_statistics
 from artifact.analysis.carryover_summary import METHODS, SUMMARY_SECTION, sentences, summary_section
 from artifact.analysis.effects import fact_effects
+from artifact.analysis.step_files import stack_fact_files
 from artifact.core.digests import write_digest_list
-from artifact.core.fileio import DamagedFileError, npz_problem, sha256_file, write_atomic, write_json_atomic
+from artifact.core.fileio import sha256_file, write_atomic, write_json_atomic
 from artifact.core.layout import CARRYOVER_FACTS_DIR, SETTINGS_FILE, SUMMARY_FILE, TRACES_DIR, fact_file_id
 from artifact.core.names import GROUPS, MODALITY_ARMS
 from artifact.core.results import ResultsFolder
@@ -30,21 +31,7 @@ def load_fact_files(results: ResultsFolder | Path, known_ids: Sequence[Any]) -> 
     naming the step that writes it. Arrays some files lack (per-sample values, absent from files of older versions or
     of the hook path) are left out, so a stack never misaligns facts."""
     folder = ResultsFolder.of(results)
-    stacked: dict[str, list[np.ndarray]] = {}
-    for known_id in known_ids:
-        path = folder.carryover_fact(known_id)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the carry-over step writes one file per fact (rerun the same "
-                                    "./run_all.sh command to compute it)")
-        problem = npz_problem(path)
-        if problem is not None:
-            raise DamagedFileError(path, problem, "Delete it and rerun the same ./run_all.sh command: the carry-over "
-                                                  "step computes it again.")
-        with np.load(path, allow_pickle=False) as data:
-            for key in data.files:
-                if not key.endswith(("_input_ids",)):
-                    stacked.setdefault(key, []).append(data[key])
-    return {key: np.stack(values) for key, values in stacked.items() if len(values) == len(known_ids)}
+    return stack_fact_files([folder.carryover_fact(i) for i in known_ids], "carry-over", skip_suffix="_input_ids")
 
 
 def own_restore_curves(run_dirs: dict[str, Path], known_ids: Sequence[str], kinds: Sequence[str],

@@ -31,16 +31,15 @@ from artifact.analysis.corruption import (
     verdict_table,
 )
 from artifact.analysis.effects import group_effects
-from artifact.analysis.transcription_document import replace_section
+from artifact.analysis.step_files import write_step_summary
 from artifact.core.digests import write_digest_list
-from artifact.core.fileio import DamagedFileError, npz_problem, sha256_file, write_atomic, write_json_atomic
+from artifact.core.fileio import DamagedFileError, npz_problem, sha256_file, write_json_atomic
 from artifact.core.layout import (
     CARRYOVER_FACTS_DIR,
     CORRUPTION_DIR,
     CORRUPTION_RESULTS_FILE,
     PAIRING_FILE,
     SETTINGS_FILE,
-    SUMMARY_FILE,
     corruption_fact_path,
     fact_file_id,
     result_path,
@@ -215,10 +214,7 @@ def summary_section(document: dict[str, Any]) -> str:
 
 def write_summary(results: ResultsFolder | Path, document: dict[str, Any]) -> None:
     """corruption/summary.md, and the same section in the comparison's summary.md."""
-    folder = ResultsFolder.of(results)
-    section = summary_section(document)
-    write_atomic(folder.path / CORRUPTION_DIR / SUMMARY_FILE, lambda h: h.write(section.encode()))
-    replace_section(folder.summary_file, SUMMARY_SECTION, section)
+    write_step_summary(results, CORRUPTION_DIR, SUMMARY_SECTION, summary_section(document))
 
 
 __all__ = ["aggregate_corruption", "corruption_document", "corruption_facts", "fact_arrays", "fact_effects",

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from artifact.analysis.bootstrap import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
+from artifact.analysis.step_files import stack_fact_files, write_step_summary
 from artifact.analysis.transcription import (
     TOKENS,
     TOP_K,
@@ -23,11 +24,10 @@ from artifact.analysis.transcription import (
     transcription_statistics,
 )
 from artifact.core.digests import write_digest_list
-from artifact.core.fileio import DamagedFileError, npz_problem, sha256_file, write_atomic, write_json_atomic
+from artifact.core.fileio import sha256_file, write_json_atomic
 from artifact.core.layout import (
     CARRYOVER_FACTS_DIR,
     SETTINGS_FILE,
-    SUMMARY_FILE,
     TRANSCRIPTION_DIR,
     TRANSCRIPTION_RESULTS_FILE,
     fact_file_id,
@@ -45,20 +45,9 @@ CURVES = tuple(f"{t}_{m}_{w}" for t in TOKENS for m in ("prob", "rank") for w in
 def load_transcription_files(results: ResultsFolder | Path, known_ids: Sequence[Any]) -> dict[str, np.ndarray]:
     """The listed facts' fixed-shape curves ([layer] each, `TranscriptionResult.summary`) stacked to [fact, layer], in
     the given order, with known_id [fact]; a missing or damaged file is an error naming the fix."""
-    stacked: dict[str, list[np.ndarray]] = {}
-    for known_id in known_ids:
-        path = transcription_fact_path(ResultsFolder.of(results).path, known_id)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the implicit-transcription step writes one file per fact "
-                                    "(rerun the same ./run_all.sh command to compute it)")
-        problem = npz_problem(path)
-        if problem is not None:
-            raise DamagedFileError(path, problem, "Delete it and rerun the same ./run_all.sh command: the "
-                                                  "implicit-transcription step computes it again.")
-        with np.load(path, allow_pickle=False) as data:
-            for name in (*CURVES, "known_id"):
-                stacked.setdefault(name, []).append(data[name])
-    return {name: np.stack(values) for name, values in stacked.items()}
+    folder = ResultsFolder.of(results).path
+    return stack_fact_files([transcription_fact_path(folder, i) for i in known_ids], "implicit-transcription",
+                            names=(*CURVES, "known_id"))
 
 
 def recall_depths(results: ResultsFolder | Path) -> list[Depth]:
@@ -144,27 +133,8 @@ def summary_section(document: dict[str, Any]) -> str:
 
 def write_summary(results: ResultsFolder | Path, document: dict[str, Any]) -> None:
     """transcription/summary.md, and the same section appended to (or replaced in) the comparison's summary.md."""
-    folder = ResultsFolder.of(results)
-    section = summary_section(document)
-    write_atomic(folder.path / TRANSCRIPTION_DIR / SUMMARY_FILE, lambda h: h.write(section.encode()))
-    replace_section(folder.summary_file, SUMMARY_SECTION, section)
+    write_step_summary(results, TRANSCRIPTION_DIR, SUMMARY_SECTION, summary_section(document))
 
 
-def replace_section(path: Path, heading: str, section: str) -> None:
-    """Put `section` (starting with `heading`) into the markdown file `path` when it exists: an earlier copy of that
-    section (up to the next '## ' heading) is replaced, else it is appended."""
-    if not Path(path).is_file():
-        return
-    text = Path(path).read_text()
-    if heading in text:
-        before, _, after = text.partition(heading)
-        rest = after.split("\n## ", 1)
-        tail = ("\n## " + rest[1]) if len(rest) > 1 else ""
-        merged = before.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n" + tail
-    else:
-        merged = text.rstrip("\n") + "\n\n" + section
-    write_atomic(Path(path), lambda h: h.write(merged.encode()))
-
-
-__all__ = ["aggregate_transcription", "load_transcription_files", "recall_depths", "replace_section",
-           "summary_section", "transcription_document", "write_summary"]
+__all__ = ["aggregate_transcription", "load_transcription_files", "recall_depths", "summary_section",
+           "transcription_document", "write_summary"]

@@ -25,17 +25,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from artifact.core.fileio import npz_problem, read_json, write_json_atomic, write_npz_atomic
-from artifact.core.layout import (
-    CARRYOVER_DIR,
-    CARRYOVER_FACTS_DIR,
-    SETTINGS_FILE,
-    ResultsFolderError,
-    carryover_fact_path,
-)
+from artifact.core.fileio import npz_problem, write_npz_atomic
+from artifact.core.layout import CARRYOVER_DIR, carryover_fact_path
 from artifact.core.names import DIRECTIONS, MAPPED_POSITIONS, MODALITIES
 from artifact.core.trace_settings import TraceSettings, flatten_trace
 from artifact.experiments.profiles import CarryOverPlan
+from artifact.experiments.stepfiles import open_step_dir
 from artifact.known import output_rows, text_mode_banned_ids
 from artifact.tracing.config import TraceConfig
 
@@ -199,20 +194,8 @@ def _identity_arrays(fact: Any, prompts: dict[str, Any]) -> dict[str, np.ndarray
 
 def open_carryover_dir(out: Path, settings: CarryOverSettings) -> Path:
     """carryover/ with its settings.json written, or checked against a rerun's (finished files are reused, so
-    results of other settings must never be taken for these)."""
-    folder = Path(out) / CARRYOVER_DIR
-    path = folder / SETTINGS_FILE
-    wanted = settings.to_dict()
-    if path.is_file():
-        stored = read_json(path)
-        if stored != wanted:
-            differ = sorted(k for k in wanted if stored.get(k) != wanted[k])
-            raise ResultsFolderError(f"{folder} holds carry-over results of other settings ({', '.join(differ)} "
-                                     "differ); remove that folder to recompute them, or pass another --out.")
-    else:
-        (folder / CARRYOVER_FACTS_DIR).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, wanted)
-    return folder
+    results of other settings must never be taken for these): `stepfiles.open_step_dir`."""
+    return open_step_dir(Path(out) / CARRYOVER_DIR, settings.to_dict(), "carry-over")
 
 
 def run_carryover(models: dict[str, Any], pairs: Sequence[tuple[Any, dict[str, Any]]], settings: CarryOverSettings,

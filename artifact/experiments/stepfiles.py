@@ -1,6 +1,6 @@
-"""The folder of a per-fact step after carry-over (issue 30's implicit transcription and corruption choice): its
-settings.json written once, or checked against a rerun's, as `carryover.open_carryover_dir` does (finished fact
-files are reused, so results of other settings must never be taken for these)."""
+"""The folder of a per-fact step (carry-over, and issue 30's implicit transcription and corruption choice): its
+settings.json written once, or checked against a rerun's (finished fact files are reused, so results of other
+settings must never be taken for these)."""
 
 from __future__ import annotations
 

@@ -89,3 +89,26 @@ def test_the_dependence_sentence_names_corruptions_too_small_to_judge():
     corruptions["noise_3"] = entry(MIN_FACTS - 1)
     sentence = judged_sentence({"noise_3": unjudged, "noise_1": unjudged}, corruptions)
     assert sentence.startswith("Not measured") and "does not depend" not in sentence
+
+
+def test_the_carryover_folder_keeps_its_settings_and_refuses_others(tmp_path):
+    """carryover/settings.json is written once (the step's fact files sit in carryover/facts/), read back equal on a
+    rerun with the same settings, and a rerun with other settings is refused naming what differs and the fix."""
+    import json
+    from dataclasses import replace
+
+    from artifact.core.layout import CARRYOVER_DIR, CARRYOVER_FACTS_DIR, SETTINGS_FILE
+    from artifact.experiments.carryover import CarryOverSettings, open_carryover_dir
+    from artifact.experiments.profiles import PROFILES
+
+    smoke = PROFILES["smoke"]
+    settings = CarryOverSettings(models={"text": "t", "speech": "s"}, text_noise=0.1, speech_noise=0.2,
+                                 trace=smoke.trace, plan=smoke.carryover)
+    folder = open_carryover_dir(tmp_path, settings)
+    assert folder == tmp_path / CARRYOVER_DIR and (folder / CARRYOVER_FACTS_DIR).is_dir()
+    stored = (folder / SETTINGS_FILE).read_text()
+    assert json.loads(stored) == settings.to_dict()
+    assert open_carryover_dir(tmp_path, settings) == folder and (folder / SETTINGS_FILE).read_text() == stored
+    with pytest.raises(ResultsFolderError, match="holds carry-over results of other settings \\(text_noise differ\\)"
+                                                 ".*another --out"):
+        open_carryover_dir(tmp_path, replace(settings, text_noise=0.3))

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 from artifact.speech import FrontEndConfig, SpeechFrontEnd, boundary_errors, create_aligner, create_recognizer, espeak
 from artifact.speech.tts import EspeakTTS, MeloTTS
+from tests.support.melo_package import write_melo_package
 
 pytestmark = pytest.mark.skipif(not espeak.available(), reason="espeak-ng (libespeak-ng) is not installed")
 EIFFEL = "The Eiffel Tower is located in the city of"
@@ -136,26 +136,17 @@ def test_melotts_subprocess_protocol_with_a_stub(tmp_path, monkeypatch):
     """The worker against a stand-in `melo.api.TTS` with MeloTTS's signatures (hps.data.spk2id, tts_to_file(text,
     speaker_id, output_path, sdp_ratio, noise_scale, noise_scale_w, speed, ...)) writing a 44.1 kHz WAV: exercises
     the subprocess plumbing (MeloTTS itself runs in tests/test_paper_backends.py)."""
-    stub = tmp_path / "stub" / "melo"
-    stub.mkdir(parents=True)
-    (stub / "__init__.py").write_text("")
-    (stub / "api.py").write_text(textwrap.dedent("""
-        import types, numpy as np
-        from scipy.io import wavfile
-        class TTS:
-            def __init__(self, language, device="auto", use_hf=True, config_path=None, ckpt_path=None):
-                self.hps = types.SimpleNamespace(data=types.SimpleNamespace(spk2id={"EN-US": 0}))
-                self.language = language
-            def tts_to_file(self, text, speaker_id, output_path=None, sdp_ratio=0.2, noise_scale=0.6,
-                            noise_scale_w=0.8, speed=1.0, pbar=None, format=None, position=None, quiet=False):
-                print("progress chatter on stdout")
-                t = np.arange(int(44100 * 0.05 * len(text.split()) / speed)) / 44100
-                audio = (0.5 * np.sin(2 * np.pi * 200 * t) * 32767).astype(np.int16)
-                if output_path is None:
-                    return audio
-                wavfile.write(output_path, 44100, audio)
-    """))
-    monkeypatch.setenv("PYTHONPATH", str(stub.parent))
+    stub = write_melo_package(tmp_path / "stub", methods="""
+        def tts_to_file(self, text, speaker_id, output_path=None, sdp_ratio=0.2, noise_scale=0.6,
+                        noise_scale_w=0.8, speed=1.0, pbar=None, format=None, position=None, quiet=False):
+            print("progress chatter on stdout")
+            t = np.arange(int(44100 * 0.05 * len(text.split()) / speed)) / 44100
+            audio = (0.5 * np.sin(2 * np.pi * 200 * t) * 32767).astype(np.int16)
+            if output_path is None:
+                return audio
+            wavfile.write(output_path, 44100, audio)
+    """)
+    monkeypatch.setenv("PYTHONPATH", str(stub))
     tts = MeloTTS(python=sys.executable)
     try:
         audio = tts.synthesize("one two three four")

@@ -14,31 +14,23 @@ import pytest
 
 from artifact.speech.cache import content_key
 from artifact.speech.tts import WORKER, MeloTTS
+from tests.support.melo_package import write_melo_package
 
 
 def _recording_melo(folder: Path) -> Path:
     """A stand-in `melo` package with MeloTTS's interface that records the device it was built with and the
     environment's TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (into $MELO_RECORD), and writes a short WAV."""
-    stub = folder / "melo"
-    stub.mkdir(parents=True)
-    (stub / "__init__.py").write_text("")
-    (stub / "api.py").write_text(textwrap.dedent("""
-        import json, os, types, numpy as np
-        from scipy.io import wavfile
-        class TTS:
-            def __init__(self, language, device="auto", use_hf=True, config_path=None, ckpt_path=None):
-                self.hps = types.SimpleNamespace(data=types.SimpleNamespace(spk2id={"EN-US": 0}))
-                self.language = language
-                with open(os.environ["MELO_RECORD"], "a") as handle:
-                    handle.write(json.dumps({"device": device,
-                                             "weights_only": os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}) + "\\n")
-            def tts_to_file(self, text, speaker_id, output_path=None, speed=1.0, quiet=False, **settings):
-                audio = 0.3 * np.sin(np.arange(4410) / 10.0)
-                if output_path is not None:
-                    wavfile.write(output_path, 44100, (audio * 32767).astype(np.int16))
-                return audio
-    """))
-    return folder
+    return write_melo_package(folder, init="""
+        with open(os.environ["MELO_RECORD"], "a") as handle:
+            handle.write(json.dumps({"device": device,
+                                     "weights_only": os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}) + "\\n")
+    """, methods="""
+        def tts_to_file(self, text, speaker_id, output_path=None, speed=1.0, quiet=False, **settings):
+            audio = 0.3 * np.sin(np.arange(4410) / 10.0)
+            if output_path is not None:
+                wavfile.write(output_path, 44100, (audio * 32767).astype(np.int16))
+            return audio
+    """)
 
 
 def test_melotts_runs_on_the_cpu_by_default_and_the_device_keys_the_audio(tmp_path, monkeypatch):

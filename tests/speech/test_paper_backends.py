@@ -12,7 +12,6 @@ import re
 import socket
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 
 from artifact.speech import espeak
 from artifact.speech.registry import Registry
+from tests.support.melo_package import write_melo_package
 from tests.support.paper_backends import (
     WHISPER_SMALL_DIMS,
     WHISPER_TEST_DIMS,
@@ -204,32 +204,21 @@ def _stub_melo(folder: Path) -> Path:
     MeloTTS's, contains noise drawn from global generators (numpy's and Python's here: importing torch would double
     the test's time), and whose first synthesis, like MeloTTS's lazy BERT load, draws from the generator before it
     synthesises; it prints to stdout as MeloTTS does. Its loudness shows whether it ran with the hub offline."""
-    stub = folder / "melo"
-    stub.mkdir(parents=True)
-    (stub / "__init__.py").write_text("")
-    (stub / "api.py").write_text(textwrap.dedent("""
-        import os, random, types, numpy as np
-        from scipy.io import wavfile
-        class TTS:
-            def __init__(self, language, device="auto", use_hf=True, config_path=None, ckpt_path=None):
-                self.hps = types.SimpleNamespace(data=types.SimpleNamespace(spk2id={"EN-US": 0, "EN-BR": 1}))
-                self.language = language
-                self.bert = None
-            def tts_to_file(self, text, speaker_id, output_path=None, sdp_ratio=0.2, noise_scale=0.6,
-                            noise_scale_w=0.8, speed=1.0, pbar=None, format=None, position=None, quiet=False):
-                print("progress chatter on stdout")
-                if self.bert is None:
-                    self.bert = np.random.randn(16)
-                n = int(44100 * 0.05 * len(text.split()) / speed)
-                t = np.arange(n) / 44100
-                noise = noise_scale * (random.random() + np.random.randn(n)) / 20
-                amplitude = 0.5 if os.environ.get("HF_HUB_OFFLINE") == "1" else 0.2  # shows the hub mode
-                audio = amplitude * np.sin(2 * np.pi * (200 + 20 * speaker_id) * t) + noise
-                if output_path is None:
-                    return audio
-                wavfile.write(output_path, 44100, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
-    """))
-    return folder
+    return write_melo_package(folder, speakers=("EN-US", "EN-BR"), init="self.bert = None", methods="""
+        def tts_to_file(self, text, speaker_id, output_path=None, sdp_ratio=0.2, noise_scale=0.6,
+                        noise_scale_w=0.8, speed=1.0, pbar=None, format=None, position=None, quiet=False):
+            print("progress chatter on stdout")
+            if self.bert is None:
+                self.bert = np.random.randn(16)
+            n = int(44100 * 0.05 * len(text.split()) / speed)
+            t = np.arange(n) / 44100
+            noise = noise_scale * (random.random() + np.random.randn(n)) / 20
+            amplitude = 0.5 if os.environ.get("HF_HUB_OFFLINE") == "1" else 0.2  # shows the hub mode
+            audio = amplitude * np.sin(2 * np.pi * (200 + 20 * speaker_id) * t) + noise
+            if output_path is None:
+                return audio
+            wavfile.write(output_path, 44100, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
+    """)
 
 
 def test_melotts_worker_seeds_every_request(tmp_path, monkeypatch):

@@ -9,6 +9,10 @@ careless or dishonest rerun would), so only the comparison with the reference ca
 other-seed replicate held out of a calibration is tested on the synthetic world (test_verify.py) and measured on the
 embedded smoke profile (expected/README.md). The same run checks that verify.py PASSes in an environment holding
 only numpy and scipy.
+
+CI time: the cases whose fault a fast test elsewhere already catches are marked slow (each names that test in
+`ALSO_CAUGHT`); CI runs the rest on the same fixture. All of them: `scripts/test.sh -m slow
+tests/verification/test_mutations.py` (the slow ones) after `scripts/test.sh tests/verification/test_mutations.py`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,34 @@ from artifact.experiments.profiles import PROFILES, CarryOverPlan
 from artifact.verification.numerics import metric_of
 
 REPO = Path(__file__).resolve().parents[2]
+ALSO_CAUGHT = {  # slow case -> the fast test that catches the same fault (run in CI)
+    "two-facts-swapped": "tests/verification/test_recompute.py::test_two_facts_traces_swapped",
+    "trace-truncated": "tests/verification/test_recompute.py::test_trace_files_changed_after_aggregation[truncate]",
+    "trace-deleted": "tests/verification/test_recompute.py::test_trace_files_changed_after_aggregation[delete]",
+    "comparison-arms-swapped": "tests/verification/test_recompute.py::test_an_edited_comparison_is_stale[arms swapped]",
+    "claims-edited": "tests/verification/test_recompute.py::test_an_edited_comparison_is_stale[verdict]",
+    "known-flips": "tests/verification/test_verify.py::test_known_flips_are_judged_by_their_margins",
+    "t2t-mlp-minus-0.17": "test_trace_values_changed_and_carried_through_fail[t2t-mlp-minus-0.094] (here) and "
+                          "tests/verification/test_verify.py::test_same_seed_tier_judges_every_cell",
+    "s2t-mlp-plus-0.13": "test_trace_values_changed_and_carried_through_fail[s2t-further-plus-0.1] (here) and "
+                         "tests/verification/test_verify.py::test_same_seed_tier_judges_every_cell",
+    "s2t-subsequent-x3": "tests/verification/test_verify.py::test_a_moved_weak_group_fails_a_same_seed_rerun"
+                         "[first_subsequent]",
+    "s2t-first-middle-zero": "tests/verification/test_verify.py::test_a_moved_weak_group_fails_a_same_seed_rerun"
+                             "[middle_subject]",
+    "incomplete-run": "tests/verification/test_verify.py::test_incomplete_run_fails",
+    "claims-the-paper": "tests/verification/test_verify.py::test_identity_is_checked_first (another model)",
+    "knockout-x0.5": "test_carryover_values_changed_are_caught[patching-plus-0.05] (here: the same digest list and "
+                     "cell comparison, another array)",
+    "lens-plus-0.01": "test_carryover_values_changed_are_caught[patching-plus-0.05] (here, as above)",
+    "carryover-resume": "tests/faults/test_corrupt_files.py::test_damaged_carryover_fact_file_is_computed_again_or_named",
+}
+
+
+def slow_case(*values, id: str):
+    """A parametrised case marked slow; ALSO_CAUGHT names the fast test that catches its fault."""
+    assert id in ALSO_CAUGHT, id
+    return pytest.param(*values, id=id, marks=pytest.mark.slow)
 TINY = replace(PROFILES["smoke"], trace=replace(PROFILES["smoke"].trace, samples=1), count=4, candidates=60, kinds=("mlp",),
                carryover=CarryOverPlan(patch_kinds=("mlp",)))
 # The float64 bound on fp32 rounding measured on the embedded smoke profile (same models and code): the same-seed
@@ -64,6 +96,19 @@ def run_tiny(out: Path, seed: int, batch_size: int) -> Path:
     return out
 
 
+def rerun_tiny(out: Path) -> Path:
+    """The same-seed rerun of the tiny profile into `out` (a new folder, or one to resume): seed 1, batch 3, one
+    torch thread (the thread count restored after)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PROFILES, "smoke", TINY)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return run_tiny(out, 1, 3)
+        finally:
+            torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     """Reference (seed 1, batch 128), same-seed rerun (batch 3, one thread), other-seed replicate (seed 2, batch 64),
@@ -72,12 +117,7 @@ def real(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(PROFILES, "smoke", TINY)
         ref = run_tiny(base / "ref", 1, 128)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            rerun = run_tiny(base / "rerun", 1, 3)
-        finally:
-            torch.set_num_threads(threads)
+        rerun = rerun_tiny(base / "rerun")
         replicate = run_tiny(base / "replicate", 2, 64)
     tolerances = v.calibrate_tolerances([replicate], ref, same_seed_from=[rerun], float64_from=FLOAT64)
     profile = base / "expected" / "embedded-smoke"
@@ -171,6 +211,7 @@ def test_the_honest_same_seed_rerun_passes_in_the_same_seed_tier(real):
     assert {c.check for c in report.checks} >= {"carryover_files", "carryover_fresh", "carryover_facts"}
 
 
+@pytest.mark.slow  # ALSO_CAUGHT["known-flips"]
 def test_known_flips_are_judged_by_their_margins(real):
     """A fact the sample did not trace leaves Known-s2t, and the run is rebuilt. As a near tie (|margin| under the
     float32 bound on both sides, as on other numerics): PASS. With its real, wide margin: FAIL, naming it (issue 28,
@@ -237,12 +278,12 @@ def _claims_edited(results: Path) -> None:
 
 
 @pytest.mark.parametrize("mutate, check", [
-    (_swap_two_facts, "trace_files"),
-    (_truncate_one, "trace_files"),
-    (_delete_one, "trace_files"),
-    (_comparison_with_arms_swapped, "comparison_fresh"),
-    (_claims_edited, "comparison_fresh"),
-], ids=["two-facts-swapped", "trace-truncated", "trace-deleted", "comparison-arms-swapped", "claims-edited"])
+    slow_case(_swap_two_facts, "trace_files", id="two-facts-swapped"),
+    slow_case(_truncate_one, "trace_files", id="trace-truncated"),
+    slow_case(_delete_one, "trace_files", id="trace-deleted"),
+    slow_case(_comparison_with_arms_swapped, "comparison_fresh", id="comparison-arms-swapped"),
+    slow_case(_claims_edited, "comparison_fresh", id="claims-edited"),
+])
 def test_derived_and_trace_files_are_not_trusted(real, mutate, check):
     results = copy_of(real, mutate.__name__)
     mutate(results)
@@ -251,16 +292,18 @@ def test_derived_and_trace_files_are_not_trusted(real, mutate, check):
 
 
 @pytest.mark.parametrize("arm, groups, edit, metric", [
-    ("t2t", ("last_subject",), lambda x: x - 0.094, "scores"),  # wipes out the mid-layer MLP effect
-    ("t2t", ("last_subject",), lambda x: x - 0.17, "scores"),  # (with S->T +0.13 below: the arms traded places)
-    ("s2t", ("last_subject",), lambda x: x + 0.13, "scores"),
-    ("s2t", ("first_subsequent", "further"), lambda x: x * 3, "scores"),
-    ("s2t", ("first_subsequent", "further"), lambda x: x + 0.1, "scores"),
-    ("s2t", ("first_subject", "middle_subject"), lambda x: np.zeros_like(x), "scores"),
-    ("t2t", ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last"),
-     lambda x: x * 0.5, "logprobs"),  # log-prob effects x0.5, prob untouched
-], ids=["t2t-mlp-minus-0.094", "t2t-mlp-minus-0.17", "s2t-mlp-plus-0.13", "s2t-subsequent-x3", "s2t-further-plus-0.1",
-        "s2t-first-middle-zero", "logprob-x0.5"])
+    pytest.param("t2t", ("last_subject",), lambda x: x - 0.094, "scores",  # wipes out the mid-layer MLP effect
+                 id="t2t-mlp-minus-0.094"),
+    slow_case("t2t", ("last_subject",), lambda x: x - 0.17, "scores",  # (with S->T +0.13: the arms traded places)
+              id="t2t-mlp-minus-0.17"),
+    slow_case("s2t", ("last_subject",), lambda x: x + 0.13, "scores", id="s2t-mlp-plus-0.13"),
+    slow_case("s2t", ("first_subsequent", "further"), lambda x: x * 3, "scores", id="s2t-subsequent-x3"),
+    pytest.param("s2t", ("first_subsequent", "further"), lambda x: x + 0.1, "scores", id="s2t-further-plus-0.1"),
+    slow_case("s2t", ("first_subject", "middle_subject"), lambda x: np.zeros_like(x), "scores",
+              id="s2t-first-middle-zero"),
+    pytest.param("t2t", ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last"),
+                 lambda x: x * 0.5, "logprobs", id="logprob-x0.5"),  # log-prob effects x0.5, prob untouched
+])
 def test_trace_values_changed_and_carried_through_fail(real, arm, groups, edit, metric):
     results = copy_of(real, f"{arm}-{'-'.join(groups)}-{metric}-{edit(np.ones(1))[0]:.3f}")
     edit_traces(results, arm, groups, edit, metric)
@@ -273,6 +316,7 @@ def test_trace_values_changed_and_carried_through_fail(real, arm, groups, edit, 
     assert {c.metric for c in bad} == ({"logprob"} if metric == "logprobs" else {"prob"})  # traces keep both apart
 
 
+@pytest.mark.slow  # ALSO_CAUGHT["incomplete-run"]
 def test_an_incomplete_run_rebuilt_from_its_traces_fails(real):
     """One planned trace never written (a run stopped early) and the derived files rebuilt from what is there: the
     digests and recomputation agree, and one fact is within the Known allowance, but the run itself says it is
@@ -285,6 +329,7 @@ def test_an_incomplete_run_rebuilt_from_its_traces_fails(real):
     assert report.verdict == v.FAIL and traced and "incomplete run" in traced[0].detail, v.render_table(report)
 
 
+@pytest.mark.slow  # ALSO_CAUGHT["claims-the-paper"]
 def test_an_embedded_run_claiming_the_paper_fails_against_the_spiritlm_profile(real):
     results = copy_of(real, "claims-supported")
     path = results / COMPARISON_DIR / "comparison.json"
@@ -310,11 +355,11 @@ def _edit_carryover_fact(results: Path, key: str, edit) -> None:
 
 
 @pytest.mark.parametrize("key, edit, check", [
-    ("knockout_prob", lambda x: x * 0.5, "knockout_prob"),
-    ("lens_prob", lambda x: x + 0.01, "lens_prob"),
-    ("patch_prob", lambda x: x + 0.05, "patch_ie_prob"),
-    ("patch_logprob", lambda x: x - 0.5, "patch_ie_logprob"),
-], ids=["knockout-x0.5", "lens-plus-0.01", "patching-plus-0.05", "patching-logprob-minus-0.5"])
+    slow_case("knockout_prob", lambda x: x * 0.5, "knockout_prob", id="knockout-x0.5"),
+    slow_case("lens_prob", lambda x: x + 0.01, "lens_prob", id="lens-plus-0.01"),
+    pytest.param("patch_prob", lambda x: x + 0.05, "patch_ie_prob", id="patching-plus-0.05"),
+    pytest.param("patch_logprob", lambda x: x - 0.5, "patch_ie_logprob", id="patching-logprob-minus-0.5"),
+])
 def test_carryover_values_changed_are_caught(real, key, edit, check):
     """One fact's carry-over numbers edited: the digest list catches the file; rebuilt through the artifact's own
     aggregate, the comparison with the reference catches the numbers, naming the array."""
@@ -354,11 +399,10 @@ def test_other_seed_replicate_keeps_noise_free_carryover_cells(real):
     assert len(bands) == 4 and real["tolerances"]["carryover_bands"]  # 2 directions x 1 kind x 2 positions
 
 
+@pytest.mark.slow  # ALSO_CAUGHT["carryover-resume"]
 def test_a_killed_carryover_step_resumes_fact_by_fact(real):
     """A fact file lost (the step was killed while writing it): the rerun computes that fact only, to the same
     bits, and reuses the others."""
-    from artifact.experiments.pipeline import run_pipeline
-
     results = copy_of(real, "carryover-resume")
     ids = json.loads((results / CARRYOVER_DIR / "carryover.json").read_text())["sets"]["all"]["known_ids"]
     before = {i: fact_path(results, i).read_bytes() for i in ids}
@@ -367,15 +411,7 @@ def test_a_killed_carryover_step_resumes_fact_by_fact(real):
     steps = json.loads((results / "steps.json").read_text())
     steps.pop("carryover")
     write_json_atomic(results / "steps.json", steps)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(PROFILES, "smoke", TINY)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            assert run_pipeline(profile="smoke", model="embedded", out=results, progress=False, verify=False,
-                                seed=1, batch_size=3, front_end="offline") == 0
-        finally:
-            torch.set_num_threads(threads)
+    rerun_tiny(results)
     assert {i: fact_path(results, i).read_bytes() for i in ids} == before
     assert {i: fact_path(results, i).stat().st_mtime_ns for i in kept} == kept  # the others were not rewritten
     assert "## Carry-over" in (results / COMPARISON_DIR / "summary.md").read_text()
@@ -516,8 +552,6 @@ def test_a_profile_recorded_before_issue30_skips_its_checks(real, tmp_path):
 
 def test_issue30_steps_resume_fact_by_fact(real):
     """A transcription and a corruption fact file lost: the rerun computes those only, to the same bits."""
-    from artifact.experiments.pipeline import run_pipeline
-
     results = copy_of(real, "issue30-resume")
     t_ids = json.loads((results / TRANSCRIPTION_DIR / "transcription.json").read_text())["known_ids"]
     c_ids = json.loads((results / CORRUPTION_DIR / "corruption.json").read_text())["known_ids"]
@@ -528,15 +562,7 @@ def test_issue30_steps_resume_fact_by_fact(real):
     for path in lost:
         path.unlink()
     kept = {p: p.stat().st_mtime_ns for p in files if p not in lost}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(PROFILES, "smoke", TINY)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            assert run_pipeline(profile="smoke", model="embedded", out=results, progress=False, verify=False,
-                                seed=1, batch_size=3, front_end="offline") == 0
-        finally:
-            torch.set_num_threads(threads)
+    rerun_tiny(results)
     assert {p: p.read_bytes() for p in files} == before
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     summary = (results / COMPARISON_DIR / "summary.md").read_text()
