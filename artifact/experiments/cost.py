@@ -1,5 +1,7 @@
-"""The cost model: counted matmul FLOPs of a profile's traces (`tracing.flops`: the engine's least work) over a
-sustained throughput per device, so that a run says what it will cost before it starts, and records it.
+"""The cost model: counted matmul FLOPs of a profile's traces (`tracing.flops`: the engine's least work) and of the
+steps after them (carry-over patching, implicit transcription, corruption choice) over a sustained throughput per
+device, so that a run says what it will cost before it starts, and records it; and the disk its results folder needs
+(`disk_bytes`, for the disk-full message and `cost --profile`).
 
 Throughputs:
 - `h100`: an assumed 40% of an H100's dense bf16 peak (989 TFLOP/s); not measured (no GPU here). The CPU benchmark
