@@ -112,3 +112,35 @@ def test_the_carryover_folder_keeps_its_settings_and_refuses_others(tmp_path):
     with pytest.raises(ResultsFolderError, match="holds carry-over results of other settings \\(text_noise differ\\)"
                                                  ".*another --out"):
         open_carryover_dir(tmp_path, replace(settings, text_noise=0.3))
+
+
+def test_corruption_step_writes_reuses_and_recomputes_a_lost_or_damaged_file(tmp_path, llama_tiny):
+    """The corruption choice's (arm, fact) files: written once, reused on a rerun, a lost one and a damaged one
+    computed again to the same bits while the others are not rewritten (what a killed step leaves)."""
+    from types import SimpleNamespace
+
+    from artifact.core.layout import corruption_fact_path
+    from artifact.experiments.corruption import corruption_settings, run_corruption
+    from artifact.experiments.profiles import CorruptionPlan
+    from tests.support.tiny_runs import tiny_settings
+
+    loaded = TinyLoaded("tiny", llama_tiny, VocabTokenizer(), ModelAdapter(llama_tiny))
+    items = tiny_items(llama_tiny)
+    prepared = {arm: SimpleNamespace(items=items, settings=tiny_settings(arm=arm, samples=2), loaded=loaded)
+                for arm in ("t2t", "s2t")}
+    settings = corruption_settings(prepared, CorruptionPlan(multiples=(3.0, 5.0)), ["mlp"])
+    ids = [str(f.known_id) for f, _ in items[:2]]
+    computed, reused, _ = run_corruption(prepared, ids, settings, tmp_path, progress=False)
+    assert len(computed) == 4 and not reused
+    files = [corruption_fact_path(tmp_path, arm, i) for arm in ("t2t", "s2t") for i in ids]
+    before = {p: p.read_bytes() for p in files}
+    computed, reused, _ = run_corruption(prepared, ids, settings, tmp_path, progress=False)
+    assert not computed and len(reused) == 4
+    lost, damaged = files[0], files[3]
+    lost.unlink()
+    damaged.write_bytes(before[damaged][:100])  # a killed write's remains
+    kept = {p: p.stat().st_mtime_ns for p in files if p not in (lost, damaged)}
+    computed, reused, _ = run_corruption(prepared, ids, settings, tmp_path, progress=False)
+    assert sorted(computed) == sorted([f"t2t/{ids[0]}", f"s2t/{ids[1]}"]) and len(reused) == 2
+    assert {p: p.read_bytes() for p in files} == before
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept

@@ -73,6 +73,8 @@ ALSO_CAUGHT = {  # slow case -> the fast test that catches the same fault (run i
                      "cell comparison, another array)",
     "lens-plus-0.01": "test_carryover_values_changed_are_caught[patching-plus-0.05] (here, as above)",
     "carryover-resume": "tests/faults/test_corrupt_files.py::test_damaged_carryover_fact_file_is_computed_again_or_named",
+    "issue30-resume": "tests/experiments/test_beyond_steps.py::test_transcription_step_writes_reuses_and_recomputes_a_"
+                      "damaged_file and ::test_corruption_step_writes_reuses_and_recomputes_a_lost_or_damaged_file",
 }
 
 
@@ -482,6 +484,8 @@ def test_issue30_analyses_are_recorded_and_judged_cell_by_cell(real):
     same-seed tier), and the other-seed replicate keeps the noise-free cells (lens, token replacement) only."""
     for name in (TRANSCRIPTION_DIR, CORRUPTION_DIR):
         assert (real["profile"] / name / "facts.npz").is_file()
+    summary = (real["rerun"] / COMPARISON_DIR / "summary.md").read_text()
+    assert "## Implicit transcription" in summary and "## Corruption choice" in summary
     report = verify(real["rerun"], real["profile"])
     cells = {(c.check, c.group): c for c in report.checks if c.check in ("transcription_cells", "corruption_cells")}
     assert all(c.verdict == v.PASS for c in cells.values()), v.render_table(report)
@@ -554,6 +558,7 @@ def test_a_profile_recorded_before_issue30_skips_its_checks(real, tmp_path):
     assert passed >= {"transcription_files", "transcription_fresh", "corruption_files", "corruption_fresh"}
 
 
+@pytest.mark.slow  # ALSO_CAUGHT["issue30-resume"]
 def test_issue30_steps_resume_fact_by_fact(real):
     """A transcription and a corruption fact file lost: the rerun computes those only, to the same bits."""
     results = copy_of(real, "issue30-resume")
