@@ -10,18 +10,23 @@ Every statistical check is judged on one permutation distribution over splits of
 - under each split every check's statistic is computed from the two groups' means, as the check computes it from
   two runs (`Statistic`, larger = further apart): the bands' max |t| over layers (`noise_band`), 1 - Pearson r of
   the AIE curves (`curve_correlation`), the shift of their argmax layers (`peak_layer`), 1 - the mean centred
-  per-fact map correlation (`fact_correlation`), the carry-over patching curves' max |t| (`carryover_band`), each
-  claim condition's |difference| (`claim_statistic`);
+  per-fact map correlation (`fact_correlation`), the carry-over patching curves' max |t| (`carryover_band`), and
+  each claim condition's |t| between the runs' per-sample values of it (`claim_statistic`: the condition computed
+  from each sample set's effects, as the claims compute it from a run's);
 - max-T on a common scale: each statistic is standardised by its own permutation distribution (z = (T - mean) / SD
-  over the splits, a function of the pooled data alone, so the same under every relabelling); the family's statistic
+  over the splits, a function of the pooled data alone, so the same under every relabelling; the SD of a discrete
+  statistic is floored at its step, 1 layer for a peak shift: a peak that moves by one layer in 4 of 252 splits
+  would otherwise reach z = 8 and set the critical value for every check); the family's statistic
   of a split is the largest z over all checks; the critical value c is the value that at most floor(alpha x N) of
   the N splits exceed. A check FAILs when its observed z exceeds c: under exchangeability the chance that an honest
   other-seed run FAILs any check of the family is at most alpha (exact with every split enumerated). Each check
   shows its statistic against its own threshold mean + c x SD, its own permutation p-value and the family-adjusted
   one (the share of splits whose family maximum reaches its z);
-- a check that could not FAIL says SKIP with the reason, never PASS: its statistic takes one value under every
-  split (a flat curve), or its threshold lies beyond the largest value the statistic can take (a correlation's 2,
-  a peak shift of all the layers; the power.py rules on the permutation scale);
+- a check that could not FAIL says SKIP with the reason, never PASS: its statistic is undefined (a flat or NaN
+  curve), or its threshold lies beyond the largest value the statistic can take (a correlation's 2, a peak shift of
+  all the layers; the power.py rules on the permutation scale). A statistic with one value under every split (a
+  sharp peak that no split moves) PASSes: the observed split is one of them, and any other value would have
+  stood out;
 - a claim's decided verdict flip (supported <-> not supported) FAILs when one of its conditions' statistics FAILs
   the family; otherwise it is INFO: the flip is within the noise the runs' own samples show (`merge_claims`).
 
@@ -61,6 +66,7 @@ class Statistic:
     shown: str = "upper"
     layers: np.ndarray | None = None  # [split, 2] argmax layers of run A and run B (peak_layer)
     bound: float = math.inf  # the largest value the statistic can take (2 for 1 - r; layers - 1 for a peak shift)
+    resolution: float = 0.0  # the smallest step of a discrete statistic (1 layer for a peak shift): its scale's floor
     note: str = ""
 
 
@@ -108,7 +114,7 @@ def _split_mean(weights: np.ndarray, pooled: np.ndarray) -> np.ndarray:
     """[split, fact, group, layer] weighted means over the sample axis of pooled [fact, sample, group, layer]; NaN
     where any sample is NaN (an empty token group)."""
     missing = np.isnan(pooled).any(axis=1)
-    out = np.einsum("ns,fsgl->nfgl", weights, np.nan_to_num(pooled))
+    out = np.tensordot(weights, np.nan_to_num(pooled), axes=([1], [1]))  # [split, fact, group, layer]
     out[:, missing] = np.nan
     return out
 
@@ -166,7 +172,8 @@ def curve_statistics(means: SplitMeans, splits: np.ndarray, labels: dict[str, An
         pb = np.where(finite, np.argmax(np.nan_to_num(cb, nan=-np.inf), axis=1), -1)
         shift = np.where(finite, np.abs(pa - pb), np.nan).astype(np.float64)
         out.append(Statistic("peak_layer", {**labels, "group": group}, shift, "argmax layer of the AIE curves",
-                             shown="peak", layers=np.stack([pa, pb], axis=1), bound=float(ca.shape[1] - 1)))
+                             shown="peak", layers=np.stack([pa, pb], axis=1), bound=float(ca.shape[1] - 1),
+                             resolution=1.0))
     n, f = means.a.shape[:2]
     ca = means.a - _quiet_nanmean(means.a, axis=1)[:, None]
     cb = means.b - _quiet_nanmean(means.b, axis=1)[:, None]
@@ -220,10 +227,21 @@ def condition_values(arms: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarra
     return out
 
 
-def claim_statistics(values_a: Mapping[str, np.ndarray], values_b: Mapping[str, np.ndarray]) -> list[Statistic]:
-    """Each claim condition's |A - B| under every split (the statistic `claim_statistic` bands across seeds)."""
-    return [Statistic("claim_statistic", {"group": key}, np.abs(values_a[key] - values_b[key]),
-                      f"|A - B| of {key} (point values of both runs)") for key in values_a if key in values_b]
+def claim_statistics(per_sample: Mapping[str, np.ndarray], point_a: Mapping[str, float],
+                     point_b: Mapping[str, float], splits: np.ndarray) -> list[Statistic]:
+    """Each claim condition as a two-sample |t| of its per-noise-sample values ({key: [pooled sample]}, the
+    condition computed from one sample set's effects, the run's sets first) under every split: studentised like the
+    bands, so a condition that moved beyond the noise stands out of the permutation distribution (the plain
+    |A - B| of the split means cannot: mixed splits take a share of any shift). `point_a` / `point_b`: the condition
+    from all of each run's samples (what comparison.json reports), shown in the detail."""
+    out = []
+    for key, values in per_sample.items():
+        t = split_t(np.asarray(values, dtype=np.float64)[:, None], splits)[:, 0]
+        out.append(Statistic("claim_statistic", {"group": key}, t,
+                             f"|t| of {key} between the runs' per-noise-sample values ({splits.shape[1] - 2} df; "
+                             f"from all samples: run {point_a.get(key, math.nan):.4g}, profile "
+                             f"{point_b.get(key, math.nan):.4g})"))
+    return out
 
 
 def judge(statistics: Sequence[Statistic], alpha: float = ALPHA, splits_note: str = "") -> list[Check]:
@@ -236,6 +254,7 @@ def judge(statistics: Sequence[Statistic], alpha: float = ALPHA, splits_note: st
         warnings.simplefilter("ignore", RuntimeWarning)
         mean, sd = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
     flat = ~(sd > FLAT * (1 + np.abs(np.nan_to_num(mean))))
+    sd = np.maximum(sd, [s.resolution for s in statistics])  # a discrete statistic moves by at least its step
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(flat[None, :] | ~np.isfinite(values), -np.inf, (values - mean) / np.where(flat, 1.0, sd))
     family = z.max(axis=1)  # [split]
@@ -245,10 +264,13 @@ def judge(statistics: Sequence[Statistic], alpha: float = ALPHA, splits_note: st
     for j, stat in enumerate(statistics):
         observed = float(values[0, j])
         threshold = float(mean[j] + critical * sd[j]) if not flat[j] else math.nan
-        if flat[j]:
-            why = ("no power: the statistic takes one value under every split of the noise samples (a flat or "
-                   "constant curve), so no outcome would differ from noise")
-        elif not math.isfinite(observed):
+        if flat[j] and math.isfinite(observed):  # the observed split is one of them: as close as any split
+            checks.append(_shown(stat, PASS, observed, observed, f"{stat.what}: the same value {observed:.4g} under "
+                                 f"every one of the {n} splits of the noise samples, the observed runs' included: "
+                                 "they agree as closely as the noise lets any two runs agree (not in the family's "
+                                 "maximum)"))
+            continue
+        if not math.isfinite(observed):
             why = "undefined for the observed runs (a flat or NaN curve)"
         elif threshold >= stat.bound:
             why = (f"no power: the family's threshold {threshold:.4g} lies at or beyond the largest value the "

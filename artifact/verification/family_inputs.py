@@ -108,20 +108,27 @@ def family_checks(arms: Mapping[str, tuple[ArmData, ArmData]], metrics: Sequence
     if carryover is not None:
         statistics += carryover_statistics(*carryover, splits)
     if claims and means:
-        values = [condition_values(_claim_sets(means, side)) for side in ("a", "b")]
-        statistics += claim_statistics(values[0], values[1])
+        per_sample = condition_values(_claim_sets(means, "samples"))
+        point = [{k: float(x[0]) for k, x in condition_values(_claim_sets(means, side)).items()} for side in "ab"]
+        statistics += claim_statistics(per_sample, point[0], point[1], splits)
     note = "" if len(splits) < MAX_SPLITS else " (a seeded subset of the splits)"
     return judge(statistics, alpha, note)
 
 
+def _side(m: SplitMeans, side: str) -> np.ndarray:
+    """[split or sample, fact, group, layer]: run A's or B's means under every split ("a", "b"), or every pooled
+    sample set on its own ("samples")."""
+    return np.moveaxis(m.pooled, 1, 0) if side == "samples" else getattr(m, side)
+
+
 def _claim_sets(means: Mapping[str, Mapping[str, SplitMeans]], side: str
                 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """{arm or "both_<arm>": {kind: ([split, fact, group, layer], [fact] subsequent-is-last)}} of one side of the
-    splits, for `family.condition_values`: "own" = each arm's paired facts; "both" = the facts of both arms."""
+    """{arm or "both_<arm>": {kind: ([split or sample, fact, group, layer], [fact] subsequent-is-last)}} of one side
+    (`_side`), for `family.condition_values`: "own" = each arm's paired facts; "both" = the facts of both arms."""
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for arm, kinds in means.items():
         for kind, m in kinds.items():
-            out.setdefault(arm, {})[kind] = (getattr(m, side), m.subsequent_is_last)
+            out.setdefault(arm, {})[kind] = (_side(m, side), m.subsequent_is_last)
     if "t2t" in means and "s2t" in means:
         for kind in means["t2t"]:
             if kind not in means["s2t"]:
@@ -130,7 +137,7 @@ def _claim_sets(means: Mapping[str, Mapping[str, SplitMeans]], side: str
             common = [i for i in t.ids if i in set(s.ids)]
             for arm, m in (("both_t2t", t), ("both_s2t", s)):
                 rows = [m.ids.index(i) for i in common]
-                out.setdefault(arm, {})[kind] = (getattr(m, side)[:, rows], m.subsequent_is_last[rows])
+                out.setdefault(arm, {})[kind] = (_side(m, side)[:, rows], m.subsequent_is_last[rows])
     return out
 
 
