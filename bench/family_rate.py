@@ -1,6 +1,7 @@
 """The family-wise false-FAIL rate of verify's other-seed tier (artifact/verification/family.py) on real runs.
 
     .venv/bin/python bench/family_rate.py RUN1 RUN2 RUN3 [--pairs 200] [--seed 0]
+    .venv/bin/python bench/family_rate.py RUN1 RUN2 --from-traces --arms t2t    # runs still tracing: their traces
 
 Each RUN is a results folder (./run_all.sh --out RUN --seed k) traced with per-sample noise streams, RUN1 the
 reference. Their noise-sample sets are pooled (3 runs x S = 5 gives 15; sample s of a run is one noise stream for
@@ -34,14 +35,35 @@ from artifact.verification.records import CHECK_GROUPS, DEFAULT_METRICS, FAIL, S
 PER_SAMPLE_CARRYOVER = ("patch_prob_per_sample", "low_prob_per_sample")
 
 
+def arm_from_traces(folder: Path, arm: str, kinds: tuple[str, ...]) -> ArmData:
+    """One arm's per-sample effects straight from its trace files (for runs whose aggregate step has not run yet):
+    every kind with at least one trace; the same arrays the aggregate step writes."""
+    from artifact.analysis.effects import fact_effects
+    from artifact.core.results import ResultsFolder
+
+    run_dir = ResultsFolder(folder).run_dir(arm)
+    effects, samples, ids = {}, {}, {}
+    for kind in kinds:
+        if not (run_dir / "traces" / kind).is_dir():
+            continue
+        for metric in DEFAULT_METRICS:
+            fe = fact_effects(run_dir, kind, metric)
+            if fe.samples is None or not len(fe.known_ids):
+                continue
+            effects[f"{kind}_{metric}"], samples[f"{kind}_{metric}"] = fe.effects, fe.samples
+            ids[kind] = [str(i) for i in fe.known_ids]
+    return ArmData(arm, run_dir, {}, None, effects, ids, samples=samples)
+
+
 def common_facts(runs: list[dict[str, ArmData]]) -> dict[str, dict[str, list[str]]]:
     """{arm: {kind: facts traced in every run}} (reference order)."""
     out: dict[str, dict[str, list[str]]] = {}
     for arm in runs[0]:
         out[arm] = {}
         for kind in runs[0][arm].kinds():
-            out[arm][kind] = [i for i in runs[0][arm].fact_ids[kind]
-                              if all(i in r[arm].fact_ids.get(kind, ()) for r in runs[1:])]
+            ids = [i for i in runs[0][arm].fact_ids[kind] if all(i in r[arm].fact_ids.get(kind, ()) for r in runs[1:])]
+            if len(ids) >= 2:
+                out[arm][kind] = ids
     return out
 
 
@@ -96,11 +118,11 @@ def carryover_pair(carry, chosen_a: np.ndarray, chosen_b: np.ndarray):
     return side(chosen_a), side(chosen_b), plan
 
 
-def judge_pair(arms: dict[str, tuple[ArmData, ArmData]], carryover) -> list:
+def judge_pair(arms: dict[str, tuple[ArmData, ArmData]], carryover, claims: bool) -> list:
     samples, why = family_samples(arms)
     if samples is None:
         raise SystemExit(f"the family cannot judge these runs: {why}")
-    return family_checks(arms, DEFAULT_METRICS, CHECK_GROUPS, SHAPE_GROUPS, samples, carryover, claims=True)
+    return family_checks(arms, DEFAULT_METRICS, CHECK_GROUPS, SHAPE_GROUPS, samples, carryover, claims=claims)
 
 
 def main() -> None:
@@ -108,13 +130,21 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="results folders; the first is the reference")
     parser.add_argument("--pairs", type=int, default=200, help="honest pseudo-pairs drawn from the pooled samples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-traces", action="store_true",
+                        help="read the per-sample effects from the trace files (runs not yet aggregated)")
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: both)")
+    parser.add_argument("--kinds", default="hidden,mlp,attn", help="comma-separated kinds (with --from-traces)")
+    parser.add_argument("--no-claims", action="store_true", help="leave the claims' conditions out of the family")
     args = parser.parse_args()
     if len(args.runs) < 2:
         parser.error("give at least two run folders (the reference and one other seed)")
-    runs = [{arm: load_run_arm(folder, arm) for arm in ARMS} for folder in args.runs]
+    arms_wanted = tuple(a for a in args.arms.split(",") if a)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    load = (lambda f, a: arm_from_traces(f, a, kinds)) if args.from_traces else load_run_arm
+    runs = [{arm: load(folder, arm) for arm in arms_wanted} for folder in args.runs]
     facts = common_facts(runs)
     pool = pooled(runs, facts)
-    carry = carryover_pool(args.runs)
+    carry = None if args.from_traces or set(arms_wanted) != set(ARMS) else carryover_pool(args.runs)
     S = next(iter(pool["t2t"].values())).shape[1] // len(runs)
     total = S * len(runs)
     print(f"{len(runs)} runs x {S} noise samples = {total} pooled sample sets; facts "
@@ -128,7 +158,7 @@ def main() -> None:
         arms = {arm: (pseudo_run(arm, facts[arm], pool[arm], a), pseudo_run(arm, facts[arm], pool[arm], b))
                 for arm in pool}
         start = time.perf_counter()
-        checks = judge_pair(arms, carryover_pair(carry, a, b))
+        checks = judge_pair(arms, carryover_pair(carry, a, b), not args.no_claims)
         seconds.append(time.perf_counter() - start)
         failed = [c for c in checks if c.verdict == FAIL]
         failing += bool(failed)
@@ -144,7 +174,7 @@ def main() -> None:
         ref = np.arange(S)
         arms = {arm: (pseudo_run(arm, facts[arm], pool[arm], own), pseudo_run(arm, facts[arm], pool[arm], ref))
                 for arm in pool}
-        checks = judge_pair(arms, carryover_pair(carry, own, ref))
+        checks = judge_pair(arms, carryover_pair(carry, own, ref), not args.no_claims)
         failed = [c for c in checks if c.verdict == FAIL]
         skipped = sum(c.verdict == "SKIP" for c in checks)
         critical = next((c.detail.split("critical z ")[1].split(" ")[0] for c in checks if "critical z " in c.detail),

@@ -60,6 +60,8 @@ def carryover_statistics(regen: Mapping[str, np.ndarray], expected: Mapping[str,
     need = ("patch_prob_per_sample", "low_prob_per_sample")
     if not all(k in regen and k in expected for k in need):
         return []
+    if regen["patch_prob_per_sample"].shape[-1] + expected["patch_prob_per_sample"].shape[-1] != splits.shape[1]:
+        return []  # other sample counts than the traces': not one noise stream per sample set with them
     sides = []
     for arrays in (regen, expected):
         ie = arrays["patch_prob_per_sample"] - arrays["low_prob_per_sample"][:, :, None, None, None, :]

@@ -255,3 +255,29 @@ def test_the_claims_conditions_are_computed_as_the_comparison_computes_them():
     assert set(ours) == set(theirs)
     for key, value in theirs.items():
         assert ours[key][0] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
+def _carryover(rng: np.random.Generator, scale: float = 1.0, S: int = 5) -> dict[str, np.ndarray]:
+    """Stacked carry-over arrays with per-sample patching values: [fact, direction, kind, position, layer, sample]
+    patched P and [fact, direction, sample] corrupted P; one shared draw per sample set, as in a run."""
+    shape = np.exp(-0.5 * ((np.arange(LAYERS) - 5) / 2.0) ** 2)
+    shared = rng.normal(size=(1, 2, 1, 1, 1, S))
+    patch = 0.2 * scale * shape[None, None, None, None, :, None] + 0.02 * (
+        shared + rng.normal(size=(FACTS, 2, 2, 2, LAYERS, S)))
+    low = 0.01 + 0.002 * rng.normal(size=(FACTS, 2, S))
+    return {"patch_prob_per_sample": patch + low[:, :, None, None, None, :], "low_prob_per_sample": low}
+
+
+def test_the_carryover_patching_curves_are_in_the_family():
+    plan = {"directions": ["text_to_speech", "speech_to_text"], "patch_kinds": ["hidden", "mlp"],
+            "positions": ["last_subject", "last"]}
+    rng = np.random.default_rng(6)
+    expected, regen = run_samples(rng), run_samples(rng)
+    arms = {arm: (arm_data(arm, regen[arm], 2), arm_data(arm, expected[arm], 1)) for arm in ("t2t", "s2t")}
+    honest = family_checks(arms, METRICS, BAND_GROUPS, BAND_GROUPS, (5, 5),
+                           (_carryover(rng), _carryover(rng), plan), claims=False)
+    patching = [c for c in honest if c.check == "carryover_band"]
+    assert len(patching) == 8 and all(c.verdict == PASS for c in patching), fails(honest)
+    halved = family_checks(arms, METRICS, BAND_GROUPS, BAND_GROUPS, (5, 5),
+                           (_carryover(rng, 0.5), _carryover(rng), plan), claims=False)
+    assert {f[0] for f in fails(halved)} == {"carryover_band"}, fails(halved)
