@@ -125,6 +125,16 @@ def judge_pair(arms: dict[str, tuple[ArmData, ArmData]], carryover, claims: bool
     return family_checks(arms, DEFAULT_METRICS, CHECK_GROUPS, SHAPE_GROUPS, samples, carryover, claims=claims)
 
 
+def report_rate(failing: int, pairs: int, which: collections.Counter, checks: int, seconds: list[float]) -> None:
+    """The honest pseudo-pairs' false-FAIL rate with its exact binomial interval, and which checks failed."""
+    ci = binomtest(failing, pairs).proportion_ci(0.95, method="exact")
+    print(f"honest pseudo-pairs: {failing} of {pairs} FAIL the family: rate {failing / pairs:.3f}, exact 95% "
+          f"interval [{ci.low:.3f}, {ci.high:.3f}] (nominal at most 0.05); {checks} checks each, "
+          f"median {np.median(seconds):.2f} s per judgement")
+    for label, count in which.most_common(10):
+        print(f"  {count:4d}  {label}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="results folders; the first is the reference")
@@ -163,12 +173,8 @@ def main() -> None:
         failed = [c for c in checks if c.verdict == FAIL]
         failing += bool(failed)
         which.update(f"{c.check} {'/'.join(str(x) for x in (c.arm, c.kind, c.metric, c.group) if x)}" for c in failed)
-    ci = binomtest(failing, args.pairs).proportion_ci(0.95, method="exact")
-    print(f"honest pseudo-pairs: {failing} of {args.pairs} FAIL the family: rate {failing / args.pairs:.3f}, exact 95% "
-          f"interval [{ci.low:.3f}, {ci.high:.3f}] (nominal at most 0.05); {len(checks)} checks each, "
-          f"median {np.median(seconds):.2f} s per judgement")
-    for label, count in which.most_common(10):
-        print(f"  {count:4d}  {label}")
+    if args.pairs:
+        report_rate(failing, args.pairs, which, len(checks), seconds)
     for n, folder in enumerate(args.runs[1:], start=1):
         own = np.arange(S * n, S * (n + 1))
         ref = np.arange(S)

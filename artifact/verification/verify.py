@@ -34,6 +34,11 @@ bound) when the run used the reference's noise seed. Then, per arm (t2t, s2t), k
 - settings / files / nan / empty_groups / layers: the comparison is meaningful (same model, facts, noise rule,
   samples...; every file present; no NaN where a value belongs; the same token groups empty; same layer count).
 
+In the other-seed tier, when the run and the profile both kept per-sample effects with enough noise samples, the
+statistical checks above (bands, curve shapes, peaks, per-fact maps, carry-over patching curves, claim statistics)
+are instead judged together on one permutation distribution of the runs' pooled noise-sample sets (family.py: one
+family-wise false-FAIL rate of 5%, no replicates needed); their replicate-calibrated versions are not run.
+
 A profile holding only claims.json (SpiritLM, whose curves need the gated weights and a GPU) gets the claims and the
 run settings checked; the report lists every check that was not possible and why.
 
