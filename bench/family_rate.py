@@ -114,7 +114,7 @@ def carryover_pair(carry, chosen_a: np.ndarray, chosen_b: np.ndarray):
     runs, plan = carry
     patch = np.concatenate([r["patch_prob_per_sample"] for r in runs], axis=-1)
     low = np.concatenate([r["low_prob_per_sample"] for r in runs], axis=-1)
-    side = lambda c: {"patch_prob_per_sample": patch[..., c], "low_prob_per_sample": low[..., c]}  # noqa: E731
+    side = lambda c: {"patch_prob_per_sample": patch[..., c], "low_prob_per_sample": low[..., c]}
     return side(chosen_a), side(chosen_b), plan
 
 

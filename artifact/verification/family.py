@@ -45,7 +45,7 @@ import numpy as np
 
 from artifact.analysis.compare import mechanism_cells, normalised_entropy
 from artifact.core.names import FURTHER_GROUP, GROUPS, MECHANISM_GROUPS, NEAR_SUBJECT_GROUPS
-from artifact.verification.noise_band import MAX_SPLITS, sample_splits, split_t
+from artifact.verification.noise_band import MAX_SPLITS, split_t
 from artifact.verification.records import ALPHA, FAIL, INFO, PASS, SKIP, Check
 from artifact.verification.statistics import pearson_rows
 
@@ -258,7 +258,7 @@ def judge(statistics: Sequence[Statistic], alpha: float = ALPHA, splits_note: st
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(flat[None, :] | ~np.isfinite(values), -np.inf, (values - mean) / np.where(flat, 1.0, sd))
     family = z.max(axis=1)  # [split]
-    allowed = int(math.floor(alpha * n))  # splits that may exceed the critical value
+    allowed = math.floor(alpha * n)  # splits that may exceed the critical value
     critical = float(np.sort(family)[::-1][allowed]) if allowed < n else -np.inf
     checks = []
     for j, stat in enumerate(statistics):

@@ -216,8 +216,8 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                 folder, expected, loaded, metrics, groups, samples)) or []
             checks += [c for c in family_records if c.check != "claim_statistic"]
             possible.append(f"every other-seed statistical check on one permutation distribution of the runs' "
-                            f"{samples[0]} + {samples[1]} noise-sample sets (bands, curve shapes, peaks, per-fact maps, "
-                            "carry-over patching, claim statistics; max-T: family-wise false-FAIL rate 5%)")
+                            f"{samples[0]} + {samples[1]} noise-sample sets (bands, curve shapes, peaks, per-fact "
+                            "maps, carry-over patching, claim statistics; max-T: family-wise false-FAIL rate 5%)")
             skipped["replicate-calibrated statistics"] = (
                 "not run: the family from the runs' own noise samples judges these checks (no double judging)")
         if noise_members:
