@@ -1,16 +1,18 @@
 """The scales a pipeline run can take, each with its purpose, size and budget; recorded in the manifest.
 Torch-free, so the CLI lists them cheaply.
 
-- smoke (both models): 12 facts of our own set across >= 8 relations, 2 noise samples per cell; does the pipeline
-  run, a quick look; 12 min on 2 CPU cores with the embedded models. Carry-over patching of hidden and MLP states.
+- smoke (both models): 12 facts of our own set across >= 8 relations, 5 noise samples per cell; does the pipeline
+  run, a quick look, and an other-seed tier from the run's own noise samples (5 is the fewest at which the exact
+  permutation test of verification/noise_band.py can reject at 5%); carry-over patching of hidden and MLP states.
 - standard (embedded): 56 facts of our own set across all 15 relations, 5 noise samples; C1-C3 verdicts on the
   embedded models; 2 h on 2 CPU cores.
 - review (SpiritLM): 150 facts of ROME's known_1000; C1-C3 verdicts on SpiritLM; 2 h on one H100 (cost model).
 - full (both): every Known fact of known_1000, per arm; the paper's scale; about 11 h on one H100 for SpiritLM.
 
 Profiles that trace a subset take the facts known in both arms by one rule (`selection.py`). Each records where its
-noise samples come from (`noise_streams` of its trace settings, tracing/corruption.py): all keep ROME's single
-stream until their expected profiles are re-recorded with per-sample streams (issue 28).
+noise samples come from (`noise_streams` of its trace settings, tracing/corruption.py): smoke and standard draw
+sample s from its own stream (seed, s), so a run's samples are independent draws and verify can judge another seed
+from them (issue 28); review and full keep ROME's single stream, as the paper did.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ SMOKE_CORRUPTION_FACTS = 2  # smoke's corruption-choice subset (REPRODUCE.md, "B
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", facts="own", trace=TraceSettings(samples=2), t2t_positions="all",
+        name="smoke", facts="own", trace=TraceSettings(samples=5, noise_streams="per_sample"), t2t_positions="all",
         s2t_positions="representatives:1", count=12,
         held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
         corruption=CorruptionPlan(facts=SMOKE_CORRUPTION_FACTS, kinds=("mlp",)),
@@ -125,19 +127,20 @@ PROFILES: dict[str, Profile] = {
         budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
                     "relations, a quarter from the speech model's held-out facts where it knows some), all kinds, "
-                    "2 noise samples per cell (10 would take about 40 min here: representative facts have long "
-                    "spoken prompts), speech traced at one representative per middle/further group; carry-over: "
+                    "5 noise samples per cell, each from its own stream (the fewest at which verify's exact "
+                    "permutation test judges another seed; 10 would take about 40 min here: representative facts have "
+                    "long spoken prompts), speech traced at one representative per middle/further group; carry-over: "
                     "knockout, logit lens, and cross-modal patching of hidden and MLP states (attention left out "
                     "for time); implicit transcription on every fact; corruption choice on the first 2 facts, MLP "
                     "only (a look at the path, for time: 2 facts give no usable CI)",
     ),
     "standard": Profile(
-        name="standard", facts="own", trace=TraceSettings(samples=5), t2t_positions="all",
+        name="standard", facts="own", trace=TraceSettings(samples=5, noise_streams="per_sample"), t2t_positions="all",
         s2t_positions="representatives:1", count=56, held_out_share=0.25, models=("embedded",),
         purpose="verdicts on C1-C3 for the embedded models, with intervals narrower than half the effects",
         budget="2 h on 2 CPU cores",
         description="our own fact set; 56 facts known in both arms (round robin over all 15 relations, a quarter "
-                    "from the speech model's held-out facts where it knows some), all kinds, 5 noise samples, speech "
+                    "from the speech model's held-out facts where it knows some), all kinds, 5 noise samples (each from its own stream), speech "
                     "traced at one representative per middle/further group. 56 = the smoke run's C1 intervals scaled "
                     "to half its effect (n > 12 (2 x CI width / effect)^2 = 55; REPRODUCE.md, 'Profiles')",
     ),

@@ -86,8 +86,10 @@ def check_curve_band(r: np.ndarray, e: np.ndarray, group: str, band: tuple[float
 
 
 def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, tolerances: dict[str, Any],
-                     groups: Sequence[str] = CHECK_GROUPS) -> list[Check]:
-    """Every statistical check of one arm, kind and metric (bands over layers, per-fact maps, curve shape)."""
+                     groups: Sequence[str] = CHECK_GROUPS, noise_checks: bool = True) -> list[Check]:
+    """Every statistical check of one arm, kind and metric (bands over layers, per-fact maps, curve shape).
+    `noise_checks` False: only the checks that draw no noise (traced set, NaN, empty groups, paired facts); the
+    family (family.py) judges the rest from the runs' own noise samples."""
     arm, out = regen.arm, []
     base = {"arm": arm, "kind": kind, "metric": metric}
     name = f"{kind}_{metric}"
@@ -123,6 +125,8 @@ def compare_arm_kind(regen: ArmData, expected: ArmData, kind: str, metric: str, 
     if len(ids) < 2:
         out.append(Check("paired_facts", FAIL, **base, observed=len(ids), expected=">= 2",
                          detail=f"too few facts on both sides to compare ({pairing})"))
+        return out
+    if not noise_checks:
         return out
     bands = {group: _band(tolerances, arm, kind, metric, group, L_r) for group in groups}
     for group in groups:

@@ -55,7 +55,7 @@ def sample_curves(samples: np.ndarray, group: str) -> np.ndarray:
         return np.nanmean(np.asarray(samples, dtype=np.float64)[:, :, GROUPS.index(group)], axis=0)
 
 
-def _splits(total: int, first: int) -> np.ndarray:
+def sample_splits(total: int, first: int) -> np.ndarray:
     """[split, total] bool: which of the pooled samples form the first group; row 0 is the observed split (the
     regenerated run's samples first). Every split when there are at most MAX_SPLITS, else a seeded random subset."""
     count = math.comb(total, first)
@@ -68,7 +68,7 @@ def _splits(total: int, first: int) -> np.ndarray:
     return np.array(rows)
 
 
-def _max_t(pooled: np.ndarray, splits: np.ndarray) -> np.ndarray:
+def split_t(pooled: np.ndarray, splits: np.ndarray) -> np.ndarray:
     """[split, layer] |two-sample t| (pooled variance) of pooled [total, layer] curves under each split; NaN where a
     split's pooled variance is zero or undefined."""
     a, b = splits.sum(axis=1)[:, None], (~splits).sum(axis=1)[:, None]
@@ -96,8 +96,8 @@ def family_test(members: Sequence[Member], alpha: float = ALPHA) -> dict:
         return {"powerless": (f"{S_r} and {S_e} noise samples give {count} splits; the smallest p-value of the "
                               f"exact test is {smallest:.3g} > {alpha}: it could never FAIL (record and rerun with "
                               "at least 4 noise samples per cell)"), "samples": (S_r, S_e), "splits": count}
-    splits = _splits(S_r + S_e, S_r)
-    per_member = [_max_t(np.concatenate([m.regen, m.expected]), splits) for m in members]  # [split, layer] each
+    splits = sample_splits(S_r + S_e, S_r)
+    per_member = [split_t(np.concatenate([m.regen, m.expected]), splits) for m in members]  # [split, layer] each
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         maxima = np.stack([np.nanmax(t, axis=1) for t in per_member], axis=1)  # [split, member]

@@ -34,6 +34,11 @@ bound) when the run used the reference's noise seed. Then, per arm (t2t, s2t), k
 - settings / files / nan / empty_groups / layers: the comparison is meaningful (same model, facts, noise rule,
   samples...; every file present; no NaN where a value belongs; the same token groups empty; same layer count).
 
+In the other-seed tier, when the run and the profile both kept per-sample effects with enough noise samples, the
+statistical checks above (bands, curve shapes, peaks, per-fact maps, carry-over patching curves, claim statistics)
+are instead judged together on one permutation distribution of the runs' pooled noise-sample sets (family.py: one
+family-wise false-FAIL rate of 5%, no replicates needed); their replicate-calibrated versions are not run.
+
 A profile holding only claims.json (SpiritLM, whose curves need the gated weights and a GPU) gets the claims and the
 run settings checked; the report lists every check that was not possible and why.
 
@@ -48,6 +53,7 @@ from typing import Any, Callable
 
 from artifact.core.layout import (
     CLAIMS_FILE,
+    comparison_file,
     MANIFEST_FILE,
     TOLERANCES_FILE,
 )
@@ -75,11 +81,14 @@ from artifact.verification.claim_statistics import check_claim_statistics, run_c
 from artifact.verification.identity import check_identity, identity_of
 from artifact.verification.recompute import check_recomputed
 from artifact.verification.numerics import same_seed_tolerance as same_seed_tolerance_of
+from artifact.verification.family import merge_claims
+from artifact.verification.family_inputs import family_checks, family_samples, stacked_carryover
 from artifact.verification.noise_band import members_of, noise_band_checks
 from artifact.verification.same_seed import check_same_seed, same_noise, streams_differ
 from artifact.verification.records import (
     CHECK_GROUPS,
     DEFAULT_METRICS,
+    SHAPE_GROUPS,
     FAIL,
     PASS,
     Check,
@@ -140,16 +149,23 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         same_seed_tolerance = (same_seed_doc or {}).get("value")
         tiers: dict[str, str] = {}
         noise_members: list = []  # the other-seed tier from the runs' own noise samples (noise_band.py)
+        loaded: dict[str, tuple[ArmData, ArmData]] = {}
         for arm in arms:
             exp = _guard(checks, "files", lambda: load_expected_arm(expected, arm), arm=arm)
             reg = _guard(checks, "files", lambda: load_run_arm(folder, arm), arm=arm)
-            if exp is None or reg is None:
-                continue
-            tiers[arm] = "same-seed" if same_noise(reg, exp) and same_seed_tolerance is not None else "other-seed"
+            if exp is not None and reg is not None:
+                loaded[arm] = (reg, exp)
+                tiers[arm] = ("same-seed" if same_noise(reg, exp) and same_seed_tolerance is not None
+                              else "other-seed")
+        samples, family_why = family_samples(loaded) if loaded else (None, "")
+        family = samples is not None and set(tiers.values()) == {"other-seed"}
+        if not family and family_why and set(tiers.values()) == {"other-seed"}:
+            skipped["one family-wise rate over every statistical check"] = family_why
+        for arm, (reg, exp) in loaded.items():
             streams = streams_differ(reg, exp)
             if streams:  # the same seed from other streams is another noise draw: never compared cell by cell
                 skipped[f"same-seed tier {arm}"] = streams
-            members = members_of(reg, exp, metrics, groups) if tiers[arm] == "other-seed" else []
+            members = members_of(reg, exp, metrics, groups) if tiers[arm] == "other-seed" and not family else []
             noise_members += members
             if tiers[arm] == "same-seed":
                 for kind in exp.kinds():
@@ -161,6 +177,13 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                                      detail="could not be computed (see above)"))
             checks.append(check_settings(reg, exp))
             checks.append(check_known_set(reg, exp, tolerances))
+            if family:  # the noise-free checks here; the statistical ones in the family below
+                for kind in exp.kinds():
+                    for metric in metrics:
+                        checks += _guard(checks, "statistics", lambda: compare_arm_kind(
+                            reg, exp, kind, metric, tolerances or {}, groups, noise_checks=False),
+                            arm=arm, kind=kind, metric=metric) or []
+                continue
             if tolerances is None:
                 continue
             if not other_seed_calibrated(tolerances):  # a profile recorded with the same-seed tier only
@@ -188,17 +211,28 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                     checks += _guard(checks, "statistics", lambda: compare_arm_kind(reg, exp, kind, metric,
                                                                                   tolerances, groups),
                                      arm=arm, kind=kind, metric=metric) or []
+        if family:
+            family_records = _guard(checks, "family", lambda: _family_checks(
+                folder, expected, loaded, metrics, groups, samples)) or []
+            checks += [c for c in family_records if c.check != "claim_statistic"]
+            possible.append(f"every other-seed statistical check on one permutation distribution of the runs' "
+                            f"{samples[0]} + {samples[1]} noise-sample sets (bands, curve shapes, peaks, per-fact "
+                            "maps, carry-over patching, claim statistics; max-T: family-wise false-FAIL rate 5%)")
+            skipped["replicate-calibrated statistics"] = (
+                "not run: the family from the runs' own noise samples judges these checks (no double judging)")
         if noise_members:
             checks += noise_band_checks(noise_members)
             possible.append("bands from the runs' own noise samples (exact permutation max-T over every curve "
                             "together: family-wise false-FAIL rate 5%)")
         if tiers:
             possible.insert(0, _tier_sentence(tiers, (same_seed_doc or {}).get("metrics") or same_seed_tolerance,
-                                              tolerances is not None and other_seed_calibrated(tolerances)))
+                                              tolerances is not None and other_seed_calibrated(tolerances),
+                                              family))
         carryover_tier = (bool(tiers) and set(tiers.values()) == {"same-seed"},
                           (same_seed_doc or {}).get("metrics") or same_seed_tolerance)
     else:
         carryover_tier = (False, None)
+        family, family_records = False, []
         skipped["curves"] = ("the expected profile holds no recorded curves (claims only), so curve bands, "
                              "per-fact correlation, curve shape and Known-set checks were not possible")
         recorded = {}
@@ -214,8 +248,13 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                 checks.append(check_settings(ArmData(arm, results, regenerated[arm], None),
                                              ArmData(arm, expected, exp_settings, None)))
             possible.append("run settings (model, facts, noise rule) against the recorded ones")
-    more, not_possible = carryover_verdicts(folder, expected, *carryover_tier, tolerances, recompute)
+    carryover_tolerances = tolerances
+    if family:  # the family judges the patching curves (when both sides kept their per-sample values)
+        carryover_tolerances = {k: v for k, v in (tolerances or {}).items() if k != "carryover_bands"}
+    more, not_possible = carryover_verdicts(folder, expected, *carryover_tier, carryover_tolerances, recompute)
     checks += more
+    if family and any(c.check == "carryover_band" for c in family_records):
+        not_possible.pop("carry-over patching (other seed)", None)
     skipped.update(not_possible)
     if any(c.check in ("carryover_facts", "carryover_cells", "carryover_band") for c in more):
         possible.append("carry-over analyses (recomputed from their fact files; knockout and logit lens cell by cell "
@@ -235,14 +274,31 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
             expected_claims = doc.get("claims", doc)
             regenerated = _guard(checks, "claims", lambda: claims_fn(results))
             unstable = (tolerances or {}).get("claims", {}).get("unstable", []) if tolerances else []
-            checks += check_claims(regenerated, expected_claims, unstable)
+            claim_checks = check_claims(regenerated, expected_claims, unstable)
             possible.append(f"claims ({len(expected_claims)} from {claims_path.name})")
-            _claim_statistic_checks(checks, possible, skipped, results, doc, tolerances)
+            if family:  # the conditions' statistics in the family; a decided flip FAILs only beyond the noise
+                checks += merge_claims(claim_checks, family_records)
+                checks += [c for c in family_records if c.check == "claim_statistic"]
+            else:
+                checks += claim_checks
+                _claim_statistic_checks(checks, possible, skipped, results, doc, tolerances)
     else:
         skipped["claims"] = f"no {claims_path}"
     if not possible:
         checks.append(Check("profile", FAIL, detail=f"{expected} holds neither curves nor claims: nothing to check"))
     return conclude(Report(str(results), str(expected), checks, possible, skipped))
+
+
+def _family_checks(folder: ResultsFolder, expected: Path, loaded: dict[str, tuple[ArmData, ArmData]],
+                   metrics: tuple[str, ...], groups: tuple[str, ...], samples: tuple[int, int]) -> list[Check]:
+    """The family (family.py) over every arm, the carry-over patching curves when both sides kept their per-sample
+    values, and the claims' conditions when the profile records claims (in the metric of the run's comparison)."""
+    claims = (expected / CLAIMS_FILE).is_file()
+    metric = "prob"
+    if claims and comparison_file(folder.path).is_file():
+        metric = str(read_json(comparison_file(folder.path)).get("metric", "prob"))
+    return family_checks(loaded, metrics, groups, SHAPE_GROUPS, samples, stacked_carryover(folder.path, expected),
+                         claims=claims, claims_metric=metric)
 
 
 def _claim_statistic_checks(checks: list[Check], possible: list[str], skipped: dict[str, str], results: Path,
@@ -274,7 +330,7 @@ def _within(tolerance: float | dict[str, float] | None) -> str:
 
 
 def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str, float] | None,
-                   other_seed: bool = True) -> str:
+                   other_seed: bool = True, family: bool = False) -> str:
     """Which tolerance tier judged the curves, and why."""
     if set(tiers.values()) == {"same-seed"}:
         return (f"tier: same-seed (the run used the reference's noise seed, so it drew the same noise): "
@@ -284,6 +340,9 @@ def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str,
     why = ("the profile has no same-seed calibration" if same_seed_tolerance is None
            else "the run used another noise seed than the reference")
     mixed = "" if set(tiers.values()) == {"other-seed"} else f" ({', '.join(f'{a}: {t}' for a, t in tiers.items())})"
+    if family:
+        return (f"tier: other-seed ({why}): every statistical check judged together from the runs' own noise samples "
+                "(one permutation distribution, family-wise false-FAIL rate 5%; no replicates needed)")
     return f"tier: other-seed ({why}): statistical tolerances calibrated from other-seed replicates{mixed}"
 
 
