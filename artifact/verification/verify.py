@@ -194,7 +194,8 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                             "together: family-wise false-FAIL rate 5%)")
         if tiers:
             possible.insert(0, _tier_sentence(tiers, (same_seed_doc or {}).get("metrics") or same_seed_tolerance,
-                                              tolerances is not None and other_seed_calibrated(tolerances)))
+                                              tolerances is not None and other_seed_calibrated(tolerances),
+                                              from_samples=bool(noise_members)))
         carryover_tier = (bool(tiers) and set(tiers.values()) == {"same-seed"},
                           (same_seed_doc or {}).get("metrics") or same_seed_tolerance)
     else:
@@ -274,8 +275,9 @@ def _within(tolerance: float | dict[str, float] | None) -> str:
 
 
 def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str, float] | None,
-                   other_seed: bool = True) -> str:
-    """Which tolerance tier judged the curves, and why."""
+                   other_seed: bool = True, from_samples: bool = False) -> str:
+    """Which tolerance tier judged the curves, and why (`from_samples`: the noise_band checks judged another seed
+    from both runs' own noise samples)."""
     if set(tiers.values()) == {"same-seed"}:
         return (f"tier: same-seed (the run used the reference's noise seed, so it drew the same noise): "
                 f"every cell within {_within(same_seed_tolerance)}"
@@ -284,7 +286,12 @@ def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str,
     why = ("the profile has no same-seed calibration" if same_seed_tolerance is None
            else "the run used another noise seed than the reference")
     mixed = "" if set(tiers.values()) == {"other-seed"} else f" ({', '.join(f'{a}: {t}' for a, t in tiers.items())})"
-    return f"tier: other-seed ({why}): statistical tolerances calibrated from other-seed replicates{mixed}"
+    if from_samples and not other_seed:
+        return (f"tier: other-seed ({why}): the curves judged from both runs' own noise samples (noise_band; the "
+                f"profile records no other-seed replicates){mixed}")
+    how = "statistical tolerances calibrated from other-seed replicates"
+    return f"tier: other-seed ({why}): {how}" + (", and bands from both runs' own noise samples (noise_band)"
+                                                  if from_samples else "") + mixed
 
 
 def _identity_check(results: Path, expected: Path) -> Check:
