@@ -27,9 +27,11 @@ SAMPLES = 5
 
 
 def make_run(root: Path, seed: int, samples: int = SAMPLES, streams: str = "per_sample",
-             shift: float = 0.0) -> Path:
+             shift: float = 0.0, run_effect: float = 0.0) -> Path:
     """A results folder whose aggregates keep per-sample effects [fact, sample, group, layer] (their means are the
-    per-fact effects); `shift` adds to the T->T MLP curve at the last subject token, layer 5, in every sample."""
+    per-fact effects); `shift` adds to the T->T MLP curve at the last subject token, layer 5, in every sample;
+    `run_effect` (x the kind's amplitude) is the size of a per-run offset of every cell that the run's own samples
+    cannot see (what would make the within-run variance under-predict another seed's)."""
     root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     effects_of = {}
@@ -49,6 +51,7 @@ def make_run(root: Path, seed: int, samples: int = SAMPLES, streams: str = "per_
             amp = TRUTH[arm][kind][1]
             shared = rng.normal(0, 0.3 * amp, (1, samples, *maps.shape[1:]))  # one draw per sample, every fact
             per_sample = maps[:, None] + shared + rng.normal(0, 0.3 * amp, (maps.shape[0], samples, *maps.shape[1:]))
+            per_sample += rng.normal(0, run_effect * amp + 1e-300, (1, 1, *maps.shape[1:]))
             if arm == "t2t" and kind == "mlp":
                 per_sample[:, :, GROUPS.index("last_subject"), 5] += shift
             for metric, scale in (("prob", 1.0), ("logprob", 5.0)):
