@@ -256,6 +256,10 @@ def _claim_statistic_checks(checks: list[Check], possible: list[str], skipped: d
         if tolerances is not None and other_seed_calibrated(tolerances):
             skipped["claim statistics"] = ("the profile records no claim statistics or no bands for them (recorded "
                                            "before they were banded): the verdicts only; re-record it to band them")
+        elif expected_conditions and (tolerances or {}).get("other_seed"):
+            skipped["claim statistics"] = ("the profile records no replicates to band the claims' statistics across "
+                                           "seeds (its other-seed tier is the runs' own noise samples): the verdicts "
+                                           "only")
         return
     values = _guard(checks, "claim_statistic", lambda: run_condition_values(results))
     if values is not None:

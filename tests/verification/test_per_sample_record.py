@@ -124,6 +124,8 @@ def test_another_seed_is_judged_by_the_noise_samples_and_a_shift_fails(world):
     assert report.verdict == v.PASS, v.render_table(report)
     assert len(bands) == 2 * 3 * 2 * 2 and all(c.verdict == v.PASS for c in bands)  # arms x kinds x metrics x groups
     assert not any(c.check == "tier" for c in report.checks)
+    assert "records no replicates to band the claims' statistics" in report.skipped["claim statistics"]
+    assert "only the bands from the runs' own noise samples" in report.skipped["other-seed statistics t2t"]
     assert report.possible[0].startswith("tier: other-seed (the run used another noise seed than the reference): the "
                                          "curves judged from both runs' own noise samples (noise_band; the profile "
                                          "records no other-seed replicates)")
