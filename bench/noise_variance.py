@@ -12,8 +12,9 @@ Two sources of runs:
   both arms, every kind, metric `--metrics` (each arm's aggregate/group_effects.npz "<kind>_<metric>_per_sample"
   [fact, sample, group, layer]), and the carry-over patching curves where the carry-over fact files kept per-sample
   values ("patch_<metric>_per_sample" [direction, kind, position, layer, sample] minus "low_<metric>_per_sample"),
-  one family per arm/kind/metric and per carry-over direction/kind/metric. Facts are paired by known_id (the Known
-  filters draw no noise: every run traces the same facts).
+  one family per arm/kind/metric and per carry-over direction/kind/metric (`--arms` chooses). Facts are paired by
+  known_id (the Known filters draw no noise: every run traces the same facts; a run still tracing, not aggregated
+  yet, enters with the facts its finished trace files hold, read by the aggregate's own code).
 
 Per cell (token group or patched position, and layer) each run's curve is the mean over facts and its S noise
 samples; the within-run prediction of its variance under another seed is var_s(per-sample curve) / S (ddof 1, pooled
@@ -86,37 +87,67 @@ def _paired(ids: Sequence[Sequence[str]]) -> list[str]:
     return [i for i in ids[0] if i in shared]
 
 
-def run_families(folders: Sequence[Path], metrics: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+def arm_data(folder: Path, arm: str, metrics: Sequence[str], notes: list[str]):
+    """One arm of a results folder (verification.load.ArmData): from its aggregate, or, while the run has not
+    aggregated yet, from its finished trace files by the aggregate's own code (`effects.fact_effects`)."""
+    from artifact.analysis.effects import fact_effects  # lazy: the project's code
+    from artifact.core.layout import EFFECTS_FILE
+    from artifact.core.names import KINDS
+    from artifact.verification.load import ArmData, find_run_dir, load_run_arm, read_json
+
+    run_dir = find_run_dir(folder, arm)
+    if (run_dir / "aggregate" / EFFECTS_FILE).is_file():
+        return load_run_arm(folder, arm)
+    data = ArmData(arm, run_dir, read_json(run_dir / "settings.json"), None)
+    for kind in KINDS:
+        for metric in metrics:
+            effects = fact_effects(run_dir, kind, metric)
+            if effects.known_ids and effects.samples is not None:
+                data.fact_ids[kind] = [str(i) for i in effects.known_ids]
+                data.effects[f"{kind}_{metric}"] = effects.effects
+                data.samples[f"{kind}_{metric}"] = effects.samples
+    notes.append(f"{folder} {arm}: not aggregated yet, read from its finished trace files "
+                 f"({', '.join(f'{k} {len(v)} facts' for k, v in data.fact_ids.items()) or 'none'})")
+    return data
+
+
+def run_families(folders: Sequence[Path], metrics: Sequence[str], arms: Sequence[str] = ARMS
+                 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per family ("t2t/mlp/prob", "carryover/text_to_speech/hidden/prob", ...) the per-sample effects [run, fact,
-    sample, cell] of results folders `folders`, and notes on what was left out and why. A ValueError names a folder
-    that cannot enter (no per-sample streams, a seed used twice, other sample counts)."""
+    sample, cell] of results folders `folders` (facts every run has; `arms`: which arms), and notes on what was left
+    out and why. A ValueError names a folder that cannot enter (no per-sample streams, a seed used twice, other
+    sample counts)."""
     from artifact.verification.carryover import carryover_results, stacked_arrays  # lazy: the project's code
-    from artifact.verification.load import load_run_arm
     from artifact.verification.same_seed import noise_streams
 
     families: dict[str, np.ndarray] = {}
     notes: list[str] = []
-    for arm in ARMS:
-        arms = [load_run_arm(folder, arm) for folder in folders]
-        seeds = [(a.settings or {}).get("seed") for a in arms]
-        for folder, data in zip(folders, arms):
+    for arm in (a for a in arms if a in ARMS):
+        arms_data = [arm_data(folder, arm, metrics, notes) for folder in folders]
+        seeds = [(a.settings or {}).get("seed") for a in arms_data]
+        for folder, data in zip(folders, arms_data):
             if noise_streams(data.settings) != "per_sample":
                 raise ValueError(f"{folder} ({arm}) drew its noise from {noise_streams(data.settings)!r} streams: "
                                  "its samples are not independent draws (run the profile with per-sample streams)")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"the runs must use different noise seeds ({arm}: seeds {seeds})")
-        for kind in arms[0].kinds():
+        for kind in arms_data[0].kinds():
             for metric in metrics:
                 name = f"{kind}_{metric}"
-                if any(name not in a.samples for a in arms):
+                if any(kind not in a.fact_ids for a in arms_data):
+                    notes.append(f"{arm}/{kind}/{metric}: not traced (yet) in every run; left out")
+                    continue
+                if any(name not in a.samples for a in arms_data):
                     notes.append(f"{arm}/{kind}/{metric}: some run kept no per-sample effects; left out")
                     continue
-                ids = _paired([a.fact_ids[kind] for a in arms])
-                stacked = [a.samples[name][[a.fact_ids[kind].index(i) for i in ids]] for a in arms]
+                ids = _paired([a.fact_ids[kind] for a in arms_data])
+                stacked = [a.samples[name][[a.fact_ids[kind].index(i) for i in ids]] for a in arms_data]
                 if len({s.shape for s in stacked}) != 1:
                     raise ValueError(f"{arm}/{kind}/{metric}: the runs' per-sample arrays differ in shape "
                                      f"{[s.shape for s in stacked]} (other sample counts?)")
                 families[f"{arm}/{kind}/{metric}"] = np.stack([s.reshape(*s.shape[:2], -1) for s in stacked])
+    if "carryover" not in arms:
+        return families, notes
     documents = [carryover_results(folder) for folder in folders]
     if any(d is None for d in documents):
         notes.append("carry-over: some run has no carry-over results; left out")
@@ -190,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="+", metavar="RESULTS_DIR",
                         help="pipeline results folders (other seeds, per-sample streams) instead of tracing")
+    parser.add_argument("--arms", nargs="+", default=[*ARMS, "carryover"], choices=[*ARMS, "carryover"],
+                        help="with --runs: which arms (and the carry-over patching) enter (default all)")
     parser.add_argument("--metrics", nargs="+", default=["prob"], choices=["prob", "logprob"],
                         help="with --runs: the metrics (default prob)")
     parser.add_argument("--facts", type=int, default=10)
@@ -205,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(args.runs) < 2:
             parser.error("--runs needs at least two results folders (other noise seeds)")
         try:
-            families, notes = run_families(args.runs, args.metrics)
+            families, notes = run_families(args.runs, args.metrics, args.arms)
         except (ValueError, OSError) as error:
             print(f"noise_variance.py: {error}", file=sys.stderr)
             return 2
