@@ -64,6 +64,7 @@ def make_run(root: Path, seed: int, samples: int = SAMPLES, streams: str = "per_
     (root / "comparison" / "comparison.json").write_text(json.dumps({"claims": claims_of(effects_of)}))
     (root / "manifest.json").write_text(json.dumps({
         "model_name": "synthetic", "profile": "smoke", "facts_fingerprint": "f" * 64,
+        "command": [str(REPO / "artifact" / "__main__.py"), "pipeline", "--out", str(root)],
         "settings": {"profile": {"name": "smoke", "facts": "own", "samples": samples, "window": 10, "count": 12}},
         "model": {arm: {"spec": "synthetic", "weights": {"path": "/tmp/w", "sha256": "ab" * 32}}
                   for arm in ("t2t", "s2t")}}))
@@ -168,3 +169,13 @@ def test_the_cli_needs_a_profile_to_carry_the_same_seed_tier_from(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "verify.py"), "--record", str(tmp_path / "p"), "--results",
                            str(tmp_path), "--other-seed-from-samples"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--other-seed-from-samples needs --same-seed-tier-from PROFILE" in done.stderr
+
+
+def test_a_run_made_outside_the_checkout_leaves_no_machine_path_in_the_profile(world):
+    """The reference lies under a temporary folder (as a run in /scratch would): its path, as given and as the
+    manifest's command names it after --out, becomes "<results>"; the checkout's own paths become "."."""
+    texts = {p.name: p.read_text() for p in world["profile"].rglob("*.json")}
+    assert not [name for name, text in texts.items() if str(world["base"]) in text or str(REPO) in text]
+    manifest = json.loads(texts["manifest.json"])
+    assert manifest["source"] == "<results>"
+    assert manifest["run_manifest"]["command"] == ["./artifact/__main__.py", "pipeline", "--out", "<results>"]
