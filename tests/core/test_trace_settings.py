@@ -21,18 +21,10 @@ from artifact.verification.identity import identity_of
 REPO = Path(__file__).resolve().parents[2]
 TRACE_FIELDS = [f.name for f in fields(TraceSettings)]
 # The folder names the version before this value gave the stored settings.json files (its key_dict, hashed).
-FOLDERS = {("embedded-smoke", "t2t"): "t2t-embedded-7c9c1f8ca5af",
-           ("embedded-smoke", "s2t"): "s2t-embedded-speech-e13df7f3da8f",
+FOLDERS = {("embedded-smoke", "t2t"): "t2t-embedded-10b61867e20f",  # re-recorded at 5 per-sample noise samples
+           ("embedded-smoke", "s2t"): "s2t-embedded-speech-86f74fce5fe4",
            ("embedded-standard", "t2t"): "t2t-embedded-a0a7fa8a5125",
            ("embedded-standard", "s2t"): "s2t-embedded-speech-55652ead6df2"}
-
-
-# The smoke profile traces 5 per-sample noise samples since issue 28 (part 7), and expected/embedded-smoke still holds
-# its 2-sample recording until it is re-recorded from the 5-sample reference run (expected/README.md, "Profiles
-# here"): the two tests that compare the profile with that recording wait for it (strict: they FAIL once it is done,
-# so that these marks are removed with the re-recording; the new run folders are t2t-embedded-10b61867e20f and
-# s2t-embedded-speech-86f74fce5fe4, for FOLDERS).
-AWAITS_RERECORDING = pytest.mark.xfail(strict=True, reason="expected/embedded-smoke awaits re-recording at 5 samples")
 
 
 def test_defaults_are_the_papers_and_bad_values_are_refused():
@@ -63,7 +55,6 @@ def test_a_settings_file_with_a_nested_or_unknown_entry_is_refused():
         RunSettings.from_dict({**stored, "trace": {"samples": 2}})
 
 
-@AWAITS_RERECORDING
 def test_profiles_record_the_trace_settings_where_verify_reads_them():
     """The manifest's profile record keeps samples and window at its top level: the stored identity of the expected
     profile is what a fresh run's manifest gives."""
@@ -75,7 +66,6 @@ def test_profiles_record_the_trace_settings_where_verify_reads_them():
         assert ours == manifest["identity"]["profile"]
 
 
-@AWAITS_RERECORDING
 def test_one_value_reaches_every_layer():
     """The profile's value is handed on whole: request -> run settings -> TraceConfig, and to the carry-over step,
     whose settings.json keeps its old layout."""
