@@ -7,6 +7,8 @@ no expected profile applies).
     ./verify.py --record expected/embedded-smoke --results results/embedded-smoke \\
         --calibrate-from results/embedded-smoke-seed2 results/embedded-smoke-seed3 results/embedded-smoke-seed4
     ./verify.py --record expected/spiritlm-full --results results/spiritlm-full --claims-only
+    ./verify.py --record expected/embedded-smoke --force --results results/embedded-smoke \\
+        --other-seed-from-samples --same-seed-tier-from expected/embedded-smoke
     ./verify.py --update-same-seed expected/embedded-smoke --float64-from results/embedded-smoke-fp64
 
 Writes report.md and report.json (every check: what, observed, expected, tolerance, verdict) into
@@ -86,6 +88,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --record, instead of --calibrate-from: record the curves with the same-seed tier "
                              "only, its tolerance and Known-set allowance taken from PROFILE (same model, code and "
                              "numerics); other-seed reruns cannot be judged against the result")
+    parser.add_argument("--other-seed-from-samples", action="store_true",
+                        help="with --record and --same-seed-tier-from, instead of --calibrate-from: no replicates; a "
+                             "run with another seed is judged by the noise_band checks from the reference's own "
+                             "per-sample noise streams (refused when the reference kept none). The same-seed tier and "
+                             "Known allowance are carried over from --same-seed-tier-from PROFILE (the float64 bound "
+                             "is a property of the model and code, not of the noise draw; it may be the profile being "
+                             "re-recorded)")
     parser.add_argument("--float64-from", type=Path, metavar="RESULTS_DIR", default=None,
                         help="with --calibrate-from or --update-same-seed: the reference's profile run in float64 "
                              "(bench/numerics_bound.py); the same-seed tolerance per metric is set from its cell "
@@ -104,7 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                ("--tolerances", args.tolerances),
                                                ("--claims-only", args.claims_only), ("--force", args.force),
                                                ("--same-seed-from", args.same_seed_from),
-                                               ("--same-seed-tier-from", args.same_seed_tier_from))
+                                               ("--same-seed-tier-from", args.same_seed_tier_from),
+                                               ("--other-seed-from-samples", args.other_seed_from_samples))
                       if value]
     if args.update_same_seed is not None:
         if args.record is not None or (args.float64_from is None) == (args.same_seed_tier_from is None):
@@ -118,6 +128,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.record is not None and sum(map(bool, (args.calibrate_from, args.tolerances,
                                                    args.same_seed_tier_from))) > 1:
         parser.error("give one of --calibrate-from, --tolerances and --same-seed-tier-from")
+    if args.other_seed_from_samples and not args.same_seed_tier_from:
+        parser.error("--other-seed-from-samples needs --same-seed-tier-from PROFILE: the recorded profile (of the same "
+                     "model and code) whose same-seed tier and Known allowance are carried over")
     return args
 
 
@@ -147,6 +160,10 @@ def record(args: argparse.Namespace) -> int:
                       f"({tolerances['same_seed']['how_chosen']})")
         elif args.tolerances:
             tolerances = json.loads(args.tolerances.read_text())
+        elif args.other_seed_from_samples:
+            tolerances = v.per_sample_tolerances(args.results, args.same_seed_tier_from)
+            print(f"  other-seed tier: {tolerances['other_seed']['how_chosen']}")
+            print(f"  same-seed tier: {tolerances['same_seed']['metrics']} ({tolerances['same_seed']['how_chosen']})")
         elif args.same_seed_tier_from:
             tolerances = v.borrow_same_seed_tier(args.same_seed_tier_from)
             print(f"  same-seed tier only: {tolerances['same_seed']['how_chosen']}")

@@ -2,8 +2,9 @@
 Torch-free, so the CLI lists them cheaply.
 
 - smoke (both models): 12 facts of our own set across >= 8 relations, 5 noise samples per cell; does the pipeline
-  run, a quick look, and an other-seed tier from the run's own noise samples (5 is the fewest at which the exact
-  permutation test of verification/noise_band.py can reject at 5%); carry-over patching of hidden and MLP states.
+  run, a quick look, and an other-seed tier from the run's own noise samples (the exact permutation test of
+  verification/noise_band.py can reject at 5% from 4 samples on, smallest p-value 2 / C(8, 4) = 0.029; at 5 it is
+  2 / C(10, 5) = 0.008); carry-over patching of hidden and MLP states.
 - standard (embedded): 56 facts of our own set across all 15 relations, 5 noise samples; C1-C3 verdicts on the
   embedded models; 2 h on 2 CPU cores.
 - review (SpiritLM): 150 facts of ROME's known_1000; C1-C3 verdicts on SpiritLM; 2 h on one H100 (cost model).
@@ -124,12 +125,13 @@ PROFILES: dict[str, Profile] = {
         held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
         corruption=CorruptionPlan(facts=SMOKE_CORRUPTION_FACTS, kinds=("mlp",)),
         purpose="does the whole pipeline run; a first look at both arms",
-        budget="12 min on 2 CPU cores with the embedded models (set-up with a warm package cache included)",
+        budget="about 30 min on 2 CPU cores with the embedded models (estimated: REPRODUCE.md, 'Hardware and time "
+               "per step')",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
                     "relations, a quarter from the speech model's held-out facts where it knows some), all kinds, "
-                    "5 noise samples per cell, each from its own stream (the fewest at which verify's exact "
-                    "permutation test judges another seed; 10 would take about 40 min here: representative facts have "
-                    "long spoken prompts), speech traced at one representative per middle/further group; carry-over: "
+                    "5 noise samples per cell, each from its own stream (verify's exact permutation test judges "
+                    "another seed from them: it can reject from 4 on; 10 would take about twice as long: "
+                    "representative facts have long spoken prompts), speech traced at one representative per middle/further group; carry-over: "
                     "knockout, logit lens, and cross-modal patching of hidden and MLP states (attention left out "
                     "for time); implicit transcription on every fact; corruption choice on the first 2 facts, MLP "
                     "only (a look at the path, for time: 2 facts give no usable CI)",

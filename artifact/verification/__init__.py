@@ -17,6 +17,7 @@ described in expected/README.md. Torch-free (numpy and scipy only), so verify.py
 - `recompute.py`  trace files against their sha256 lists; aggregates and comparison recomputed from them
 - `same_seed.py`  the same-seed tier: a rerun with the reference's noise, judged cell by cell
 - `numerics.py`   its tolerance: the float64 bound on fp32 rounding, per metric
+- `per_sample.py` recording a profile whose other-seed tier comes from its reference's own noise samples
 - `report.py`     report.md, report.json and the terminal table
 """
 
@@ -27,6 +28,7 @@ from artifact.verification.profile import record_profile
 from artifact.verification.records import FAIL, INFO, PASS, SKIP, Check, Report, VerifyError
 from artifact.verification.report import render_markdown, render_table, write_report
 from artifact.verification.numerics import float64_differences, numerics_tolerances
+from artifact.verification.per_sample import per_sample_tolerances
 from artifact.verification.same_seed import borrow_same_seed_tier, calibrate_same_seed, update_same_seed
 from artifact.verification.statistics import (
     band_multiplier,
@@ -41,7 +43,7 @@ from artifact.verification.verify import conclude, verify
 __all__ = [
     "ArmData", "Check", "FAIL", "INFO", "PASS", "Report", "SKIP", "VerifyError", "band_multiplier", "band_scale",
     "band_statistic", "borrow_same_seed_tier", "calibrate_same_seed", "calibrate_tolerances", "check_claims",
-    "float64_differences", "numerics_tolerances", "update_same_seed",
+    "float64_differences", "numerics_tolerances", "per_sample_tolerances", "update_same_seed",
     "check_known_set", "check_settings", "compare_arm_kind", "conclude", "detection_power", "known_changes",
     "load_expected_arm", "load_run_arm", "load_tolerances", "pearson", "pearson_rows", "record_profile",
     "render_markdown", "render_table", "verify", "write_report",

@@ -82,18 +82,38 @@ def code_root_of(results: Path) -> str | None:
     return None
 
 
-def portable(value: Any, roots: tuple[str, ...] = ()) -> Any:
-    """`value` with this machine's paths made portable (repo root and `roots` -> '.', home -> '~'): a recorded
-    profile is committed to the repository and must not carry the recording machine's paths."""
+RESULTS_PLACEHOLDER = "<results>"
+
+
+def results_paths(results: Path, roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The absolute paths of a results folder outside every checkout in `roots` (as given, resolved, and as its
+    manifest's command names it after --out): a run made elsewhere (e.g. /scratch/runs/smoke-s1) must not put that
+    machine path into a committed profile either; `portable` writes RESULTS_PLACEHOLDER for them."""
+    found = {str(Path(results).absolute()), str(Path(results).resolve())}
+    path = Path(results) / MANIFEST_FILE
+    command = (json.loads(path.read_text()).get("command") or []) if path.is_file() else []
+    found |= {str(command[i + 1]) for i, arg in enumerate(command[:-1]) if arg == "--out"
+              and isinstance(command[i + 1], str) and Path(command[i + 1]).is_absolute()}
+    inside = (*roots, _REPO_ROOT)
+    return tuple(sorted((p for p in found if not any(p == r or p.startswith(r + "/") for r in inside)),
+                        key=len, reverse=True))
+
+
+def portable(value: Any, roots: tuple[str, ...] = (), elsewhere: tuple[str, ...] = ()) -> Any:
+    """`value` with this machine's paths made portable (a results folder outside the checkouts, `elsewhere` ->
+    RESULTS_PLACEHOLDER; repo root and `roots` -> '.', home -> '~'): a recorded profile is committed to the
+    repository and must not carry the recording machine's paths."""
     if isinstance(value, str):
+        for path in elsewhere:
+            value = value.replace(path, RESULTS_PLACEHOLDER)
         for root in (*roots, _REPO_ROOT):
             value = value.replace(root, ".")
         home = str(Path.home())
         return value.replace(home, "~") if home not in ("/", "") else value
     if isinstance(value, dict):
-        return {portable(k, roots): portable(v, roots) for k, v in value.items()}
+        return {portable(k, roots, elsewhere): portable(v, roots, elsewhere) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [portable(v, roots) for v in value]
+        return [portable(v, roots, elsewhere) for v in value]
     return value
 
 
@@ -112,6 +132,7 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
     notes: list[str] = []
     arms_info: dict[str, Any] = {}
     roots = tuple(r for r in (_checkout_of(results), code_root_of(results)) if r)
+    elsewhere = results_paths(results, roots)
     if profile.exists() and force:  # replace the profile's own files (a README or other files stay)
         for arm in (*ARMS, CARRYOVER_EXPECTED, *(a.folder for a in BEYOND_ANALYSES)):
             shutil.rmtree(profile / arm, ignore_errors=True)
@@ -124,7 +145,8 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             folder = profile / arm
             folder.mkdir(exist_ok=True)
             shutil.copyfile(data.source / "aggregate" / EFFECTS_FILE, folder / EFFECTS_FILE)
-            (folder / SETTINGS_FILE).write_text(json.dumps(portable(data.settings, roots), indent=2) + "\n")
+            (folder / SETTINGS_FILE).write_text(json.dumps(portable(data.settings, roots, elsewhere), indent=2)
+                                                + "\n")
             known_doc = json.loads((data.source / "known.json").read_text())
             (folder / KNOWN_IDS_FILE).write_text(json.dumps(
                 {"run": data.source.name, "rule": known_doc.get("rule", ""), "n_facts": known_doc.get("n_facts"),
@@ -132,14 +154,15 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
             arms_info[arm] = {"run": data.source.name, "layers": data.num_layers(),
                               "facts": {k: len(v) for k, v in data.fact_ids.items()}}
             notes.append(f"recorded {arm} curves from {data.source}")
-        (profile / TOLERANCES_FILE).write_text(json.dumps(portable(jsonable(tolerances), roots), indent=2) + "\n")
+        (profile / TOLERANCES_FILE).write_text(json.dumps(portable(jsonable(tolerances), roots, elsewhere),
+                                                          indent=2) + "\n")
         note = record_carryover(results, profile)
         if note:
             notes.append(note)
         notes += record_beyond(results, profile)
         notes.append(f"tolerances: {tolerances.get('verdict', 'given')}")
     try:
-        claims_document = portable(jsonable(_claims_document(results, claims_fn)), roots)
+        claims_document = portable(jsonable(_claims_document(results, claims_fn)), roots, elsewhere)
         (profile / CLAIMS_FILE).write_text(json.dumps(claims_document, indent=2) + "\n")
         notes.append("recorded claims")
     except VerifyError as error:
@@ -158,5 +181,5 @@ def record_profile(results: Path, profile: Path, tolerances: dict[str, Any] | No
                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "contents": "claims only" if claims_only else "curves, Known sets, claims, tolerances",
                 "arms": arms_info, "settings": settings, "files": files, "run_manifest": run_manifest}
-    (profile / MANIFEST_FILE).write_text(json.dumps(portable(jsonable(manifest), roots), indent=2) + "\n")
+    (profile / MANIFEST_FILE).write_text(json.dumps(portable(jsonable(manifest), roots, elsewhere), indent=2) + "\n")
     return notes

@@ -227,7 +227,7 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         if tiers:
             possible.insert(0, _tier_sentence(tiers, (same_seed_doc or {}).get("metrics") or same_seed_tolerance,
                                               tolerances is not None and other_seed_calibrated(tolerances),
-                                              family))
+                                              family, from_samples=bool(noise_members)))
         carryover_tier = (bool(tiers) and set(tiers.values()) == {"same-seed"},
                           (same_seed_doc or {}).get("metrics") or same_seed_tolerance)
     else:
@@ -311,6 +311,10 @@ def _claim_statistic_checks(checks: list[Check], possible: list[str], skipped: d
         if tolerances is not None and other_seed_calibrated(tolerances):
             skipped["claim statistics"] = ("the profile records no claim statistics or no bands for them (recorded "
                                            "before they were banded): the verdicts only; re-record it to band them")
+        elif expected_conditions and (tolerances or {}).get("other_seed"):
+            skipped["claim statistics"] = ("the profile records no replicates to band the claims' statistics across "
+                                           "seeds (its other-seed tier is the runs' own noise samples): the verdicts "
+                                           "only")
         return
     values = _guard(checks, "claim_statistic", lambda: run_condition_values(results))
     if values is not None:
@@ -330,8 +334,9 @@ def _within(tolerance: float | dict[str, float] | None) -> str:
 
 
 def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str, float] | None,
-                   other_seed: bool = True, family: bool = False) -> str:
-    """Which tolerance tier judged the curves, and why."""
+                   other_seed: bool = True, family: bool = False, from_samples: bool = False) -> str:
+    """Which tolerance tier judged the curves, and why (`family`: every statistical check judged together from both
+    runs' own noise samples; `from_samples`: only the noise_band checks were)."""
     if set(tiers.values()) == {"same-seed"}:
         return (f"tier: same-seed (the run used the reference's noise seed, so it drew the same noise): "
                 f"every cell within {_within(same_seed_tolerance)}"
@@ -343,7 +348,12 @@ def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str,
     if family:
         return (f"tier: other-seed ({why}): every statistical check judged together from the runs' own noise samples "
                 "(one permutation distribution, family-wise false-FAIL rate 5%; no replicates needed)")
-    return f"tier: other-seed ({why}): statistical tolerances calibrated from other-seed replicates{mixed}"
+    if from_samples and not other_seed:
+        return (f"tier: other-seed ({why}): the curves judged from both runs' own noise samples (noise_band; the "
+                f"profile records no other-seed replicates){mixed}")
+    how = "statistical tolerances calibrated from other-seed replicates"
+    return f"tier: other-seed ({why}): {how}" + (", and bands from both runs' own noise samples (noise_band)"
+                                                  if from_samples else "") + mixed
 
 
 def _identity_check(results: Path, expected: Path) -> Check:
