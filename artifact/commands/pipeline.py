@@ -12,8 +12,8 @@ from artifact.commands.options import add_command, add_io_options
 
 EXAMPLE = """examples:
   ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
-  ./run_all.sh --profile standard                # C1-C3 verdicts on the embedded models (about 2 h on 2 cores)
-  ./run_all.sh --model spiritlm --checkpoints /checkpoints   # SpiritLM, review profile (about 2 h on one H100)
+  ./run_all.sh --profile standard                # C1-C3 verdicts on the embedded models (about 6 h on 2 cores)
+  ./run_all.sh --model spiritlm --checkpoints /checkpoints   # SpiritLM, review profile (about 4 h on one H100)
   ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # the paper's scale
   ./run_all.sh --model spiritlm --checkpoints DIR --profile smoke --front-end offline   # SpiritLM path, no downloads
   ./run_all.sh --model spiritlm --checkpoints DIR --facts /data/known_1000.json   # no network: a copy of ROME's file
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="smoke (minutes on a CPU; default for the embedded models), standard (embedded, C1-C3 "
-                             "verdicts, about 2 h on 2 cores), review (SpiritLM's default: about 2 h on one H100) or "
+                             "verdicts, about 6 h on 2 cores), review (SpiritLM's default: about 4 h on one H100) or "
                              "full (the paper's scale); `python -m artifact cost --profile NAME` estimates each")
     parser.add_argument("--model", choices=model_names(),
                         help="a registered speech-text model (artifact.core.speechtext); default: spiritlm when the "
