@@ -168,9 +168,9 @@ def test_the_smoke_pipeline_on_a_disk_that_fills_at_several_points(smoke_referen
             assert finished_ok(done.stdout, done.returncode), done.stdout[-3000:] + done.stderr[-3000:]
             assert "no space left on the device of" in line and "python -m artifact report" in line, line
         outcomes.append((point, size, stopped, done.returncode, seconds, line))
+        print(" | ".join(str(x) for x in outcomes[-1]), flush=True)  # as it happens (-s): a stopped run says how far
         assert not list(out.rglob(TMP_PREFIX + "*")), "a temporary file was left"
-    for outcome in outcomes:
-        print(" | ".join(str(x) for x in outcome))
+    print(" | ".join(str(x) for x in outcomes[-1]), flush=True)
     assert finished_ok(done.stdout, done.returncode), done.stdout[-3000:]
     compared = assert_same_run(smoke_reference, out)
     assert not list(out.rglob(TMP_PREFIX + "*"))

@@ -124,7 +124,7 @@ def test_sigkill_at_every_step_then_rerun_equals_an_uninterrupted_run(request, t
         found = bool(damaged) and (not damaged.endswith(".npz") or npz_problem(interrupted / damaged) is not None)
         record.append((label, damaged, found, done))
         print(f"killed at {label} after {time.monotonic() - t0:.0f} s (steps done: {', '.join(done) or 'none'})"
-              + (f"; damaged {damaged}" if damaged else ""))
+              + (f"; damaged {damaged}" if damaged else ""), flush=True)
     final = subprocess.run(pipeline_command(interrupted), cwd=REPO, env=PIPELINE_ENV, capture_output=True,
                            text=True, timeout=7200)
     assert TRACEBACK not in final.stdout + final.stderr
