@@ -55,13 +55,15 @@ def smoke_reference(tmp_path_factory) -> Path:
     slow cases must reproduce bit for bit."""
     given = os.environ.get("ARTIFACT_FAULTS_REFERENCE")  # reuse a finished run (e.g. shared by two test processes)
     if given:
+        from artifact.experiments.pipeline import STEPS
+
         deadline = time.monotonic() + 7200  # it may still be running (started beside these tests)
         while time.monotonic() < deadline:
             try:
                 steps = json.loads((Path(given) / "steps.json").read_text())
             except (OSError, ValueError):
                 steps = {}
-            if len(steps) == 8 and all(entry.get("done") for entry in steps.values()):
+            if all(steps.get(step.name, {}).get("done") for step in STEPS):  # every step of this version
                 return Path(given)
             time.sleep(5)
         pytest.fail(f"{given} did not finish")

@@ -132,22 +132,29 @@ PIPELINE_ENV.pop("OMP_NUM_THREADS")
 PIPELINE_ENV.pop("MKL_NUM_THREADS")
 
 
+COMPARED_ARRAYS = ("runs/*/traces/*/*.npz", "runs/*/aggregate/*.npz", "carryover/facts/*.npz",
+                   "transcription/facts/*.npz", "corruption/facts/*/*.npz")
+COMPARED_DOCUMENTS = ("comparison/comparison.json", "carryover/carryover.json", "transcription/transcription.json",
+                      "corruption/corruption.json")
+
+
 def compared_files(out: Path) -> list[str]:
-    """Every array file of a pipeline run (traces, carry-over facts, aggregates), relative to the results folder."""
-    patterns = ("runs/*/traces/*/*.npz", "runs/*/aggregate/*.npz", "carryover/facts/*.npz")
+    """Every array file of a pipeline run (traces, aggregates, the facts of the carry-over, implicit-transcription
+    and corruption-choice steps), relative to the results folder."""
+    patterns = COMPARED_ARRAYS
     return sorted(p.relative_to(out).as_posix() for pattern in patterns for p in out.glob(pattern))
 
 
 def assert_same_run(a: Path, b: Path) -> int:
-    """Two pipeline runs hold the same array files with the same arrays, bit for bit, and the same comparison and
-    carry-over numbers; returns how many array files were compared."""
+    """Two pipeline runs hold the same array files with the same arrays, bit for bit, and the same comparison,
+    carry-over, implicit-transcription and corruption-choice numbers; returns how many array files were compared."""
     import json
 
     names = compared_files(a)
     assert names == compared_files(b)
     for name in names:
         assert_same_arrays(a / name, b / name)
-    for doc in ("comparison/comparison.json", "carryover/carryover.json"):
+    for doc in COMPARED_DOCUMENTS:
         # where the run lives is not a result
         x, y = ((folder / doc).read_text().replace(str(folder), "<results>") for folder in (a, b))
         assert json.loads(x) == json.loads(y), doc
