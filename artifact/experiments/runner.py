@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -46,6 +47,7 @@ from artifact.core.names import JOBS, KINDS
 from artifact.core.settings import RunSettings, load_settings
 from artifact.experiments.sharding import Shard, ids_fingerprint
 from artifact.tracing import TraceConfig, trace_fact
+from artifact.tracing.engine import PER_SAMPLE_ARRAYS
 from artifact.tracing.severed import severed_cells, severed_trace
 
 log = logging.getLogger(__name__)
@@ -247,20 +249,24 @@ def run_items(
             plan.update(shard=str(shard), all_known_ids=[_jsonable(i) for i in all_ids],
                         all_ids_sha256=ids_fingerprint(all_ids))
         write_json_atomic(plan_path(run_dir, None if shard is None else shard.name), plan)
-        pending, damaged = [], []
+        pending, damaged, stale = [], [], []
         for job in jobs:
             for fact, prompt in items:
                 path = result_path(run_dir, job, fact.known_id)
                 problem = npz_problem(path) if path.is_file() else "missing"
-                if problem is None:
+                outdated = outdated_trace_problem(path) if problem is None and job != "severed" else None
+                if problem is None and outdated is None:
                     summary.skipped.append((fact.known_id, job))
-                else:
-                    pending.append((job, fact, prompt))
-                    if problem != "missing":
-                        damaged.append(f"{path.relative_to(run_dir)} ({problem})")
-        if damaged:
-            log.warning("%d damaged result file(s) in %s are computed again: %s", len(damaged), run_dir,
-                        "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else ""))
+                    continue
+                pending.append((job, fact, prompt))
+                if outdated is not None:
+                    stale.append(f"{path.relative_to(run_dir)} ({outdated})")
+                elif problem != "missing":
+                    damaged.append(f"{path.relative_to(run_dir)} ({problem})")
+        for files, what in ((damaged, "damaged"), (stale, "out-of-date")):
+            if files:
+                log.warning("%d %s result file(s) in %s are computed again: %s", len(files), what, run_dir,
+                            "; ".join(files[:3]) + (" ..." if len(files) > 3 else ""))
         if summary.skipped:
             log.info("resuming %s: %d results already present, %d to compute", run_dir, len(summary.skipped),
                      len(pending))
@@ -276,6 +282,17 @@ def run_items(
                 summary.computed.append((fact.known_id, job))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def outdated_trace_problem(path: Path) -> str | None:
+    """Why an intact finished trace file cannot be trusted by this version, or None. Traces written before issue 28
+    lack the per-sample arrays every trace of this version holds; trusting them on resume would leave a folder whose
+    facts carry per-sample values or not depending on where it was stopped (its aggregate and verify's noise checks
+    would then differ from an uninterrupted run's), so such a file is computed again, which gives the same means."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name.removesuffix(".npy") for name in archive.namelist()}
+    missing = [name for name in PER_SAMPLE_ARRAYS if name not in members]
+    return f"written by an older version without {', '.join(missing)}" if missing else None
 
 
 def _jsonable(value: Any) -> Any:

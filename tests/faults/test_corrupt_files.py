@@ -61,6 +61,30 @@ def test_a_damaged_trace_is_detected_and_computed_again(finished, damage, tmp_pa
         assert_same_arrays(path, pristine / path.relative_to(out))
 
 
+def drop_per_sample_arrays(path):
+    """Rewrite a trace as a version from before issue 28 wrote it: the means only, no per-sample arrays."""
+    with np.load(path) as stored:
+        arrays = {name: stored[name] for name in stored.files if not name.endswith("_per_sample")}
+    assert len(arrays) < len(np.load(path).files), "the trace must hold per-sample arrays to drop"
+    path.unlink()
+    write_npz_atomic(path, arrays)
+
+
+def test_a_trace_from_an_older_version_without_per_sample_arrays_is_computed_again(finished, tmp_path):
+    """Resuming a folder an older version started: its intact traces without per-sample arrays are not trusted
+    (the folder would hold them for some facts only, depending on where it was stopped), but computed again, with
+    the same means; found by the real smoke kill run of issue 29."""
+    model, facts, _, pristine = finished
+    out, victim = damaged_copy(pristine, tmp_path, 2, drop_per_sample_arrays)
+    resumed = run(run_command(model, facts, out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 results computed, 3 already present" in resumed.stdout, resumed.stdout
+    assert "out-of-date result file" in resumed.stderr and victim.name in resumed.stderr, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    for path in traces(out):
+        assert_same_arrays(path, pristine / path.relative_to(out))
+
+
 @pytest.mark.parametrize("damage", [truncate, flip_bit], ids=["truncated", "bit-flipped"])
 def test_aggregating_a_damaged_trace_stops_with_one_line_naming_it(finished, damage, tmp_path):
     _, _, _, pristine = finished
