@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from artifact.verification.carryover import EXPECTED_DIR, STACKED_FILE, carryover_results, stacked_arrays
 from artifact.verification.family import (
     SplitMeans,
     Statistic,
@@ -147,8 +148,6 @@ def stacked_carryover(results: Path, profile: Path) -> tuple[dict[str, np.ndarra
                                                              dict[str, Any]] | None:
     """(run's, profile's stacked carry-over arrays, plan) when both kept per-sample patching values for the same
     facts; else None."""
-    from artifact.verification.carryover import EXPECTED_DIR, STACKED_FILE, carryover_results, stacked_arrays
-
     path = Path(profile) / EXPECTED_DIR / STACKED_FILE
     document = carryover_results(results)
     if document is None or not path.is_file():

@@ -125,11 +125,12 @@ def test_another_seed_is_judged_by_the_noise_samples_and_a_shift_fails(world):
     assert report.verdict == v.PASS, v.render_table(report)
     assert len(bands) == 2 * 3 * 2 * 2 and all(c.verdict == v.PASS for c in bands)  # arms x kinds x metrics x groups
     assert not any(c.check == "tier" for c in report.checks)
-    assert "records no replicates to band the claims' statistics" in report.skipped["claim statistics"]
-    assert "only the bands from the runs' own noise samples" in report.skipped["other-seed statistics t2t"]
-    assert report.possible[0].startswith("tier: other-seed (the run used another noise seed than the reference): the "
-                                         "curves judged from both runs' own noise samples (noise_band; the profile "
-                                         "records no other-seed replicates)")
+    # every statistical check, the claims' statistics too, is judged in the family from the runs' own samples
+    statistics = [c for c in report.checks if c.check == "claim_statistic"]
+    assert statistics and all(c.verdict == v.PASS for c in statistics)
+    assert "no double judging" in report.skipped["replicate-calibrated statistics"]
+    assert report.possible[0].startswith("tier: other-seed (the run used another noise seed than the reference): "
+                                         "every statistical check judged together from the runs' own noise samples")
     shifted = v.verify(make_run(world["base"] / "shifted", seed=3, shift=0.1), world["profile"], recompute=False)
     failed = [(c.arm, c.kind, c.metric, c.group) for c in shifted.checks if c.verdict == v.FAIL]
     assert shifted.verdict == v.FAIL and ("t2t", "mlp", "prob", "last_subject") in failed
