@@ -45,7 +45,7 @@ import numpy as np
 
 from artifact.analysis.compare import mechanism_cells, normalised_entropy
 from artifact.core.names import FURTHER_GROUP, GROUPS, MECHANISM_GROUPS, NEAR_SUBJECT_GROUPS
-from artifact.verification.noise_band import MAX_SPLITS, split_t
+from artifact.verification.noise_band import split_t
 from artifact.verification.records import ALPHA, FAIL, INFO, PASS, SKIP, Check
 from artifact.verification.statistics import pearson_rows
 
@@ -91,16 +91,6 @@ def sample_counts(regen: Any, expected: Any) -> tuple[int, int] | None:
             return None
         counts.append(found.pop())
     return counts[0], counts[1]
-
-
-def powerless_reason(s_r: int, s_e: int, alpha: float = ALPHA) -> str:
-    """Why an exact permutation test over S_r + S_e sample sets could never reject at `alpha`, or ''."""
-    count = math.comb(s_r + s_e, s_r)
-    smallest = (2 if s_r == s_e else 1) / count
-    if s_r < 2 or s_e < 2 or (count <= MAX_SPLITS and smallest > alpha):
-        return (f"{s_r} and {s_e} noise samples give {count} splits; the smallest p-value of the exact test is "
-                f"{smallest:.3g} > {alpha}: it could never FAIL (record and rerun with at least 4 noise samples)")
-    return ""
 
 
 def split_weights(splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,12 +18,11 @@ from artifact.verification.family import (
     condition_values,
     curve_statistics,
     judge,
-    powerless_reason,
     sample_counts,
     split_means,
 )
 from artifact.verification.load import ArmData
-from artifact.verification.noise_band import MAX_SPLITS, sample_splits
+from artifact.verification.noise_band import MAX_SPLITS, powerless_reason, sample_splits
 from artifact.verification.records import ALPHA, Check
 
 

@@ -83,6 +83,18 @@ def split_t(pooled: np.ndarray, splits: np.ndarray) -> np.ndarray:
     return np.where(usable, t, np.nan)
 
 
+def powerless_reason(s_r: int, s_e: int, alpha: float = ALPHA) -> str:
+    """Why an exact permutation test over S_r + S_e sample sets could never reject at `alpha`, or ''. A split and
+    its complement give the same statistic when S_r == S_e, so the smallest p-value is then 2 / C(2S, S)."""
+    count = math.comb(s_r + s_e, s_r)
+    smallest = (2 if s_r == s_e else 1) / count
+    if s_r < 2 or s_e < 2 or (count <= MAX_SPLITS and smallest > alpha):
+        return (f"{s_r} and {s_e} noise samples give {count} splits; the smallest p-value of the exact test is "
+                f"{smallest:.3g} > {alpha}: it could never FAIL (record and rerun with at least 4 noise samples "
+                "per cell)")
+    return ""
+
+
 def family_test(members: Sequence[Member], alpha: float = ALPHA) -> dict:
     """The permutation max-T over the whole family: {"critical": c, "p_value", "splits", "samples": (S_r, S_e),
     "observed": [member] max |t| (NaN: no usable layer), "layer": [member] where, "powerless": reason or None}."""
@@ -90,12 +102,9 @@ def family_test(members: Sequence[Member], alpha: float = ALPHA) -> dict:
     if len(s_r) != 1 or len(s_e) != 1:
         raise ValueError("every curve of a run must have the same number of noise samples")
     S_r, S_e = s_r.pop(), s_e.pop()
-    count = math.comb(S_r + S_e, S_r)
-    smallest = (2 if S_r == S_e else 1) / count  # a split and its complement give the same |t| when S_r == S_e
-    if S_r < 2 or S_e < 2 or min(smallest, 1 / MAX_SPLITS if count > MAX_SPLITS else 1.0) > alpha:
-        return {"powerless": (f"{S_r} and {S_e} noise samples give {count} splits; the smallest p-value of the "
-                              f"exact test is {smallest:.3g} > {alpha}: it could never FAIL (record and rerun with "
-                              "at least 4 noise samples per cell)"), "samples": (S_r, S_e), "splits": count}
+    why = powerless_reason(S_r, S_e, alpha)
+    if why:
+        return {"powerless": why, "samples": (S_r, S_e), "splits": math.comb(S_r + S_e, S_r)}
     splits = sample_splits(S_r + S_e, S_r)
     per_member = [split_t(np.concatenate([m.regen, m.expected]), splits) for m in members]  # [split, layer] each
     with warnings.catch_warnings():

@@ -17,7 +17,7 @@ permutation test over both runs' 2S per-sample curves) without any replicate. So
 
 from __future__ import annotations
 
-import math
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,15 @@ from artifact.core.layout import MANIFEST_FILE, SETTINGS_FILE
 from artifact.core.names import ARMS
 from artifact.verification.known_margins import KNOWN_MARGIN_BOUNDS
 from artifact.verification.load import load_run_arm, load_tolerances, read_json
+from artifact.verification.noise_band import powerless_reason
 from artifact.verification.records import ALPHA, DEFAULT_METRICS, VerifyError
 from artifact.verification.same_seed import noise_streams
 
 
 def fewest_samples(alpha: float = ALPHA) -> int:
-    """The fewest noise samples per run at which noise_band's exact test between two such runs can reject at
-    `alpha`: its smallest p-value is 2 / C(2S, S) (a split and its complement give the same statistic)."""
-    samples = 2
-    while 2 / math.comb(2 * samples, samples) > alpha:
-        samples += 1
-    return samples
+    """The fewest noise samples per run at which the exact test between two such runs can reject at `alpha`
+    (noise_band.powerless_reason: its smallest p-value is 2 / C(2S, S))."""
+    return next(samples for samples in itertools.count(2) if not powerless_reason(samples, samples, alpha))
 
 
 def per_sample_problem(reference: Path, alpha: float = ALPHA) -> str | None:
