@@ -29,30 +29,19 @@ from scipy.stats import binomtest
 from artifact.core.names import ARMS
 from artifact.verification.carryover import carryover_results, stacked_arrays
 from artifact.verification.family_inputs import family_checks, family_samples
-from artifact.verification.load import ArmData, load_run_arm
+from artifact.verification.load import ArmData, load_arm_from_traces, load_run_arm
 from artifact.verification.records import CHECK_GROUPS, DEFAULT_METRICS, FAIL, SHAPE_GROUPS
 
 PER_SAMPLE_CARRYOVER = ("patch_prob_per_sample", "low_prob_per_sample")
 
 
-def arm_from_traces(folder: Path, arm: str, kinds: tuple[str, ...]) -> ArmData:
-    """One arm's per-sample effects straight from its trace files (for runs whose aggregate step has not run yet):
-    every kind with at least one trace; the same arrays the aggregate step writes."""
-    from artifact.analysis.effects import fact_effects
-    from artifact.core.results import ResultsFolder
-
-    run_dir = ResultsFolder(folder).run_dir(arm)
-    effects, samples, ids = {}, {}, {}
-    for kind in kinds:
-        if not (run_dir / "traces" / kind).is_dir():
-            continue
-        for metric in DEFAULT_METRICS:
-            fe = fact_effects(run_dir, kind, metric)
-            if fe.samples is None or not len(fe.known_ids):
-                continue
-            effects[f"{kind}_{metric}"], samples[f"{kind}_{metric}"] = fe.effects, fe.samples
-            ids[kind] = [str(i) for i in fe.known_ids]
-    return ArmData(arm, run_dir, {}, None, effects, ids, samples=samples)
+def only_kinds(data: ArmData, kinds: tuple[str, ...]) -> ArmData:
+    """`data` with only the kinds asked for (--kinds)."""
+    data.fact_ids = {k: v for k, v in data.fact_ids.items() if k in kinds}
+    for table in (data.effects, data.samples):
+        for name in [n for n in table if n.rsplit("_", 1)[0] not in kinds]:
+            del table[name]
+    return data
 
 
 def common_facts(runs: list[dict[str, ArmData]]) -> dict[str, dict[str, list[str]]]:
@@ -150,7 +139,7 @@ def main() -> None:
         parser.error("give at least two run folders (the reference and one other seed)")
     arms_wanted = tuple(a for a in args.arms.split(",") if a)
     kinds = tuple(k for k in args.kinds.split(",") if k)
-    load = (lambda f, a: arm_from_traces(f, a, kinds)) if args.from_traces else load_run_arm
+    load = (lambda f, a: only_kinds(load_arm_from_traces(f, a), kinds)) if args.from_traces else load_run_arm
     runs = [{arm: load(folder, arm) for arm in arms_wanted} for folder in args.runs]
     facts = common_facts(runs)
     pool = pooled(runs, facts)

@@ -89,23 +89,13 @@ def _paired(ids: Sequence[Sequence[str]]) -> list[str]:
 
 def arm_data(folder: Path, arm: str, metrics: Sequence[str], notes: list[str]):
     """One arm of a results folder (verification.load.ArmData): from its aggregate, or, while the run has not
-    aggregated yet, from its finished trace files by the aggregate's own code (`effects.fact_effects`)."""
-    from artifact.analysis.effects import fact_effects  # lazy: the project's code
-    from artifact.core.layout import EFFECTS_FILE
-    from artifact.core.names import KINDS
-    from artifact.verification.load import ArmData, find_run_dir, load_run_arm, read_json
+    aggregated yet, from its finished trace files (`load.load_arm_from_traces`, the aggregate's own code)."""
+    from artifact.core.layout import EFFECTS_FILE  # lazy: the project's code
+    from artifact.verification.load import find_run_dir, load_arm_from_traces, load_run_arm
 
-    run_dir = find_run_dir(folder, arm)
-    if (run_dir / "aggregate" / EFFECTS_FILE).is_file():
+    if (find_run_dir(folder, arm) / "aggregate" / EFFECTS_FILE).is_file():
         return load_run_arm(folder, arm)
-    data = ArmData(arm, run_dir, read_json(run_dir / "settings.json"), None)
-    for kind in KINDS:
-        for metric in metrics:
-            effects = fact_effects(run_dir, kind, metric)
-            if effects.known_ids and effects.samples is not None:
-                data.fact_ids[kind] = [str(i) for i in effects.known_ids]
-                data.effects[f"{kind}_{metric}"] = effects.effects
-                data.samples[f"{kind}_{metric}"] = effects.samples
+    data = load_arm_from_traces(folder, arm, tuple(metrics))
     notes.append(f"{folder} {arm}: not aggregated yet, read from its finished trace files "
                  f"({', '.join(f'{k} {len(v)} facts' for k, v in data.fact_ids.items()) or 'none'})")
     return data

@@ -153,14 +153,14 @@ def conditioning(fp32: Path, float64: Path) -> list[dict]:
 def held_out(rerun: Path, profile: Path) -> None:
     """Print a same-seed rerun's largest cell per arm, kind and metric (facts it has traced so far) against the
     profile's same-seed tolerance of that metric."""
-    from artifact.verification.load import load_expected_arm, load_tolerances
-    from artifact.verification.numerics import arm_from_traces, same_seed_tolerance
+    from artifact.verification.load import load_arm_from_traces, load_expected_arm, load_tolerances
+    from artifact.verification.numerics import same_seed_tolerance
     from artifact.verification.same_seed import max_cell_difference
 
     same_seed = load_tolerances(profile).get("same_seed")
     print(f"held-out same-seed rerun {rerun} against {profile}:")
     for arm in ("t2t", "s2t"):
-        regen, expected = arm_from_traces(rerun, arm), load_expected_arm(profile, arm)
+        regen, expected = load_arm_from_traces(rerun, arm), load_expected_arm(profile, arm)
         for kind in regen.kinds():
             for metric in ("prob", "logprob"):
                 worst, where, n = max_cell_difference(regen, expected, kind, metric)

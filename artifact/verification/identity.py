@@ -9,7 +9,9 @@ from typing import Any, Iterator
 
 from artifact.verification.records import FAIL, PASS, Check
 
-# The profile fields that define the experiment; seed and batch size only pick a replicate.
+# The profile fields that define the experiment; seed, batch size and noise_streams only pick a replicate (the
+# streams decide which noise a sample draws, not its distribution: the other-seed tier judges either, and the
+# same-seed tier, which compares draws cell by cell, refuses other streams by name).
 PROFILE_FIELDS = ("name", "facts", "samples", "window", "kinds", "t2t_positions", "s2t_positions", "count",
                   "held_out_share", "candidates")
 _DIGEST_KEYS = ("sha256", "rows_sha256")

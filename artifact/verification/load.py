@@ -21,7 +21,7 @@ from artifact.core.layout import (
 )
 from artifact.core.names import ARMS, GROUPS, KINDS
 from artifact.core.results import MissingRunFolderError, ResultsFolder
-from artifact.verification.records import FORMAT_VERSION, VerifyError
+from artifact.verification.records import DEFAULT_METRICS, FORMAT_VERSION, VerifyError
 
 
 class MissingRunFolder(VerifyError):
@@ -124,6 +124,27 @@ def load_run_arm(results: ResultsFolder | Path, arm: str) -> ArmData:
         missing = read_json(run_dir / "aggregate" / "aie.json").get("missing") or {}
         untraced = {str(kind): [str(i) for i in ids_] for kind, ids_ in missing.items()}
     return ArmData(arm, run_dir, settings, known, effects, ids, margins or None, untraced, samples)
+
+
+def load_arm_from_traces(results: ResultsFolder | Path, arm: str, metrics: tuple[str, ...] = DEFAULT_METRICS
+                         ) -> ArmData:
+    """One arm of a results folder computed from its finished trace files by the aggregate's own code
+    (`effects.fact_effects`): for a run that has not aggregated yet (a float64 bound or a seed replicate measured
+    while it runs). Every kind with at least one finished trace; per-sample effects where the traces keep them."""
+    from artifact.analysis.effects import fact_effects  # lazy: only the readers of unaggregated runs need it
+
+    run_dir = find_run_dir(results, arm)
+    data = ArmData(arm, run_dir, read_json(run_dir / SETTINGS_FILE), None)
+    for kind in KINDS:
+        for metric in metrics:
+            effects = fact_effects(run_dir, kind, metric)
+            if not len(effects.known_ids):
+                continue
+            data.fact_ids[kind] = [str(i) for i in effects.known_ids]
+            data.effects[f"{kind}_{metric}"] = effects.effects
+            if effects.samples is not None:
+                data.samples[f"{kind}_{metric}"] = effects.samples
+    return data
 
 
 def load_expected_arm(profile: Path, arm: str) -> ArmData:

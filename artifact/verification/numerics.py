@@ -21,11 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from artifact.analysis.effects import fact_effects
-from artifact.core.names import KINDS
-from artifact.core.settings import load_settings
 from artifact.verification.carryover import EXPECTED_DIR, STACKED_FILE, carryover_results, stacked_arrays
-from artifact.verification.load import ArmData, find_run_dir, load_expected_arm, load_run_arm
+from artifact.verification.load import ArmData, load_arm_from_traces, load_expected_arm, load_run_arm
 from artifact.verification.records import DEFAULT_METRICS, VerifyError, metric_of
 from artifact.verification.statistics import pair
 
@@ -34,21 +31,6 @@ from artifact.verification.statistics import pair
 # terms summed one after the other: up to d = 576 here), so a reviewer's kernels may round somewhat worse.
 NUMERICS_SAFETY = 2.0
 ARMS = ("t2t", "s2t")
-
-
-def arm_from_traces(results: Path, arm: str) -> ArmData:
-    """One arm's per-fact group effects computed from its finished trace files (`effects.fact_effects`, the
-    aggregate's own code), for a run that has not aggregated (yet): the float64 run may be measured while it runs."""
-    run_dir = find_run_dir(results, arm)
-    effects: dict[str, np.ndarray] = {}
-    ids: dict[str, list[str]] = {}
-    for kind in KINDS:
-        for metric in DEFAULT_METRICS:
-            fe = fact_effects(run_dir, kind, metric)
-            if fe.known_ids:
-                effects[f"{kind}_{metric}"] = fe.effects
-                ids[kind] = [str(i) for i in fe.known_ids]
-    return ArmData(arm, run_dir, load_settings(run_dir).to_dict(), None, effects, ids)
 
 
 def _fp32_arm(reference: Path, arm: str) -> ArmData:
@@ -64,7 +46,7 @@ def float64_differences(reference: Path, float64_run: Path) -> dict[str, dict[st
     the number of paired facts and cells; plus the carry-over arrays when both have them."""
     out: dict[str, dict[str, Any]] = {}
     for arm in ARMS:
-        exact = arm_from_traces(float64_run, arm)
+        exact = load_arm_from_traces(float64_run, arm)
         if "float64" not in str((exact.settings or {}).get("dtype")):
             raise VerifyError(f"{float64_run} ({arm}) is not a float64 run (dtype {(exact.settings or {}).get('dtype')}"
                               "): run the profile with run_pipeline(dtype='float64') (bench/numerics_bound.py)")

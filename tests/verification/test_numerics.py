@@ -52,10 +52,10 @@ def pair(tmp_path, monkeypatch):
     profile = write_profile(tmp_path / "profile", fp32)
     run = write_profile(tmp_path / "run64", exact, dtype="torch.float64")
 
-    def from_traces(results: Path, arm: str) -> v.ArmData:  # the float64 side, as arm_from_traces would give it
+    def from_traces(results: Path, arm: str) -> v.ArmData:  # the float64 side, as load_arm_from_traces would give it
         return v.load_expected_arm(results, arm)
 
-    monkeypatch.setattr("artifact.verification.numerics.arm_from_traces", from_traces)
+    monkeypatch.setattr("artifact.verification.numerics.load_arm_from_traces", from_traces)
     return profile, run
 
 

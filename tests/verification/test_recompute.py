@@ -123,3 +123,19 @@ def test_a_moved_results_folder_still_recomputes(results, tmp_path):
     moved = tmp_path / "elsewhere" / "embedded-smoke"
     shutil.move(str(results), moved)
     assert not failed(check_recomputed(moved))
+
+
+def test_an_arm_read_from_its_traces_equals_its_aggregate(results):
+    """load_arm_from_traces (the float64 bound and the seed benches read unaggregated runs with it) gives the
+    aggregate's arrays and fact order, bit for bit, from the trace files alone."""
+    from artifact.verification.load import load_arm_from_traces, load_run_arm
+
+    for arm in ("t2t", "s2t"):
+        write_json_atomic(run_dir(results, arm) / "known.json", {"checks": []})  # fake_run writes none
+        aggregated, from_traces = load_run_arm(results, arm), load_arm_from_traces(results, arm)
+        assert from_traces.fact_ids == aggregated.fact_ids and sorted(from_traces.effects) == sorted(aggregated.effects)
+        for name, array in aggregated.effects.items():
+            np.testing.assert_array_equal(from_traces.effects[name], array)
+        assert from_traces.samples == aggregated.samples == {}  # these traces keep no per-sample arrays
+        shutil.rmtree(run_dir(results, arm) / AGGREGATE_DIR)
+        assert load_arm_from_traces(results, arm).fact_ids == aggregated.fact_ids  # no aggregate needed
