@@ -127,8 +127,8 @@ PROFILES: dict[str, Profile] = {
         held_out_share=0.25, carryover=CarryOverPlan(patch_kinds=("hidden", "mlp")),
         corruption=CorruptionPlan(facts=SMOKE_CORRUPTION_FACTS, kinds=("mlp",)),
         purpose="does the whole pipeline run; a first look at both arms",
-        budget="about 30 min on 2 CPU cores with the embedded models (estimated: REPRODUCE.md, 'Hardware and time "
-               "per step')",
+        budget="about 25 min on 2 quiet CPU cores with the embedded models (measured: 1495 s from an empty model "
+               "and speech cache; REPRODUCE.md, 'Hardware and time per step')",
         description="our own fact set, all 264 facts spoken; 12 facts known in both arms traced (round robin over "
                     "relations, a quarter from the speech model's held-out facts where it knows some), all kinds, "
                     "5 noise samples per cell, each from its own stream (verify's exact permutation test judges "
