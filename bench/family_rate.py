@@ -35,24 +35,22 @@ from artifact.verification.records import CHECK_GROUPS, DEFAULT_METRICS, FAIL, S
 PER_SAMPLE_CARRYOVER = ("patch_prob_per_sample", "low_prob_per_sample")
 
 
-def only_kinds(data: ArmData, kinds: tuple[str, ...]) -> ArmData:
-    """`data` with only the kinds asked for (--kinds)."""
-    data.fact_ids = {k: v for k, v in data.fact_ids.items() if k in kinds}
-    for table in (data.effects, data.samples):
-        for name in [n for n in table if n.rsplit("_", 1)[0] not in kinds]:
-            del table[name]
-    return data
-
-
-def common_facts(runs: list[dict[str, ArmData]]) -> dict[str, dict[str, list[str]]]:
-    """{arm: {kind: facts traced in every run}} (reference order)."""
+def common_facts(runs: list[dict[str, ArmData]], kinds: tuple[str, ...], notes: list[str]
+                 ) -> dict[str, dict[str, list[str]]]:
+    """{arm: {kind: facts traced in every run}} (reference order), over `kinds` that every run keeps per-sample
+    effects of for every metric (the family judges per-sample data); `notes` is told of each kind left out."""
     out: dict[str, dict[str, list[str]]] = {}
     for arm in runs[0]:
         out[arm] = {}
-        for kind in runs[0][arm].kinds():
+        for kind in (k for k in runs[0][arm].kinds() if k in kinds):
+            if any(f"{kind}_{metric}" not in run[arm].samples for run in runs for metric in DEFAULT_METRICS):
+                notes.append(f"{arm}/{kind}: some run kept no per-sample effects (traces of an older format); left out")
+                continue
             ids = [i for i in runs[0][arm].fact_ids[kind] if all(i in r[arm].fact_ids.get(kind, ()) for r in runs[1:])]
             if len(ids) >= 2:
                 out[arm][kind] = ids
+            else:
+                notes.append(f"{arm}/{kind}: {len(ids)} fact(s) in every run; left out")
     return out
 
 
@@ -132,16 +130,22 @@ def main() -> None:
     parser.add_argument("--from-traces", action="store_true",
                         help="read the per-sample effects from the trace files (runs not yet aggregated)")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: both)")
-    parser.add_argument("--kinds", default="hidden,mlp,attn", help="comma-separated kinds (with --from-traces)")
+    parser.add_argument("--kinds", default="hidden,mlp,attn", help="comma-separated kinds (default: all)")
     parser.add_argument("--no-claims", action="store_true", help="leave the claims' conditions out of the family")
     args = parser.parse_args()
     if len(args.runs) < 2:
         parser.error("give at least two run folders (the reference and one other seed)")
     arms_wanted = tuple(a for a in args.arms.split(",") if a)
     kinds = tuple(k for k in args.kinds.split(",") if k)
-    load = (lambda f, a: only_kinds(load_arm_from_traces(f, a), kinds)) if args.from_traces else load_run_arm
+    load = (lambda f, a: load_arm_from_traces(f, a, kinds=kinds)) if args.from_traces else load_run_arm
     runs = [{arm: load(folder, arm) for arm in arms_wanted} for folder in args.runs]
-    facts = common_facts(runs)
+    notes: list[str] = []
+    facts = common_facts(runs, kinds, notes)
+    for note in notes:
+        print(f"note: {note}")
+    if not all(facts.values()):
+        raise SystemExit("no kind with per-sample effects in every run for "
+                         + ", ".join(arm for arm, k in facts.items() if not k))
     pool = pooled(runs, facts)
     carry = None if args.from_traces or set(arms_wanted) != set(ARMS) else carryover_pool(args.runs)
     S = next(iter(pool["t2t"].values())).shape[1] // len(runs)

@@ -126,16 +126,20 @@ def load_run_arm(results: ResultsFolder | Path, arm: str) -> ArmData:
     return ArmData(arm, run_dir, settings, known, effects, ids, margins or None, untraced, samples)
 
 
-def load_arm_from_traces(results: ResultsFolder | Path, arm: str, metrics: tuple[str, ...] = DEFAULT_METRICS
-                         ) -> ArmData:
+def load_arm_from_traces(results: ResultsFolder | Path, arm: str, metrics: tuple[str, ...] = DEFAULT_METRICS,
+                         kinds: tuple[str, ...] = KINDS) -> ArmData:
     """One arm of a results folder computed from its finished trace files by the aggregate's own code
     (`effects.fact_effects`): for a run that has not aggregated yet (a float64 bound or a seed replicate measured
-    while it runs). Every kind with at least one finished trace; per-sample effects where the traces keep them."""
+    while it runs). Each of `kinds` with at least one finished trace (the others' files are not read); per-sample
+    effects where the traces keep them."""
     from artifact.analysis.effects import fact_effects  # lazy: only the readers of unaggregated runs need it
 
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown trace kind(s) {', '.join(map(repr, unknown))}; the kinds are {', '.join(KINDS)}")
     run_dir = find_run_dir(results, arm)
     data = ArmData(arm, run_dir, read_json(run_dir / SETTINGS_FILE), None)
-    for kind in KINDS:
+    for kind in (k for k in KINDS if k in kinds):
         for metric in metrics:
             effects = fact_effects(run_dir, kind, metric)
             if not len(effects.known_ids):

@@ -137,5 +137,10 @@ def test_an_arm_read_from_its_traces_equals_its_aggregate(results):
         for name, array in aggregated.effects.items():
             np.testing.assert_array_equal(from_traces.effects[name], array)
         assert from_traces.samples == aggregated.samples == {}  # these traces keep no per-sample arrays
+        only_mlp = load_arm_from_traces(results, arm, kinds=("mlp",))
+        assert list(only_mlp.fact_ids) == ["mlp"] and sorted(only_mlp.effects) == ["mlp_logprob", "mlp_prob"]
+        np.testing.assert_array_equal(only_mlp.effects["mlp_prob"], aggregated.effects["mlp_prob"])
+        with pytest.raises(ValueError, match="unknown trace kind.*'mlps'.*hidden, mlp, attn"):
+            load_arm_from_traces(results, arm, kinds=("mlps",))
         shutil.rmtree(run_dir(results, arm) / AGGREGATE_DIR)
         assert load_arm_from_traces(results, arm).fact_ids == aggregated.fact_ids  # no aggregate needed
