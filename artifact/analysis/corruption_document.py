@@ -143,6 +143,16 @@ def judged_sentence(verdicts: dict[str, dict[str, str]], corruptions: dict[str, 
     return sentence
 
 
+def logit_diff_sentence(verdicts: dict[str, dict[str, str]], corruptions: dict[str, Any]) -> str:
+    """The dependence sentence for token replacement's logit difference (`verdicts`: the baseline's and the
+    replacement's by that metric); when the baseline itself was not judged, a short pointer to the sentence before
+    rather than the same 'not measured' text twice."""
+    lead = "Measured by the logit difference under token replacement: "
+    if any(v == NOT_JUDGED for v in verdicts[BASELINE].values()):
+        return lead + "not measured either, for the same reason."
+    return lead + judged_sentence(verdicts, corruptions)
+
+
 def corruption_document(results: ResultsFolder | Path, known_ids: Sequence[Any], run_dirs: dict[str, Path]
                         ) -> dict[str, Any]:
     """What corruption.json holds: per corruption its facts and, per metric (P(answer); token replacement also the
@@ -165,8 +175,7 @@ def corruption_document(results: ResultsFolder | Path, known_ids: Sequence[Any],
         by_diff = {BASELINE: verdicts[BASELINE],
                    REPLACEMENT: {c: v["verdict"] for c, v in
                                  corruptions[REPLACEMENT]["metrics"][LOGIT_DIFF]["claims"].items()}}
-        sentences[LOGIT_DIFF] = ("Measured by the logit difference under token replacement: "
-                                 + judged_sentence(by_diff, corruptions))
+        sentences[LOGIT_DIFF] = logit_diff_sentence(by_diff, corruptions)
     skipped = {arm: len((pairing.get(arm) or {}).get("skipped", [])) for arm in ARMS} if settings["replacement"] \
         else {}
     return {"settings": settings, "known_ids": ids, "n_facts": len(ids),

@@ -78,7 +78,7 @@ def test_replacement_partners_are_found_among_every_prompt_and_reported_for_the_
 
 
 def test_the_dependence_sentence_names_corruptions_too_small_to_judge():
-    from artifact.analysis.corruption_document import MIN_FACTS, NOT_JUDGED, judged_sentence
+    from artifact.analysis.corruption_document import MIN_FACTS, NOT_JUDGED, judged_sentence, logit_diff_sentence
 
     judged = {c: "supported" for c in ("C1", "C2", "C3")}
     unjudged = {c: NOT_JUDGED for c in ("C1", "C2", "C3")}
@@ -89,6 +89,12 @@ def test_the_dependence_sentence_names_corruptions_too_small_to_judge():
     corruptions["noise_3"] = entry(MIN_FACTS - 1)
     sentence = judged_sentence({"noise_3": unjudged, "noise_1": unjudged}, corruptions)
     assert sentence.startswith("Not measured") and "does not depend" not in sentence
+    # the logit difference's sentence does not repeat the whole 'not measured' text when the baseline is unjudged
+    assert logit_diff_sentence({"noise_3": unjudged, "replacement": unjudged}, corruptions) == (
+        "Measured by the logit difference under token replacement: not measured either, for the same reason.")
+    corruptions["noise_3"] = entry(8)
+    by_diff = logit_diff_sentence({"noise_3": judged, "replacement": {**judged, "C2": "not supported"}}, corruptions)
+    assert by_diff.startswith("Measured by the logit difference under token replacement: The conclusion depends")
 
 
 def test_the_carryover_folder_keeps_its_settings_and_refuses_others(tmp_path):
