@@ -117,10 +117,13 @@ def summary_section(document: dict[str, Any]) -> str:
              "the first layer at which the subject's text is among the top k text-mode tokens for half the facts "
              f"(95% percentile CI over facts, {document['bootstrap']['n_resamples']} resamples).", ""]
     lines += [f"- top {k}: {sentence}" for k, sentence in document["sentences"].items()]
+    headline = document["statistics"]["first/last"]["depth"]
     lines += ["", "| depth | layer | 95% CI | relative depth | transcription is |", "|---|---|---|---|---|"]
-    for row in document["beside_recall"][str(TOP_K[-1])]:
+    for n, row in enumerate(document["beside_recall"][str(TOP_K[-1])]):
         ci = "" if row["ci_low"] is None else f"[{row['ci_low']:g}, " + \
             ("never" if row["ci_high"] is None else f"{row['ci_high']:g}") + "]"
+        if n == 0 and row["layer"] is None:  # the transcription's depth never comes: say how surely
+            ci = f"none in {100 * headline[str(TOP_K[-1])]['never_share']:.1f}% of resamples"
         layer = "none" if row["layer"] is None else f"{row['layer']:g}"
         depth = "" if row["relative_depth"] is None else f"{row['relative_depth']:.2f}"
         lines.append(f"| {row['name']} | {layer} | {ci} | {depth} | {row.get('transcription', '')} |")
@@ -128,7 +131,24 @@ def summary_section(document: dict[str, Any]) -> str:
               + ", ".join(f"top {k}: " + " ".join(f"{x:.2f}" for x in
                                                    document["statistics"]["first/last"]["depth"][str(k)]["top_k_share"])
                           for k in TOP_K), ""]
+    if any(headline[str(k)]["layer"] is None for k in TOP_K):
+        lines += ["Where no layer reaches half the facts, the largest share at any layer with its exact (Clopper-Pearson)"
+                  " 95% CI over facts: " + "; ".join(best_share(headline[str(k)], k) for k in TOP_K) + ".", ""]
     return "\n".join(lines)
+
+
+def best_share(depth: dict[str, Any], k: int) -> str:
+    """'top k: c of n facts at layer l (share, 95% CI [lo, hi])': the layer where most facts read as their text,
+    with the binomial CI that says how far below half the facts the share lies."""
+    from scipy.stats import binomtest  # lazy: the summary's one use of scipy
+
+    shares = np.asarray(depth["top_k_share"], dtype=float)
+    n = int(depth["n_facts"])
+    layer = int(shares.argmax())
+    count = int(round(shares[layer] * n))
+    ci = binomtest(count, n).proportion_ci(0.95, method="exact")
+    where = f" at layer {layer}" if count else " at any layer"
+    return f"top {k}: {count} of {n} facts{where} ({count / n:.2f}, 95% CI [{ci.low:.2f}, {ci.high:.2f}])"
 
 
 def write_summary(results: ResultsFolder | Path, document: dict[str, Any]) -> None:

@@ -100,3 +100,27 @@ def test_depths_from_the_carryover_statistics():
     depth = Depth.from_formed("transcription", transcription_depth(_ranks([2] * 8), 1, resample_weights(8, 100, 0)))
     assert (depth.layer, depth.low, depth.high) == (2, 2, 2)
     assert relation(depth, effect) == "before"
+
+
+def test_the_summary_says_how_surely_a_depth_never_comes():
+    """When no layer reaches half the facts, the summary's depth row says in how many resamples (not a blank CI), and
+    a line gives the largest per-layer share with its exact binomial CI; a depth that does come gets neither."""
+    from artifact.analysis.transcription_document import summary_section
+
+    weights = resample_weights(20, 500, 0)
+    never = _ranks([8] * 3 + [None] * 17)  # 3 of 20 facts read as text from layer 8: far below half
+    depth = {str(k): transcription_depth(never, k, weights) for k in (1, 10)}
+    rows = beside_recall_depths(Depth.from_formed("implicit transcription", depth["10"]), [Depth("the MLP site", 4,
+                                                                                             3, 5)], L)
+    document = {"settings": {"model": "m"}, "n_facts": 20, "bootstrap": {"n_resamples": 500},
+                "sentences": {"1": "s1", "10": "s10"}, "beside_recall": {"10": rows},
+                "statistics": {"first/last": {"depth": depth}}}
+    text = summary_section(document)
+    assert "| implicit transcription | none | none in 100.0% of resamples |" in text
+    assert "top 1: 3 of 20 facts at layer 8 (0.15, 95% CI [0.03, 0.38])" in text  # Clopper-Pearson for 3/20
+    assert "top 10: 3 of 20 facts at layer 8" in text
+    reached = {str(k): transcription_depth(_ranks([2] * 20), k, weights) for k in (1, 10)}
+    document["statistics"]["first/last"]["depth"] = reached
+    document["beside_recall"]["10"] = beside_recall_depths(Depth.from_formed("t", reached["10"]), [], L)
+    text = summary_section(document)
+    assert "| t | 2 | [2, 2] |" in text and "resamples |" not in text.split("| t |")[1] and "Clopper" not in text
