@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -121,8 +122,20 @@ def json_differences(stored: Any, fresh: Any, path: str = "") -> Iterator[str]:
         if not (math.isclose(stored, fresh, rel_tol=RTOL, abs_tol=1e-15)
                 or (math.isnan(stored) and math.isnan(fresh))):
             yield f"{path} ({stored!r} != {fresh!r})"
+    elif isinstance(stored, str) and isinstance(fresh, str):
+        if stored != fresh:
+            yield f"{path} ({text_difference(stored, fresh)})"
     elif stored != fresh:
         yield f"{path} ({str(stored)[:40]!r} != {str(fresh)[:40]!r})"
+
+
+def text_difference(stored: str, fresh: str, width: int = 40) -> str:
+    """Where two strings part: 'from character n: ...stored part != ...fresh part', so that two long sentences
+    sharing their first words do not print as two equal-looking prefixes."""
+    n = len(os.path.commonprefix([stored, fresh]))
+    start = max(0, n - 10)
+    lead = "..." if start else ""
+    return f"from character {n}: {lead + stored[start:start + width]!r} != {lead + fresh[start:start + width]!r}"
 
 
 def check_comparison(results: ResultsFolder | Path, scratch: Path) -> Check:

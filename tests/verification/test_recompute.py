@@ -144,3 +144,16 @@ def test_an_arm_read_from_its_traces_equals_its_aggregate(results):
             load_arm_from_traces(results, arm, kinds=("mlps",))
         shutil.rmtree(run_dir(results, arm) / AGGREGATE_DIR)
         assert load_arm_from_traces(results, arm).fact_ids == aggregated.fact_ids  # no aggregate needed
+
+
+def test_two_long_sentences_that_differ_late_show_where_they_part():
+    """A recomputed document whose sentence differs after its first 40 characters names the place, not two
+    equal-looking prefixes (as a prose change between code versions once printed)."""
+    from artifact.verification.recompute import json_differences
+
+    lead = "Measured by the logit difference under token replacement: "
+    differ = list(json_differences({"sentences": {"logit_diff": lead + "Not measured: 2 facts"}},
+                                   {"sentences": {"logit_diff": lead + "not measured either"}}))
+    assert differ == [f"/sentences/logit_diff (from character {len(lead)}: '...lacement: Not measured: 2 facts' != "
+                      "'...lacement: not measured either')"]
+    assert list(json_differences({"a": "x"}, {"a": "x"})) == []
