@@ -109,8 +109,10 @@ def check_carryover_recomputed(results: ResultsFolder | Path) -> list[Check]:
     differ = list(json_differences(document, fresh))
     if differ:
         checks.append(Check("carryover_fresh", FAIL, observed=len(differ),
-                            detail=f"{results.carryover_file} is not what its fact files give (stale or edited); "
-                                   f"first differences: {'; '.join(differ[:SHOWN])}; rerun the carry-over step"))
+                            detail=f"{results.carryover_file} is not what its fact files give (stale or edited, or "
+                                   f"written by other code); first differences: {'; '.join(differ[:SHOWN])}; delete "
+                                   "it and rerun ./run_all.sh with the same --out: the carry-over step recomputes it "
+                                   "from its fact files"))
     else:
         checks.append(Check("carryover_fresh", PASS, detail="carryover.json (curves, CIs, peaks, sentences) "
                                                             "recomputed from the fact files: identical"))

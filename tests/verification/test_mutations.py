@@ -386,7 +386,10 @@ def test_carryover_statistics_edited_or_missing_fail(real):
     drop = doc["sets"]["all"]["statistics"]["knockout"]["text"]["strongest_drop"]
     drop["value"] = (drop["value"] or 0.0) - 0.3
     write_json_atomic(path, doc)
-    assert "carryover_fresh" in failed(verify(results, real["profile"]))
+    report = verify(results, real["profile"])
+    assert "carryover_fresh" in failed(report)
+    assert "delete it and rerun ./run_all.sh with the same --out" in next(
+        c.detail for c in report.checks if c.check == "carryover_fresh")
     results = copy_of(real, "carryover-missing")
     shutil.rmtree(results / CARRYOVER_DIR)
     report = verify(results, real["profile"])
@@ -539,7 +542,11 @@ def test_issue30_documents_edited_fail(real):
     doc = json.loads(path.read_text())
     doc["sentences"]["10"] = "Speech becomes text at layer 1."
     write_json_atomic(path, doc)
-    assert {"corruption_fresh", "transcription_fresh"} <= failed(verify(results, real["profile"]))
+    report = verify(results, real["profile"])
+    assert {"corruption_fresh", "transcription_fresh"} <= failed(report)
+    detail = next(c.detail for c in report.checks if c.check == "transcription_fresh")
+    assert "/sentences/10 (from character 0: 'Speech becomes text at layer 1.'" in detail  # where the texts part
+    assert "delete it and rerun ./run_all.sh with the same --out" in detail  # and the fix
 
 
 def test_a_profile_recorded_before_issue30_skips_its_checks(real, tmp_path):
