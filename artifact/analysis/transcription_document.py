@@ -132,8 +132,9 @@ def summary_section(document: dict[str, Any]) -> str:
                                                    document["statistics"]["first/last"]["depth"][str(k)]["top_k_share"])
                           for k in TOP_K), ""]
     if any(headline[str(k)]["layer"] is None for k in TOP_K):
-        lines += ["Where no layer reaches half the facts, the largest share at any layer with its exact (Clopper-Pearson)"
-                  " 95% CI over facts: " + "; ".join(best_share(headline[str(k)], k) for k in TOP_K) + ".", ""]
+        lines += ["Where no layer reaches half the facts, the largest share at any layer with its exact "
+                  "(Clopper-Pearson) 95% CI over facts: "
+                  + "; ".join(best_share(headline[str(k)], k) for k in TOP_K) + ".", ""]
     return "\n".join(lines)
 
 

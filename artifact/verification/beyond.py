@@ -140,9 +140,9 @@ def check_recomputed(results: ResultsFolder, analysis: Analysis) -> list[Check]:
     if differ:
         checks.append(Check(f"{analysis.name}_fresh", FAIL, observed=len(differ),
                             detail=f"{folder / analysis.document} is not what its fact files give (stale or "
-                                   f"edited, or written by other code); first differences: {'; '.join(differ[:SHOWN])}; "
-                                   f"delete it and rerun ./run_all.sh with the same --out: the step recomputes it "
-                                   "from its fact files"))
+                                   f"edited, or written by other code); first differences: "
+                                   f"{'; '.join(differ[:SHOWN])}; delete it and rerun ./run_all.sh with the same "
+                                   "--out: the step recomputes it from its fact files"))
     else:
         checks.append(Check(f"{analysis.name}_fresh", PASS, detail=f"{analysis.document} recomputed from the fact "
                                                                    "files: identical"))
