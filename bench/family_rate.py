@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from artifact.core.names import ARMS
+from artifact.core.names import ARMS, KINDS
 from artifact.verification.carryover import carryover_results, stacked_arrays
 from artifact.verification.family_inputs import family_checks, family_samples
 from artifact.verification.load import ArmData, load_arm_from_traces, load_run_arm
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--from-traces", action="store_true",
                         help="read the per-sample effects from the trace files (runs not yet aggregated)")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: both)")
-    parser.add_argument("--kinds", default="hidden,mlp,attn", help="comma-separated kinds (default: all)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds (default: all)")
     parser.add_argument("--no-claims", action="store_true", help="leave the claims' conditions out of the family")
     args = parser.parse_args()
     if len(args.runs) < 2:

@@ -36,7 +36,7 @@ from artifact.core.layout import (
 from artifact.core.names import ARMS
 from artifact.core.results import ResultsFolder
 from artifact.verification.records import FAIL, PASS, SKIP, Check
-from artifact.verification.recompute import digest_problems, json_differences
+from artifact.verification.recompute import digest_problems, json_differences, stale_detail
 
 STACKED_FILE = "facts.npz"
 DIGESTS_FILE = "facts.sha256"
@@ -139,10 +139,7 @@ def check_recomputed(results: ResultsFolder, analysis: Analysis) -> list[Check]:
     differ = list(json_differences(document, fresh))
     if differ:
         checks.append(Check(f"{analysis.name}_fresh", FAIL, observed=len(differ),
-                            detail=f"{folder / analysis.document} is not what its fact files give (stale or "
-                                   f"edited, or written by other code); first differences: "
-                                   f"{'; '.join(differ[:SHOWN])}; delete it and rerun ./run_all.sh with the same "
-                                   "--out: the step recomputes it from its fact files"))
+                            detail=stale_detail(folder / analysis.document, differ, "fact files", analysis.name)))
     else:
         checks.append(Check(f"{analysis.name}_fresh", PASS, detail=f"{analysis.document} recomputed from the fact "
                                                                    "files: identical"))

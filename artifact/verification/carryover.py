@@ -27,7 +27,7 @@ from artifact.core.fileio import sha256_file
 from artifact.core.layout import CARRYOVER_FACTS_DIR, CARRYOVER_RESULTS_FILE, ResultsFolderError
 from artifact.core.results import ResultsFolder
 from artifact.verification.records import FAIL, PASS, Check, metric_of
-from artifact.verification.recompute import digest_problems, json_differences
+from artifact.verification.recompute import digest_problems, json_differences, stale_detail
 from artifact.verification.statistics import band_multiplier, band_scale, band_statistic
 
 EXPECTED_DIR = "carryover"
@@ -109,10 +109,7 @@ def check_carryover_recomputed(results: ResultsFolder | Path) -> list[Check]:
     differ = list(json_differences(document, fresh))
     if differ:
         checks.append(Check("carryover_fresh", FAIL, observed=len(differ),
-                            detail=f"{results.carryover_file} is not what its fact files give (stale or edited, or "
-                                   f"written by other code); first differences: {'; '.join(differ[:SHOWN])}; delete "
-                                   "it and rerun ./run_all.sh with the same --out: the carry-over step recomputes it "
-                                   "from its fact files"))
+                            detail=stale_detail(results.carryover_file, differ, "fact files", "carry-over")))
     else:
         checks.append(Check("carryover_fresh", PASS, detail="carryover.json (curves, CIs, peaks, sentences) "
                                                             "recomputed from the fact files: identical"))

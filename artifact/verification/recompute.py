@@ -35,6 +35,16 @@ PATH_KEYS = ("t2t_run", "s2t_run")  # absolute paths: a moved results folder is 
 SHOWN = 3  # differences named per failed check
 
 
+def stale_detail(path: Path | str, differences: list[str], source: str, step: str) -> str:
+    """The FAIL detail of a derived file that its sources no longer give: which file, where it differs (the first
+    SHOWN), and the fix that works on every step's file: delete it and rerun with the same --out, since a rerun
+    redoes a step whose file is missing (and the steps after it, reusing their finished fact files)."""
+    more = f" (and {len(differences) - SHOWN} more)" if len(differences) > SHOWN else ""
+    return (f"{path} is not what its {source} give (stale or edited, or written by other code); first differences: "
+            f"{'; '.join(differences[:SHOWN])}{more}; delete it and rerun ./run_all.sh with the same --out: the "
+            f"{step} step recomputes it from its {source}")
+
+
 def digest_problems(listed: dict[str, str], present: dict[str, str]) -> list[str]:
     """What differs between a sha256 list and the files present (name -> sha256): missing, changed and unlisted
     files, each kind named (the first SHOWN) and counted; empty when they match."""
@@ -96,9 +106,7 @@ def check_aggregate(run_dir: Path, arm: str, scratch: Path) -> Check:
     differ = _arrays_differ(_npz(stored_path), _npz(out / EFFECTS_FILE))
     if differ:
         return Check("aggregate_fresh", FAIL, arm=arm,
-                     detail=f"{stored_path} is not what its traces give (stale or edited): "
-                            f"{', '.join(differ[:SHOWN])}{' ...' if len(differ) > SHOWN else ''}; rerun "
-                            "`python -m artifact aggregate` on the run folder, or the pipeline")
+                     detail=stale_detail(stored_path, differ, "traces", "aggregate"))
     return Check("aggregate_fresh", PASS, arm=arm, detail=f"{EFFECTS_FILE} recomputed from the traces: identical")
 
 
@@ -156,9 +164,7 @@ def check_comparison(results: ResultsFolder | Path, scratch: Path) -> Check:
     differ = list(json_differences(stored, fresh))
     if differ:
         return Check("comparison_fresh", FAIL, observed=len(differ),
-                     detail=f"{stored_path} is not what the traces give (stale or edited); first differences: "
-                            f"{'; '.join(differ[:SHOWN])}; rerun the pipeline's comparison step "
-                            "(`python -m artifact compare`)")
+                     detail=stale_detail(stored_path, differ, "traces", "comparison"))
     return Check("comparison_fresh", PASS, detail=f"{COMPARISON_FILE} (statistics and claim verdicts) recomputed "
                                                   "from the traces: identical")
 

@@ -549,6 +549,38 @@ def test_issue30_documents_edited_fail(real):
     assert "delete it and rerun ./run_all.sh with the same --out" in detail  # and the fix
 
 
+def test_every_stale_document_names_a_fix_that_works(real):
+    """Each derived file that its sources no longer give (an aggregate, the comparison, the carry-over, transcription
+    and corruption documents) FAILs its `_fresh` check naming one fix: delete it and rerun ./run_all.sh with the same
+    --out. Doing exactly that on the edited copy gives a run that PASSes, each file recomputed by its own step."""
+    results = copy_of(real, "stale-documents-fixed")
+    effects = run_dir(results, "t2t") / AGGREGATE_DIR / "group_effects.npz"
+
+    def shift(arrays):
+        name = next(key for key in sorted(arrays) if arrays[key].dtype.kind == "f")
+        arrays[name] = arrays[name] + 0.01
+    _edit_npz(effects, shift)
+    documents = {"comparison_fresh": results / COMPARISON_DIR / "comparison.json",
+                 "carryover_fresh": results / CARRYOVER_DIR / "carryover.json",
+                 "transcription_fresh": results / TRANSCRIPTION_DIR / "transcription.json",
+                 "corruption_fresh": results / CORRUPTION_DIR / "corruption.json"}
+    for path in documents.values():
+        doc = json.loads(path.read_text())
+        doc["edited"] = True
+        write_json_atomic(path, doc)
+    report = verify(results, real["profile"])
+    details = {c.check: c.detail for c in report.checks if c.verdict == v.FAIL}
+    assert {"aggregate_fresh", *documents} <= set(details), v.render_table(report)
+    for check in ("aggregate_fresh", *documents):
+        assert "delete it and rerun ./run_all.sh with the same --out" in details[check], (check, details[check])
+    for path in (effects, *documents.values()):
+        path.unlink()
+    rerun_tiny(results)
+    report = verify(results, real["profile"])
+    assert report.verdict == v.PASS, v.render_table(report)
+    assert json.loads(documents["comparison_fresh"].read_text()).get("edited") is None
+
+
 def test_a_profile_recorded_before_issue30_skips_its_checks(real, tmp_path):
     """A profile without the two analyses (recorded before they existed) still PASSes: their comparisons say SKIP,
     'not recorded in this profile', and the run's own files are still recomputed."""
