@@ -41,6 +41,7 @@ from artifact.core.layout import (
     CARRYOVER_DIR,
     COMPARISON_DIR,
     CORRUPTION_DIR,
+    EFFECTS_FILE,
     TRANSCRIPTION_DIR,
     ResultsFolderError,
     corruption_fact_path,
@@ -554,7 +555,7 @@ def test_every_stale_document_names_a_fix_that_works(real):
     and corruption documents) FAILs its `_fresh` check naming one fix: delete it and rerun ./run_all.sh with the same
     --out. Doing exactly that on the edited copy gives a run that PASSes, each file recomputed by its own step."""
     results = copy_of(real, "stale-documents-fixed")
-    effects = run_dir(results, "t2t") / AGGREGATE_DIR / "group_effects.npz"
+    effects = run_dir(results, "t2t") / AGGREGATE_DIR / EFFECTS_FILE
 
     def shift(arrays):
         name = next(key for key in sorted(arrays) if arrays[key].dtype.kind == "f")
