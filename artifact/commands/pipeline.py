@@ -13,6 +13,7 @@ from artifact.commands.options import add_command, add_io_options
 EXAMPLE = """examples:
   ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
   ./run_all.sh --profile standard                # C1-C3 verdicts on the embedded models (about 6 h on 2 cores)
+  ./run_all.sh --profile standard --no-corruption-choice   # the same verdicts without the corruption choice
   ./run_all.sh --model spiritlm --checkpoints /checkpoints   # SpiritLM, review profile (about 4 h on one H100)
   ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # the paper's scale
   ./run_all.sh --model spiritlm --checkpoints DIR --profile smoke --front-end offline   # SpiritLM path, no downloads
@@ -56,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run SpiritLM's review or full profile without a CUDA GPU (refused otherwise: fp32 on "
                              "the CPU needs about 27 GB of RAM and days; the message gives the estimate); smoke runs "
                              "on a CPU without it")
+    parser.add_argument("--no-corruption-choice", action="store_true",
+                        help="leave out the corruption-choice step (noise at 1 and 5 sigma, token replacement: "
+                             "beyond the paper, and most of a standard or review run's time); verify.py says SKIP "
+                             "for its checks. Rerun without it, same --out, to add it: finished steps are kept")
     parser.add_argument("--no-verify", action="store_true", help="stop before verify.py")
     parser.set_defaults(func=run)
 
@@ -66,4 +71,4 @@ def run(args: argparse.Namespace) -> int:
     return run_pipeline(args.profile, args.model, args.checkpoints, args.out, args.expected,
                         progress=not args.no_progress, verify=not args.no_verify, seed=args.seed,
                         batch_size=args.batch_size, front_end=args.front_end, facts=args.facts,
-                        allow_cpu=args.allow_cpu)
+                        allow_cpu=args.allow_cpu, corruption=not args.no_corruption_choice)

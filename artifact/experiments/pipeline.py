@@ -80,6 +80,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Profile fields added after results folders existed; each only configures a step that comes later (carryover), so
 # an older folder takes the current value once and resumes.
 LATER_PROFILE_FIELDS: tuple[str, ...] = ("carryover", "corruption")
+# Steps a run may leave out, with the option that does it: analyses beyond the paper whose results nothing later
+# reads. A left-out step is named in the manifest's `left_out`, and verify.py judges its checks SKIP, not FAIL.
+OPTIONAL_STEPS: dict[str, str] = {"corruption": "--no-corruption-choice"}
 # Profile fields that describe rather than define a run (rewording them must not orphan a results folder).
 DESCRIPTIVE_PROFILE_FIELDS: tuple[str, ...] = ("purpose", "budget", "description")
 
@@ -127,6 +130,11 @@ class StepLog:
         if entry.get("done") or "started_ns" not in entry:
             entry["started_ns"] = time.time_ns()
         entry["done"] = False
+        write_json_atomic(self.path, self.steps)
+
+    def reopen(self, name: str) -> None:
+        """Mark a finished step not done (its files were removed and this run does not make them again)."""
+        self.steps.setdefault(name, {})["done"] = False
         write_json_atomic(self.path, self.steps)
 
     def record(self, name: str, seconds: float, files: dict[str, str] | None = None, **extra: Any) -> None:
@@ -249,8 +257,10 @@ class PipelineRun:
 
     def __init__(self, profile: Profile, choice: ModelChoice, out: Path, progress: bool = True,
                  facts_source: str | None = None, dtype: str | None = None,
-                 known: dict[str, Sequence[str]] | None = None) -> None:
+                 known: dict[str, Sequence[str]] | None = None, left_out: Sequence[str] = ()) -> None:
         self.profile, self.choice, self.out, self.progress = profile, choice, Path(out), progress
+        # steps this invocation does not run (OPTIONAL_STEPS, e.g. --no-corruption-choice); a finished one stays
+        self.left_out = frozenset(left_out)
         # arm -> facts taken as known instead of running its Known filter (None: run it; bench/numerics_bound.py)
         self.known = known or {}
         self.facts_source = facts_source or profile.facts  # where the arms read the facts (a name or a path)
@@ -329,6 +339,13 @@ class PipelineRun:
         if self.steps.done(step.name) and not step.always and not redo:
             print(f"\n=== {title}: done in an earlier run, skipped ({self.steps.steps[step.name]['seconds']} s)",
                   flush=True)
+            return
+        if step.name in self.left_out:
+            if self.steps.done(step.name):  # to redo (a file of it changed and was removed), but not made now
+                self.steps.reopen(step.name)
+            print(f"\n=== {title}: left out ({OPTIONAL_STEPS[step.name]}); verify.py says SKIP for its checks. To "
+                  "add it later, rerun the same command with the same --out without that option: the finished "
+                  "steps are kept", flush=True)
             return
         _banner(title)
         previous = set(self.steps.steps.get(step.name, {}).get("files") or {})
@@ -558,6 +575,7 @@ def manifest_step(run: PipelineRun) -> None:
     )
     data["profile"] = run.profile.name
     data["model_name"] = choice.name
+    data["left_out"] = sorted(name for name in run.left_out if not run.steps.done(name))
     data["cost_estimate"] = run.estimate
     write_manifest(run.out, data)
 
@@ -634,7 +652,10 @@ def run_estimate(run: PipelineRun, traced: list[str] | None = None) -> str:
                                                    p.subject_range[1] - p.subject_range[0])
                       for f, p in run.prepared(arm).items}
             prompts[arm] = [shapes[i] for i in map(str, traced) if i in shapes]
-    est = estimate(run.profile, run.choice.name, device_name(), prompts=prompts)
+    profile = run.profile
+    if "corruption" in run.left_out:  # the plan's "no fact": the estimate leaves the step out too
+        profile = replace(profile, corruption=replace(profile.corruption, facts=0))
+    est = estimate(profile, run.choice.name, device_name(), prompts=prompts)
     run.estimate = est
     return describe_estimate(est)
 
@@ -705,6 +726,7 @@ def run_pipeline(
     allow_cpu: bool = False,
     has_cuda: Callable[[], bool] | None = None,
     dtype: str | None = None,
+    corruption: bool = True,
 ) -> int:
     """Run every step of `profile` (default: smoke for the embedded models, review for SpiritLM) into `<out>` (default
     results/<model>-<profile>); returns verify.py's exit code (0 PASS, 1 FAIL, 2 no verdict) or 0 when `verify` is
@@ -713,7 +735,8 @@ def run_pipeline(
     (a name or a path, `resolve_facts`) replaces the profile's fact set. SpiritLM's profiles other than smoke refuse
     to start without a CUDA device unless `allow_cpu` (`check_device`; `has_cuda` is injectable for tests). `dtype`
     (one of DTYPES; default: the model's own) is for the float64 numerics reference of the same-seed tier
-    (bench/numerics_bound.py); a results folder keeps the dtype it was started with."""
+    (bench/numerics_bound.py); a results folder keeps the dtype it was started with. `corruption=False` leaves the
+    corruption-choice step out (--no-corruption-choice: most of a standard or review run's time; OPTIONAL_STEPS)."""
     choice = select_model(model, checkpoints, front_end)
     spec = speech_text_model(choice.name)
     name = profile or spec.default_profile
@@ -743,7 +766,8 @@ def run_pipeline(
     torch_dtype(dtype)  # a bad name fails before anything is written
     with results_lock(out):
         try:
-            return _run_locked(prof, choice, out, expected, progress, verify, facts_source, notes, dtype)
+            return _run_locked(prof, choice, out, expected, progress, verify, facts_source, notes, dtype,
+                               left_out=() if corruption else ("corruption",))
         except DiskFullError as error:
             raise error.with_need(space_needed(prof, choice.name, out)) from None
         except OSError as error:
@@ -775,9 +799,9 @@ def space_needed(profile: Profile, model: str, out: Path) -> str:
 
 
 def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, progress: bool, verify: bool,
-                facts_source: str, notes: Sequence[str], dtype: str | None) -> int:
+                facts_source: str, notes: Sequence[str], dtype: str | None, left_out: Sequence[str] = ()) -> int:
     """The steps, verdict and summary of `run_pipeline`, with the results folder locked; `notes` are printed after
-    the profile's banner."""
+    the profile's banner; `left_out` names OPTIONAL_STEPS this invocation does not run."""
     identity = {"profile": prof.to_dict(), "model": choice.name, "front_end": choice.front_end}
     check_results_folder(out, identity if dtype is None else {**identity, "dtype": dtype})
     remove_stale_temporaries(out)
@@ -789,7 +813,7 @@ def _run_locked(prof: Profile, choice: ModelChoice, out: Path, expected: Path, p
     print(f"budget: {prof.budget}; results: {out}", flush=True)
     for line in notes:  # --facts and the device, said once the banner names the profile
         print(line, flush=True)
-    run = PipelineRun(prof, choice, out, progress, facts_source, dtype)
+    run = PipelineRun(prof, choice, out, progress, facts_source, dtype, left_out=left_out)
     print(run_estimate(run), flush=True)
     redo = run.check_finished(STEPS)
     for number, step in enumerate(STEPS, 1):

@@ -10,7 +10,8 @@ Per analysis (`transcription`, `corruption`):
   token replacement's group effects (deterministic: either tier), and the noise levels' group effects (the same-seed
   tier only).
 A profile recorded before these analyses existed holds none of them: each check is then a SKIP "not recorded in this
-profile", never a FAIL. Recorded by `record_beyond`: expected/<profile>/{transcription,corruption}/{<doc>.json,
+profile", never a FAIL. So is an analysis the run (or the profile's run) left out by the pipeline's option
+(`--no-corruption-choice`, the manifest's `left_out`): SKIP naming the option and how to add it. Recorded by `record_beyond`: expected/<profile>/{transcription,corruption}/{<doc>.json,
 facts.npz}.
 """
 
@@ -30,6 +31,7 @@ from artifact.core.layout import (
     CARRYOVER_FACTS_DIR,
     CORRUPTION_DIR,
     CORRUPTION_RESULTS_FILE,
+    MANIFEST_FILE,
     TRANSCRIPTION_DIR,
     TRANSCRIPTION_RESULTS_FILE,
 )
@@ -42,6 +44,29 @@ STACKED_FILE = "facts.npz"
 DIGESTS_FILE = "facts.sha256"
 SHOWN = 3
 NOT_RECORDED = "not recorded in this profile (recorded before this analysis existed): re-record the profile"
+OPTIONS = {"corruption": "--no-corruption-choice"}  # the pipeline's option that leaves an analysis out
+
+
+def left_out(manifest: Path) -> list[str]:
+    """The steps a run left out (a pipeline manifest's `left_out`; a recorded profile's is in its `run_manifest`);
+    [] when the file is absent or unreadable (other checks name that)."""
+    try:
+        document = json.loads(Path(manifest).read_text())
+    except (OSError, ValueError):
+        return []
+    if isinstance(document, dict) and isinstance(document.get("run_manifest"), dict):
+        document = document["run_manifest"]
+    names = document.get("left_out") if isinstance(document, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def _left_out_detail(analysis: str, where: str) -> str:
+    option = OPTIONS.get(analysis, "an option")
+    if where == "run":
+        return (f"{analysis}: the run left it out ({option}); rerun the same ./run_all.sh command without "
+                f"{option}, with the same --out, to add and check it (finished steps are kept)")
+    return (f"{analysis}: not recorded in this profile (its run left it out, {option}): record the profile from a "
+            f"run with it to check it")
 
 
 def _transcription_arrays(results: ResultsFolder, document: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -181,9 +206,17 @@ def check_against_profile(results: ResultsFolder, profile: Path, analysis: Analy
     if not stacked.is_file():
         if document is None:
             return [], skipped
-        skipped[f"{analysis.name} cells"] = NOT_RECORDED
-        return [Check(f"{analysis.name}_cells", SKIP, detail=f"{analysis.name}: {NOT_RECORDED}")], skipped
+        if analysis.name in left_out(Path(profile) / MANIFEST_FILE):
+            detail = _left_out_detail(analysis.name, "profile")
+        else:
+            detail = f"{analysis.name}: {NOT_RECORDED}"
+        skipped[f"{analysis.name} cells"] = detail.split(": ", 1)[1]
+        return [Check(f"{analysis.name}_cells", SKIP, detail=detail)], skipped
     if document is None:
+        if analysis.name in left_out(results.manifest_file):
+            detail = _left_out_detail(analysis.name, "run")
+            skipped[f"{analysis.name} cells"] = detail.split(": ", 1)[1]
+            return [Check(f"{analysis.name}_facts", SKIP, detail=detail)], skipped
         return [Check(f"{analysis.name}_facts", FAIL, detail=f"the profile records {analysis.name} results, the run "
                                                              f"has none ({analysis.folder}/{analysis.document}): "
                                                              "rerun the same ./run_all.sh command")], skipped
@@ -236,4 +269,4 @@ def beyond_verdicts(results: ResultsFolder | Path, profile: Path, same_seed: boo
     return checks, skipped
 
 
-__all__ = ["ANALYSES", "beyond_verdicts", "check_against_profile", "check_recomputed", "record_beyond"]
+__all__ = ["ANALYSES", "beyond_verdicts", "check_against_profile", "check_recomputed", "left_out", "record_beyond"]

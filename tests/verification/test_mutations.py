@@ -42,6 +42,8 @@ from artifact.core.layout import (
     COMPARISON_DIR,
     CORRUPTION_DIR,
     EFFECTS_FILE,
+    MANIFEST_FILE,
+    STEPS_FILE,
     TRANSCRIPTION_DIR,
     ResultsFolderError,
     corruption_fact_path,
@@ -94,24 +96,24 @@ TINY = replace(PROFILES["smoke"], trace=replace(PROFILES["smoke"].trace, samples
 FLOAT64 = json.loads((REPO / "expected" / "embedded-smoke" / "tolerances.json").read_text())["same_seed"]["float64"]
 
 
-def run_tiny(out: Path, seed: int, batch_size: int) -> Path:
+def run_tiny(out: Path, seed: int, batch_size: int, corruption: bool = True) -> Path:
     from artifact.experiments.pipeline import run_pipeline
 
     code = run_pipeline(profile="smoke", model="embedded", out=out, progress=False, verify=False, seed=seed,
-                        batch_size=batch_size, front_end="offline")
+                        batch_size=batch_size, front_end="offline", corruption=corruption)
     assert code == 0
     return out
 
 
-def rerun_tiny(out: Path) -> Path:
+def rerun_tiny(out: Path, corruption: bool = True) -> Path:
     """The same-seed rerun of the tiny profile into `out` (a new folder, or one to resume): seed 1, batch 3, one
-    torch thread (the thread count restored after)."""
+    torch thread (the thread count restored after); `corruption=False` as --no-corruption-choice."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(PROFILES, "smoke", TINY)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return run_tiny(out, 1, 3)
+            return run_tiny(out, 1, 3, corruption)
         finally:
             torch.set_num_threads(threads)
 
@@ -596,6 +598,42 @@ def test_a_profile_recorded_before_issue30_skips_its_checks(real, tmp_path):
     assert all("not recorded in this profile" in skips[k] for k in ("transcription_cells", "corruption_cells"))
     passed = {c.check for c in report.checks if c.verdict == v.PASS}
     assert passed >= {"transcription_files", "transcription_fresh", "corruption_files", "corruption_fresh"}
+
+
+def test_a_run_without_the_corruption_choice_skips_it_and_adds_it_later(real, tmp_path):
+    """--no-corruption-choice on a run whose corruption step had not run: the step is left out and named in the
+    manifest, and verify PASSes with the corruption checks SKIP naming the option and how to add it. A profile
+    recorded from that run SKIPs them for a full run, naming why. The same command without the option, on the same
+    folder, adds the step; its checks then PASS against the full profile."""
+    results = copy_of(real, "no-corruption-choice")
+    shutil.rmtree(results / CORRUPTION_DIR)
+    steps = json.loads((results / STEPS_FILE).read_text())
+    del steps["corruption"]
+    write_json_atomic(results / STEPS_FILE, steps)
+    rerun_tiny(results, corruption=False)
+    assert not (results / CORRUPTION_DIR).exists()
+    assert json.loads((results / MANIFEST_FILE).read_text())["left_out"] == ["corruption"]
+    report = verify(results, real["profile"])
+    assert report.verdict == v.PASS, v.render_table(report)
+    corruption = {c.check: (c.verdict, c.detail) for c in report.checks if c.check.startswith("corruption")}
+    assert set(corruption) == {"corruption_facts"}, corruption
+    verdict, detail = corruption["corruption_facts"]
+    assert verdict == v.SKIP and "left it out (--no-corruption-choice)" in detail and "same --out" in detail
+
+    profile = tmp_path / "embedded-smoke"
+    v.record_profile(results, profile, real["tolerances"])
+    assert not (profile / CORRUPTION_DIR).exists() and (profile / TRANSCRIPTION_DIR).is_dir()
+    report = verify(real["rerun"], profile)
+    assert report.verdict == v.PASS, v.render_table(report)
+    skips = {c.check: c.detail for c in report.checks if c.verdict == v.SKIP}
+    assert "its run left it out, --no-corruption-choice" in skips["corruption_cells"], skips
+
+    rerun_tiny(results)  # the same command without the option
+    assert json.loads((results / MANIFEST_FILE).read_text())["left_out"] == []
+    report = verify(results, real["profile"])
+    assert report.verdict == v.PASS, v.render_table(report)
+    passed = {c.check for c in report.checks if c.verdict == v.PASS}
+    assert passed >= {"corruption_files", "corruption_fresh", "corruption_facts", "corruption_cells"}, passed
 
 
 @pytest.mark.slow  # ALSO_CAUGHT["issue30-resume"]
