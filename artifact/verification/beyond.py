@@ -11,8 +11,8 @@ Per analysis (`transcription`, `corruption`):
   tier only).
 A profile recorded before these analyses existed holds none of them: each check is then a SKIP "not recorded in this
 profile", never a FAIL. So is an analysis the run (or the profile's run) left out by the pipeline's option
-(`--no-corruption-choice`, the manifest's `left_out`): SKIP naming the option and how to add it. Recorded by `record_beyond`: expected/<profile>/{transcription,corruption}/{<doc>.json,
-facts.npz}.
+(`--no-corruption-choice`, the manifest's `left_out`): SKIP naming the option and how to add it. Recorded by
+`record_beyond`: expected/<profile>/{transcription,corruption}/{<doc>.json, facts.npz}.
 """
 
 from __future__ import annotations
