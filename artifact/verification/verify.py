@@ -193,6 +193,9 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
                         "samples (noise_band) judged the curves; peaks, correlations and shape need replicates")
                 elif tiers[arm] == "same-seed":
                     skipped["other-seed statistics"] = (
+                        "the profile's other-seed tier comes from its own noise samples and judges runs with another "
+                        "seed; this run drew the reference's noise, so its cells were compared one by one instead"
+                        if tolerances.get("other_seed") else
                         "the profile records no other-seed replicates (same-seed tier only): the run's cells were "
                         "compared one by one instead")
                 else:
@@ -227,7 +230,8 @@ def verify(results: Path, expected: Path, claims_fn: ClaimsFn = claims_from_comp
         if tiers:
             possible.insert(0, _tier_sentence(tiers, (same_seed_doc or {}).get("metrics") or same_seed_tolerance,
                                               tolerances is not None and other_seed_calibrated(tolerances),
-                                              family, from_samples=bool(noise_members)))
+                                              family, from_samples=bool(noise_members),
+                                              samples_tier=bool((tolerances or {}).get("other_seed"))))
         carryover_tier = (bool(tiers) and set(tiers.values()) == {"same-seed"},
                           (same_seed_doc or {}).get("metrics") or same_seed_tolerance)
     else:
@@ -334,14 +338,17 @@ def _within(tolerance: float | dict[str, float] | None) -> str:
 
 
 def _tier_sentence(tiers: dict[str, str], same_seed_tolerance: float | dict[str, float] | None,
-                   other_seed: bool = True, family: bool = False, from_samples: bool = False) -> str:
+                   other_seed: bool = True, family: bool = False, from_samples: bool = False,
+                   samples_tier: bool = False) -> str:
     """Which tolerance tier judged the curves, and why (`family`: every statistical check judged together from both
-    runs' own noise samples; `from_samples`: only the noise_band checks were)."""
+    runs' own noise samples; `from_samples`: only the noise_band checks were; `samples_tier`: the profile judges
+    another seed from its noise samples, which a same-seed run does not need)."""
     if set(tiers.values()) == {"same-seed"}:
         return (f"tier: same-seed (the run used the reference's noise seed, so it drew the same noise): "
                 f"every cell within {_within(same_seed_tolerance)}"
                 + (", on top of the other-seed checks" if other_seed else
-                   " (the profile has no other-seed calibration)"))
+                   " (the profile's other-seed tier, from its noise samples, is for runs with another seed)"
+                   if samples_tier else " (the profile has no other-seed calibration)"))
     why = ("the profile has no same-seed calibration" if same_seed_tolerance is None
            else "the run used another noise seed than the reference")
     mixed = "" if set(tiers.values()) == {"other-seed"} else f" ({', '.join(f'{a}: {t}' for a, t in tiers.items())})"

@@ -117,6 +117,9 @@ def test_the_reference_passes_the_same_seed_tier(world):
     assert report.verdict == v.PASS, v.render_table(report)
     assert any(c.check == "same_seed_cells" for c in report.checks)
     assert report.possible[0].startswith("tier: same-seed")
+    # the profile does judge another seed (from its noise samples): said so, not "no other-seed calibration"
+    assert "other-seed tier, from its noise samples, is for runs with another seed" in report.possible[0]
+    assert "comes from its own noise samples" in report.skipped["other-seed statistics"]
 
 
 def test_another_seed_is_judged_by_the_noise_samples_and_a_shift_fails(world):
