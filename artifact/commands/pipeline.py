@@ -12,7 +12,7 @@ from artifact.commands.options import add_command, add_io_options
 
 EXAMPLE = """examples:
   ./run_all.sh                                   # embedded models, smoke profile, ends with PASS/FAIL
-  ./run_all.sh --profile standard                # C1-C3 verdicts on the embedded models (about 6 h on 2 cores)
+  ./run_all.sh --profile standard                # C1-C3 verdicts on the embedded models (about 5 h on 2 cores)
   ./run_all.sh --profile standard --no-corruption-choice   # the same verdicts without the corruption choice
   ./run_all.sh --model spiritlm --checkpoints /checkpoints   # SpiritLM, review profile (about 4 h on one H100)
   ./run_all.sh --model spiritlm --checkpoints /checkpoints --profile full   # the paper's scale
@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="smoke (minutes on a CPU; default for the embedded models), standard (embedded, C1-C3 "
-                             "verdicts, about 6 h on 2 cores), review (SpiritLM's default: about 4 h on one H100) or "
-                             "full (the paper's scale); `python -m artifact cost --profile NAME` estimates each")
+                             "verdicts, about 5 h on 2 cores; 96 min without the corruption choice), review "
+                             "(SpiritLM's default: about 4 h on one H100) or full (the paper's scale); `python -m "
+                             "artifact cost --profile NAME` estimates each")
     parser.add_argument("--model", choices=model_names(),
                         help="a registered speech-text model (artifact.core.speechtext); default: spiritlm when the "
                              "checkpoints folder holds its layout, else embedded")

@@ -6,7 +6,8 @@ Torch-free, so the CLI lists them cheaply.
   verification/noise_band.py can reject at 5% from 4 samples on, smallest p-value 2 / C(8, 4) = 0.029; at 5 it is
   2 / C(10, 5) = 0.008); carry-over patching of hidden and MLP states.
 - standard (embedded): 56 facts of our own set across all 15 relations, 5 noise samples; C1-C3 verdicts on the
-  embedded models; about 6 h on 2 CPU cores, 3.7 h of it the corruption choice (issue 30).
+  embedded models; 96 min on 2 CPU cores without the corruption choice (measured), and 3.7 h more with it (cost
+  model; issue 30).
 - review (SpiritLM): 150 facts of ROME's known_1000; C1-C3 verdicts on SpiritLM; about 4 h on one H100, 2.8 h of it
   the corruption choice (cost model).
 - full (both): every Known fact of known_1000, per arm; the paper's scale; about 34 h on one H100 for SpiritLM, 23 h
@@ -142,8 +143,9 @@ PROFILES: dict[str, Profile] = {
         name="standard", facts="own", trace=TraceSettings(samples=5, noise_streams="per_sample"), t2t_positions="all",
         s2t_positions="representatives:1", count=56, held_out_share=0.25, models=("embedded",),
         purpose="verdicts on C1-C3 for the embedded models, with intervals narrower than half the effects",
-        budget="about 6 h on 2 CPU cores: 2 h of tracing and carry-over, 3.7 h of corruption choice (cost model: "
-               "python -m artifact cost --profile standard --model embedded --device cpu)",
+        budget="96 min on 2 CPU cores without the corruption choice (measured 2026-12-07; --no-corruption-choice), "
+               "and 3.7 h more for it (cost model: python -m artifact cost --profile standard --model embedded "
+               "--device cpu)",
         description="our own fact set; 56 facts known in both arms (round robin over all 15 relations, a quarter "
                     "from the speech model's held-out facts where it knows some), all kinds, 5 noise samples (each from its own stream), speech "
                     "traced at one representative per middle/further group. 56 = the smoke run's C1 intervals scaled "
