@@ -20,6 +20,9 @@ JOBS: tuple[str, ...] = (*KINDS, SEVERED)  # one result file per fact and job
 # Where a trace's noise samples come from (tracing/corruption.py): ROME's one RandomState(seed) stream, or sample s
 # from its own stream (seed, s).
 NOISE_STREAMS: tuple[str, ...] = ("rome", "per_sample")
+# Pipeline steps a run may leave out, with the option that does it: analyses beyond the paper whose results no later
+# step reads. The manifest names a left-out step in `left_out`, and verify.py judges its checks SKIP, not FAIL.
+OPTIONAL_STEPS: dict[str, str] = {"corruption": "--no-corruption-choice"}
 
 # ROME's six token groups, in the order of every [fact, group, layer] array.
 GROUPS: tuple[str, ...] = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")

@@ -47,6 +47,7 @@ from artifact.core.layout import (
     VERIFY_DIR,
     ResultsFolderError,
 )
+from artifact.core.names import OPTIONAL_STEPS
 from artifact.core.results import SUBSETS_KEY, ResultsFolder
 from artifact.core.settings import load_settings
 from artifact.core.speechtext import resolve, speech_text_model
@@ -80,9 +81,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Profile fields added after results folders existed; each only configures a step that comes later (carryover), so
 # an older folder takes the current value once and resumes.
 LATER_PROFILE_FIELDS: tuple[str, ...] = ("carryover", "corruption")
-# Steps a run may leave out, with the option that does it: analyses beyond the paper whose results nothing later
-# reads. A left-out step is named in the manifest's `left_out`, and verify.py judges its checks SKIP, not FAIL.
-OPTIONAL_STEPS: dict[str, str] = {"corruption": "--no-corruption-choice"}
 # Profile fields that describe rather than define a run (rewording them must not orphan a results folder).
 DESCRIPTIVE_PROFILE_FIELDS: tuple[str, ...] = ("purpose", "budget", "description")
 

@@ -35,7 +35,7 @@ from artifact.core.layout import (
     TRANSCRIPTION_DIR,
     TRANSCRIPTION_RESULTS_FILE,
 )
-from artifact.core.names import ARMS
+from artifact.core.names import ARMS, OPTIONAL_STEPS
 from artifact.core.results import ResultsFolder
 from artifact.verification.records import FAIL, PASS, SKIP, Check
 from artifact.verification.recompute import digest_problems, json_differences, stale_detail
@@ -44,7 +44,6 @@ STACKED_FILE = "facts.npz"
 DIGESTS_FILE = "facts.sha256"
 SHOWN = 3
 NOT_RECORDED = "not recorded in this profile (recorded before this analysis existed): re-record the profile"
-OPTIONS = {"corruption": "--no-corruption-choice"}  # the pipeline's option that leaves an analysis out
 
 
 def left_out(manifest: Path) -> list[str]:
@@ -61,7 +60,7 @@ def left_out(manifest: Path) -> list[str]:
 
 
 def _left_out_detail(analysis: str, where: str) -> str:
-    option = OPTIONS.get(analysis, "an option")
+    option = OPTIONAL_STEPS.get(analysis, "an option")
     if where == "run":
         return (f"{analysis}: the run left it out ({option}); rerun the same ./run_all.sh command without "
                 f"{option}, with the same --out, to add and check it (finished steps are kept)")
