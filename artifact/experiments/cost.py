@@ -273,9 +273,9 @@ def describe_estimate(est: dict[str, Any]) -> str:
     if est["trace_seconds"] is None:
         return f"trace time on {est['device']}: depends on how many facts the model knows"
     arms = ", ".join(f"{arm} {a['facts']} facts x {a['tflop_per_fact']:.3g} TFLOP" for arm, a in est["arms"].items())
-    later = [f"{name} {duration(est[key])}" for key, name in LATER_STEPS if est.get(key) is not None
-             and not (key == "corruption_seconds" and (est.get("corruption") or {}).get("facts") == 0)]
     left_out = (est.get("corruption") or {}).get("facts") == 0  # a plan of no fact, or --no-corruption-choice
+    later = [f"{name} {duration(est[key])}" for key, name in LATER_STEPS if est.get(key) is not None
+             and not (left_out and key == "corruption_seconds")]
     return (f"estimated trace time on {est['device']}: {est['trace_seconds'] / 60:.0f} min ({arms}; "
             f"{est['flops_per_second'] / 1e12:.3g} TFLOP/s, {est['throughput_source']})"
             + (f"; then {', '.join(later)} more" if later else "") + ("; no corruption choice" if left_out else ""))

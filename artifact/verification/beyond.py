@@ -59,13 +59,14 @@ def left_out(manifest: Path) -> list[str]:
     return [str(n) for n in names] if isinstance(names, list) else []
 
 
-def _left_out_detail(analysis: str, where: str) -> str:
+def _left_out_reason(analysis: str, where: str) -> str:
+    """Why an analysis left out by the run (`where` "run") or by the profile's run ("profile") is not checked."""
     option = OPTIONAL_STEPS.get(analysis, "an option")
     if where == "run":
-        return (f"{analysis}: the run left it out ({option}); rerun the same ./run_all.sh command without "
-                f"{option}, with the same --out, to add and check it (finished steps are kept)")
-    return (f"{analysis}: not recorded in this profile (its run left it out, {option}): record the profile from a "
-            f"run with it to check it")
+        return (f"the run left it out ({option}); rerun the same ./run_all.sh command without {option}, with the "
+                "same --out, to add and check it (finished steps are kept)")
+    return (f"not recorded in this profile (its run left it out, {option}): record the profile from a run with it "
+            "to check it")
 
 
 def _transcription_arrays(results: ResultsFolder, document: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -205,17 +206,15 @@ def check_against_profile(results: ResultsFolder, profile: Path, analysis: Analy
     if not stacked.is_file():
         if document is None:
             return [], skipped
-        if analysis.name in left_out(Path(profile) / MANIFEST_FILE):
-            detail = _left_out_detail(analysis.name, "profile")
-        else:
-            detail = f"{analysis.name}: {NOT_RECORDED}"
-        skipped[f"{analysis.name} cells"] = detail.split(": ", 1)[1]
-        return [Check(f"{analysis.name}_cells", SKIP, detail=detail)], skipped
+        reason = (_left_out_reason(analysis.name, "profile")
+                  if analysis.name in left_out(Path(profile) / MANIFEST_FILE) else NOT_RECORDED)
+        skipped[f"{analysis.name} cells"] = reason
+        return [Check(f"{analysis.name}_cells", SKIP, detail=f"{analysis.name}: {reason}")], skipped
     if document is None:
         if analysis.name in left_out(results.manifest_file):
-            detail = _left_out_detail(analysis.name, "run")
-            skipped[f"{analysis.name} cells"] = detail.split(": ", 1)[1]
-            return [Check(f"{analysis.name}_facts", SKIP, detail=detail)], skipped
+            reason = _left_out_reason(analysis.name, "run")
+            skipped[f"{analysis.name} cells"] = reason
+            return [Check(f"{analysis.name}_facts", SKIP, detail=f"{analysis.name}: {reason}")], skipped
         return [Check(f"{analysis.name}_facts", FAIL, detail=f"the profile records {analysis.name} results, the run "
                                                              f"has none ({analysis.folder}/{analysis.document}): "
                                                              "rerun the same ./run_all.sh command")], skipped
