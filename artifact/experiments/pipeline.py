@@ -123,12 +123,21 @@ class StepLog:
         return bool(self.steps.get(name, {}).get("done"))
 
     def start(self, name: str) -> None:
-        """Mark `name` started (kept across a kill, so its files from the killed attempt are its own too)."""
+        """Mark `name` started (kept across a kill, so its files from the killed attempt are its own too) and count
+        the attempt: an attempt that was killed never recorded its time, and `record` says how many were."""
         entry = self.steps.setdefault(name, {})
         if entry.get("done") or "started_ns" not in entry:
             entry["started_ns"] = time.time_ns()
+            entry["attempts"] = 0
+        elif "attempts" not in entry:  # started by a version that did not count attempts: one attempt at least
+            entry["attempts"] = 1
+        entry["attempts"] += 1
         entry["done"] = False
         write_json_atomic(self.path, self.steps)
+
+    def untimed(self, name: str) -> int:
+        """How many attempts at `name` were stopped before they finished, so that their time is not in its seconds."""
+        return int(self.steps.get(name, {}).get("untimed_attempts", 0))
 
     def reopen(self, name: str) -> None:
         """Mark a finished step not done (its files were removed and this run does not make them again)."""
@@ -138,7 +147,10 @@ class StepLog:
     def record(self, name: str, seconds: float, files: dict[str, str] | None = None, **extra: Any) -> None:
         entry = self.steps.get(name, {})
         previous = entry.get("seconds", 0.0)
+        untimed = int(entry.get("untimed_attempts", 0)) + max(int(entry.get("attempts", 1)) - 1, 0)
         self.steps[name] = {"done": True, "seconds": round(previous + seconds, 1), **extra}
+        if untimed:
+            self.steps[name]["untimed_attempts"] = untimed
         if "started_ns" in entry:
             self.steps[name]["started_ns"] = entry["started_ns"]
         if files is not None:
@@ -335,8 +347,8 @@ class PipelineRun:
         """Run `step` unless it is done (then say so), timing it and recording it with the digests of its files."""
         title = f"{number}/{total} {step.title}"
         if self.steps.done(step.name) and not step.always and not redo:
-            print(f"\n=== {title}: done in an earlier run, skipped ({self.steps.steps[step.name]['seconds']} s)",
-                  flush=True)
+            print(f"\n=== {title}: done in an earlier run, skipped ({self.steps.steps[step.name]['seconds']} s"
+                  f"{_untimed_note(self.steps.untimed(step.name))})", flush=True)
             return
         if step.name in self.left_out:
             if self.steps.done(step.name):  # to redo (a file of it changed and was removed), but not made now
@@ -355,7 +367,17 @@ class PipelineRun:
         files = {rel: sha256_file(path) for rel, path in sorted(tracked_files(self.out).items())
                  if rel in previous or path.stat().st_mtime_ns >= since}
         self.steps.record(step.name, seconds, files)
-        print(f"--- {title}: {seconds:.0f} s (elapsed {time.time() - self.started:.0f} s)", flush=True)
+        untimed = self.steps.untimed(step.name)
+        attempt = f" in this attempt{_untimed_note(untimed)}" if untimed else ""
+        print(f"--- {title}: {seconds:.0f} s{attempt} (elapsed {time.time() - self.started:.0f} s)", flush=True)
+
+
+def _untimed_note(untimed: int) -> str:
+    """', plus N attempt(s) stopped before finishing, not timed' (empty for none): a resumed step's seconds are
+    only the attempts that finished, and a reader of the time must know it."""
+    if not untimed:
+        return ""
+    return f", plus {untimed} earlier attempt{'s' if untimed > 1 else ''} stopped before finishing, not timed"
 
 
 # -------------------------------------------------------------------------------------------------------- steps
@@ -574,6 +596,7 @@ def manifest_step(run: PipelineRun) -> None:
     data["profile"] = run.profile.name
     data["model_name"] = choice.name
     data["left_out"] = sorted(name for name in run.left_out if not run.steps.done(name))
+    data["untimed_attempts"] = {name: run.steps.untimed(name) for name in run.steps.steps if run.steps.untimed(name)}
     data["cost_estimate"] = run.estimate
     write_manifest(run.out, data)
 

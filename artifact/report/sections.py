@@ -466,10 +466,17 @@ def section_manifest(page: Page, manifest: dict[str, Any] | None, problem: str |
         page.add("<h3>Settings</h3>" + _kv_table(_flatten(manifest.get("settings") or {})))
     times = (manifest or {}).get("steps") or {k: v.get("seconds") for k, v in (steps or {}).items()
                                              if isinstance(v, dict)}
+    untimed = (manifest or {}).get("untimed_attempts") or {k: v.get("untimed_attempts") for k, v in
+                                                           (steps or {}).items() if isinstance(v, dict)}
+    untimed = {k: int(v) for k, v in untimed.items() if v}
     if times:
         total = sum(float(v) for v in times.values() if isinstance(v, (int, float)))
+        rows = [(k, (f"{float(v):.1f} s" if isinstance(v, (int, float)) else v)
+                 + (f" + {untimed[k]} untimed attempt{'s' if untimed[k] > 1 else ''}" if k in untimed else ""))
+                for k, v in times.items()]
+        count = sum(untimed.values())
+        lower = f"; a lower bound: {count} stopped attempt{'s' if count > 1 else ''} not timed" if count else ""
         page.add("<h3>Step times</h3>" + _kv_table(
-            [(k, f"{float(v):.1f} s" if isinstance(v, (int, float)) else v) for k, v in times.items()]
-            + [("total (sum of steps)", f"{total:.0f} s ({total / 60:.1f} min)")], "kv steps"))
+            rows + [(f"total (sum of steps{lower})", f"{total:.0f} s ({total / 60:.1f} min)")], "kv steps"))
     page.add(f'<p class="srcline">Sources: {page.link(page.results / MANIFEST_FILE)} · '
              f'{page.link(page.results / STEPS_FILE)} · {page.link(page.results / PIPELINE_FILE)}</p></section>')

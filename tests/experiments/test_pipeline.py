@@ -151,6 +151,24 @@ def test_step_log_survives_a_restart(tmp_path):
     assert not again.done("t2t")
 
 
+def test_a_killed_attempt_is_counted_as_untimed(tmp_path):
+    log = StepLog.load(tmp_path / "steps.json")
+    log.start("t2t")  # killed: no record
+    again = StepLog.load(tmp_path / "steps.json")
+    again.start("t2t")
+    again.record("t2t", 354.0)
+    assert again.steps["t2t"]["seconds"] == 354.0 and again.untimed("t2t") == 1
+    assert StepLog.load(tmp_path / "steps.json").untimed("t2t") == 1
+    # a step that finished in its first attempt has none, and a step begun before attempts were counted has one
+    again.start("s2t")
+    again.record("s2t", 10.0)
+    assert again.untimed("s2t") == 0 and "untimed_attempts" not in again.steps["s2t"]
+    again.steps["aggregate"] = {"done": False, "started_ns": 1}
+    again.start("aggregate")
+    again.record("aggregate", 1.0)
+    assert again.untimed("aggregate") == 1
+
+
 def test_command_lists_every_profile_without_loading_torch():
     import subprocess
     import sys

@@ -190,6 +190,17 @@ def test_missing_parts_are_said_plainly(tmp_path):
         rh.write_report_html(tmp_path / "nope")
 
 
+def test_step_times_say_which_attempts_were_not_timed(tmp_path):
+    from artifact.manifest import collect_manifest, write_manifest
+
+    folder = tmp_path / "resumed"
+    folder.mkdir()
+    write_manifest(folder, {**collect_manifest(steps={"known": 146.0, "t2t": 354.0}), "untimed_attempts": {"t2t": 1}})
+    page = rh.build_report_html(folder)
+    assert "354.0 s + 1 untimed attempt" in page and "146.0 s<" in page
+    assert "total (sum of steps; a lower bound: 1 stopped attempt not timed)</th><td>500 s" in page
+
+
 def test_margins_and_verdicts():
     cond = {"ci_low": 0.2, "ci_high": 0.5, "requirement": "> 0"}
     assert margin(cond) == pytest.approx(0.2)
