@@ -468,7 +468,7 @@ def section_manifest(page: Page, manifest: dict[str, Any] | None, problem: str |
                                              if isinstance(v, dict)}
     untimed = (manifest or {}).get("untimed_attempts") or {k: v.get("untimed_attempts") for k, v in
                                                            (steps or {}).items() if isinstance(v, dict)}
-    untimed = {k: int(v) for k, v in untimed.items() if v}
+    untimed = {k: v for k, v in untimed.items() if isinstance(v, int) and v > 0} if isinstance(untimed, dict) else {}
     if times:
         total = sum(float(v) for v in times.values() if isinstance(v, (int, float)))
         rows = [(k, (f"{float(v):.1f} s" if isinstance(v, (int, float)) else v)

@@ -199,6 +199,10 @@ def test_step_times_say_which_attempts_were_not_timed(tmp_path):
     page = rh.build_report_html(folder)
     assert "354.0 s + 1 untimed attempt" in page and "146.0 s<" in page
     assert "total (sum of steps; a lower bound: 1 stopped attempt not timed)</th><td>500 s" in page
+    # a hand-edited manifest with a malformed entry: the times are still shown, without the note
+    write_manifest(folder, {**collect_manifest(steps={"t2t": 354.0}), "untimed_attempts": "t2t"}, keep_steps=False)
+    page = rh.build_report_html(folder)
+    assert "354.0 s<" in page and "total (sum of steps)</th>" in page
 
 
 def test_margins_and_verdicts():
